@@ -1,0 +1,1 @@
+//! Backend over unixODBC via odbc-api

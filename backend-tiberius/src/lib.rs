@@ -1,0 +1,1 @@
+//! Backend over SQL Server's TDS protocol via the tiberius crate

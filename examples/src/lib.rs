@@ -1,0 +1,1 @@
+//! The cms-failover command-line tool and small library examples

@@ -1,0 +1,1 @@
+//! Backend conformance suite and property-test harness shared by every backend
