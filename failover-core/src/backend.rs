@@ -154,7 +154,10 @@ impl DatabaseProbe {
     pub fn is_writable(&self) -> bool {
         self.state == DbState::Online
             && !self.read_only
-            && self.mirroring.as_ref().is_none_or(|m| m.role == MirrorRole::Principal)
+            && self
+                .mirroring
+                .as_ref()
+                .is_none_or(|m| m.role == MirrorRole::Principal)
     }
 }
 
@@ -251,16 +254,30 @@ pub trait Backend: Send + Sync {
     /// A short name for logs and reports (`fake`, `tiberius`, `odbc`).
     fn name(&self) -> &str;
 
+    /// The SQL text this backend sends for `op`, for what-if plans and reports (never
+    /// contains a secret). Backends that speak no SQL return nothing (the default).
+    fn statements(&self, _op: &crate::op::Op) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reads the instance's version and the state, read-only flag and mirroring of each
     /// requested database (`sys.databases` joined to `sys.database_mirroring`).
     /// Read-only; never changes anything. Databases that do not exist are left out.
     /// Errors: `Unreachable` when the instance cannot be reached, `Permission` on login failure.
-    async fn probe(&self, instance: &InstanceAddr, databases: &[DatabaseName]) -> Result<InstanceProbe, BackendError>;
+    async fn probe(
+        &self,
+        instance: &InstanceAddr,
+        databases: &[DatabaseName],
+    ) -> Result<InstanceProbe, BackendError>;
 
     /// Reads each database's change position on `instance` (the source's current position or
     /// the copy's applied position). Read-only. A database whose position the instance
     /// cannot tell has `position: None`.
-    async fn positions(&self, instance: &InstanceAddr, databases: &[DatabaseName]) -> Result<Vec<DatabasePosition>, BackendError>;
+    async fn positions(
+        &self,
+        instance: &InstanceAddr,
+        databases: &[DatabaseName],
+    ) -> Result<Vec<DatabasePosition>, BackendError>;
 
     /// CMS replica status rows, where the deployment exposes them. Read-only. The default
     /// returns no rows.
@@ -274,12 +291,21 @@ pub trait Backend: Send + Sync {
     /// On error the mode of each database is unknown: re-probe.
     /// Errors: `Transient` (5061 could not lock), `InvalidState` (database not ONLINE, a
     /// mirror, or missing), `Unreachable`.
-    async fn set_read_only(&self, instance: &InstanceAddr, databases: &[DatabaseName], read_only: bool) -> Result<(), BackendError>;
+    async fn set_read_only(
+        &self,
+        instance: &InstanceAddr,
+        databases: &[DatabaseName],
+        read_only: bool,
+    ) -> Result<(), BackendError>;
 
     /// Brings each database that is RESTORING (and not a mirror in a session) online with
     /// `RESTORE DATABASE … WITH RECOVERY`. Idempotent: an ONLINE database is left as is.
     /// Errors: `InvalidState` when a database is a mirror or missing.
-    async fn recover(&self, instance: &InstanceAddr, databases: &[DatabaseName]) -> Result<(), BackendError>;
+    async fn recover(
+        &self,
+        instance: &InstanceAddr,
+        databases: &[DatabaseName],
+    ) -> Result<(), BackendError>;
 
     /// Makes the right mirroring partner principal for each database and returns the
     /// instance clients must now use. `Planned` is issued on the current principal
@@ -288,28 +314,53 @@ pub trait Backend: Send + Sync {
     /// `Forced` call, nothing changes and `instance` is returned.
     /// Errors: `InvalidState` (1422 not synchronized, 1455 cannot force, not mirrored),
     /// `Transient` (1404 busy), `Unreachable` (1418).
-    async fn mirror_failover(&self, instance: &InstanceAddr, databases: &[DatabaseName], kind: MirrorFailoverKind) -> Result<InstanceAddr, BackendError>;
+    async fn mirror_failover(
+        &self,
+        instance: &InstanceAddr,
+        databases: &[DatabaseName],
+        kind: MirrorFailoverKind,
+    ) -> Result<InstanceAddr, BackendError>;
 
     /// Takes the exclusive cross-process failover lock `resource` on `instance`, owned by this
     /// backend's session (`sp_getapplock` in `master`, `@LockTimeout = 0`). Never waits.
     /// Idempotent for the holder. The lock is lost if the session's connection drops.
-    async fn acquire_lock(&self, instance: &InstanceAddr, resource: &str) -> Result<LockAttempt, BackendError>;
+    async fn acquire_lock(
+        &self,
+        instance: &InstanceAddr,
+        resource: &str,
+    ) -> Result<LockAttempt, BackendError>;
 
     /// Releases the lock if this session holds it. Idempotent: releasing a lock not held
     /// succeeds.
-    async fn release_lock(&self, instance: &InstanceAddr, resource: &str) -> Result<(), BackendError>;
+    async fn release_lock(
+        &self,
+        instance: &InstanceAddr,
+        resource: &str,
+    ) -> Result<(), BackendError>;
 
     /// Whether this session still holds the lock (false after its connection dropped).
-    async fn lock_held(&self, instance: &InstanceAddr, resource: &str) -> Result<bool, BackendError>;
+    async fn lock_held(
+        &self,
+        instance: &InstanceAddr,
+        resource: &str,
+    ) -> Result<bool, BackendError>;
 
     /// Reads the active-location record kept on `instance`, `None` if never written.
-    async fn read_location(&self, instance: &InstanceAddr) -> Result<Option<LocationRecord>, BackendError>;
+    async fn read_location(
+        &self,
+        instance: &InstanceAddr,
+    ) -> Result<Option<LocationRecord>, BackendError>;
 
     /// Writes the active-location record on `instance` if the stored epoch equals
     /// `expected_epoch` (`None`: no record yet), atomically (compare-and-swap).
     /// Idempotent: writing the same record again succeeds.
     /// Errors: `InvalidState` when the stored epoch differs (someone else failed over).
-    async fn write_location(&self, instance: &InstanceAddr, record: &LocationRecord, expected_epoch: Option<u64>) -> Result<(), BackendError>;
+    async fn write_location(
+        &self,
+        instance: &InstanceAddr,
+        record: &LocationRecord,
+        expected_epoch: Option<u64>,
+    ) -> Result<(), BackendError>;
 }
 
 #[async_trait]
@@ -317,22 +368,43 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn name(&self) -> &str {
         (**self).name()
     }
-    async fn probe(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<InstanceProbe, BackendError> {
+    fn statements(&self, op: &crate::op::Op) -> Vec<String> {
+        (**self).statements(op)
+    }
+    async fn probe(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<InstanceProbe, BackendError> {
         (**self).probe(i, d).await
     }
-    async fn positions(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<Vec<DatabasePosition>, BackendError> {
+    async fn positions(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<Vec<DatabasePosition>, BackendError> {
         (**self).positions(i, d).await
     }
     async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
         (**self).replicas(i).await
     }
-    async fn set_read_only(&self, i: &InstanceAddr, d: &[DatabaseName], ro: bool) -> Result<(), BackendError> {
+    async fn set_read_only(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        ro: bool,
+    ) -> Result<(), BackendError> {
         (**self).set_read_only(i, d, ro).await
     }
     async fn recover(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<(), BackendError> {
         (**self).recover(i, d).await
     }
-    async fn mirror_failover(&self, i: &InstanceAddr, d: &[DatabaseName], k: MirrorFailoverKind) -> Result<InstanceAddr, BackendError> {
+    async fn mirror_failover(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        k: MirrorFailoverKind,
+    ) -> Result<InstanceAddr, BackendError> {
         (**self).mirror_failover(i, d, k).await
     }
     async fn acquire_lock(&self, i: &InstanceAddr, r: &str) -> Result<LockAttempt, BackendError> {
@@ -344,10 +416,18 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     async fn lock_held(&self, i: &InstanceAddr, r: &str) -> Result<bool, BackendError> {
         (**self).lock_held(i, r).await
     }
-    async fn read_location(&self, i: &InstanceAddr) -> Result<Option<LocationRecord>, BackendError> {
+    async fn read_location(
+        &self,
+        i: &InstanceAddr,
+    ) -> Result<Option<LocationRecord>, BackendError> {
         (**self).read_location(i).await
     }
-    async fn write_location(&self, i: &InstanceAddr, r: &LocationRecord, e: Option<u64>) -> Result<(), BackendError> {
+    async fn write_location(
+        &self,
+        i: &InstanceAddr,
+        r: &LocationRecord,
+        e: Option<u64>,
+    ) -> Result<(), BackendError> {
         (**self).write_location(i, r, e).await
     }
 }

@@ -26,7 +26,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether the driver may retry an operation that failed with this kind.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Unreachable)
+        matches!(
+            self,
+            ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Unreachable
+        )
     }
 }
 
@@ -101,8 +104,19 @@ pub struct BackendError {
 
 impl BackendError {
     /// Builds an error without an SQL Server error number.
-    pub fn new(kind: ErrorKind, operation: Operation, instance: impl fmt::Display, message: impl Into<String>) -> Self {
-        Self { kind, operation, instance: instance.to_string(), code: None, message: message.into() }
+    pub fn new(
+        kind: ErrorKind,
+        operation: Operation,
+        instance: impl fmt::Display,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            operation,
+            instance: instance.to_string(),
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// Attaches the SQL Server error number.

@@ -11,4 +11,18 @@ pub mod model;
 pub use backend::*;
 pub use error::{BackendError, ErrorKind, Operation};
 pub use model::*;
+pub mod machine;
+pub mod op;
+pub mod outcome;
+pub mod request;
 pub mod sqlerror;
+
+pub use machine::{Action, Batch, Machine, StateName};
+pub use op::{Op, OpResult};
+pub use outcome::{DataLossEstimate, Outcome};
+pub use request::{FailoverRequest, Mode, Settings};
+pub mod driver;
+pub mod journal;
+
+pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
+pub use journal::{FileJournal, Journal, MemoryJournal};

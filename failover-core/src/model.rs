@@ -24,8 +24,16 @@ pub struct ValidationError {
 
 impl ValidationError {
     /// Builds an error for `field` holding `value` that broke `rule`.
-    pub fn new(field: impl Into<String>, value: impl Into<String>, rule: impl Into<String>) -> Self {
-        Self { field: field.into(), value: value.into(), rule: rule.into() }
+    pub fn new(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.into(),
+            rule: rule.into(),
+        }
     }
 
     /// Returns the same error attributed to another field name (e.g. a CLI flag).
@@ -110,24 +118,162 @@ impl fmt::Display for HostName {
 
 /// Words SQL Server does not accept as an instance name (compared case-insensitively).
 const RESERVED_INSTANCE_NAMES: &[&str] = &[
-    "DEFAULT", "MSSQLSERVER", "ADD", "ALL", "ALTER", "AND", "ANY", "AS", "ASC", "BACKUP",
-    "BEGIN", "BETWEEN", "BREAK", "BROWSE", "BULK", "BY", "CASCADE", "CASE", "CHECK",
-    "CHECKPOINT", "CLOSE", "CLUSTERED", "COLUMN", "COMMIT", "COMPUTE", "CONSTRAINT",
-    "CONTAINS", "CONTINUE", "CONVERT", "CREATE", "CROSS", "CURRENT", "CURSOR", "DATABASE",
-    "DBCC", "DEALLOCATE", "DECLARE", "DELETE", "DENY", "DESC", "DISK", "DISTINCT",
-    "DISTRIBUTED", "DOUBLE", "DROP", "DUMP", "ELSE", "END", "ERRLVL", "ESCAPE", "EXCEPT",
-    "EXEC", "EXECUTE", "EXISTS", "EXIT", "EXTERNAL", "FETCH", "FILE", "FILLFACTOR", "FOR",
-    "FOREIGN", "FREETEXT", "FROM", "FULL", "FUNCTION", "GOTO", "GRANT", "GROUP", "HAVING",
-    "HOLDLOCK", "IDENTITY", "IF", "IN", "INDEX", "INNER", "INSERT", "INTERSECT", "INTO", "IS",
-    "JOIN", "KEY", "KILL", "LEFT", "LIKE", "LINENO", "LOAD", "MERGE", "NATIONAL", "NOCHECK",
-    "NONCLUSTERED", "NOT", "NULL", "NULLIF", "OF", "OFF", "OFFSETS", "ON", "OPEN", "OPTION",
-    "OR", "ORDER", "OUTER", "OVER", "PERCENT", "PIVOT", "PLAN", "PRECISION", "PRIMARY",
-    "PRINT", "PROC", "PROCEDURE", "PUBLIC", "RAISERROR", "READ", "RECONFIGURE", "REFERENCES",
-    "REPLICATION", "RESTORE", "RESTRICT", "RETURN", "REVERT", "REVOKE", "RIGHT", "ROLLBACK",
-    "ROWCOUNT", "RULE", "SAVE", "SCHEMA", "SELECT", "SET", "SETUSER", "SHUTDOWN", "SOME",
-    "STATISTICS", "TABLE", "THEN", "TO", "TOP", "TRAN", "TRANSACTION", "TRIGGER", "TRUNCATE",
-    "UNION", "UNIQUE", "UNPIVOT", "UPDATE", "USE", "USER", "VALUES", "VARYING", "VIEW",
-    "WAITFOR", "WHEN", "WHERE", "WHILE", "WITH",
+    "DEFAULT",
+    "MSSQLSERVER",
+    "ADD",
+    "ALL",
+    "ALTER",
+    "AND",
+    "ANY",
+    "AS",
+    "ASC",
+    "BACKUP",
+    "BEGIN",
+    "BETWEEN",
+    "BREAK",
+    "BROWSE",
+    "BULK",
+    "BY",
+    "CASCADE",
+    "CASE",
+    "CHECK",
+    "CHECKPOINT",
+    "CLOSE",
+    "CLUSTERED",
+    "COLUMN",
+    "COMMIT",
+    "COMPUTE",
+    "CONSTRAINT",
+    "CONTAINS",
+    "CONTINUE",
+    "CONVERT",
+    "CREATE",
+    "CROSS",
+    "CURRENT",
+    "CURSOR",
+    "DATABASE",
+    "DBCC",
+    "DEALLOCATE",
+    "DECLARE",
+    "DELETE",
+    "DENY",
+    "DESC",
+    "DISK",
+    "DISTINCT",
+    "DISTRIBUTED",
+    "DOUBLE",
+    "DROP",
+    "DUMP",
+    "ELSE",
+    "END",
+    "ERRLVL",
+    "ESCAPE",
+    "EXCEPT",
+    "EXEC",
+    "EXECUTE",
+    "EXISTS",
+    "EXIT",
+    "EXTERNAL",
+    "FETCH",
+    "FILE",
+    "FILLFACTOR",
+    "FOR",
+    "FOREIGN",
+    "FREETEXT",
+    "FROM",
+    "FULL",
+    "FUNCTION",
+    "GOTO",
+    "GRANT",
+    "GROUP",
+    "HAVING",
+    "HOLDLOCK",
+    "IDENTITY",
+    "IF",
+    "IN",
+    "INDEX",
+    "INNER",
+    "INSERT",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "KEY",
+    "KILL",
+    "LEFT",
+    "LIKE",
+    "LINENO",
+    "LOAD",
+    "MERGE",
+    "NATIONAL",
+    "NOCHECK",
+    "NONCLUSTERED",
+    "NOT",
+    "NULL",
+    "NULLIF",
+    "OF",
+    "OFF",
+    "OFFSETS",
+    "ON",
+    "OPEN",
+    "OPTION",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "OVER",
+    "PERCENT",
+    "PIVOT",
+    "PLAN",
+    "PRECISION",
+    "PRIMARY",
+    "PRINT",
+    "PROC",
+    "PROCEDURE",
+    "PUBLIC",
+    "RAISERROR",
+    "READ",
+    "RECONFIGURE",
+    "REFERENCES",
+    "REPLICATION",
+    "RESTORE",
+    "RESTRICT",
+    "RETURN",
+    "REVERT",
+    "REVOKE",
+    "RIGHT",
+    "ROLLBACK",
+    "ROWCOUNT",
+    "RULE",
+    "SAVE",
+    "SCHEMA",
+    "SELECT",
+    "SET",
+    "SETUSER",
+    "SHUTDOWN",
+    "SOME",
+    "STATISTICS",
+    "TABLE",
+    "THEN",
+    "TO",
+    "TOP",
+    "TRAN",
+    "TRANSACTION",
+    "TRIGGER",
+    "TRUNCATE",
+    "UNION",
+    "UNIQUE",
+    "UNPIVOT",
+    "UPDATE",
+    "USE",
+    "USER",
+    "VALUES",
+    "VARYING",
+    "VIEW",
+    "WAITFOR",
+    "WHEN",
+    "WHERE",
+    "WHILE",
+    "WITH",
 ];
 
 /// A SQL Server named-instance name (e.g. `RTC`).
@@ -154,14 +300,19 @@ impl InstanceName {
         let mut chars = s.chars();
         let first = chars.next().unwrap_or_default();
         if !(first.is_alphabetic() || matches!(first, '_' | '&' | '#')) {
-            return Err(err("an instance name must start with a letter, `_`, `&` or `#`"));
+            return Err(err(
+                "an instance name must start with a letter, `_`, `&` or `#`",
+            ));
         }
         if !chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '&' | '#')) {
             return Err(err(
                 "an instance name may contain only letters, digits, `_`, `$`, `&` and `#`",
             ));
         }
-        if RESERVED_INSTANCE_NAMES.iter().any(|w| w.eq_ignore_ascii_case(s)) {
+        if RESERVED_INSTANCE_NAMES
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(s))
+        {
             return Err(err("this is a reserved word and cannot name an instance"));
         }
         Ok(Self(s.to_string()))
@@ -215,7 +366,11 @@ pub struct InstanceAddr {
 impl InstanceAddr {
     /// Builds an address from its validated parts.
     pub fn new(host: HostName, instance: Option<InstanceName>, port: Option<u16>) -> Self {
-        Self { host, instance, port }
+        Self {
+            host,
+            instance,
+            port,
+        }
     }
 
     /// Parses `fqdn[\instance][,port]`, e.g. `sql01.contoso.com\RTC` or `127.0.0.1,14330`.
@@ -237,7 +392,11 @@ impl InstanceAddr {
             Some((h, i)) => (h, Some(InstanceName::parse(i)?)),
             None => (rest, None),
         };
-        Ok(Self { host: HostName::parse(host)?, instance, port })
+        Ok(Self {
+            host: HostName::parse(host)?,
+            instance,
+            port,
+        })
     }
 
     /// Parses a host and an optional instance name given separately (as the cmdlet's
@@ -278,7 +437,10 @@ impl InstanceAddr {
     fn key(&self) -> (String, String, Option<u16>) {
         (
             self.host.0.to_ascii_lowercase(),
-            self.instance.as_ref().map(|i| i.0.to_ascii_uppercase()).unwrap_or_default(),
+            self.instance
+                .as_ref()
+                .map(|i| i.0.to_ascii_uppercase())
+                .unwrap_or_default(),
             self.port,
         )
     }
@@ -428,7 +590,10 @@ pub struct Store {
 
 impl Store {
     /// Builds a store, rejecting a mirror equal to the principal.
-    pub fn new(principal: InstanceAddr, mirror: Option<InstanceAddr>) -> Result<Self, ValidationError> {
+    pub fn new(
+        principal: InstanceAddr,
+        mirror: Option<InstanceAddr>,
+    ) -> Result<Self, ValidationError> {
         if mirror.as_ref() == Some(&principal) {
             return Err(ValidationError::new(
                 "mirror",
@@ -474,7 +639,11 @@ pub struct Topology {
 impl Topology {
     /// Builds a topology, checking that the stores share no instance and that the database
     /// list is non-empty and free of duplicates.
-    pub fn new(active: Store, backup: Store, databases: Vec<DatabaseName>) -> Result<Self, ValidationError> {
+    pub fn new(
+        active: Store,
+        backup: Store,
+        databases: Vec<DatabaseName>,
+    ) -> Result<Self, ValidationError> {
         for a in active.instances() {
             if backup.contains(a) {
                 return Err(ValidationError::new(
@@ -485,14 +654,26 @@ impl Topology {
             }
         }
         if databases.is_empty() {
-            return Err(ValidationError::new("databases", "", "at least one database is required"));
+            return Err(ValidationError::new(
+                "databases",
+                "",
+                "at least one database is required",
+            ));
         }
         for (i, d) in databases.iter().enumerate() {
             if databases[..i].contains(d) {
-                return Err(ValidationError::new("databases", d.as_str(), "each database may be listed once"));
+                return Err(ValidationError::new(
+                    "databases",
+                    d.as_str(),
+                    "each database may be listed once",
+                ));
             }
         }
-        Ok(Self { active, backup, databases })
+        Ok(Self {
+            active,
+            backup,
+            databases,
+        })
     }
 
     /// Every instance of both stores.
@@ -502,7 +683,9 @@ impl Topology {
 
     /// The store that contains `addr`, if any.
     pub fn store_of(&self, addr: &InstanceAddr) -> Option<&Store> {
-        [&self.active, &self.backup].into_iter().find(|s| s.contains(addr))
+        [&self.active, &self.backup]
+            .into_iter()
+            .find(|s| s.contains(addr))
     }
 }
 
@@ -517,7 +700,10 @@ mod tests {
         assert_eq!(a.instance().unwrap().as_str(), "RTC");
         assert_eq!(a.port(), Some(1433));
         assert_eq!(a.to_string(), "sql01.contoso.com\\RTC,1433");
-        assert_eq!(a, InstanceAddr::parse("SQL01.Contoso.com\\rtc,1433").unwrap());
+        assert_eq!(
+            a,
+            InstanceAddr::parse("SQL01.Contoso.com\\rtc,1433").unwrap()
+        );
         let ip = InstanceAddr::parse("127.0.0.1,14330").unwrap();
         assert_eq!(ip.port(), Some(14330));
         assert!(InstanceAddr::parse("::1").is_ok());
@@ -526,29 +712,87 @@ mod tests {
 
     #[test]
     fn rejects_bad_hosts_with_the_rule() {
-        for bad in ["", "-bad.com", "bad-.com", "a..b", "sp ace.com", "under_score.com", "x;drop"] {
+        for bad in [
+            "",
+            "-bad.com",
+            "bad-.com",
+            "a..b",
+            "sp ace.com",
+            "under_score.com",
+            "x;drop",
+        ] {
             let e = InstanceAddr::parse(bad).unwrap_err();
             assert_eq!(e.field, "server FQDN", "{bad}");
             assert!(!e.rule.is_empty());
         }
         let long_label = format!("{}.com", "a".repeat(64));
-        assert!(HostName::parse(&long_label).unwrap_err().rule.contains("63"));
+        assert!(
+            HostName::parse(&long_label)
+                .unwrap_err()
+                .rule
+                .contains("63")
+        );
         let long_name = vec!["a".repeat(60); 5].join(".");
-        assert!(HostName::parse(&long_name).unwrap_err().rule.contains("253"));
-        assert!(InstanceAddr::parse("host,0").unwrap_err().rule.contains("port"));
-        assert!(InstanceAddr::parse("host,70000").unwrap_err().rule.contains("port"));
+        assert!(
+            HostName::parse(&long_name)
+                .unwrap_err()
+                .rule
+                .contains("253")
+        );
+        assert!(
+            InstanceAddr::parse("host,0")
+                .unwrap_err()
+                .rule
+                .contains("port")
+        );
+        assert!(
+            InstanceAddr::parse("host,70000")
+                .unwrap_err()
+                .rule
+                .contains("port")
+        );
     }
 
     #[test]
     fn instance_name_rules() {
         assert!(InstanceName::parse("RTC").is_ok());
         assert!(InstanceName::parse("_a$b#c&").is_ok());
-        assert!(InstanceName::parse("ABCDEFGHIJKLMNOPQ").unwrap_err().rule.contains("16"));
-        assert!(InstanceName::parse("has space").unwrap_err().rule.contains("spaces"));
-        assert!(InstanceName::parse("default").unwrap_err().rule.contains("reserved"));
-        assert!(InstanceName::parse("MSSQLServer").unwrap_err().rule.contains("reserved"));
-        assert!(InstanceName::parse("select").unwrap_err().rule.contains("reserved"));
-        assert!(InstanceName::parse("1abc").unwrap_err().rule.contains("start"));
+        assert!(
+            InstanceName::parse("ABCDEFGHIJKLMNOPQ")
+                .unwrap_err()
+                .rule
+                .contains("16")
+        );
+        assert!(
+            InstanceName::parse("has space")
+                .unwrap_err()
+                .rule
+                .contains("spaces")
+        );
+        assert!(
+            InstanceName::parse("default")
+                .unwrap_err()
+                .rule
+                .contains("reserved")
+        );
+        assert!(
+            InstanceName::parse("MSSQLServer")
+                .unwrap_err()
+                .rule
+                .contains("reserved")
+        );
+        assert!(
+            InstanceName::parse("select")
+                .unwrap_err()
+                .rule
+                .contains("reserved")
+        );
+        assert!(
+            InstanceName::parse("1abc")
+                .unwrap_err()
+                .rule
+                .contains("start")
+        );
         assert!(InstanceName::parse("a;b").is_err());
         assert!(InstanceName::parse("").is_err());
     }
@@ -565,10 +809,18 @@ mod tests {
         assert!(DatabaseName::parse("xds").is_ok());
         assert!(DatabaseName::parse("we]ird'; DROP --").is_ok());
         assert!(DatabaseName::parse("").is_err());
-        assert!(DatabaseName::parse(&"x".repeat(129)).unwrap_err().rule.contains("128"));
+        assert!(
+            DatabaseName::parse(&"x".repeat(129))
+                .unwrap_err()
+                .rule
+                .contains("128")
+        );
         assert!(DatabaseName::parse("a\u{0}b").is_err());
         assert!(DatabaseName::parse(" xds").is_err());
-        assert_eq!(DatabaseName::parse("XDS").unwrap(), DatabaseName::parse("xds").unwrap());
+        assert_eq!(
+            DatabaseName::parse("XDS").unwrap(),
+            DatabaseName::parse("xds").unwrap()
+        );
     }
 
     #[test]
@@ -576,7 +828,10 @@ mod tests {
         let s = |p: &str| Store::new(InstanceAddr::parse(p).unwrap(), None).unwrap();
         assert!(Topology::new(s("a"), s("a"), DatabaseName::cms_defaults()).is_err());
         assert!(Topology::new(s("a"), s("b"), vec![]).is_err());
-        let dup = vec![DatabaseName::parse("xds").unwrap(), DatabaseName::parse("XDS").unwrap()];
+        let dup = vec![
+            DatabaseName::parse("xds").unwrap(),
+            DatabaseName::parse("XDS").unwrap(),
+        ];
         assert!(Topology::new(s("a"), s("b"), dup).is_err());
         let t = Topology::new(s("a"), s("b"), DatabaseName::cms_defaults()).unwrap();
         assert_eq!(t.instances().count(), 2);

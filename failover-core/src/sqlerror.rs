@@ -33,9 +33,8 @@ pub fn classify(number: i32) -> ErrorKind {
         -2 => ErrorKind::Timeout,
         954 | 955 | 1418 | 10053 | 10054 | 10060 | 233 | 2 | 53 => ErrorKind::Unreachable,
         18456 | 229 | 230 | 262 | 300 | 15247 | 916 | 4060 => ErrorKind::Permission,
-        3906 | 5069 | 5070 | 1422 | 1455 | 911 | 3101 | 3013 | 3104 | 3108 | 3117 | 1412 | 1416 | 1443 | 1447 => {
-            ErrorKind::InvalidState
-        }
+        3906 | 5069 | 5070 | 1422 | 1455 | 911 | 3101 | 3013 | 3104 | 3108 | 3117 | 1412 | 1416
+        | 1443 | 1447 => ErrorKind::InvalidState,
         _ => ErrorKind::Fatal,
     }
 }

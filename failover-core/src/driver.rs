@@ -1,0 +1,539 @@
+//! Runs a [`Machine`] over a [`Backend`]: per-call timeouts, bounded retries of retryable
+//! errors, concurrent batches, the journal, progress events and cancellation.
+
+use crate::backend::{Backend, InstanceProbe};
+use crate::error::{BackendError, ErrorKind};
+use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
+use crate::machine::{Action, Machine, Progress, StateName};
+use crate::model::{InstanceAddr, Topology};
+use crate::op::{Op, OpResult};
+use crate::outcome::{DataLossEstimate, Outcome};
+use crate::request::{FailoverRequest, Mode};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Something that wants to hear about a run as it happens (progress bars, logs).
+pub trait Observer: Send + Sync {
+    /// Called for every event, in order.
+    fn on_event(&self, event: &RunEvent);
+}
+
+/// What happens during a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// A step started.
+    StepStarted {
+        /// Its state.
+        state: StateName,
+        /// What it does.
+        description: String,
+        /// Whether its calls are actually made (false for mutating steps in what-if).
+        executed: bool,
+    },
+    /// A call failed and will be retried.
+    Retrying {
+        /// The call.
+        op: String,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// Its error.
+        error: BackendError,
+    },
+    /// A call finished (after any retries).
+    OpFinished {
+        /// The call.
+        op: String,
+        /// How many attempts it took.
+        attempts: u32,
+        /// Its error, if it failed.
+        error: Option<BackendError>,
+    },
+    /// Waiting for replication.
+    Waiting(Progress),
+    /// The run ended.
+    Finished(Outcome),
+}
+
+/// Cancels a run at its next safe point (Ctrl-C). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CancelHandle {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for CancelHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CancelHandle {
+    /// A handle that has not been triggered.
+    pub fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.tx.send_replace(true);
+    }
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
+    }
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+/// One call within a step, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// The call.
+    pub op: Op,
+    /// Human-readable form of the call.
+    pub summary: String,
+    /// The SQL the backend sends for it (empty for non-SQL backends).
+    pub sql: Vec<String>,
+    /// Attempts made (0: not executed, what-if).
+    pub attempts: u32,
+    /// How long it took in all, milliseconds.
+    pub duration_ms: u64,
+    /// Its final error, if any.
+    pub error: Option<BackendError>,
+    /// Errors of attempts that were retried.
+    pub retried_errors: Vec<BackendError>,
+}
+
+/// One step of a run, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The state that ran it.
+    pub state: StateName,
+    /// What it does.
+    pub description: String,
+    /// What must hold for it.
+    pub precondition: String,
+    /// What it changes.
+    pub changes: String,
+    /// Start, milliseconds since the run started.
+    pub started_ms: u64,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Duration, milliseconds.
+    pub duration_ms: u64,
+    /// Whether its calls were made (false: what-if skipped a change).
+    pub executed: bool,
+    /// Its calls.
+    pub ops: Vec<OpRecord>,
+}
+
+/// The write-unavailability window: from the fence to the target writable and recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Fence issued, milliseconds since the run started.
+    pub start_ms: u64,
+    /// Target writable and recorded, milliseconds since the run started.
+    pub end_ms: u64,
+    /// The window's length, microseconds.
+    pub duration_us: u64,
+}
+
+/// Everything about one run: the source of the HTML report and the `--json` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: String,
+    /// The mode.
+    pub mode: Mode,
+    /// Plan only.
+    pub what_if: bool,
+    /// The topology.
+    pub topology: Topology,
+    /// The backend's name.
+    pub backend: String,
+    /// Start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// End, milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+    /// Duration in microseconds.
+    pub duration_us: u64,
+    /// Every step.
+    pub steps: Vec<StepRecord>,
+    /// The states entered, in order.
+    pub states: Vec<StateName>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// What would block the run (what-if).
+    pub blockers: Vec<String>,
+    /// Disaster-recovery data-loss estimate.
+    pub data_loss: Option<Vec<DataLossEstimate>>,
+    /// The write-unavailability window, when a fence was issued and the run committed.
+    pub window: Option<Window>,
+    /// The last probe of each instance (the final state where the run verified it).
+    pub final_state: Vec<(InstanceAddr, Result<InstanceProbe, BackendError>)>,
+}
+
+impl RunReport {
+    /// The steps that change something, in order: the plan of a what-if run.
+    pub fn plan(&self) -> Vec<&StepRecord> {
+        self.steps
+            .iter()
+            .filter(|s| s.ops.iter().any(|o| o.op.is_mutating()))
+            .collect()
+    }
+}
+
+/// Runs failovers over a backend.
+pub struct Driver {
+    backend: Arc<dyn Backend>,
+    journal: Option<Arc<dyn Journal>>,
+    observer: Option<Arc<dyn Observer>>,
+    cancel: CancelHandle,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    /// A driver over `backend`, with no journal and no observer.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            journal: None,
+            observer: None,
+            cancel: CancelHandle::new(),
+        }
+    }
+
+    /// Journals every step to `journal`.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Sends progress events to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Uses `cancel` to stop runs.
+    pub fn with_cancel(mut self, cancel: CancelHandle) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The cancel handle of this driver's runs.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    fn emit(&self, e: RunEvent) {
+        if let Some(o) = &self.observer {
+            o.on_event(&e);
+        }
+    }
+
+    fn journal(&self, run_id: &str, seq: &mut u64, event: JournalEvent) -> Result<(), String> {
+        if let Some(j) = &self.journal {
+            *seq += 1;
+            j.append(&JournalRecord {
+                run_id: run_id.to_string(),
+                seq: *seq,
+                at_unix_ms: unix_ms(),
+                event,
+            })
+            .map_err(|e| format!("cannot write the journal: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `req` to one of the outcomes and reports every step.
+    ///
+    /// A non-restore run is refused when the journal holds an unfinished run (restore
+    /// first); a restore run marks the unfinished runs it settles as resolved.
+    pub async fn run(&self, req: FailoverRequest) -> RunReport {
+        let started = Instant::now();
+        let started_unix_ms = unix_ms();
+        let mut steps: Vec<StepRecord> = Vec::new();
+        let mut seq = 0u64;
+        let mut machine = Machine::new(req.clone());
+
+        let mut pre_refusal: Option<String> = None;
+        let mut interrupted: Vec<String> = Vec::new();
+        if let Some(j) = &self.journal {
+            match j.records() {
+                Ok(records) => {
+                    let unfinished = unfinished_runs(&records);
+                    if !unfinished.is_empty() && !matches!(req.mode, Mode::Restore) && !req.what_if
+                    {
+                        let u = &unfinished[0];
+                        pre_refusal = Some(format!(
+                            "an earlier {} run ({}) did not finish (last step {}); if it is no longer running, run `cms-failover restore` first",
+                            u.request.mode,
+                            u.run_id,
+                            u.last_state.map(|s| s.as_str()).unwrap_or("none")
+                        ));
+                    }
+                    interrupted = unfinished.into_iter().map(|u| u.run_id).collect();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => pre_refusal = Some(format!("cannot read the journal: {e}")),
+            }
+        }
+        if pre_refusal.is_none()
+            && !req.what_if
+            && let Err(e) = self.journal(
+                &req.run_id,
+                &mut seq,
+                JournalEvent::Started {
+                    request: Box::new(req.clone()),
+                },
+            )
+        {
+            pre_refusal = Some(e);
+        }
+        let outcome = if let Some(reason) = pre_refusal {
+            Outcome::Refused { reason }
+        } else {
+            self.drive(&mut machine, started, &mut steps, &mut seq)
+                .await
+        };
+        if !req.what_if {
+            if matches!(req.mode, Mode::Restore) && matches!(outcome, Outcome::Succeeded { .. }) {
+                for id in interrupted.iter().filter(|id| **id != req.run_id) {
+                    let _ = self.journal(
+                        &req.run_id,
+                        &mut seq,
+                        JournalEvent::Resolved {
+                            interrupted_run_id: id.clone(),
+                        },
+                    );
+                }
+            }
+            let _ = self.journal(
+                &req.run_id,
+                &mut seq,
+                JournalEvent::Finished {
+                    outcome: outcome.clone(),
+                },
+            );
+        }
+        self.emit(RunEvent::Finished(outcome.clone()));
+        let f = machine.findings();
+        let window = match (f.window_start, f.window_end) {
+            (Some(s), Some(e)) if !req.what_if => Some(Window {
+                start_ms: s.as_millis() as u64,
+                end_ms: e.as_millis() as u64,
+                duration_us: e.saturating_sub(s).as_micros() as u64,
+            }),
+            _ => None,
+        };
+        RunReport {
+            run_id: req.run_id.clone(),
+            mode: req.mode.clone(),
+            what_if: req.what_if,
+            topology: req.topology.clone(),
+            backend: self.backend.name().to_string(),
+            started_unix_ms,
+            finished_unix_ms: unix_ms(),
+            duration_us: started.elapsed().as_micros() as u64,
+            steps,
+            states: machine.history().to_vec(),
+            outcome,
+            warnings: f.warnings.clone(),
+            blockers: f.blockers.clone(),
+            data_loss: f.data_loss.clone(),
+            window,
+            final_state: f
+                .probes
+                .iter()
+                .map(|(i, p)| (i.clone(), p.clone()))
+                .collect(),
+        }
+    }
+
+    async fn drive(
+        &self,
+        machine: &mut Machine,
+        started: Instant,
+        steps: &mut Vec<StepRecord>,
+        seq: &mut u64,
+    ) -> Outcome {
+        let what_if = machine.request().what_if;
+        let run_id = machine.request().run_id.clone();
+        let settings = machine.request().settings.clone();
+        let mut cancel_rx = self.cancel.subscribe();
+        let mut action = machine.start(started.elapsed());
+        loop {
+            if self.cancel.is_cancelled() {
+                machine.request_cancel();
+            }
+            match action {
+                Action::Finished(outcome) => return outcome,
+                Action::Sleep { until, progress } => {
+                    self.emit(RunEvent::Waiting(progress));
+                    let deadline = started + until;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => {}
+                        _ = cancel_rx.wait_for(|c| *c) => machine.request_cancel(),
+                    }
+                    action = machine.on_timer(started.elapsed());
+                }
+                Action::Execute(batch) => {
+                    let mutating = batch.ops.iter().any(Op::is_mutating);
+                    let executed = !(what_if && mutating);
+                    if executed
+                        && !what_if
+                        && let Err(e) = self.journal(
+                            &run_id,
+                            seq,
+                            JournalEvent::Step {
+                                state: batch.state,
+                                ops: batch.ops.clone(),
+                            },
+                        )
+                    {
+                        // Without a journal entry, no change may be made.
+                        if mutating && !machine.in_undo() {
+                            return Outcome::Refused { reason: e };
+                        }
+                    }
+                    self.emit(RunEvent::StepStarted {
+                        state: batch.state,
+                        description: batch.description.clone(),
+                        executed,
+                    });
+                    let step_start = started.elapsed();
+                    let started_unix_ms = unix_ms();
+                    let futures = batch.ops.iter().map(|op| {
+                        let retry = batch.retry;
+                        let timeout = batch.timeout;
+                        let settings = &settings;
+                        async move {
+                            let t0 = Instant::now();
+                            if !executed && op.is_mutating() {
+                                return (Ok(op.assumed_result()), 0u32, Vec::new(), t0.elapsed());
+                            }
+                            let mut attempt = 0u32;
+                            let mut retried = Vec::new();
+                            loop {
+                                attempt += 1;
+                                let r = match tokio::time::timeout(
+                                    timeout,
+                                    op.run(self.backend.as_ref()),
+                                )
+                                .await
+                                {
+                                    Ok(r) => r,
+                                    Err(_) => Err(BackendError::new(
+                                        ErrorKind::Timeout,
+                                        op.operation(),
+                                        op.instance(),
+                                        format!("no answer within {timeout:?}"),
+                                    )),
+                                };
+                                match r {
+                                    Err(e)
+                                        if retry
+                                            && e.kind.is_retryable()
+                                            && attempt <= settings.max_retries =>
+                                    {
+                                        self.emit(RunEvent::Retrying {
+                                            op: op.to_string(),
+                                            attempt,
+                                            error: e.clone(),
+                                        });
+                                        retried.push(e);
+                                        let backoff = settings.retry_backoff
+                                            * 2u32.saturating_pow(attempt - 1);
+                                        tokio::time::sleep(backoff).await;
+                                    }
+                                    other => return (other, attempt, retried, t0.elapsed()),
+                                }
+                            }
+                        }
+                    });
+                    let outcomes = futures::future::join_all(futures).await;
+                    let mut results = Vec::with_capacity(outcomes.len());
+                    let mut records = Vec::with_capacity(outcomes.len());
+                    for (op, (r, attempts, retried, took)) in batch.ops.iter().zip(outcomes) {
+                        if attempts > 0 {
+                            self.emit(RunEvent::OpFinished {
+                                op: op.to_string(),
+                                attempts,
+                                error: r.as_ref().err().cloned(),
+                            });
+                        }
+                        records.push(OpRecord {
+                            op: op.clone(),
+                            summary: op.to_string(),
+                            sql: self.backend.statements(op),
+                            attempts,
+                            duration_ms: took.as_millis() as u64,
+                            error: r.as_ref().err().cloned(),
+                            retried_errors: retried,
+                        });
+                        results.push(r);
+                    }
+                    let now = started.elapsed();
+                    steps.push(StepRecord {
+                        state: batch.state,
+                        description: batch.description.clone(),
+                        precondition: batch.precondition.clone(),
+                        changes: batch.changes.clone(),
+                        started_ms: step_start.as_millis() as u64,
+                        started_unix_ms,
+                        duration_ms: now.saturating_sub(step_start).as_millis() as u64,
+                        executed,
+                        ops: records,
+                    });
+                    if self.cancel.is_cancelled() {
+                        machine.request_cancel();
+                    }
+                    action = machine.on_results(results, now);
+                }
+            }
+        }
+    }
+}
+
+/// Convenience: the result of one call, for callers that only probe (status).
+pub async fn probe_all(
+    backend: &dyn Backend,
+    topology: &Topology,
+    timeout: Duration,
+) -> Vec<(InstanceAddr, Result<InstanceProbe, BackendError>)> {
+    let futs = topology.instances().map(|i| {
+        let op = Op::Probe {
+            instance: i.clone(),
+            databases: topology.databases.clone(),
+        };
+        async move {
+            let r = match tokio::time::timeout(timeout, op.run(backend)).await {
+                Ok(Ok(OpResult::Probe(p))) => Ok(p),
+                Ok(Ok(_)) => unreachable!("probe returns a probe"),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(BackendError::new(
+                    ErrorKind::Timeout,
+                    op.operation(),
+                    op.instance(),
+                    format!("no answer within {timeout:?}"),
+                )),
+            };
+            (op.instance().clone(), r)
+        }
+    });
+    futures::future::join_all(futs).await
+}

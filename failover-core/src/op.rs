@@ -1,0 +1,297 @@
+//! Commands the state machine asks the driver to run, and their results.
+
+use crate::backend::*;
+use crate::error::{BackendError, Operation};
+use crate::model::{DatabaseName, InstanceAddr};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One backend call the machine wants made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// [`Backend::probe`].
+    Probe {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Databases.
+        databases: Vec<DatabaseName>,
+    },
+    /// [`Backend::positions`].
+    Positions {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Databases.
+        databases: Vec<DatabaseName>,
+    },
+    /// [`Backend::set_read_only`].
+    SetReadOnly {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Databases.
+        databases: Vec<DatabaseName>,
+        /// `true` fences, `false` opens for writes.
+        read_only: bool,
+    },
+    /// [`Backend::recover`].
+    Recover {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Databases.
+        databases: Vec<DatabaseName>,
+    },
+    /// [`Backend::mirror_failover`].
+    MirrorFailover {
+        /// Instance the statement is issued on.
+        instance: InstanceAddr,
+        /// Databases.
+        databases: Vec<DatabaseName>,
+        /// Planned or forced.
+        kind: MirrorFailoverKind,
+        /// The partner expected to serve afterwards (used by what-if and checked after).
+        expected_partner: InstanceAddr,
+    },
+    /// [`Backend::acquire_lock`].
+    AcquireLock {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Resource name.
+        resource: String,
+    },
+    /// [`Backend::release_lock`].
+    ReleaseLock {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Resource name.
+        resource: String,
+    },
+    /// [`Backend::lock_held`].
+    CheckLock {
+        /// Instance.
+        instance: InstanceAddr,
+        /// Resource name.
+        resource: String,
+    },
+    /// [`Backend::read_location`].
+    ReadLocation {
+        /// Instance.
+        instance: InstanceAddr,
+    },
+    /// [`Backend::write_location`].
+    WriteLocation {
+        /// Instance.
+        instance: InstanceAddr,
+        /// The new record.
+        record: LocationRecord,
+        /// Compare-and-swap expectation.
+        expected_epoch: Option<u64>,
+    },
+}
+
+impl Op {
+    /// The instance the call goes to.
+    pub fn instance(&self) -> &InstanceAddr {
+        match self {
+            Op::Probe { instance, .. }
+            | Op::Positions { instance, .. }
+            | Op::SetReadOnly { instance, .. }
+            | Op::Recover { instance, .. }
+            | Op::MirrorFailover { instance, .. }
+            | Op::AcquireLock { instance, .. }
+            | Op::ReleaseLock { instance, .. }
+            | Op::CheckLock { instance, .. }
+            | Op::ReadLocation { instance }
+            | Op::WriteLocation { instance, .. } => instance,
+        }
+    }
+
+    /// The [`Operation`] kind.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Op::Probe { .. } => Operation::Probe,
+            Op::Positions { .. } => Operation::Positions,
+            Op::SetReadOnly { .. } => Operation::SetReadOnly,
+            Op::Recover { .. } => Operation::Recover,
+            Op::MirrorFailover { .. } => Operation::MirrorFailover,
+            Op::AcquireLock { .. } => Operation::AcquireLock,
+            Op::ReleaseLock { .. } => Operation::ReleaseLock,
+            Op::CheckLock { .. } => Operation::CheckLock,
+            Op::ReadLocation { .. } => Operation::ReadLocation,
+            Op::WriteLocation { .. } => Operation::WriteLocation,
+        }
+    }
+
+    /// Whether the call changes server state (what-if never runs these). Locks count as
+    /// changes.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(
+            self,
+            Op::Probe { .. }
+                | Op::Positions { .. }
+                | Op::ReadLocation { .. }
+                | Op::CheckLock { .. }
+        )
+    }
+
+    /// Runs the call on `backend`.
+    pub async fn run(&self, backend: &dyn Backend) -> Result<OpResult, BackendError> {
+        Ok(match self {
+            Op::Probe {
+                instance,
+                databases,
+            } => OpResult::Probe(backend.probe(instance, databases).await?),
+            Op::Positions {
+                instance,
+                databases,
+            } => OpResult::Positions(backend.positions(instance, databases).await?),
+            Op::SetReadOnly {
+                instance,
+                databases,
+                read_only,
+            } => {
+                backend
+                    .set_read_only(instance, databases, *read_only)
+                    .await?;
+                OpResult::Done
+            }
+            Op::Recover {
+                instance,
+                databases,
+            } => {
+                backend.recover(instance, databases).await?;
+                OpResult::Done
+            }
+            Op::MirrorFailover {
+                instance,
+                databases,
+                kind,
+                ..
+            } => OpResult::Partner(backend.mirror_failover(instance, databases, *kind).await?),
+            Op::AcquireLock { instance, resource } => {
+                OpResult::Lock(backend.acquire_lock(instance, resource).await?)
+            }
+            Op::ReleaseLock { instance, resource } => {
+                backend.release_lock(instance, resource).await?;
+                OpResult::Done
+            }
+            Op::CheckLock { instance, resource } => {
+                OpResult::LockHeld(backend.lock_held(instance, resource).await?)
+            }
+            Op::ReadLocation { instance } => {
+                OpResult::Location(backend.read_location(instance).await?)
+            }
+            Op::WriteLocation {
+                instance,
+                record,
+                expected_epoch,
+            } => {
+                backend
+                    .write_location(instance, record, *expected_epoch)
+                    .await?;
+                OpResult::Done
+            }
+        })
+    }
+
+    /// The result a what-if run assumes for a mutating call it does not make.
+    pub fn assumed_result(&self) -> OpResult {
+        match self {
+            Op::MirrorFailover {
+                expected_partner, ..
+            } => OpResult::Partner(expected_partner.clone()),
+            Op::AcquireLock { .. } => OpResult::Lock(LockAttempt::Granted),
+            Op::CheckLock { .. } => OpResult::LockHeld(true),
+            _ => OpResult::Done,
+        }
+    }
+}
+
+fn dbs(d: &[DatabaseName]) -> String {
+    d.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Probe {
+                instance,
+                databases,
+            } => write!(f, "probe {instance} ({})", dbs(databases)),
+            Op::Positions {
+                instance,
+                databases,
+            } => write!(f, "read positions on {instance} ({})", dbs(databases)),
+            Op::SetReadOnly {
+                instance,
+                databases,
+                read_only: true,
+            } => {
+                write!(f, "set {} READ_ONLY on {instance}", dbs(databases))
+            }
+            Op::SetReadOnly {
+                instance,
+                databases,
+                read_only: false,
+            } => {
+                write!(f, "set {} READ_WRITE on {instance}", dbs(databases))
+            }
+            Op::Recover {
+                instance,
+                databases,
+            } => write!(f, "restore {} WITH RECOVERY on {instance}", dbs(databases)),
+            Op::MirrorFailover {
+                instance,
+                databases,
+                kind,
+                expected_partner,
+            } => write!(
+                f,
+                "{} mirror failover of {} on {instance} (then served by {expected_partner})",
+                match kind {
+                    MirrorFailoverKind::Planned => "planned",
+                    MirrorFailoverKind::Forced => "forced",
+                },
+                dbs(databases)
+            ),
+            Op::AcquireLock { instance, resource } => {
+                write!(f, "take lock `{resource}` on {instance}")
+            }
+            Op::ReleaseLock { instance, resource } => {
+                write!(f, "release lock `{resource}` on {instance}")
+            }
+            Op::CheckLock { instance, resource } => {
+                write!(f, "check lock `{resource}` on {instance}")
+            }
+            Op::ReadLocation { instance } => {
+                write!(f, "read the active-location record on {instance}")
+            }
+            Op::WriteLocation {
+                instance, record, ..
+            } => write!(
+                f,
+                "record CMS active on {} (epoch {}) on {instance}",
+                record.active.principal, record.epoch
+            ),
+        }
+    }
+}
+
+/// A successful call's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "value", rename_all = "snake_case")]
+pub enum OpResult {
+    /// A probe.
+    Probe(InstanceProbe),
+    /// Positions.
+    Positions(Vec<DatabasePosition>),
+    /// The new serving partner after a mirror failover.
+    Partner(InstanceAddr),
+    /// A lock attempt.
+    Lock(LockAttempt),
+    /// Whether the lock is still held.
+    LockHeld(bool),
+    /// A location record.
+    Location(Option<LocationRecord>),
+    /// A change that returns nothing.
+    Done,
+}
