@@ -1,0 +1,459 @@
+//! The exact T-SQL batch for each [`Backend`](failover_core::Backend) operation.
+//!
+//! Every statement ends with `;`. Names only enter the text through [`quote_ident`] and
+//! values through [`quote_nstring`] or as validated integers. All batches are meant to run
+//! on a session whose current database is `master` (both backends log in to `master`); the
+//! lock batches say `USE [master];` explicitly because `sp_getapplock` is scoped to the
+//! current database and must never be taken inside a database that is about to be fenced.
+//!
+//! | operation | batch | result sets |
+//! |---|---|---|
+//! | probe | [`probe`] | 2: `version`; one row per existing requested database |
+//! | positions | [`positions`] | 1 per database, in order (0 or 1 row, first column) |
+//! | set_read_only | [`set_read_only`] | none |
+//! | recover | [`recover`] | none |
+//! | mirror_failover | [`mirror_failover`] | none |
+//! | acquire_lock | [`acquire_lock`] | 1: `result` (sp_getapplock return code) |
+//! | release_lock | [`release_lock`] | 1: `result` (sp_releaseapplock return code) |
+//! | lock_held | [`lock_mode`] | 1: `mode` (APPLOCK_MODE) |
+//! | read_location | [`read_location`] | 1: 0 or 1 row (error 208 if the table does not exist) |
+//! | write_location | [`write_location`] | 1: the record as stored after the compare-and-swap |
+
+use crate::lex::{self, Token};
+use crate::{quote_ident, quote_nstring};
+use failover_core::{DatabaseName, LocationRecord, MirrorFailoverKind};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Name of the location table, always in schema `dbo` of [`SqlConfig::control_database`].
+pub const LOCATION_TABLE: &str = "cms_failover_location";
+/// Name of the position table the default [`PositionQuery`] reads, in schema `dbo` of
+/// [`SqlConfig::control_database`].
+pub const POSITION_TABLE: &str = "cms_failover_position";
+
+/// Settings shared by the SQL backends that change the SQL text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// How each database's change position is read (see [`PositionQuery`]).
+    pub position_query: PositionQuery,
+    /// The database holding `dbo.cms_failover_location` (and the default position table).
+    /// Default `master`. Never one of the CMS databases: they get fenced read-only.
+    pub control_database: DatabaseName,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self {
+            position_query: PositionQuery::default(),
+            control_database: DatabaseName::parse("master").expect("valid name"),
+        }
+    }
+}
+
+/// The query that reads one database's change position, as a template.
+///
+/// The template is a single `SELECT` returning zero or one row whose first column is the
+/// position: an integer (`int`/`bigint`/`numeric(p,0)`) or its decimal text; no row or
+/// `NULL` means "this instance cannot tell". It may use these placeholders:
+///
+/// | placeholder | replaced with | example |
+/// |---|---|---|
+/// | `{db}` | the database name as a string literal | `N'xds'` |
+/// | `{db_ident}` | the database name as an identifier | `[xds]` |
+/// | `{control_db}` | the control database as an identifier | `[master]` |
+///
+/// The backends send one rendered copy per database in a single batch. Presets:
+/// [`PositionQuery::position_table`] (the default), [`PositionQuery::mirroring_lsn`],
+/// [`PositionQuery::availability_group`], [`PositionQuery::log_shipping`] and
+/// [`PositionQuery::heartbeat`]; see the backend READMEs for when to use which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PositionQuery {
+    template: String,
+}
+
+/// A position query template that is not a single `SELECT` or uses an unknown placeholder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position query: {0}")]
+pub struct TemplateError(pub String);
+
+impl PositionQuery {
+    /// Validates a template: known placeholders only, and once rendered with a hostile
+    /// name, exactly one statement that starts with `SELECT` (a trailing `;` is dropped).
+    pub fn new(template: &str) -> Result<Self, TemplateError> {
+        let t = template.trim().trim_end_matches(';').trim_end();
+        let mut rest = t;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| TemplateError("unclosed `{`".into()))?;
+            let name = &after[..close];
+            if !matches!(name, "db" | "db_ident" | "control_db") {
+                return Err(TemplateError(format!(
+                    "unknown placeholder `{{{name}}}` (use {{db}}, {{db_ident}} or {{control_db}})"
+                )));
+            }
+            rest = &after[close + 1..];
+        }
+        let q = Self {
+            template: t.to_string(),
+        };
+        let probe_name = DatabaseName::parse("x'];--").expect("valid name");
+        let ctl = DatabaseName::parse("master").expect("valid name");
+        let stmts = lex::statements(&q.render(&probe_name, &ctl))
+            .map_err(|e| TemplateError(e.to_string()))?;
+        if stmts.len() != 1 {
+            return Err(TemplateError(format!(
+                "must be exactly one statement, found {}",
+                stmts.len()
+            )));
+        }
+        let first = stmts[0].iter().find(|t| !matches!(t, Token::Comment(_)));
+        if !first.is_some_and(|t| t.is_word("SELECT")) {
+            return Err(TemplateError("must be a SELECT".into()));
+        }
+        Ok(q)
+    }
+
+    /// The template text.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The default: reads `dbo.cms_failover_position (database_name sysname PRIMARY KEY,
+    /// position bigint NULL)` in the control database. The simulator serves it from its
+    /// estate; on a real deployment the operator creates it as a view over whichever
+    /// mechanism feeds the standby copy (see the README), so nothing compares positions that
+    /// are not comparable by accident. A missing table fails with error 208.
+    pub fn position_table() -> Self {
+        Self {
+            template: format!(
+                "SELECT position FROM {{control_db}}.[dbo].{} WHERE database_name = {{db}}",
+                quote_ident(POSITION_TABLE)
+            ),
+        }
+    }
+
+    /// Database mirroring: `sys.database_mirroring.mirroring_failover_lsn`. Comparable only
+    /// between the two partners of one mirroring session.
+    pub fn mirroring_lsn() -> Self {
+        Self {
+            template: "SELECT CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS position \
+                       FROM sys.database_mirroring AS m WHERE m.database_id = DB_ID({db})"
+                .into(),
+        }
+    }
+
+    /// Always On availability groups: the local replica's `last_hardened_lsn` from
+    /// `sys.dm_hadr_database_replica_states`. Comparable between replicas of one group.
+    pub fn availability_group() -> Self {
+        Self {
+            template: "SELECT CAST(rs.last_hardened_lsn AS nvarchar(40)) AS position \
+                       FROM sys.dm_hadr_database_replica_states AS rs \
+                       WHERE rs.database_id = DB_ID({db}) AND rs.is_local = 1"
+                .into(),
+        }
+    }
+
+    /// Log shipping: seconds since 2000-01-01 of the last restored log backup (on the
+    /// secondary) or of the last log backup taken (on the primary), from the msdb monitor
+    /// tables. The copy has caught up with the fence once the log backup taken after the
+    /// fence has been restored.
+    pub fn log_shipping() -> Self {
+        Self {
+            template: "SELECT DATEDIFF_BIG(SECOND, '2000-01-01', COALESCE(\
+                       (SELECT MAX(s.last_restored_date) FROM msdb.dbo.log_shipping_monitor_secondary AS s WHERE s.secondary_database = {db}), \
+                       (SELECT MAX(p.last_backup_date) FROM msdb.dbo.log_shipping_monitor_primary AS p WHERE p.primary_database = {db}))) AS position"
+                .into(),
+        }
+    }
+
+    /// Opt-in heartbeat: the highest `seq` in `dbo.cms_failover_heartbeat` inside the
+    /// database itself (written on the source by an operator job). Needs the copy to be
+    /// readable (ONLINE read-only or STANDBY), not RESTORING.
+    pub fn heartbeat() -> Self {
+        Self {
+            template: "SELECT MAX(seq) AS position FROM {db_ident}.[dbo].[cms_failover_heartbeat]"
+                .into(),
+        }
+    }
+
+    /// Substitutes the placeholders for `db` (quoted) and the control database.
+    pub fn render(&self, db: &DatabaseName, control_db: &DatabaseName) -> String {
+        let mut out = String::with_capacity(self.template.len() + 32);
+        let mut rest = self.template.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find('}') {
+                Some(close) => {
+                    match &after[..close] {
+                        "db" => out.push_str(&quote_nstring(db.as_str())),
+                        "db_ident" => out.push_str(&quote_ident(db.as_str())),
+                        "control_db" => out.push_str(&quote_ident(control_db.as_str())),
+                        other => {
+                            // Unreachable for validated templates; keep the text as is.
+                            out.push('{');
+                            out.push_str(other);
+                            out.push('}');
+                        }
+                    }
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push_str(&rest[open..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+impl Default for PositionQuery {
+    fn default() -> Self {
+        Self::position_table()
+    }
+}
+
+impl TryFrom<String> for PositionQuery {
+    type Error = TemplateError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "position_table" | "default" => Ok(Self::position_table()),
+            "mirroring_lsn" => Ok(Self::mirroring_lsn()),
+            "availability_group" => Ok(Self::availability_group()),
+            "log_shipping" => Ok(Self::log_shipping()),
+            "heartbeat" => Ok(Self::heartbeat()),
+            _ => Self::new(&s),
+        }
+    }
+}
+
+impl From<PositionQuery> for String {
+    fn from(q: PositionQuery) -> String {
+        q.template
+    }
+}
+
+impl fmt::Display for PositionQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.template)
+    }
+}
+
+/// `N'a', N'b'` — or `NULL` for an empty list, so `IN (…)` stays valid and matches nothing.
+fn name_list(dbs: &[DatabaseName]) -> String {
+    if dbs.is_empty() {
+        return "NULL".into();
+    }
+    dbs.iter()
+        .map(|d| quote_nstring(d.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Probe: the version, then state, read-only flag and mirroring of each requested database.
+///
+/// ```sql
+/// SELECT @@VERSION AS version;
+/// SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc,
+///   m.mirroring_partner_instance, m.mirroring_safety_level_desc,
+///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn
+/// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
+/// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
+/// ```
+pub fn probe(dbs: &[DatabaseName]) -> String {
+    format!(
+        "SELECT @@VERSION AS version;\n\
+         SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
+         m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
+         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn \
+         FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \
+         WHERE d.name IN ({}) ORDER BY d.name;",
+        name_list(dbs)
+    )
+}
+
+/// Positions: the configured [`PositionQuery`] once per database, in order.
+pub fn positions(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
+    dbs.iter()
+        .map(|d| format!("{};", cfg.position_query.render(d, &cfg.control_database)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The fence (`read_only = true`) or its undo, one statement per database:
+/// `ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;` / `… SET READ_WRITE …`.
+pub fn set_read_only(dbs: &[DatabaseName], read_only: bool) -> String {
+    let mode = if read_only { "READ_ONLY" } else { "READ_WRITE" };
+    dbs.iter()
+        .map(|d| {
+            format!(
+                "ALTER DATABASE {} SET {mode} WITH ROLLBACK IMMEDIATE;",
+                quote_ident(d.as_str())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `RESTORE DATABASE [xds] WITH RECOVERY;` per database (only send it for RESTORING copies,
+/// see [`crate::plan::recover_targets`]).
+pub fn recover(dbs: &[DatabaseName]) -> String {
+    dbs.iter()
+        .map(|d| {
+            format!(
+                "RESTORE DATABASE {} WITH RECOVERY;",
+                quote_ident(d.as_str())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `ALTER DATABASE [xds] SET PARTNER FAILOVER;` (planned, on the principal) or
+/// `ALTER DATABASE [xds] SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS;` (forced, on the mirror).
+pub fn mirror_failover(dbs: &[DatabaseName], kind: MirrorFailoverKind) -> String {
+    let what = match kind {
+        MirrorFailoverKind::Planned => "FAILOVER",
+        MirrorFailoverKind::Forced => "FORCE_SERVICE_ALLOW_DATA_LOSS",
+    };
+    dbs.iter()
+        .map(|d| {
+            format!(
+                "ALTER DATABASE {} SET PARTNER {what};",
+                quote_ident(d.as_str())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Takes the session-owned exclusive application lock in `master` without waiting, and
+/// selects sp_getapplock's return code (0/1 granted, -1 timed out = held elsewhere, -2
+/// cancelled, -3 deadlock victim, -999 parameter or other error):
+///
+/// ```sql
+/// USE [master];
+/// DECLARE @r int;
+/// EXEC @r = sp_getapplock @Resource = N'cms-failover', @LockMode = 'Exclusive',
+///   @LockOwner = 'Session', @LockTimeout = 0;
+/// SELECT @r AS result;
+/// ```
+pub fn acquire_lock(resource: &str) -> String {
+    format!(
+        "USE [master];\nDECLARE @r int;\n\
+         EXEC @r = sp_getapplock @Resource = {}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0;\n\
+         SELECT @r AS result;",
+        quote_nstring(resource)
+    )
+}
+
+/// Releases the session-owned lock (only send it while [`lock_mode`] says it is held:
+/// releasing a lock not held raises error 1223) and selects the return code (0 released).
+pub fn release_lock(resource: &str) -> String {
+    format!(
+        "USE [master];\nDECLARE @r int;\n\
+         EXEC @r = sp_releaseapplock @Resource = {}, @LockOwner = 'Session';\n\
+         SELECT @r AS result;",
+        quote_nstring(resource)
+    )
+}
+
+/// The mode in which this session holds the lock (`NoLock` when it does not):
+/// `USE [master]; SELECT APPLOCK_MODE('public', N'cms-failover', 'Session') AS mode;`
+pub fn lock_mode(resource: &str) -> String {
+    format!(
+        "USE [master];\nSELECT APPLOCK_MODE('public', {}, 'Session') AS mode;",
+        quote_nstring(resource)
+    )
+}
+
+/// `[master].[dbo].[cms_failover_location]` for the configured control database.
+pub fn location_table(cfg: &SqlConfig) -> String {
+    format!(
+        "{}.[dbo].{}",
+        quote_ident(cfg.control_database.as_str()),
+        quote_ident(LOCATION_TABLE)
+    )
+}
+
+/// Reads the location record:
+/// `SELECT epoch, active_principal, active_mirror, run_id FROM [master].[dbo].[cms_failover_location] WHERE id = 1;`
+/// Fails with error 208 when the table was never created (no record yet).
+pub fn read_location(cfg: &SqlConfig) -> String {
+    format!(
+        "SELECT epoch, active_principal, active_mirror, run_id FROM {} WHERE id = 1;",
+        location_table(cfg)
+    )
+}
+
+/// The column values of a record: `epoch, N'principal', N'mirror' | NULL, N'run'`.
+fn record_values(r: &LocationRecord) -> (String, String, String, String) {
+    (
+        r.epoch.to_string(),
+        quote_nstring(&r.active.principal.to_string()),
+        r.active
+            .mirror
+            .as_ref()
+            .map_or_else(|| "NULL".to_string(), |m| quote_nstring(&m.to_string())),
+        quote_nstring(&r.run_id),
+    )
+}
+
+/// Epochs are stored as `bigint`.
+fn epoch_sql(e: u64) -> String {
+    i64::try_from(e).unwrap_or(i64::MAX).to_string()
+}
+
+/// The compare-and-swap write of the location record, creating the table if missing, then
+/// the stored record. The write succeeded (or had already happened) exactly when the
+/// stored record equals the one written; otherwise someone else holds another epoch.
+///
+/// ```sql
+/// IF OBJECT_ID(N'[master].[dbo].[cms_failover_location]', N'U') IS NULL
+///   CREATE TABLE [master].[dbo].[cms_failover_location] (id int NOT NULL PRIMARY KEY CHECK (id = 1),
+///     epoch bigint NOT NULL, active_principal nvarchar(300) NOT NULL,
+///     active_mirror nvarchar(300) NULL, run_id nvarchar(200) NOT NULL);
+/// -- expected None:
+/// INSERT INTO T (id, epoch, active_principal, active_mirror, run_id) SELECT 1, 1, N'a', NULL, N'run'
+///   WHERE NOT EXISTS (SELECT 1 FROM T WITH (UPDLOCK, HOLDLOCK) WHERE id = 1);
+/// -- expected Some(e):
+/// UPDATE T SET epoch = 2, active_principal = N'b', active_mirror = NULL, run_id = N'run'
+///   WHERE id = 1 AND epoch = 1;
+/// SELECT epoch, active_principal, active_mirror, run_id FROM T WHERE id = 1;
+/// ```
+pub fn write_location(
+    cfg: &SqlConfig,
+    record: &LocationRecord,
+    expected_epoch: Option<u64>,
+) -> String {
+    let t = location_table(cfg);
+    let (epoch, principal, mirror, run) = record_values(record);
+    let epoch = epoch_sql(epoch.parse().unwrap_or(u64::MAX));
+    let create = format!(
+        "IF OBJECT_ID({}, N'U') IS NULL CREATE TABLE {t} (id int NOT NULL PRIMARY KEY CHECK (id = 1), \
+         epoch bigint NOT NULL, active_principal nvarchar(300) NOT NULL, active_mirror nvarchar(300) NULL, \
+         run_id nvarchar(200) NOT NULL);",
+        quote_nstring(&t)
+    );
+    let cas = match expected_epoch {
+        None => format!(
+            "INSERT INTO {t} (id, epoch, active_principal, active_mirror, run_id) \
+             SELECT 1, {epoch}, {principal}, {mirror}, {run} \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE id = 1);"
+        ),
+        Some(e) => format!(
+            "UPDATE {t} SET epoch = {epoch}, active_principal = {principal}, active_mirror = {mirror}, \
+             run_id = {run} WHERE id = 1 AND epoch = {};",
+            epoch_sql(e)
+        ),
+    };
+    format!(
+        "{create}\n{cas}\nSELECT epoch, active_principal, active_mirror, run_id FROM {t} WHERE id = 1;"
+    )
+}

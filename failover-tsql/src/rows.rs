@@ -1,0 +1,378 @@
+//! Driver-neutral result rows and the typed parsers both SQL backends feed.
+//!
+//! A backend converts each column of each row into an `Option<SqlValue>` (`None` for SQL
+//! `NULL`) and each result set into a `Vec<Row>`, then calls the parser for the operation.
+
+use failover_core::{
+    DatabaseName, DatabasePosition, DatabaseProbe, DbState, InstanceAddr, InstanceProbe,
+    LocationRecord, MirrorInfo, MirrorRole, MirrorState, Position, Store,
+};
+use thiserror::Error;
+
+/// One column value, whatever driver produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// `bit`.
+    Bool(bool),
+    /// `tinyint`/`smallint`/`int`/`bigint`, or `numeric(p,0)` that fits.
+    Int(i64),
+    /// Character data, or any other type rendered as text (e.g. a large `numeric`).
+    Text(String),
+    /// Binary data.
+    Bytes(Vec<u8>),
+}
+
+/// One row: a value per column, `None` for `NULL`.
+pub type Row = Vec<Option<SqlValue>>;
+/// One result set.
+pub type ResultSet = Vec<Row>;
+
+/// The server's reply did not have the shape the batch promises.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unexpected result from SQL Server: {0}")]
+pub struct RowError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, RowError> {
+    Err(RowError(msg.into()))
+}
+
+fn col<'a>(row: &'a Row, i: usize, what: &str) -> Result<Option<&'a SqlValue>, RowError> {
+    match row.get(i) {
+        Some(v) => Ok(v.as_ref()),
+        None => err(format!("missing column {i} ({what})")),
+    }
+}
+
+fn text(v: Option<&SqlValue>, what: &str) -> Result<Option<String>, RowError> {
+    match v {
+        None => Ok(None),
+        Some(SqlValue::Text(s)) => Ok(Some(s.clone())),
+        Some(other) => err(format!("{what}: expected text, got {other:?}")),
+    }
+}
+
+fn req_text(v: Option<&SqlValue>, what: &str) -> Result<String, RowError> {
+    text(v, what)?.map_or_else(|| err(format!("{what} is NULL")), Ok)
+}
+
+fn boolean(v: Option<&SqlValue>, what: &str) -> Result<bool, RowError> {
+    match v {
+        Some(SqlValue::Bool(b)) => Ok(*b),
+        Some(SqlValue::Int(i)) => Ok(*i != 0),
+        Some(SqlValue::Text(s)) if s == "1" || s == "0" => Ok(s == "1"),
+        other => err(format!("{what}: expected bit, got {other:?}")),
+    }
+}
+
+/// A non-negative integer from an integer or its decimal text.
+fn unsigned(v: Option<&SqlValue>, what: &str) -> Result<Option<u64>, RowError> {
+    match v {
+        None => Ok(None),
+        Some(SqlValue::Int(i)) => u64::try_from(*i)
+            .map(Some)
+            .map_err(|_| RowError(format!("{what}: negative value {i}"))),
+        Some(SqlValue::Bool(b)) => Ok(Some(u64::from(*b))),
+        Some(SqlValue::Text(s)) => {
+            let t = s.trim();
+            let t = t.strip_suffix(".0").unwrap_or(t);
+            t.parse::<u64>().map(Some).map_err(|_| {
+                RowError(format!(
+                    "{what}: `{s}` is not a non-negative integer that fits in 64 bits"
+                ))
+            })
+        }
+        Some(other) => err(format!("{what}: expected an integer, got {other:?}")),
+    }
+}
+
+fn signed(v: Option<&SqlValue>, what: &str) -> Result<i64, RowError> {
+    match v {
+        Some(SqlValue::Int(i)) => Ok(*i),
+        Some(SqlValue::Text(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| RowError(format!("{what}: `{s}` is not an integer"))),
+        other => err(format!("{what}: expected an integer, got {other:?}")),
+    }
+}
+
+fn sets<'a>(sets: &'a [ResultSet], n: usize, what: &str) -> Result<&'a [ResultSet], RowError> {
+    if sets.len() != n {
+        return err(format!(
+            "{what}: expected {n} result set(s), got {}",
+            sets.len()
+        ));
+    }
+    Ok(sets)
+}
+
+/// Parses the reply to [`crate::build::probe`]: the version set, then one row per database.
+/// Rows for databases that were not requested are ignored.
+pub fn parse_probe(
+    instance: &InstanceAddr,
+    requested: &[DatabaseName],
+    result: &[ResultSet],
+) -> Result<InstanceProbe, RowError> {
+    let s = sets(result, 2, "probe")?;
+    let version = match s[0].first() {
+        Some(row) => req_text(col(row, 0, "version")?, "version")?,
+        None => return err("probe: no version row"),
+    };
+    let version = version
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut databases = Vec::new();
+    for row in &s[1] {
+        let name = req_text(col(row, 0, "name")?, "name")?;
+        let name = DatabaseName::parse(&name).map_err(|e| RowError(e.to_string()))?;
+        if !requested.contains(&name) || databases.iter().any(|d: &DatabaseProbe| d.name == name) {
+            continue;
+        }
+        let state = DbState::from_desc(&req_text(col(row, 1, "state_desc")?, "state_desc")?);
+        let read_only = boolean(col(row, 2, "is_read_only")?, "is_read_only")?;
+        let role = text(col(row, 3, "mirroring_role_desc")?, "mirroring_role_desc")?;
+        let mirroring = match role {
+            None => None,
+            Some(role) => {
+                let role = match role.to_ascii_uppercase().as_str() {
+                    "PRINCIPAL" => MirrorRole::Principal,
+                    "MIRROR" => MirrorRole::Mirror,
+                    other => return err(format!("unknown mirroring_role_desc `{other}`")),
+                };
+                let state_desc =
+                    req_text(col(row, 4, "mirroring_state_desc")?, "mirroring_state_desc")?;
+                let state = MirrorState::from_desc(&state_desc).ok_or_else(|| {
+                    RowError(format!("unknown mirroring_state_desc `{state_desc}`"))
+                })?;
+                let partner = text(
+                    col(row, 5, "mirroring_partner_instance")?,
+                    "mirroring_partner_instance",
+                )?
+                .and_then(|p| InstanceAddr::parse(p.trim()).ok());
+                let safety = text(
+                    col(row, 6, "mirroring_safety_level_desc")?,
+                    "mirroring_safety_level_desc",
+                )?;
+                let safety_full = safety.is_some_and(|s| s.eq_ignore_ascii_case("FULL"));
+                let failover_lsn = unsigned(
+                    col(row, 7, "mirroring_failover_lsn")?,
+                    "mirroring_failover_lsn",
+                )?;
+                Some(MirrorInfo {
+                    role,
+                    state,
+                    partner,
+                    safety_full,
+                    failover_lsn,
+                })
+            }
+        };
+        databases.push(DatabaseProbe {
+            name,
+            state,
+            read_only,
+            mirroring,
+        });
+    }
+    Ok(InstanceProbe {
+        instance: instance.clone(),
+        version,
+        databases,
+    })
+}
+
+/// Parses the reply to [`crate::build::positions`]: one result set per database, in order;
+/// no row or `NULL` means unknown.
+pub fn parse_positions(
+    dbs: &[DatabaseName],
+    result: &[ResultSet],
+) -> Result<Vec<DatabasePosition>, RowError> {
+    let s = sets(result, dbs.len(), "positions")?;
+    dbs.iter()
+        .zip(s)
+        .map(|(db, set)| {
+            let position = match set.first() {
+                None => None,
+                Some(row) => unsigned(col(row, 0, "position")?, "position")?.map(Position),
+            };
+            Ok(DatabasePosition {
+                database: db.clone(),
+                position,
+            })
+        })
+        .collect()
+}
+
+/// Parses the single `result` integer of [`crate::build::acquire_lock`] /
+/// [`crate::build::release_lock`].
+pub fn parse_return_code(result: &[ResultSet]) -> Result<i32, RowError> {
+    let s = sets(result, 1, "lock")?;
+    let row = s[0]
+        .first()
+        .ok_or_else(|| RowError("lock: no result row".into()))?;
+    let v = signed(col(row, 0, "result")?, "result")?;
+    i32::try_from(v).map_err(|_| RowError(format!("result {v} out of range")))
+}
+
+/// Parses [`crate::build::lock_mode`]: whether this session holds the lock in any mode.
+pub fn parse_lock_held(result: &[ResultSet]) -> Result<bool, RowError> {
+    let s = sets(result, 1, "lock mode")?;
+    let row = s[0]
+        .first()
+        .ok_or_else(|| RowError("lock mode: no result row".into()))?;
+    let mode = req_text(col(row, 0, "mode")?, "mode")?;
+    Ok(!mode.trim().eq_ignore_ascii_case("NoLock"))
+}
+
+/// Parses the location record from the last result set of [`crate::build::read_location`]
+/// or [`crate::build::write_location`]: `None` when there is no row.
+pub fn parse_location(result: &[ResultSet]) -> Result<Option<LocationRecord>, RowError> {
+    let Some(set) = result.last() else {
+        return err("location: no result set");
+    };
+    let Some(row) = set.first() else {
+        return Ok(None);
+    };
+    let epoch = unsigned(col(row, 0, "epoch")?, "epoch")?
+        .ok_or_else(|| RowError("epoch is NULL".into()))?;
+    let addr = |s: String, what: &str| {
+        InstanceAddr::parse(&s).map_err(|e| RowError(format!("{what}: {e}")))
+    };
+    let principal = addr(
+        req_text(col(row, 1, "active_principal")?, "active_principal")?,
+        "active_principal",
+    )?;
+    let mirror = text(col(row, 2, "active_mirror")?, "active_mirror")?
+        .map(|m| addr(m, "active_mirror"))
+        .transpose()?;
+    let run_id = req_text(col(row, 3, "run_id")?, "run_id")?;
+    let active = Store::new(principal, mirror).map_err(|e| RowError(e.to_string()))?;
+    Ok(Some(LocationRecord {
+        epoch,
+        active,
+        run_id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Option<SqlValue> {
+        Some(SqlValue::Text(s.into()))
+    }
+    fn db(s: &str) -> DatabaseName {
+        DatabaseName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn probe_rows() {
+        let inst = InstanceAddr::parse("sql-a.cms.test\\RTC").unwrap();
+        let version = vec![vec![t("Microsoft SQL Server 2019 (RTM)\n\tCopyright")]];
+        let dbs = vec![
+            vec![
+                t("lis"),
+                t("RESTORING"),
+                Some(SqlValue::Bool(false)),
+                t("MIRROR"),
+                t("SYNCHRONIZED"),
+                t("sql-a2.cms.test\\RTC"),
+                t("FULL"),
+                t("41000000012300001"),
+            ],
+            vec![
+                t("other"),
+                t("ONLINE"),
+                Some(SqlValue::Bool(false)),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+            vec![
+                t("xds"),
+                t("ONLINE"),
+                Some(SqlValue::Int(1)),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+        ];
+        let p = parse_probe(&inst, &[db("xds"), db("LIS")], &[version, dbs]).unwrap();
+        assert_eq!(p.version, "Microsoft SQL Server 2019 (RTM)");
+        assert_eq!(p.databases.len(), 2);
+        let lis = p.database(&db("lis")).unwrap();
+        assert_eq!(lis.state, DbState::Restoring);
+        let m = lis.mirroring.as_ref().unwrap();
+        assert_eq!(m.role, MirrorRole::Mirror);
+        assert_eq!(m.state, MirrorState::Synchronized);
+        assert_eq!(
+            m.partner.as_ref().unwrap().to_string(),
+            "sql-a2.cms.test\\RTC"
+        );
+        assert!(m.safety_full);
+        assert_eq!(m.failover_lsn, Some(41000000012300001));
+        let xds = p.database(&db("xds")).unwrap();
+        assert!(xds.read_only && xds.mirroring.is_none());
+        assert!(parse_probe(&inst, &[], &[vec![]]).is_err());
+        let bad = vec![vec![
+            t("xds"),
+            t("ONLINE"),
+            t("maybe"),
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]];
+        assert!(parse_probe(&inst, &[db("xds")], &[vec![vec![t("v")]], bad]).is_err());
+    }
+
+    #[test]
+    fn positions_rows() {
+        let dbs = [db("xds"), db("lis"), db("x")];
+        let r = parse_positions(
+            &dbs,
+            &[
+                vec![vec![Some(SqlValue::Int(7))]],
+                vec![],
+                vec![vec![t("12")]],
+            ],
+        )
+        .unwrap();
+        assert_eq!(r[0].position, Some(Position(7)));
+        assert_eq!(r[1].position, None);
+        assert_eq!(r[2].position, Some(Position(12)));
+        assert!(parse_positions(&dbs, &[vec![]]).is_err());
+        assert!(parse_positions(&dbs[..1], &[vec![vec![Some(SqlValue::Int(-1))]]]).is_err());
+        assert!(parse_positions(&dbs[..1], &[vec![vec![t("99999999999999999999999")]]]).is_err());
+    }
+
+    #[test]
+    fn lock_and_location_rows() {
+        assert_eq!(
+            parse_return_code(&[vec![vec![Some(SqlValue::Int(-1))]]]).unwrap(),
+            -1
+        );
+        assert!(parse_lock_held(&[vec![vec![t("Exclusive")]]]).unwrap());
+        assert!(!parse_lock_held(&[vec![vec![t("NoLock")]]]).unwrap());
+        assert_eq!(parse_location(&[vec![]]).unwrap(), None);
+        let r = parse_location(&[vec![vec![
+            Some(SqlValue::Int(3)),
+            t("a.test\\RTC"),
+            None,
+            t("run-1"),
+        ]]])
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.epoch, 3);
+        assert_eq!(r.active.principal.to_string(), "a.test\\RTC");
+        assert_eq!(r.run_id, "run-1");
+    }
+}
