@@ -33,8 +33,14 @@ pub fn classify(failure: &OdbcFailure) -> (ErrorKind, Option<i32>) {
 
 /// See the module documentation.
 pub fn classify_records(records: &[DiagRecord]) -> (ErrorKind, Option<i32>) {
-    let errors: Vec<&DiagRecord> = records.iter().filter(|r| !r.sqlstate.starts_with("01")).collect();
-    if let Some(r) = errors.iter().find(|r| r.native != 0 && classify_native(r.native) != ErrorKind::Fatal) {
+    let errors: Vec<&DiagRecord> = records
+        .iter()
+        .filter(|r| !r.sqlstate.starts_with("01"))
+        .collect();
+    if let Some(r) = errors
+        .iter()
+        .find(|r| r.native != 0 && classify_native(r.native) != ErrorKind::Fatal)
+    {
         return (classify_native(r.native), Some(r.native));
     }
     let Some(first) = errors.first() else {
@@ -52,7 +58,8 @@ pub fn classify_records(records: &[DiagRecord]) -> (ErrorKind, Option<i32>) {
     } else {
         ErrorKind::Fatal
     };
-    let server_error = !(state.starts_with("08") || state.starts_with("HY") || state.starts_with("IM"));
+    let server_error =
+        !(state.starts_with("08") || state.starts_with("HY") || state.starts_with("IM"));
     let code = (first.native != 0 && server_error).then_some(first.native);
     (kind, code)
 }
@@ -62,38 +69,87 @@ mod tests {
     use super::*;
 
     fn rec(state: &str, native: i32) -> DiagRecord {
-        DiagRecord { sqlstate: state.into(), native, message: String::new() }
+        DiagRecord {
+            sqlstate: state.into(),
+            native,
+            message: String::new(),
+        }
     }
 
     #[test]
     fn native_numbers_use_the_shared_table() {
-        assert_eq!(classify_records(&[rec("42000", 5061), rec("42000", 5069)]), (ErrorKind::Transient, Some(5061)));
-        assert_eq!(classify_records(&[rec("42000", 3906)]), (ErrorKind::InvalidState, Some(3906)));
-        assert_eq!(classify_records(&[rec("08004", 954)]), (ErrorKind::Unreachable, Some(954)));
-        assert_eq!(classify_records(&[rec("42000", 1422)]), (ErrorKind::InvalidState, Some(1422)));
-        assert_eq!(classify_records(&[rec("HY000", 1404)]), (ErrorKind::Transient, Some(1404)));
+        assert_eq!(
+            classify_records(&[rec("42000", 5061), rec("42000", 5069)]),
+            (ErrorKind::Transient, Some(5061))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 3906)]),
+            (ErrorKind::InvalidState, Some(3906))
+        );
+        assert_eq!(
+            classify_records(&[rec("08004", 954)]),
+            (ErrorKind::Unreachable, Some(954))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 1422)]),
+            (ErrorKind::InvalidState, Some(1422))
+        );
+        assert_eq!(
+            classify_records(&[rec("HY000", 1404)]),
+            (ErrorKind::Transient, Some(1404))
+        );
     }
 
     #[test]
     fn login_failure_found_behind_generic_connect_error() {
-        assert_eq!(classify_records(&[rec("08001", 0), rec("28000", 18456)]), (ErrorKind::Permission, Some(18456)));
+        assert_eq!(
+            classify_records(&[rec("08001", 0), rec("28000", 18456)]),
+            (ErrorKind::Permission, Some(18456))
+        );
     }
 
     #[test]
     fn sqlstate_classes_without_native_number() {
-        assert_eq!(classify_records(&[rec("08001", 0), rec("08S01", 20009)]), (ErrorKind::Unreachable, None));
-        assert_eq!(classify_records(&[rec("08S01", 0)]), (ErrorKind::Unreachable, None));
-        assert_eq!(classify_records(&[rec("HYT00", 0)]), (ErrorKind::Timeout, None));
-        assert_eq!(classify_records(&[rec("HYT01", 20003)]), (ErrorKind::Timeout, None));
-        assert_eq!(classify_records(&[rec("28000", 0)]), (ErrorKind::Permission, None));
-        assert_eq!(classify_records(&[rec("40001", 0)]), (ErrorKind::Transient, None));
-        assert_eq!(classify_records(&[rec("IM002", 0)]), (ErrorKind::Fatal, None));
+        assert_eq!(
+            classify_records(&[rec("08001", 0), rec("08S01", 20009)]),
+            (ErrorKind::Unreachable, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("08S01", 0)]),
+            (ErrorKind::Unreachable, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("HYT00", 0)]),
+            (ErrorKind::Timeout, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("HYT01", 20003)]),
+            (ErrorKind::Timeout, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("28000", 0)]),
+            (ErrorKind::Permission, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("40001", 0)]),
+            (ErrorKind::Transient, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("IM002", 0)]),
+            (ErrorKind::Fatal, None)
+        );
         assert_eq!(classify_records(&[]), (ErrorKind::Fatal, None));
     }
 
     #[test]
     fn unknown_server_errors_are_fatal_with_code() {
-        assert_eq!(classify_records(&[rec("42000", 2812)]), (ErrorKind::Fatal, Some(2812)));
-        assert_eq!(classify_records(&[rec("01000", 5701), rec("42S02", 208)]), (ErrorKind::Fatal, Some(208)));
+        assert_eq!(
+            classify_records(&[rec("42000", 2812)]),
+            (ErrorKind::Fatal, Some(2812))
+        );
+        assert_eq!(
+            classify_records(&[rec("01000", 5701), rec("42S02", 208)]),
+            (ErrorKind::Fatal, Some(208))
+        );
     }
 }

@@ -57,14 +57,20 @@ pub(crate) fn pairs(s: &str) -> Vec<Pair<'_>> {
         let Some(eq) = s[i..].find(['=', ';']).map(|p| p + i) else {
             let key = s[i..].trim();
             if !key.is_empty() {
-                out.push(Pair { key, raw_value: None });
+                out.push(Pair {
+                    key,
+                    raw_value: None,
+                });
             }
             break;
         };
         if bytes[eq] == b';' {
             let key = s[i..eq].trim();
             if !key.is_empty() {
-                out.push(Pair { key, raw_value: None });
+                out.push(Pair {
+                    key,
+                    raw_value: None,
+                });
             }
             i = eq + 1;
             continue;
@@ -95,11 +101,20 @@ pub(crate) fn pairs(s: &str) -> Vec<Pair<'_>> {
             }
             // Anything up to the next `;` still belongs to this pair.
             let end = s[j..].find(';').map(|p| p + j).unwrap_or(bytes.len());
-            out.push(Pair { key, raw_value: Some(&s[vstart..end]) });
+            out.push(Pair {
+                key,
+                raw_value: Some(&s[vstart..end]),
+            });
             i = end + 1;
         } else {
-            let end = s[vstart..].find(';').map(|p| p + vstart).unwrap_or(bytes.len());
-            out.push(Pair { key, raw_value: Some(&s[vstart..end]) });
+            let end = s[vstart..]
+                .find(';')
+                .map(|p| p + vstart)
+                .unwrap_or(bytes.len());
+            out.push(Pair {
+                key,
+                raw_value: Some(&s[vstart..end]),
+            });
             i = end + 1;
         }
     }
@@ -128,7 +143,11 @@ pub(crate) fn has_key(conn: &str, key: &str) -> bool {
 /// Replaces every occurrence of `secret` in `text` by `***` (defence in depth for driver
 /// messages that might echo a connection string).
 pub(crate) fn scrub(text: &str, secret: &str) -> String {
-    if secret.len() < 3 { text.to_string() } else { text.replace(secret, "***") }
+    if secret.len() < 3 {
+        text.to_string()
+    } else {
+        text.replace(secret, "***")
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +167,10 @@ mod tests {
     fn redacts_plain_and_braced_passwords() {
         let s = "Driver={FreeTDS};Server=127.0.0.1;Port=1433;UID=sa;PWD=hunter2;TDS_Version=7.4";
         let r = redact(s);
-        assert_eq!(r, "Driver={FreeTDS};Server=127.0.0.1;Port=1433;UID=sa;PWD=***;TDS_Version=7.4");
+        assert_eq!(
+            r,
+            "Driver={FreeTDS};Server=127.0.0.1;Port=1433;UID=sa;PWD=***;TDS_Version=7.4"
+        );
         let s = "UID=sa;pwd={se;cr}}et=1};Encrypt=yes";
         let r = redact(s);
         assert!(!r.contains("se;cr") && !r.contains("et=1"), "{r}");
@@ -158,7 +180,10 @@ mod tests {
     #[test]
     fn redacts_other_secret_keys_and_odd_spacing() {
         let r = redact(" Password = top ; AccessToken=abc;KeyStoreSecret={q}");
-        assert!(!r.contains("top") && !r.contains("abc") && !r.contains('q'), "{r}");
+        assert!(
+            !r.contains("top") && !r.contains("abc") && !r.contains('q'),
+            "{r}"
+        );
     }
 
     #[test]

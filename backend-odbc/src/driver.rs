@@ -5,10 +5,7 @@
 //! record (SQLSTATE + native error number) is kept, all result sets of a batch are drained
 //! (errors of later statements surface from `SQLMoreResults`), and nothing panics on drop.
 
-use odbc_api::handles::{
-    self, Diagnostics, Record, SqlChar, SqlResult, SqlText, Statement,
-};
-use odbc_api::handles::AsStatementRef as _;
+use odbc_api::handles::{self, Diagnostics, Record, SqlChar, SqlResult, SqlText, Statement};
 use odbc_api::{Cursor, CursorImpl, ResultSetMetadata};
 use std::sync::{Mutex, OnceLock};
 
@@ -36,7 +33,11 @@ impl OdbcFailure {
     fn plain(function: &'static str, sqlstate: &str, message: impl Into<String>) -> Self {
         Self {
             function,
-            records: vec![DiagRecord { sqlstate: sqlstate.into(), native: 0, message: message.into() }],
+            records: vec![DiagRecord {
+                sqlstate: sqlstate.into(),
+                native: 0,
+                message: message.into(),
+            }],
         }
     }
 
@@ -45,7 +46,8 @@ impl OdbcFailure {
     pub fn breaks_connection(&self) -> bool {
         self.records.is_empty()
             || self.records.iter().any(|r| {
-                r.sqlstate.starts_with("08") || matches!(r.sqlstate.as_str(), "HYT00" | "HYT01" | "HY008")
+                r.sqlstate.starts_with("08")
+                    || matches!(r.sqlstate.as_str(), "HYT00" | "HYT01" | "HY008")
             })
     }
 
@@ -84,10 +86,25 @@ fn records(handle: &(impl Diagnostics + ?Sized)) -> Vec<DiagRecord> {
 fn check<T>(r: SqlResult<T>, handle: &(impl Diagnostics + ?Sized)) -> Result<T, OdbcFailure> {
     match r {
         SqlResult::Success(v) | SqlResult::SuccessWithInfo(v) => Ok(v),
-        SqlResult::Error { function } => Err(OdbcFailure { function, records: records(handle) }),
-        SqlResult::NoData => Err(OdbcFailure::plain("ODBC", "HY000", "unexpected SQL_NO_DATA")),
-        SqlResult::NeedData => Err(OdbcFailure::plain("ODBC", "HY000", "unexpected SQL_NEED_DATA")),
-        SqlResult::StillExecuting => Err(OdbcFailure::plain("ODBC", "HY000", "unexpected SQL_STILL_EXECUTING")),
+        SqlResult::Error { function } => Err(OdbcFailure {
+            function,
+            records: records(handle),
+        }),
+        SqlResult::NoData => Err(OdbcFailure::plain(
+            "ODBC",
+            "HY000",
+            "unexpected SQL_NO_DATA",
+        )),
+        SqlResult::NeedData => Err(OdbcFailure::plain(
+            "ODBC",
+            "HY000",
+            "unexpected SQL_NEED_DATA",
+        )),
+        SqlResult::StillExecuting => Err(OdbcFailure::plain(
+            "ODBC",
+            "HY000",
+            "unexpected SQL_STILL_EXECUTING",
+        )),
     }
 }
 
@@ -125,7 +142,11 @@ fn env() -> Result<&'static handles::Environment, OdbcFailure> {
     let env = ENV.get_or_init(|| {
         let env = match handles::Environment::new() {
             SqlResult::Success(e) | SqlResult::SuccessWithInfo(e) => e,
-            _ => return Err("cannot allocate an ODBC environment (is unixODBC installed?)".to_string()),
+            _ => {
+                return Err(
+                    "cannot allocate an ODBC environment (is unixODBC installed?)".to_string(),
+                );
+            }
         };
         match env.declare_version(odbc_api::sys::AttrOdbcVersion::Odbc3_80) {
             SqlResult::Success(()) | SqlResult::SuccessWithInfo(()) => Ok(SharedEnv(env)),
@@ -188,7 +209,9 @@ impl OdbcConn {
     }
 
     fn conn(&self) -> &handles::Connection<'static> {
-        self.handle.as_ref().expect("connection handle present until drop")
+        self.handle
+            .as_ref()
+            .expect("connection handle present until drop")
     }
 
     /// `SQL_ATTR_CONNECTION_DEAD`: whether the driver already knows the link is gone.
@@ -201,7 +224,11 @@ impl OdbcConn {
 
     /// Runs `sql` as one batch with `SQL_ATTR_QUERY_TIMEOUT = query_timeout_secs` and returns
     /// every result set. An error in any statement of the batch is returned.
-    pub fn execute(&mut self, sql: &str, query_timeout_secs: usize) -> Result<Vec<ResultSet>, OdbcFailure> {
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        query_timeout_secs: usize,
+    ) -> Result<Vec<ResultSet>, OdbcFailure> {
         let conn = self.conn();
         let mut stmt = check(conn.allocate_statement(), conn)?;
         // Drivers without query timeouts reject the attribute; the call timeout still applies.
@@ -224,7 +251,10 @@ impl OdbcConn {
     }
 }
 
-fn read_result_set(stmt: &mut handles::StatementImpl<'_>, ncols: u16) -> Result<ResultSet, OdbcFailure> {
+fn read_result_set(
+    stmt: &mut handles::StatementImpl<'_>,
+    ncols: u16,
+) -> Result<ResultSet, OdbcFailure> {
     let mut columns = Vec::with_capacity(ncols as usize);
     let mut buf: Vec<SqlChar> = Vec::new();
     for c in 1..=ncols {
@@ -240,7 +270,10 @@ fn read_result_set(stmt: &mut handles::StatementImpl<'_>, ncols: u16) -> Result<
         while let Some(mut row) = cursor.next_row()? {
             let mut values = Vec::with_capacity(ncols as usize);
             for c in 1..=ncols {
-                values.push(row.get_wide_text(c, &mut wide)?.then(|| String::from_utf16_lossy(&wide)));
+                values.push(
+                    row.get_wide_text(c, &mut wide)?
+                        .then(|| String::from_utf16_lossy(&wide)),
+                );
             }
             rows.push(values);
         }
@@ -254,8 +287,11 @@ fn read_result_set(stmt: &mut handles::StatementImpl<'_>, ncols: u16) -> Result<
 
 impl Drop for OdbcConn {
     fn drop(&mut self) {
-        let Some(mut conn) = self.handle.take() else { return };
-        let ok = |r: SqlResult<()>| matches!(r, SqlResult::Success(()) | SqlResult::SuccessWithInfo(()));
+        let Some(mut conn) = self.handle.take() else {
+            return;
+        };
+        let ok =
+            |r: SqlResult<()>| matches!(r, SqlResult::Success(()) | SqlResult::SuccessWithInfo(()));
         if ok(conn.disconnect()) {
             return;
         }

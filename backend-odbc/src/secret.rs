@@ -109,9 +109,13 @@ mod tests {
 
     #[test]
     fn missing_sources_are_errors_without_secret() {
-        let e = PasswordSource::Env("CMS_FAILOVER_ODBC_TEST_SURELY_UNSET_VAR".into()).load().unwrap_err();
+        let e = PasswordSource::Env("CMS_FAILOVER_ODBC_TEST_SURELY_UNSET_VAR".into())
+            .load()
+            .unwrap_err();
         assert!(matches!(e, SecretError::MissingEnv(_)));
-        let e = PasswordSource::File("/nonexistent/pw".into()).load().unwrap_err();
+        let e = PasswordSource::File("/nonexistent/pw".into())
+            .load()
+            .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/pw"));
     }
 }
