@@ -1,0 +1,1070 @@
+//! The in-memory estate of SQL Server instances.
+//!
+//! # Semantics
+//! - **Clock**: logical ticks. Every session-scoped operation advances one tick before it
+//!   runs; [`Estate::advance`] ticks explicitly. A tick runs, in order: workloads (each
+//!   writable, reachable copy of the workload's database grows by `rate`), replication links
+//!   (the target copy moves toward the source copy by at most `rate`, if both instances are
+//!   reachable, the link is not stalled and the target copy is not writable), mirroring (a
+//!   mirror copy takes its principal's position and read-only flag while both partners are
+//!   reachable and the session is not SUSPENDED). There is no wall clock inside.
+//! - **Links and workloads through mirroring**: an endpoint instance that is a partner in a
+//!   mirroring session for the database resolves to the current principal of that session.
+//! - **Mirroring**: the mirror copy is RESTORING with role MIRROR. The state shown on a
+//!   partner is DISCONNECTED while the other partner is unreachable, else the stored state.
+//!   Planned failover (on the principal; needs SYNCHRONIZED, safety FULL and a reachable
+//!   mirror, else 1422; on the mirror 1447) swaps roles: the new principal is ONLINE with the
+//!   old principal's read-only flag, the old one RESTORING. Forced service (on the mirror,
+//!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
+//!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
+//!   `ALTER DATABASE … SET READ_ONLY/READ_WRITE` is allowed on a principal (the flag travels
+//!   to the mirror with the log).
+//! - **Sessions**: an instance going down, [`Estate::kill_sessions`] and
+//!   [`Estate::close_session`] end sessions and release their application locks.
+//! - **History**: every mutation except the position changes made by ticks.
+//!
+//! See [`crate::error`] for the error numbers.
+
+use crate::error::SqlError;
+use crate::fault::{Fault, FaultConfig, FaultState};
+use crate::snapshot::{
+    Change, DbRow, InstanceSnapshot, LockSnapshot, MirrorRow, Mutation, Snapshot,
+};
+use failover_core::{
+    DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorRole, MirrorState, Operation,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A client session (one connection) on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session {}", self.0)
+    }
+}
+
+/// Identifies a replication link for [`Estate::set_link_stalled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(usize);
+
+/// A mistake in building the estate (unknown instance, duplicate database…).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("estate setup: {0}")]
+pub struct SetupError(pub String);
+
+#[derive(Debug, Clone)]
+struct Database {
+    name: DatabaseName,
+    state: DbState,
+    read_only: bool,
+    position: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    version: String,
+    reachable: bool,
+    databases: BTreeMap<DatabaseName, Database>,
+    location: Option<LocationRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct Mirroring {
+    database: DatabaseName,
+    principal: InstanceAddr,
+    mirror: InstanceAddr,
+    state: MirrorState,
+    safety_full: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Link {
+    source: InstanceAddr,
+    target: InstanceAddr,
+    databases: Vec<DatabaseName>,
+    rate: u64,
+    stalled: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    instances: Vec<InstanceAddr>,
+    database: DatabaseName,
+    rate: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tick: u64,
+    instances: BTreeMap<InstanceAddr, Instance>,
+    mirrors: Vec<Mirroring>,
+    links: Vec<Link>,
+    workloads: Vec<Workload>,
+    logins: BTreeMap<String, String>,
+    sessions: BTreeMap<SessionId, InstanceAddr>,
+    next_session: u64,
+    locks: BTreeMap<(InstanceAddr, String), (SessionId, u32)>,
+    history: Vec<Mutation>,
+    faults: FaultState,
+}
+
+/// The estate: a cheap, clonable, thread-safe handle to shared state.
+#[derive(Clone, Default)]
+pub struct Estate {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl fmt::Debug for Estate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.lock();
+        f.debug_struct("Estate")
+            .field("tick", &g.tick)
+            .field("instances", &g.instances.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Estate {
+    /// An empty estate without faults.
+    pub fn new() -> Self {
+        let e = Self::default();
+        e.lock().faults = FaultState::new(FaultConfig::default());
+        e
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ----- building -----
+
+    /// Adds an instance reporting `version` as `@@VERSION`.
+    pub fn add_instance(&self, addr: &InstanceAddr, version: &str) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        if g.instances.contains_key(addr) {
+            return Err(SetupError(format!("instance {addr} already exists")));
+        }
+        g.instances.insert(
+            addr.clone(),
+            Instance {
+                version: version.to_string(),
+                reachable: true,
+                databases: BTreeMap::new(),
+                location: None,
+            },
+        );
+        g.record(addr, None, Change::InstanceAdded);
+        Ok(())
+    }
+
+    /// Adds a database copy on an instance.
+    pub fn add_database(
+        &self,
+        addr: &InstanceAddr,
+        db: &DatabaseName,
+        state: DbState,
+        read_only: bool,
+        position: u64,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let inst = g.instance_mut(addr)?;
+        if inst.databases.contains_key(db) {
+            return Err(SetupError(format!(
+                "database {db} already exists on {addr}"
+            )));
+        }
+        inst.databases.insert(
+            db.clone(),
+            Database {
+                name: db.clone(),
+                state: state.clone(),
+                read_only,
+                position,
+            },
+        );
+        g.record(
+            addr,
+            Some(db),
+            Change::DatabaseAdded {
+                state,
+                read_only,
+                position,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets up a mirroring session for `db`: `principal` must hold an ONLINE copy; the mirror
+    /// copy is created (RESTORING, at the principal's position) or, if present, set RESTORING.
+    pub fn add_mirroring(
+        &self,
+        db: &DatabaseName,
+        principal: &InstanceAddr,
+        mirror: &InstanceAddr,
+        state: MirrorState,
+        safety_full: bool,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        if principal == mirror {
+            return Err(SetupError("principal and mirror must differ".into()));
+        }
+        if g.mirroring_index(principal, db).is_some() || g.mirroring_index(mirror, db).is_some() {
+            return Err(SetupError(format!(
+                "{db} is already mirrored on one of the partners"
+            )));
+        }
+        let p = g
+            .instance_mut(principal)?
+            .databases
+            .get(db)
+            .cloned()
+            .ok_or_else(|| SetupError(format!("no database {db} on principal {principal}")))?;
+        if p.state != DbState::Online {
+            return Err(SetupError(format!(
+                "the principal copy of {db} must be ONLINE"
+            )));
+        }
+        let m = g.instance_mut(mirror)?;
+        m.databases.insert(
+            db.clone(),
+            Database {
+                name: db.clone(),
+                state: DbState::Restoring,
+                read_only: p.read_only,
+                position: p.position,
+            },
+        );
+        g.mirrors.push(Mirroring {
+            database: db.clone(),
+            principal: principal.clone(),
+            mirror: mirror.clone(),
+            state,
+            safety_full,
+        });
+        g.record(
+            principal,
+            Some(db),
+            Change::MirroringAdded {
+                mirror: mirror.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Changes the stored state of the mirroring session of `db` that `instance` is a partner
+    /// of (e.g. SYNCHRONIZING to refuse a planned failover, or resuming a SUSPENDED one).
+    pub fn set_mirroring_state(
+        &self,
+        db: &DatabaseName,
+        instance: &InstanceAddr,
+        state: MirrorState,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let i = g
+            .mirroring_index(instance, db)
+            .ok_or_else(|| SetupError(format!("{db} on {instance} is not mirrored")))?;
+        g.mirrors[i].state = state;
+        let p = g.mirrors[i].principal.clone();
+        g.record(&p, Some(db), Change::MirroringState(state));
+        Ok(())
+    }
+
+    /// Adds a replication link copying `databases` from `source` to `target`, `rate`
+    /// position units per tick.
+    pub fn add_link(
+        &self,
+        source: &InstanceAddr,
+        target: &InstanceAddr,
+        databases: &[DatabaseName],
+        rate: u64,
+    ) -> Result<LinkId, SetupError> {
+        let mut g = self.lock();
+        g.instance_mut(source)?;
+        g.instance_mut(target)?;
+        g.links.push(Link {
+            source: source.clone(),
+            target: target.clone(),
+            databases: databases.to_vec(),
+            rate,
+            stalled: false,
+        });
+        Ok(LinkId(g.links.len() - 1))
+    }
+
+    /// Stalls or resumes a link.
+    pub fn set_link_stalled(&self, link: LinkId, stalled: bool) {
+        let mut g = self.lock();
+        if let Some(l) = g.links.get_mut(link.0) {
+            l.stalled = stalled;
+            let src = l.source.clone();
+            g.record(&src, None, Change::LinkStalled(stalled));
+        }
+    }
+
+    /// Changes a link's rate.
+    pub fn set_link_rate(&self, link: LinkId, rate: u64) {
+        if let Some(l) = self.lock().links.get_mut(link.0) {
+            l.rate = rate;
+        }
+    }
+
+    /// Adds a workload: every tick, each copy of `db` on `instances` that is writable and
+    /// reachable grows by `rate` (clients write wherever the database is writable).
+    pub fn add_workload(&self, instances: &[InstanceAddr], db: &DatabaseName, rate: u64) {
+        self.lock().workloads.push(Workload {
+            instances: instances.to_vec(),
+            database: db.clone(),
+            rate,
+        });
+    }
+
+    /// Makes an instance reachable or not. Going down ends all its sessions (their locks are
+    /// released); connections are refused until it comes back.
+    pub fn set_reachable(&self, addr: &InstanceAddr, reachable: bool) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let inst = g.instance_mut(addr)?;
+        if inst.reachable == reachable {
+            return Ok(());
+        }
+        inst.reachable = reachable;
+        g.record(addr, None, Change::Reachable(reachable));
+        if !reachable {
+            g.kill_sessions(addr);
+        }
+        Ok(())
+    }
+
+    /// Ends every session on `addr` (a network blip): their application locks are released.
+    pub fn kill_sessions(&self, addr: &InstanceAddr) {
+        self.lock().kill_sessions(addr);
+    }
+
+    /// Sets the position of a copy directly.
+    pub fn set_position(
+        &self,
+        addr: &InstanceAddr,
+        db: &DatabaseName,
+        position: u64,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        g.db_mut(addr, db)
+            .ok_or_else(|| SetupError(format!("no database {db} on {addr}")))?
+            .position = position;
+        g.record(addr, Some(db), Change::PositionSet(position));
+        Ok(())
+    }
+
+    /// Writes a location record directly (setup; no compare-and-swap).
+    pub fn set_location(
+        &self,
+        addr: &InstanceAddr,
+        record: Option<LocationRecord>,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        g.instance_mut(addr)?.location = record.clone();
+        if let Some(r) = record {
+            g.record(addr, None, Change::LocationWritten(r));
+        }
+        Ok(())
+    }
+
+    /// Adds (or replaces) an SQL login. With no login configured, every login is accepted.
+    pub fn add_login(&self, user: &str, password: &str) {
+        self.lock()
+            .logins
+            .insert(user.to_string(), password.to_string());
+    }
+
+    /// Replaces the fault configuration and resets the call counters.
+    pub fn set_faults(&self, config: FaultConfig) {
+        self.lock().faults = FaultState::new(config);
+    }
+
+    /// Turns fault injection on or off (counters do not advance while off).
+    pub fn set_faults_enabled(&self, enabled: bool) {
+        self.lock().faults.enabled = enabled;
+    }
+
+    /// Decides (and counts) the fault for the next call of `operation` on `addr`.
+    /// Deterministic for a given seed and per-(instance, operation) call number.
+    pub fn fault_for(&self, addr: &InstanceAddr, operation: Operation) -> Option<Fault> {
+        self.lock().faults.next(addr, operation)
+    }
+
+    /// Advances the clock by `n` ticks.
+    pub fn advance(&self, n: u64) {
+        let mut g = self.lock();
+        for _ in 0..n {
+            g.tick();
+        }
+    }
+
+    // ----- reading without side effects -----
+
+    /// The logical clock.
+    pub fn now(&self) -> u64 {
+        self.lock().tick
+    }
+
+    /// Every instance address.
+    pub fn instances(&self) -> Vec<InstanceAddr> {
+        self.lock().instances.keys().cloned().collect()
+    }
+
+    /// Whether the instance exists and accepts connections.
+    pub fn is_reachable(&self, addr: &InstanceAddr) -> bool {
+        self.lock().instances.get(addr).is_some_and(|i| i.reachable)
+    }
+
+    /// The whole state; consumes no fault and does not tick.
+    pub fn snapshot(&self) -> Snapshot {
+        let g = self.lock();
+        let mut instances = BTreeMap::new();
+        for (addr, inst) in &g.instances {
+            instances.insert(
+                addr.clone(),
+                InstanceSnapshot {
+                    version: inst.version.clone(),
+                    reachable: inst.reachable,
+                    databases: g.rows(addr),
+                    location: inst.location.clone(),
+                    sessions: g.sessions.values().filter(|a| *a == addr).count(),
+                },
+            );
+        }
+        let locks = g
+            .locks
+            .iter()
+            .map(|((i, r), (s, _))| LockSnapshot {
+                instance: i.clone(),
+                resource: r.clone(),
+                session: *s,
+            })
+            .collect();
+        Snapshot {
+            tick: g.tick,
+            instances,
+            locks,
+        }
+    }
+
+    /// Every mutation so far, in order.
+    pub fn history(&self) -> Vec<Mutation> {
+        self.lock().history.clone()
+    }
+
+    // ----- sessions -----
+
+    /// Opens a session (trusted connection). Error 53 when the instance is down or unknown.
+    pub fn open_session(&self, addr: &InstanceAddr) -> Result<SessionId, SqlError> {
+        let mut g = self.lock();
+        if !g.instances.get(addr).is_some_and(|i| i.reachable) {
+            return Err(SqlError::connection_refused(addr));
+        }
+        g.next_session += 1;
+        let id = SessionId(g.next_session);
+        g.sessions.insert(id, addr.clone());
+        Ok(id)
+    }
+
+    /// Opens a session with an SQL login: 18456 when the login is unknown or the password is
+    /// wrong (with no login configured every login is accepted).
+    pub fn login(
+        &self,
+        addr: &InstanceAddr,
+        user: &str,
+        password: &str,
+    ) -> Result<SessionId, SqlError> {
+        {
+            let g = self.lock();
+            if !g.instances.get(addr).is_some_and(|i| i.reachable) {
+                return Err(SqlError::connection_refused(addr));
+            }
+            if !g.logins.is_empty() && g.logins.get(user).is_none_or(|p| p != password) {
+                return Err(SqlError::login_failed(user));
+            }
+        }
+        self.open_session(addr)
+    }
+
+    /// Ends a session and releases its application locks. Idempotent.
+    pub fn close_session(&self, session: SessionId) {
+        self.lock().end_session(session);
+    }
+
+    /// Whether the session is still open.
+    pub fn session_alive(&self, session: SessionId) -> bool {
+        self.lock().sessions.contains_key(&session)
+    }
+
+    // ----- session-scoped operations (each ticks once) -----
+
+    fn op<T>(
+        &self,
+        session: SessionId,
+        f: impl FnOnce(&mut Inner, &InstanceAddr) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut g = self.lock();
+        let addr = g
+            .sessions
+            .get(&session)
+            .cloned()
+            .ok_or_else(SqlError::connection_dropped)?;
+        g.tick();
+        f(&mut g, &addr)
+    }
+
+    /// `SELECT @@VERSION`.
+    pub fn version(&self, session: SessionId) -> Result<String, SqlError> {
+        self.op(session, |g, a| Ok(g.instances[a].version.clone()))
+    }
+
+    /// The instance the session is connected to.
+    pub fn session_instance(&self, session: SessionId) -> Result<InstanceAddr, SqlError> {
+        self.lock()
+            .sessions
+            .get(&session)
+            .cloned()
+            .ok_or_else(SqlError::connection_dropped)
+    }
+
+    /// Every database's row (`sys.databases` + `sys.database_mirroring`), by name.
+    pub fn database_rows(&self, session: SessionId) -> Result<Vec<DbRow>, SqlError> {
+        self.op(session, |g, a| Ok(g.rows(a)))
+    }
+
+    /// The position of each requested database (`None` when it does not exist here).
+    pub fn positions(
+        &self,
+        session: SessionId,
+        databases: &[DatabaseName],
+    ) -> Result<Vec<(DatabaseName, Option<u64>)>, SqlError> {
+        self.op(session, |g, a| {
+            let inst = &g.instances[a];
+            Ok(databases
+                .iter()
+                .map(|d| (d.clone(), inst.databases.get(d).map(|x| x.position)))
+                .collect())
+        })
+    }
+
+    /// `USE [db]`: 911 missing, 954 mirror, 942 offline, 927 restoring.
+    pub fn use_database(&self, session: SessionId, db: &DatabaseName) -> Result<(), SqlError> {
+        self.op(session, |g, a| {
+            let d = g.instances[a]
+                .databases
+                .get(db)
+                .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
+            if g.role(a, db) == Some(MirrorRole::Mirror) {
+                return Err(SqlError::is_mirror(db.as_str()));
+            }
+            match d.state {
+                DbState::Online => Ok(()),
+                DbState::Offline => Err(SqlError::offline(db.as_str())),
+                _ => Err(SqlError::in_restore(db.as_str())),
+            }
+        })
+    }
+
+    /// `ALTER DATABASE [db] SET READ_ONLY|READ_WRITE WITH ROLLBACK IMMEDIATE`. Setting the
+    /// mode a database already has succeeds and changes nothing. 911 missing, 5069 for a
+    /// mirror or a database that is not ONLINE.
+    pub fn set_read_only(
+        &self,
+        session: SessionId,
+        db: &DatabaseName,
+        read_only: bool,
+    ) -> Result<(), SqlError> {
+        self.op(session, |g, a| {
+            let d = g.instances[a]
+                .databases
+                .get(db)
+                .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
+            if g.role(a, db) == Some(MirrorRole::Mirror) {
+                return Err(SqlError::alter_failed(format!(
+                    "Database '{db}' is acting as a mirror database (1468)."
+                )));
+            }
+            if d.state != DbState::Online {
+                return Err(SqlError::alter_failed(format!(
+                    "ALTER DATABASE is not permitted while database '{db}' is in the {} state (5052).",
+                    d.state
+                )));
+            }
+            if d.read_only == read_only {
+                return Ok(());
+            }
+            let position = d.position;
+            g.db_mut(a, db).expect("checked").read_only = read_only;
+            if let Some(i) = g.mirroring_index(a, db) {
+                let m = g.mirrors[i].mirror.clone();
+                if g.instances[&m].reachable && g.mirrors[i].state != MirrorState::Suspended {
+                    g.db_mut(&m, db).expect("mirror copy").read_only = read_only;
+                }
+            }
+            g.record(a, Some(db), Change::ReadOnly { read_only, position });
+            Ok(())
+        })
+    }
+
+    /// `RESTORE DATABASE [db] WITH RECOVERY`: RESTORING -> ONLINE. 911 missing, 3104 in a
+    /// mirroring session, 3117 already ONLINE, 3013 any other state.
+    pub fn restore_with_recovery(
+        &self,
+        session: SessionId,
+        db: &DatabaseName,
+    ) -> Result<(), SqlError> {
+        self.op(session, |g, a| {
+            let d = g.instances[a]
+                .databases
+                .get(db)
+                .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
+            if g.mirroring_index(a, db).is_some() {
+                return Err(SqlError::restore_mirrored(db.as_str()));
+            }
+            match d.state {
+                DbState::Restoring => {
+                    let position = d.position;
+                    g.db_mut(a, db).expect("checked").state = DbState::Online;
+                    g.record(
+                        a,
+                        Some(db),
+                        Change::State {
+                            from: DbState::Restoring,
+                            to: DbState::Online,
+                            position,
+                        },
+                    );
+                    Ok(())
+                }
+                DbState::Online => Err(SqlError::nothing_to_restore()),
+                ref other => Err(SqlError::restore_failed(format!(
+                    "Database '{db}' is {other}."
+                ))),
+            }
+        })
+    }
+
+    /// `ALTER DATABASE [db] SET PARTNER FAILOVER` on the principal; returns the new principal.
+    /// 1416 not mirrored, 1447 issued on the mirror, 1422 not SYNCHRONIZED / safety not FULL /
+    /// mirror unreachable.
+    pub fn set_partner_failover(
+        &self,
+        session: SessionId,
+        db: &DatabaseName,
+    ) -> Result<InstanceAddr, SqlError> {
+        self.op(session, |g, a| {
+            if !g.instances[a].databases.contains_key(db) {
+                return Err(SqlError::no_such_database(db.as_str()));
+            }
+            let i = g
+                .mirroring_index(a, db)
+                .ok_or_else(|| SqlError::not_mirrored(db.as_str()))?;
+            let m = g.mirrors[i].clone();
+            if &m.principal != a {
+                return Err(SqlError::wrong_partner(
+                    db.as_str(),
+                    "SET PARTNER FAILOVER must be issued on the principal; this is the mirror",
+                ));
+            }
+            if m.state != MirrorState::Synchronized
+                || !m.safety_full
+                || !g.instances[&m.mirror].reachable
+            {
+                return Err(SqlError::mirror_not_caught_up());
+            }
+            let p = g.db_mut(&m.principal, db).expect("principal copy").clone();
+            {
+                let nm = g.db_mut(&m.mirror, db).expect("mirror copy");
+                nm.position = p.position;
+                nm.read_only = p.read_only;
+                nm.state = DbState::Online;
+            }
+            g.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
+            g.mirrors[i].principal = m.mirror.clone();
+            g.mirrors[i].mirror = m.principal.clone();
+            let pos = p.position;
+            g.record(
+                &m.principal,
+                Some(db),
+                Change::State {
+                    from: DbState::Online,
+                    to: DbState::Restoring,
+                    position: pos,
+                },
+            );
+            g.record(
+                &m.principal,
+                Some(db),
+                Change::Role {
+                    role: MirrorRole::Mirror,
+                    forced: false,
+                },
+            );
+            g.record(
+                &m.mirror,
+                Some(db),
+                Change::State {
+                    from: DbState::Restoring,
+                    to: DbState::Online,
+                    position: pos,
+                },
+            );
+            g.record(
+                &m.mirror,
+                Some(db),
+                Change::Role {
+                    role: MirrorRole::Principal,
+                    forced: false,
+                },
+            );
+            Ok(m.mirror)
+        })
+    }
+
+    /// `ALTER DATABASE [db] SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS` on the mirror while the
+    /// principal is unreachable. 1416 not mirrored, 1455 issued on the principal or with the
+    /// principal reachable.
+    pub fn force_service(&self, session: SessionId, db: &DatabaseName) -> Result<(), SqlError> {
+        self.op(session, |g, a| {
+            if !g.instances[a].databases.contains_key(db) {
+                return Err(SqlError::no_such_database(db.as_str()));
+            }
+            let i = g
+                .mirroring_index(a, db)
+                .ok_or_else(|| SqlError::not_mirrored(db.as_str()))?;
+            let m = g.mirrors[i].clone();
+            if &m.mirror != a || g.instances[&m.principal].reachable {
+                return Err(SqlError::cannot_force(db.as_str()));
+            }
+            let pos = g.db_mut(a, db).expect("mirror copy").position;
+            g.db_mut(a, db).expect("mirror copy").state = DbState::Online;
+            g.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
+            let old_pos = g.db_mut(&m.principal, db).expect("principal copy").position;
+            g.mirrors[i].principal = m.mirror.clone();
+            g.mirrors[i].mirror = m.principal.clone();
+            g.mirrors[i].state = MirrorState::Suspended;
+            g.record(
+                a,
+                Some(db),
+                Change::State {
+                    from: DbState::Restoring,
+                    to: DbState::Online,
+                    position: pos,
+                },
+            );
+            g.record(
+                a,
+                Some(db),
+                Change::Role {
+                    role: MirrorRole::Principal,
+                    forced: true,
+                },
+            );
+            g.record(
+                &m.principal,
+                Some(db),
+                Change::State {
+                    from: DbState::Online,
+                    to: DbState::Restoring,
+                    position: old_pos,
+                },
+            );
+            g.record(
+                &m.principal,
+                Some(db),
+                Change::Role {
+                    role: MirrorRole::Mirror,
+                    forced: true,
+                },
+            );
+            g.record(a, Some(db), Change::MirroringState(MirrorState::Suspended));
+            Ok(())
+        })
+    }
+
+    /// `sp_getapplock @LockMode='Exclusive', @LockOwner='Session', @LockTimeout=0` (in
+    /// master): 0 granted (again: the lock count grows, as on SQL Server), -1 held by
+    /// another session. Never waits.
+    pub fn get_app_lock(&self, session: SessionId, resource: &str) -> Result<i32, SqlError> {
+        self.op(session, |g, a| {
+            let key = (a.clone(), resource.to_string());
+            match g.locks.get_mut(&key) {
+                Some((s, n)) if *s == session => {
+                    *n += 1;
+                    Ok(0)
+                }
+                Some(_) => Ok(-1),
+                None => {
+                    g.locks.insert(key, (session, 1));
+                    g.record(
+                        a,
+                        None,
+                        Change::LockAcquired {
+                            resource: resource.to_string(),
+                            session,
+                        },
+                    );
+                    Ok(0)
+                }
+            }
+        })
+    }
+
+    /// `sp_releaseapplock @LockOwner='Session'`: 0 released one level of the lock; 1223 when
+    /// this session does not hold it.
+    pub fn release_app_lock(&self, session: SessionId, resource: &str) -> Result<i32, SqlError> {
+        self.op(session, |g, a| {
+            let key = (a.clone(), resource.to_string());
+            match g.locks.get_mut(&key) {
+                Some((s, n)) if *s == session => {
+                    *n -= 1;
+                    if *n == 0 {
+                        g.locks.remove(&key);
+                        g.record(
+                            a,
+                            None,
+                            Change::LockReleased {
+                                resource: resource.to_string(),
+                                session,
+                            },
+                        );
+                    }
+                    Ok(0)
+                }
+                _ => Err(SqlError::applock_not_held(resource)),
+            }
+        })
+    }
+
+    /// `APPLOCK_MODE('public', resource, 'Session') = 'Exclusive'` for this session.
+    pub fn app_lock_held(&self, session: SessionId, resource: &str) -> Result<bool, SqlError> {
+        self.op(session, |g, a| {
+            Ok(g.locks
+                .get(&(a.clone(), resource.to_string()))
+                .is_some_and(|(s, _)| *s == session))
+        })
+    }
+
+    /// Reads the location record kept on the session's instance.
+    pub fn read_location(&self, session: SessionId) -> Result<Option<LocationRecord>, SqlError> {
+        self.op(session, |g, a| Ok(g.instances[a].location.clone()))
+    }
+
+    /// Writes the location record if the stored epoch is `expected_epoch` (`None`: no
+    /// record). Writing the record already stored succeeds. Else error
+    /// [`crate::LOCATION_CONFLICT`].
+    pub fn write_location(
+        &self,
+        session: SessionId,
+        record: &LocationRecord,
+        expected_epoch: Option<u64>,
+    ) -> Result<(), SqlError> {
+        self.op(session, |g, a| {
+            let stored = g.instances[a].location.clone();
+            if stored.as_ref() == Some(record) {
+                return Ok(());
+            }
+            let stored_epoch = stored.as_ref().map(|r| r.epoch);
+            if stored_epoch != expected_epoch {
+                return Err(SqlError::location_conflict(expected_epoch, stored_epoch));
+            }
+            g.instances.get_mut(a).expect("session instance").location = Some(record.clone());
+            g.record(a, None, Change::LocationWritten(record.clone()));
+            Ok(())
+        })
+    }
+}
+
+impl Inner {
+    fn instance_mut(&mut self, addr: &InstanceAddr) -> Result<&mut Instance, SetupError> {
+        self.instances
+            .get_mut(addr)
+            .ok_or_else(|| SetupError(format!("no instance {addr}")))
+    }
+
+    fn db_mut(&mut self, addr: &InstanceAddr, db: &DatabaseName) -> Option<&mut Database> {
+        self.instances.get_mut(addr)?.databases.get_mut(db)
+    }
+
+    fn db(&self, addr: &InstanceAddr, db: &DatabaseName) -> Option<&Database> {
+        self.instances.get(addr)?.databases.get(db)
+    }
+
+    fn mirroring_index(&self, addr: &InstanceAddr, db: &DatabaseName) -> Option<usize> {
+        self.mirrors
+            .iter()
+            .position(|m| &m.database == db && (&m.principal == addr || &m.mirror == addr))
+    }
+
+    fn role(&self, addr: &InstanceAddr, db: &DatabaseName) -> Option<MirrorRole> {
+        self.mirroring_index(addr, db).map(|i| {
+            if &self.mirrors[i].principal == addr {
+                MirrorRole::Principal
+            } else {
+                MirrorRole::Mirror
+            }
+        })
+    }
+
+    fn reachable(&self, addr: &InstanceAddr) -> bool {
+        self.instances.get(addr).is_some_and(|i| i.reachable)
+    }
+
+    /// The instance that currently serves `db` for an endpoint configured as `addr`.
+    fn resolve(&self, addr: &InstanceAddr, db: &DatabaseName) -> InstanceAddr {
+        match self.mirroring_index(addr, db) {
+            Some(i) => self.mirrors[i].principal.clone(),
+            None => addr.clone(),
+        }
+    }
+
+    fn row(&self, addr: &InstanceAddr, d: &Database) -> DbRow {
+        let mirroring = self.mirroring_index(addr, &d.name).map(|i| {
+            let m = &self.mirrors[i];
+            let (role, partner) = if &m.principal == addr {
+                (MirrorRole::Principal, &m.mirror)
+            } else {
+                (MirrorRole::Mirror, &m.principal)
+            };
+            let state = if self.reachable(partner) {
+                m.state
+            } else {
+                MirrorState::Disconnected
+            };
+            let failover_lsn = self.db(&m.mirror, &d.name).map_or(0, |x| x.position);
+            MirrorRow {
+                role,
+                state,
+                partner: partner.clone(),
+                safety_full: m.safety_full,
+                failover_lsn,
+            }
+        });
+        DbRow {
+            name: d.name.clone(),
+            state: d.state.clone(),
+            read_only: d.read_only,
+            position: d.position,
+            mirroring,
+        }
+    }
+
+    fn rows(&self, addr: &InstanceAddr) -> Vec<DbRow> {
+        self.instances
+            .get(addr)
+            .map(|i| i.databases.values().map(|d| self.row(addr, d)).collect())
+            .unwrap_or_default()
+    }
+
+    fn writable_copies(&self, db: &DatabaseName) -> Vec<InstanceAddr> {
+        self.instances
+            .iter()
+            .filter(|(a, i)| {
+                i.databases
+                    .get(db)
+                    .is_some_and(|d| self.row(a, d).is_writable())
+            })
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    fn record(&mut self, addr: &InstanceAddr, db: Option<&DatabaseName>, change: Change) {
+        let writable_after = db.map(|d| self.writable_copies(d)).unwrap_or_default();
+        self.history.push(Mutation {
+            tick: self.tick,
+            instance: addr.clone(),
+            database: db.cloned(),
+            change,
+            writable_after,
+        });
+    }
+
+    fn end_session(&mut self, session: SessionId) {
+        if self.sessions.remove(&session).is_none() {
+            return;
+        }
+        let held: Vec<(InstanceAddr, String)> = self
+            .locks
+            .iter()
+            .filter(|(_, (s, _))| *s == session)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (addr, resource) in held {
+            self.locks.remove(&(addr.clone(), resource.clone()));
+            self.record(&addr, None, Change::LockReleased { resource, session });
+        }
+    }
+
+    fn kill_sessions(&mut self, addr: &InstanceAddr) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, a)| *a == addr)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in ids {
+            self.end_session(s);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.tick += 1;
+        // Workloads.
+        for w in self.workloads.clone() {
+            for inst in &w.instances {
+                let writable = self.reachable(inst)
+                    && self
+                        .db(inst, &w.database)
+                        .is_some_and(|d| self.row(inst, d).is_writable());
+                if writable {
+                    let d = self.db_mut(inst, &w.database).expect("checked");
+                    d.position = d.position.saturating_add(w.rate);
+                }
+            }
+        }
+        // Replication links.
+        for l in self.links.clone() {
+            if l.stalled {
+                continue;
+            }
+            for db in &l.databases {
+                let src = self.resolve(&l.source, db);
+                let tgt = self.resolve(&l.target, db);
+                if src == tgt || !self.reachable(&src) || !self.reachable(&tgt) {
+                    continue;
+                }
+                let Some(sp) = self.db(&src, db).map(|d| d.position) else {
+                    continue;
+                };
+                let Some(t) = self.db(&tgt, db) else { continue };
+                if self.row(&tgt, t).is_writable() || t.position >= sp {
+                    continue;
+                }
+                let d = self.db_mut(&tgt, db).expect("checked");
+                d.position = sp.min(d.position.saturating_add(l.rate));
+            }
+        }
+        // Mirroring.
+        for m in self.mirrors.clone() {
+            if m.state == MirrorState::Suspended
+                || !self.reachable(&m.principal)
+                || !self.reachable(&m.mirror)
+            {
+                continue;
+            }
+            let Some(p) = self.db(&m.principal, &m.database).cloned() else {
+                continue;
+            };
+            if let Some(c) = self.db_mut(&m.mirror, &m.database) {
+                c.position = p.position;
+                c.read_only = p.read_only;
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The standard estate and its matching [`Topology`].
+//!
+//! Active store `sql-a.cms.test\RTC` (optional mirror `sql-a2.cms.test\RTC`), backup store
+//! `sql-b.cms.test\RTC` (optional mirror `sql-b2.cms.test\RTC`), databases `xds` and `lis`, a
+//! replication link A -> B and a workload on every instance (clients write wherever the
+//! databases are writable: before a failover that is A only). Every instance holds the
+//! location record `{epoch 1, active: the active store, run_id "initial"}` unless disabled.
+
+use crate::estate::{Estate, LinkId};
+use failover_core::{
+    DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorState, Store, Topology,
+};
+
+/// `@@VERSION` of every fixture instance.
+pub const VERSION: &str = "Microsoft SQL Server 2019 (RTM-CU22) (KB5027702) - 15.0.4322.2 (X64)";
+/// The fixture SQL login's user name.
+pub const LOGIN_USER: &str = "cmsfailover";
+/// The fixture SQL login's password (test-only value).
+pub const LOGIN_PASSWORD: &str = "Fake-Passw0rd!";
+/// Initial position of the active copies.
+pub const INITIAL_POSITION: u64 = 1000;
+
+/// `sql-a.cms.test\RTC`, the active store's principal.
+pub fn active() -> InstanceAddr {
+    addr("sql-a.cms.test\\RTC")
+}
+/// `sql-a2.cms.test\RTC`, the active store's mirror.
+pub fn active_mirror() -> InstanceAddr {
+    addr("sql-a2.cms.test\\RTC")
+}
+/// `sql-b.cms.test\RTC`, the backup store's principal.
+pub fn backup() -> InstanceAddr {
+    addr("sql-b.cms.test\\RTC")
+}
+/// `sql-b2.cms.test\RTC`, the backup store's mirror.
+pub fn backup_mirror() -> InstanceAddr {
+    addr("sql-b2.cms.test\\RTC")
+}
+/// `xds` and `lis`.
+pub fn databases() -> Vec<DatabaseName> {
+    DatabaseName::cms_defaults()
+}
+
+fn addr(s: &str) -> InstanceAddr {
+    InstanceAddr::parse(s).expect("fixture address")
+}
+
+/// How the backup store's standby copies look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyCopy {
+    /// RESTORING (log-shipping style); recovered on promotion. Cannot be mirrored, so with
+    /// [`Options::mirrored`] the backup mirror instance exists but holds no databases.
+    Restoring,
+    /// ONLINE and read-only (application-level copy); set read-write on promotion.
+    OnlineReadOnly,
+}
+
+/// Fixture options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Whether both stores are mirrored (SYNCHRONIZED, safety FULL).
+    pub mirrored: bool,
+    /// How far the backup copies start behind the active ones.
+    pub lag: u64,
+    /// Whether the A -> B link starts stalled.
+    pub stalled: bool,
+    /// The standby copies' form.
+    pub standby: StandbyCopy,
+    /// Link rate per tick.
+    pub link_rate: u64,
+    /// Workload writes per tick.
+    pub workload_rate: u64,
+    /// Whether to add the workload at all.
+    pub workload: bool,
+    /// Whether the location record is written on every instance.
+    pub location: bool,
+    /// Whether the fixture login ([`LOGIN_USER`]) is added.
+    pub login: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mirrored: false,
+            lag: 0,
+            stalled: false,
+            standby: StandbyCopy::OnlineReadOnly,
+            link_rate: 5,
+            workload_rate: 1,
+            workload: true,
+            location: true,
+            login: true,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::mirrored`].
+    pub fn mirrored(mut self, v: bool) -> Self {
+        self.mirrored = v;
+        self
+    }
+    /// Sets [`Options::lag`].
+    pub fn lag(mut self, v: u64) -> Self {
+        self.lag = v;
+        self
+    }
+    /// Sets [`Options::stalled`].
+    pub fn stalled(mut self, v: bool) -> Self {
+        self.stalled = v;
+        self
+    }
+    /// Sets [`Options::standby`].
+    pub fn standby(mut self, v: StandbyCopy) -> Self {
+        self.standby = v;
+        self
+    }
+    /// Sets [`Options::workload`].
+    pub fn workload(mut self, v: bool) -> Self {
+        self.workload = v;
+        self
+    }
+    /// Sets [`Options::location`].
+    pub fn location(mut self, v: bool) -> Self {
+        self.location = v;
+        self
+    }
+}
+
+/// A built fixture.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The estate.
+    pub estate: Estate,
+    /// The matching topology.
+    pub topology: Topology,
+    /// The A -> B link.
+    pub link: LinkId,
+}
+
+/// The default fixture: unmirrored, no lag, standby ONLINE read-only.
+pub fn standard() -> Fixture {
+    build(&Options::default())
+}
+
+/// Builds a fixture.
+pub fn build(o: &Options) -> Fixture {
+    let estate = Estate::new();
+    let dbs = databases();
+    let (a, a2, b, b2) = (active(), active_mirror(), backup(), backup_mirror());
+    let mut all = vec![a.clone(), b.clone()];
+    if o.mirrored {
+        all.extend([a2.clone(), b2.clone()]);
+    }
+    for i in &all {
+        estate.add_instance(i, VERSION).expect("fixture instance");
+    }
+    let behind = INITIAL_POSITION.saturating_sub(o.lag);
+    for db in &dbs {
+        estate
+            .add_database(&a, db, DbState::Online, false, INITIAL_POSITION)
+            .expect("fixture db");
+        match o.standby {
+            StandbyCopy::Restoring => estate
+                .add_database(&b, db, DbState::Restoring, false, behind)
+                .expect("fixture db"),
+            StandbyCopy::OnlineReadOnly => estate
+                .add_database(&b, db, DbState::Online, true, behind)
+                .expect("fixture db"),
+        }
+        if o.mirrored {
+            estate
+                .add_mirroring(db, &a, &a2, MirrorState::Synchronized, true)
+                .expect("fixture mirroring");
+            if o.standby == StandbyCopy::OnlineReadOnly {
+                estate
+                    .add_mirroring(db, &b, &b2, MirrorState::Synchronized, true)
+                    .expect("fixture mirroring");
+            }
+        }
+        if o.workload {
+            estate.add_workload(&all, db, o.workload_rate);
+        }
+    }
+    let link = estate
+        .add_link(&a, &b, &dbs, o.link_rate)
+        .expect("fixture link");
+    if o.stalled {
+        estate.set_link_stalled(link, true);
+    }
+    let active_store = Store::new(a.clone(), o.mirrored.then(|| a2.clone())).expect("store");
+    let backup_store = Store::new(b.clone(), o.mirrored.then(|| b2.clone())).expect("store");
+    let topology =
+        Topology::new(active_store.clone(), backup_store, dbs).expect("fixture topology");
+    if o.location {
+        let rec = LocationRecord {
+            epoch: 1,
+            active: active_store,
+            run_id: "initial".into(),
+        };
+        for i in &all {
+            estate
+                .set_location(i, Some(rec.clone()))
+                .expect("fixture location");
+        }
+    }
+    if o.login {
+        estate.add_login(LOGIN_USER, LOGIN_PASSWORD);
+    }
+    Fixture {
+        estate,
+        topology,
+        link,
+    }
+}
