@@ -14,6 +14,10 @@ fn main() {
     println!("connecting: {}", connstr::redact(&cs));
     match driver::OdbcConn::connect(&cs, 5) {
         Ok(mut c) => println!("{:?}", c.execute("SELECT @@VERSION AS version;", 5)),
-        Err(e) => println!("{}\nclassified as {:?}", e.summary(), classify::classify(&e)),
+        Err(e) => println!(
+            "{}\nclassified as {:?}",
+            e.summary(),
+            classify::classify(&e)
+        ),
     }
 }

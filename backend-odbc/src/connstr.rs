@@ -140,6 +140,56 @@ pub(crate) fn has_key(conn: &str, key: &str) -> bool {
     pairs(conn).iter().any(|p| p.key.eq_ignore_ascii_case(key))
 }
 
+/// Removes `{…}` escaping from a raw value (`{a}}b}` -> `a}b`); plain values are trimmed.
+pub fn unescape_value(raw: &str) -> String {
+    let t = raw.trim();
+    match t.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => inner.replace("}}", "}"),
+        None => t.to_string(),
+    }
+}
+
+/// A connection string split into the part without credentials and the login
+/// (`UID`/`User ID`) and password (`PWD`/`Password`), so an operator can paste a full string
+/// while the backend keeps the password in a [`Secret`](crate::Secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitConnectionString {
+    /// The remaining pairs, in order.
+    pub rest: String,
+    /// The login, if the string had one.
+    pub user: Option<String>,
+    /// The password, if the string had one.
+    pub password: Option<crate::Secret>,
+}
+
+/// Splits the credentials out of `conn` (see [`SplitConnectionString`]).
+pub fn split_credentials(conn: &str) -> SplitConnectionString {
+    let mut rest = Vec::new();
+    let (mut user, mut password) = (None, None);
+    for p in pairs(conn) {
+        let k = p.key.trim();
+        let v = p.raw_value.map(unescape_value);
+        if k.eq_ignore_ascii_case("uid")
+            || k.eq_ignore_ascii_case("user id")
+            || k.eq_ignore_ascii_case("user")
+        {
+            user = v;
+        } else if k.eq_ignore_ascii_case("pwd") || k.eq_ignore_ascii_case("password") {
+            password = v.map(crate::Secret::new);
+        } else {
+            rest.push(match p.raw_value {
+                Some(v) => format!("{k}={v}"),
+                None => k.to_string(),
+            });
+        }
+    }
+    SplitConnectionString {
+        rest: rest.join(";"),
+        user,
+        password,
+    }
+}
+
 /// Replaces every occurrence of `secret` in `text` by `***` (defence in depth for driver
 /// messages that might echo a connection string).
 pub(crate) fn scrub(text: &str, secret: &str) -> String {
@@ -207,6 +257,24 @@ mod tests {
     fn has_key_is_case_insensitive() {
         assert!(has_key("driver={x};database=master", "Database"));
         assert!(!has_key("driver={x}", "Database"));
+    }
+
+    #[test]
+    fn split_credentials_unescapes_and_keeps_the_rest() {
+        let s = split_credentials(
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:h,1433;UID=ops;PWD={a;b}}c};Encrypt=yes",
+        );
+        assert_eq!(
+            s.rest,
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:h,1433;Encrypt=yes"
+        );
+        assert_eq!(s.user.as_deref(), Some("ops"));
+        assert_eq!(s.password.unwrap().expose(), "a;b}c");
+        let s = split_credentials("DSN=cms");
+        assert_eq!(
+            (s.rest.as_str(), s.user, s.password),
+            ("DSN=cms", None, None)
+        );
     }
 
     #[test]

@@ -13,3 +13,12 @@ pub fn require_freetds() {
          `odbcinst -i -d -f /usr/share/tdsodbc/odbcinst.ini`"
     );
 }
+
+/// Panics when unixODBC has no driver registered at all.
+pub fn require_any_driver() {
+    let drivers = backend_odbc::driver::installed_drivers().expect("unixODBC is not usable");
+    assert!(
+        !drivers.is_empty(),
+        "no ODBC driver is registered in odbcinst.ini"
+    );
+}
