@@ -1,1 +1,13 @@
-//! A SQL Server simulator that speaks TDS 7.4 and serves a backend-fake estate
+//! A SQL Server simulator that speaks TDS 7.4 and serves a backend-fake estate.
+//!
+//! The [`tds`] module is the protocol (framing, PRELOGIN, LOGIN7, requests, tokens); the
+//! [`service`] module is the seam between it and the SQL side; [`listener`] serves one
+//! instance on a loopback port.
+#![warn(missing_docs)]
+
+pub mod conn;
+pub mod listener;
+pub mod service;
+pub mod tds;
+
+pub use service::*;

@@ -1,0 +1,6 @@
+//! The TDS 7.4 server protocol: framing, login, request parsing and token encoding.
+
+pub mod login;
+pub mod packet;
+pub mod request;
+pub mod token;

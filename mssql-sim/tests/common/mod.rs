@@ -1,0 +1,159 @@
+//! Shared helpers: a tiberius client, FreeTDS `tsql` runner and a raw TDS client.
+#![allow(dead_code)]
+
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+/// The password tests log in with.
+pub const PASSWORD: &str = "Test-only-pa55word!";
+
+/// A tiberius connection over plaintext.
+pub type Tib = Client<Compat<TcpStream>>;
+
+/// Connects tiberius to the simulator on `port`.
+pub async fn tiberius_connect(
+    port: u16,
+    user: &str,
+    password: &str,
+    database: Option<&str>,
+) -> tiberius::Result<Tib> {
+    let mut config = Config::new();
+    config.host("127.0.0.1");
+    config.port(port);
+    config.authentication(AuthMethod::sql_server(user, password));
+    config.encryption(EncryptionLevel::NotSupported);
+    if let Some(db) = database {
+        config.database(db);
+    }
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    Client::connect(config, tcp.compat_write()).await
+}
+
+/// The server error number of a tiberius error (panics on other errors).
+pub fn server_error(e: tiberius::error::Error) -> (u32, u8) {
+    match e {
+        tiberius::error::Error::Server(t) => (t.code(), t.class()),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Runs FreeTDS `tsql` against `port`, the password on stdin (`-P -`), `script` after it.
+/// Fails loudly when `tsql` is missing.
+pub async fn tsql(port: u16, user: &str, password: &str, script: &str) -> String {
+    let mut child = tokio::process::Command::new("tsql")
+        .args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-P",
+            "-",
+        ])
+        .env("TDSVER", "7.4")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("FreeTDS `tsql` must be installed (apt-get install -y freetds-bin)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{password}\n{script}exit\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("tsql did not finish")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn w(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+}
+
+/// An SQL batch payload with ALL_HEADERS.
+pub fn batch_payload(sql: &str) -> Vec<u8> {
+    let mut v = 22u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&18u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend(w(sql));
+    v
+}
+
+/// A hand-rolled TDS client for what tiberius cannot do (attention).
+pub struct RawClient {
+    s: TcpStream,
+}
+
+impl RawClient {
+    /// Connects and logs in (LOGIN7 without PRELOGIN), asserting LOGINACK.
+    pub async fn login(port: u16, user: &str, password: &str) -> Self {
+        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut c = Self { s };
+        let pw: Vec<u8> = w(password)
+            .into_iter()
+            .map(|b| b.rotate_left(4) ^ 0xA5)
+            .collect();
+        let mut fixed = vec![0u8; 94];
+        fixed[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
+        fixed[8..12].copy_from_slice(&4096u32.to_le_bytes());
+        let mut data = Vec::new();
+        for (at, bytes) in [(40usize, w(user)), (44, pw)] {
+            let off = 94 + data.len();
+            fixed[at..at + 2].copy_from_slice(&(off as u16).to_le_bytes());
+            fixed[at + 2..at + 4].copy_from_slice(&((bytes.len() / 2) as u16).to_le_bytes());
+            data.extend_from_slice(&bytes);
+        }
+        fixed.extend(data);
+        let len = fixed.len() as u32;
+        fixed[0..4].copy_from_slice(&len.to_le_bytes());
+        c.send(0x10, &fixed).await;
+        let reply = c.recv().await;
+        assert!(reply.contains(&0xAD), "LOGINACK expected");
+        c
+    }
+
+    /// Sends one single-packet message.
+    pub async fn send(&mut self, ty: u8, payload: &[u8]) {
+        let mut p = vec![ty, 1];
+        p.extend_from_slice(&((payload.len() + 8) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 1, 0]);
+        p.extend_from_slice(payload);
+        self.s.write_all(&p).await.unwrap();
+    }
+
+    /// Receives one whole reply message's payload.
+    pub async fn recv(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut h = [0u8; 8];
+            self.s.read_exact(&mut h).await.unwrap();
+            let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+            let mut body = vec![0u8; len - 8];
+            self.s.read_exact(&mut body).await.unwrap();
+            out.extend(body);
+            if h[1] & 1 == 1 {
+                return out;
+            }
+        }
+    }
+
+    /// Whether the server closed the connection (EOF on read).
+    pub async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b).await, Ok(0) | Err(_))
+    }
+}
