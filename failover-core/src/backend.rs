@@ -249,6 +249,7 @@ pub struct LocationRecord {
 /// Every method is safe to call again after a timeout: the core re-probes when the effect of
 /// a failed call is unknown. Errors carry an [`ErrorKind`](crate::ErrorKind):
 /// `Transient`/`Timeout`/`Unreachable` may be retried, the others may not.
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// A short name for logs and reports (`fake`, `tiberius`, `odbc`).

@@ -26,3 +26,6 @@ pub mod journal;
 
 pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
 pub use journal::{FileJournal, Journal, MemoryJournal};
+
+#[cfg(test)]
+mod driver_tests;

@@ -1934,12 +1934,12 @@ impl Machine {
             ));
         }
         for i in topo.backup.instances() {
-            if let Err(e) = self.probe_of(i) {
-                if *i != tgt {
-                    self.f
-                        .warnings
-                        .push(format!("backup mirror partner not reachable: {e}"));
-                }
+            if *i != tgt
+                && let Err(e) = self.probe_of(i)
+            {
+                self.f
+                    .warnings
+                    .push(format!("backup mirror partner not reachable: {e}"));
             }
         }
         for i in topo.active.instances() {

@@ -1,0 +1,244 @@
+//! Driver unit tests over a mockall backend: the driver's own duties (retries, timeouts,
+//! what-if touching nothing, refusals) independent of any real backend.
+
+use crate::backend::*;
+use crate::driver::Driver;
+use crate::error::{BackendError, ErrorKind, Operation};
+use crate::model::*;
+use crate::outcome::Outcome;
+use crate::request::{FailoverRequest, Mode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+fn addr(s: &str) -> InstanceAddr {
+    InstanceAddr::parse(s).unwrap()
+}
+
+fn topo() -> Topology {
+    Topology::new(
+        Store::new(addr("a.test"), None).unwrap(),
+        Store::new(addr("b.test"), None).unwrap(),
+        DatabaseName::cms_defaults(),
+    )
+    .unwrap()
+}
+
+fn probe(i: &InstanceAddr, dbs: &[DatabaseName], read_only: bool) -> InstanceProbe {
+    InstanceProbe {
+        instance: i.clone(),
+        version: "Microsoft SQL Server 2019".into(),
+        databases: dbs
+            .iter()
+            .map(|d| DatabaseProbe {
+                name: d.clone(),
+                state: DbState::Online,
+                read_only,
+                mirroring: None,
+            })
+            .collect(),
+    }
+}
+
+type ReadOnly = Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>;
+
+/// A mock with a healthy estate: A writable, B read-only standby, both caught up at 10.
+/// The read-only flag per host lives in `READ_ONLY` so probes see the fence.
+fn healthy_with(ro: ReadOnly) -> MockBackend {
+    let mut m = MockBackend::new();
+    m.expect_name().return_const("mock".to_string());
+    m.expect_statements().returning(|_| Vec::new());
+    m.expect_probe().returning(move |i, d| {
+        let r = *ro
+            .lock()
+            .unwrap()
+            .get(i.host().as_str())
+            .unwrap_or(&(i.host().as_str() == "b.test"));
+        Ok(probe(i, d, r))
+    });
+    m.expect_read_location().returning(|_| Ok(None));
+    m.expect_positions().returning(|_, d| {
+        Ok(d.iter()
+            .map(|d| DatabasePosition {
+                database: d.clone(),
+                position: Some(Position(10)),
+            })
+            .collect())
+    });
+    m
+}
+
+fn healthy() -> MockBackend {
+    healthy_with(ReadOnly::default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_if_never_calls_a_mutating_operation() {
+    let mut m = healthy();
+    m.expect_set_read_only().never();
+    m.expect_recover().never();
+    m.expect_mirror_failover().never();
+    m.expect_acquire_lock().never();
+    m.expect_release_lock().never();
+    m.expect_write_location().never();
+    m.expect_lock_held().returning(|_, _| Ok(true));
+    let mut req = FailoverRequest::new("r1", topo(), Mode::Planned).unwrap();
+    req.what_if = true;
+    let report = Driver::new(Arc::new(m)).run(req).await;
+    assert!(
+        matches!(report.outcome, Outcome::Succeeded { .. }),
+        "{:?}",
+        report.outcome
+    );
+    let plan = report.plan();
+    assert!(plan.iter().any(|s| s.description.contains("fence")));
+    assert!(plan.iter().all(|s| !s.executed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_then_succeed() {
+    let ro = ReadOnly::default();
+    let mut m = healthy_with(ro.clone());
+    let fails = Arc::new(AtomicU32::new(0));
+    let f2 = fails.clone();
+    m.expect_acquire_lock()
+        .returning(|_, _| Ok(LockAttempt::Granted));
+    m.expect_lock_held().returning(|_, _| Ok(true));
+    m.expect_release_lock().returning(|_, _| Ok(()));
+    m.expect_recover().returning(|_, _| Ok(()));
+    m.expect_write_location().returning(|_, _, _| Ok(()));
+    let state = ro.clone();
+    m.expect_set_read_only().returning(move |i, _, read_only| {
+        if read_only && i.host().as_str() == "a.test" && f2.fetch_add(1, Ordering::SeqCst) < 2 {
+            Err(
+                BackendError::new(ErrorKind::Transient, Operation::SetReadOnly, i, "5061")
+                    .with_code(5061),
+            )
+        } else {
+            state
+                .lock()
+                .unwrap()
+                .insert(i.host().to_string(), read_only);
+            Ok(())
+        }
+    });
+    let report = Driver::new(Arc::new(m))
+        .run(FailoverRequest::new("r2", topo(), Mode::Planned).unwrap())
+        .await;
+    assert!(
+        matches!(report.outcome, Outcome::Succeeded { .. }),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(fails.load(Ordering::SeqCst), 3);
+    let fence = report
+        .steps
+        .iter()
+        .find(|s| s.description.contains("fence the source"))
+        .unwrap();
+    assert_eq!(fence.ops[0].attempts, 3);
+    assert_eq!(fence.ops[0].retried_errors.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn permission_errors_are_not_retried_and_the_fence_is_undone() {
+    let mut m = healthy();
+    m.expect_acquire_lock()
+        .returning(|_, _| Ok(LockAttempt::Granted));
+    m.expect_lock_held().returning(|_, _| Ok(true));
+    m.expect_release_lock().returning(|_, _| Ok(()));
+    m.expect_recover().returning(|_, _| Ok(()));
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    m.expect_set_read_only().returning(move |i, _, ro| {
+        if !ro && i.host().as_str() == "b.test" {
+            c2.fetch_add(1, Ordering::SeqCst);
+            Err(
+                BackendError::new(ErrorKind::Permission, Operation::SetReadOnly, i, "denied")
+                    .with_code(229),
+            )
+        } else {
+            Ok(())
+        }
+    });
+    let report = Driver::new(Arc::new(m))
+        .run(FailoverRequest::new("r3", topo(), Mode::Planned).unwrap())
+        .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a permission error is not retried"
+    );
+    assert!(
+        matches!(report.outcome, Outcome::RolledBack { .. }),
+        "{:?}",
+        report.outcome
+    );
+    // The undo re-fenced the target before opening the source again.
+    let undo: Vec<_> = report.steps.iter().map(|s| s.state).collect();
+    let pos_undo_promo = undo
+        .iter()
+        .position(|s| *s == crate::StateName::UndoingPromotion)
+        .unwrap();
+    let pos_undo_fence = undo
+        .iter()
+        .position(|s| *s == crate::StateName::UndoingFence)
+        .unwrap();
+    assert!(pos_undo_promo < pos_undo_fence);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_call_times_out_with_the_timeout_kind() {
+    let mut m = MockBackend::new();
+    m.expect_name().return_const("mock".to_string());
+    m.expect_statements().returning(|_| Vec::new());
+    m.expect_read_location().returning(|_| Ok(None));
+    m.expect_probe().returning(|i, _| {
+        Err(BackendError::new(
+            ErrorKind::Timeout,
+            Operation::Probe,
+            i,
+            "no answer",
+        ))
+    });
+    let mut req = FailoverRequest::new("r4", topo(), Mode::Planned).unwrap();
+    req.settings.step_timeout = Duration::from_secs(1);
+    let report = Driver::new(Arc::new(m)).run(req).await;
+    match &report.outcome {
+        Outcome::Refused { reason } => assert!(reason.contains("cannot be probed"), "{reason}"),
+        o => panic!("expected refusal, got {o:?}"),
+    }
+    // Probes were retried (timeout is retryable): 1 + max_retries attempts.
+    assert_eq!(report.steps[0].ops[0].attempts, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_lock_refuses_before_any_change() {
+    let mut m = healthy();
+    m.expect_acquire_lock().returning(|i, _| {
+        Ok(if i.host().as_str() == "b.test" {
+            LockAttempt::Held
+        } else {
+            LockAttempt::Granted
+        })
+    });
+    m.expect_release_lock().times(1).returning(|_, _| Ok(()));
+    m.expect_set_read_only().never();
+    let report = Driver::new(Arc::new(m))
+        .run(FailoverRequest::new("r5", topo(), Mode::Planned).unwrap())
+        .await;
+    match &report.outcome {
+        Outcome::Refused { reason } => assert!(reason.contains("holds the lock"), "{reason}"),
+        o => panic!("expected refusal, got {o:?}"),
+    }
+}
+
+#[test]
+fn every_transition_in_the_diagram() {
+    let d = crate::machine::mermaid();
+    for (a, b, _) in crate::machine::TRANSITIONS {
+        assert!(d.contains(&format!("{a} --> ")), "{a}");
+        let _ = b;
+    }
+    assert!(d.starts_with("stateDiagram-v2"));
+}
