@@ -51,6 +51,11 @@ impl OdbcFailure {
             })
     }
 
+    /// Whether the link to the server was lost (SQLSTATE class `08`).
+    pub fn link_lost(&self) -> bool {
+        self.records.iter().any(|r| r.sqlstate.starts_with("08"))
+    }
+
     /// A one-line summary: `SQLSTATE [native]: message | …`.
     pub fn summary(&self) -> String {
         if self.records.is_empty() {

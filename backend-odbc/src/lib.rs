@@ -34,7 +34,7 @@ use call::{CallError, Connect, Slot, Timeouts};
 use driver::{OdbcFailure, ResultSet};
 use failover_core::{
     Backend, BackendError, DatabaseName, DatabasePosition, ErrorKind, InstanceAddr, InstanceProbe,
-    LocationRecord, LockAttempt, MirrorFailoverKind, Operation,
+    LocationRecord, LockAttempt, MirrorFailoverKind, MirrorRole, Operation, Store,
 };
 use failover_tsql::{SqlValue, build, errors, plan, rows};
 use std::collections::HashMap;
@@ -156,7 +156,22 @@ impl OdbcBackend {
             })?;
         tracing::debug!(%instance, %op, sql = %sql, "odbc call");
         let slot = self.slot(instance, session);
-        match slot.run(&conn_str, connect, sql, self.timeouts()).await {
+        let mut result = slot
+            .run(&conn_str, connect, sql.clone(), self.timeouts())
+            .await;
+        if let Err(CallError::Execute {
+            failure,
+            reused: true,
+        }) = &result
+            && session == Session::Work
+            && failure.link_lost()
+        {
+            // The cached connection had dropped: every operation is idempotent, so run it
+            // once more on a fresh connection.
+            tracing::debug!(%instance, error = %self.scrub(&failure.summary()), "cached connection dropped; reconnecting once");
+            result = slot.run(&conn_str, connect, sql, self.timeouts()).await;
+        }
+        match result {
             Ok(sets) => Ok(sets.into_iter().map(to_tsql).collect()),
             Err(CallError::Connect(f)) => {
                 let mut e = self.failure(op, instance, &f);
@@ -167,9 +182,9 @@ impl OdbcBackend {
                 );
                 Err(RunError::Backend(e))
             }
-            Err(CallError::Execute(f)) => Err(RunError::Execute(
-                self.failure(op, instance, &f),
-                f.breaks_connection(),
+            Err(CallError::Execute { failure, .. }) => Err(RunError::Execute(
+                self.failure(op, instance, &failure),
+                failure.breaks_connection(),
             )),
             Err(CallError::NotConnected) => Err(RunError::NotConnected(BackendError::new(
                 ErrorKind::Unreachable,
@@ -177,7 +192,7 @@ impl OdbcBackend {
                 instance,
                 "the lock session's connection is gone (its application locks were released)",
             ))),
-            Err(CallError::TimedOut(d)) => Err(RunError::Backend(BackendError::new(
+            Err(CallError::TimedOut(d)) => Err(RunError::TimedOut(BackendError::new(
                 ErrorKind::Timeout,
                 op,
                 instance,
@@ -225,6 +240,69 @@ impl OdbcBackend {
         rows::parse_probe(instance, dbs, &sets).map_err(|e| errors::row_error(op, instance, &e))
     }
 
+    async fn positions_on(
+        &self,
+        instance: &InstanceAddr,
+        dbs: &[DatabaseName],
+    ) -> Result<Vec<DatabasePosition>, BackendError> {
+        let op = Operation::Positions;
+        let sets = self
+            .work(op, instance, build::positions(&self.inner.sql, dbs))
+            .await?;
+        rows::parse_positions(dbs, &sets).map_err(|e| errors::row_error(op, instance, &e))
+    }
+
+    /// Which instance of `store` currently serves `dbs` as principal: the store's principal
+    /// if it answers as principal (or the databases are not mirrored); else the partner it
+    /// names in `sys.database_mirroring`; if the principal is unreachable, the store's mirror
+    /// when that answers as principal. Read-only. Same behaviour as
+    /// `TiberiusBackend::locate_principal`.
+    pub async fn locate_principal(
+        &self,
+        store: &Store,
+        dbs: &[DatabaseName],
+    ) -> Result<InstanceAddr, BackendError> {
+        let serves = |p: &InstanceProbe| {
+            dbs.iter().all(|d| {
+                p.database(d).is_some_and(|d| {
+                    d.mirroring
+                        .as_ref()
+                        .is_none_or(|m| m.role == MirrorRole::Principal)
+                })
+            })
+        };
+        let first_err = match self.probe(&store.principal, dbs).await {
+            Ok(p) if serves(&p) => return Ok(store.principal.clone()),
+            Ok(p) => {
+                let partner = p
+                    .databases
+                    .iter()
+                    .find_map(|d| d.mirroring.as_ref().and_then(|m| m.partner.clone()));
+                if let Some(partner) = partner
+                    && let Ok(pp) = self.probe(&partner, dbs).await
+                    && serves(&pp)
+                {
+                    return Ok(partner);
+                }
+                BackendError::new(
+                    ErrorKind::InvalidState,
+                    Operation::Probe,
+                    &store.principal,
+                    "no partner serves every database as principal",
+                )
+            }
+            Err(e) => e,
+        };
+        if first_err.kind == ErrorKind::Unreachable
+            && let Some(m) = &store.mirror
+            && let Ok(p) = self.probe(m, dbs).await
+            && serves(&p)
+        {
+            return Ok(m.clone());
+        }
+        Err(first_err)
+    }
+
     /// The current lock mode of this backend's lock session: `Ok(None)` when the session is
     /// gone (connection dropped or never opened).
     async fn lock_mode(
@@ -246,10 +324,17 @@ impl OdbcBackend {
             Ok(sets) => rows::parse_lock_held(&sets)
                 .map(Some)
                 .map_err(|e| errors::row_error(op, instance, &e)),
-            Err(RunError::NotConnected(_)) | Err(RunError::Execute(_, true)) => Ok(None),
+            // Gone, dropped, or timed out (and so discarded): the lock is lost either way.
+            Err(RunError::NotConnected(_) | RunError::Execute(_, true) | RunError::TimedOut(_)) => {
+                Ok(None)
+            }
             Err(e) => Err(e.into_backend()),
         }
     }
+}
+
+fn is_mirror_answer(e: &BackendError) -> bool {
+    matches!(e.code, Some(954 | 955))
 }
 
 /// The outcome of a failed [`OdbcBackend::run`].
@@ -258,6 +343,8 @@ enum RunError {
     Execute(BackendError, bool),
     /// A `Connect::Never` call found no session.
     NotConnected(BackendError),
+    /// The hard timeout fired (the connection was discarded).
+    TimedOut(BackendError),
     /// Anything else (connect failure, timeout…).
     Backend(BackendError),
 }
@@ -265,7 +352,10 @@ enum RunError {
 impl RunError {
     fn into_backend(self) -> BackendError {
         match self {
-            RunError::Execute(e, _) | RunError::NotConnected(e) | RunError::Backend(e) => e,
+            RunError::Execute(e, _)
+            | RunError::NotConnected(e)
+            | RunError::TimedOut(e)
+            | RunError::Backend(e) => e,
         }
     }
 }
@@ -296,14 +386,36 @@ impl Backend for OdbcBackend {
         instance: &InstanceAddr,
         databases: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
-        let op = Operation::Positions;
         if databases.is_empty() {
             return Ok(Vec::new());
         }
-        let sets = self
-            .work(op, instance, build::positions(&self.inner.sql, databases))
-            .await?;
-        rows::parse_positions(databases, &sets).map_err(|e| errors::row_error(op, instance, &e))
+        match self.positions_on(instance, databases).await {
+            Err(e) if is_mirror_answer(&e) && self.inner.config.mirror_fallback => {
+                // Some database is a mirror here: read each one where it is served.
+                let probe = self
+                    .probe_for(Operation::Positions, instance, databases)
+                    .await?;
+                let mut out = Vec::with_capacity(databases.len());
+                for db in databases {
+                    let partner = probe
+                        .database(db)
+                        .and_then(|d| d.mirroring.as_ref())
+                        .filter(|m| m.role == MirrorRole::Mirror)
+                        .and_then(|m| m.partner.clone());
+                    let one = std::slice::from_ref(db);
+                    let r = match &partner {
+                        Some(p) => {
+                            tracing::debug!(%instance, partner = %p, database = %db, "reading position on the mirroring partner");
+                            self.positions_on(p, one).await?
+                        }
+                        None => self.positions_on(instance, one).await?,
+                    };
+                    out.extend(r);
+                }
+                Ok(out)
+            }
+            r => r,
+        }
     }
 
     async fn set_read_only(
@@ -410,7 +522,9 @@ impl Backend for OdbcBackend {
                     }
                 }
                 // The session is gone: so is its lock.
-                Err(RunError::NotConnected(_)) | Err(RunError::Execute(_, true)) => return Ok(()),
+                Err(
+                    RunError::NotConnected(_) | RunError::Execute(_, true) | RunError::TimedOut(_),
+                ) => return Ok(()),
                 Err(e) => return Err(e.into_backend()),
             }
         }
