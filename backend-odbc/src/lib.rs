@@ -34,7 +34,7 @@ use call::{CallError, Connect, Slot, Timeouts};
 use driver::{OdbcFailure, ResultSet};
 use failover_core::{
     Backend, BackendError, DatabaseName, DatabasePosition, ErrorKind, InstanceAddr, InstanceProbe,
-    LocationRecord, LockAttempt, MirrorFailoverKind, MirrorRole, Operation, Store,
+    LocationRecord, LockAttempt, MirrorFailoverKind, MirrorRole, Op, Operation, Store,
 };
 use failover_tsql::{SqlValue, build, errors, plan, rows};
 use std::collections::HashMap;
@@ -371,6 +371,52 @@ fn to_tsql(set: ResultSet) -> rows::ResultSet {
 impl Backend for OdbcBackend {
     fn name(&self) -> &str {
         "odbc"
+    }
+
+    fn statements(&self, op: &Op) -> Vec<String> {
+        let sql = &self.inner.sql;
+        let one = |s: String| if s.is_empty() { Vec::new() } else { vec![s] };
+        match op {
+            Op::Probe { databases, .. } => vec![build::probe(databases)],
+            Op::Positions { databases, .. } => one(build::positions(sql, databases)),
+            // The pre-check probe, then the change (only for databases that need it).
+            Op::SetReadOnly {
+                databases,
+                read_only,
+                ..
+            } => {
+                vec![
+                    build::probe(databases),
+                    build::set_read_only(databases, *read_only),
+                ]
+            }
+            Op::Recover { databases, .. } => {
+                vec![build::probe(databases), build::recover(databases)]
+            }
+            Op::MirrorFailover {
+                databases, kind, ..
+            } => {
+                vec![
+                    build::probe(databases),
+                    build::mirror_failover(databases, *kind),
+                ]
+            }
+            Op::AcquireLock { resource, .. } => {
+                vec![build::lock_mode(resource), build::acquire_lock(resource)]
+            }
+            Op::ReleaseLock { resource, .. } => {
+                vec![build::lock_mode(resource), build::release_lock(resource)]
+            }
+            Op::CheckLock { resource, .. } => vec![build::lock_mode(resource)],
+            Op::ReadLocation { .. } => vec![build::read_location(sql)],
+            Op::WriteLocation {
+                record,
+                expected_epoch,
+                ..
+            } => {
+                vec![build::write_location(sql, record, *expected_epoch)]
+            }
+        }
     }
 
     async fn probe(
