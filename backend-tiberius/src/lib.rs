@@ -288,6 +288,10 @@ impl Backend for TiberiusBackend {
         "tiberius"
     }
 
+    fn statements(&self, op: &failover_core::Op) -> Vec<String> {
+        build::statements(&self.cfg.sql, op)
+    }
+
     async fn probe(
         &self,
         instance: &InstanceAddr,
@@ -301,6 +305,9 @@ impl Backend for TiberiusBackend {
         instance: &InstanceAddr,
         databases: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
+        if databases.is_empty() {
+            return Ok(Vec::new());
+        }
         match self.positions_on(instance, databases).await {
             Err(e) if is_mirror_answer(&e) && self.cfg.mirror_fallback => {
                 // Some database is a mirror here: read each one where it is served.

@@ -457,3 +457,36 @@ pub fn write_location(
         "{create}\n{cas}\nSELECT epoch, active_principal, active_mirror, run_id FROM {t} WHERE id = 1;"
     )
 }
+
+/// The batches a SQL backend sends for `op`, in order, for what-if plans and reports
+/// (never contains a secret). Changing operations list the pre-check probe, then the change
+/// as it would be sent if every database needed it (the backend skips databases already in
+/// the requested state); the lock operations list the `APPLOCK_MODE` check first.
+pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
+    use failover_core::Op;
+    let non_empty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
+    non_empty(match op {
+        Op::Probe { databases, .. } => vec![probe(databases)],
+        Op::Positions { databases, .. } => vec![positions(cfg, databases)],
+        Op::SetReadOnly {
+            databases,
+            read_only,
+            ..
+        } => {
+            vec![probe(databases), set_read_only(databases, *read_only)]
+        }
+        Op::Recover { databases, .. } => vec![probe(databases), recover(databases)],
+        Op::MirrorFailover {
+            databases, kind, ..
+        } => vec![probe(databases), mirror_failover(databases, *kind)],
+        Op::AcquireLock { resource, .. } => vec![lock_mode(resource), acquire_lock(resource)],
+        Op::ReleaseLock { resource, .. } => vec![lock_mode(resource), release_lock(resource)],
+        Op::CheckLock { resource, .. } => vec![lock_mode(resource)],
+        Op::ReadLocation { .. } => vec![read_location(cfg)],
+        Op::WriteLocation {
+            record,
+            expected_epoch,
+            ..
+        } => vec![write_location(cfg, record, *expected_epoch)],
+    })
+}
