@@ -1,6 +1,6 @@
 //! One client connection: PRELOGIN, LOGIN7, then requests until the client leaves.
 
-use crate::service::{LoginAccepted, Reply, Request, Service, Session, SqlMessage};
+use crate::service::{LoginAccepted, LoginRefused, Reply, Request, Service, Session, SqlMessage};
 use crate::tds::login::{SERVER_VERSION, parse_login7, prelogin_reply};
 use crate::tds::packet::{self, Message, read_message, write_reply};
 use crate::tds::request::{parse_batch, parse_rpc};
@@ -58,10 +58,13 @@ async fn run<S: Service>(
         )));
     }
     let login = parse_login7(&msg.data).map_err(std::io::Error::other)?;
-    let (mut session, LoginAccepted { database, spid }) = match service.login(&login) {
+    let requested_size = login.packet_size;
+    let user = login.user.clone();
+    let (mut session, LoginAccepted { database, spid }) = match service.login(login).await {
         Ok(ok) => ok,
-        Err(e) => {
-            tracing::info!(user = %login.user, number = e.number, "login refused");
+        Err(LoginRefused::Disconnect) => return Ok(()),
+        Err(LoginRefused::Error(e)) => {
+            tracing::info!(user = %user, number = e.number, "login refused");
             let mut t = TokenWriter::new();
             t.message(&e);
             t.done(DONE_ERROR, 0);
@@ -69,7 +72,7 @@ async fn run<S: Service>(
             return Ok(());
         }
     };
-    let packet_size = match login.packet_size {
+    let packet_size = match requested_size {
         0 => DEFAULT_PACKET_SIZE,
         n => (n as usize).clamp(512, packet::MAX_PACKET_SIZE),
     };

@@ -8,6 +8,9 @@
 pub mod conn;
 pub mod listener;
 pub mod service;
+pub mod sim;
+pub mod sql;
 pub mod tds;
 
 pub use service::*;
+pub use sim::{SimHandle, SimOptions, Simulator, StartError};

@@ -202,12 +202,24 @@ pub trait Session: Send {
     fn execute(&mut self, request: Request) -> impl Future<Output = Reply> + Send + '_;
 }
 
+/// Why a login did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Answer with this error (18456, 4060…) and close.
+    Error(SqlMessage),
+    /// Drop the connection without answering.
+    Disconnect,
+}
+
 /// Accepts logins for one served instance and creates sessions.
 pub trait Service: Send + Sync + 'static {
-    /// The per-connection session type.
+    /// The per-connection session type. Dropping it ends the session (locks are released).
     type Session: Session + 'static;
-    /// Authenticates `login` and opens a session, or refuses with an error (18456, 4060…).
-    fn login(&self, login: &LoginRequest) -> Result<(Self::Session, LoginAccepted), SqlMessage>;
+    /// Authenticates `login` and opens a session, or refuses. May sleep or never finish.
+    fn login(
+        &self,
+        login: LoginRequest,
+    ) -> impl Future<Output = Result<(Self::Session, LoginAccepted), LoginRefused>> + Send + '_;
     /// Whether the instance currently accepts connections and requests.
     fn is_up(&self) -> bool {
         true

@@ -157,3 +157,35 @@ impl RawClient {
         matches!(self.s.read(&mut b).await, Ok(0) | Err(_))
     }
 }
+
+/// Runs a batch and returns every result set as rows of optional strings (a simple,
+/// driver-neutral view to compare tiberius and tsql results), or the server error.
+pub async fn batch(c: &mut Tib, sql: &str) -> Result<Vec<Vec<Vec<Option<String>>>>, (u32, u8)> {
+    let stream = c.simple_query(sql).await.map_err(server_error)?;
+    let sets = stream.into_results().await.map_err(server_error)?;
+    Ok(sets
+        .into_iter()
+        .map(|rows| rows.into_iter().map(row_strings).collect())
+        .collect())
+}
+
+/// A row's values as strings (`None` for NULL).
+pub fn row_strings(r: tiberius::Row) -> Vec<Option<String>> {
+    use tiberius::ColumnData as C;
+    r.into_iter()
+        .map(|v| match v {
+            C::I32(x) => x.map(|x| x.to_string()),
+            C::I64(x) => x.map(|x| x.to_string()),
+            C::I16(x) => x.map(|x| x.to_string()),
+            C::U8(x) => x.map(|x| x.to_string()),
+            C::Bit(x) => x.map(|x| if x { "1".into() } else { "0".into() }),
+            C::String(x) => x.map(|x| x.into_owned()),
+            other => Some(format!("{other:?}")),
+        })
+        .collect()
+}
+
+/// Shorthand for an expected row.
+pub fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
+    v.iter().map(|x| x.map(str::to_string)).collect()
+}

@@ -1,0 +1,139 @@
+//! Serving every instance of an estate, each on its own loopback port.
+
+use crate::listener::{bind, run_listener};
+use crate::sql::exec::{InstanceService, Shared};
+use backend_fake::Estate;
+use failover_core::InstanceAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the simulator listens.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The address to bind (default 127.0.0.1).
+    pub host: IpAddr,
+    /// Fixed ports per instance; instances not listed get an ephemeral port (port 0).
+    pub ports: HashMap<InstanceAddr, u16>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: HashMap::new(),
+        }
+    }
+}
+
+/// Could not start the simulator.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {instance} on {addr}: {source}")]
+pub struct StartError {
+    /// The instance.
+    pub instance: InstanceAddr,
+    /// The address it tried.
+    pub addr: SocketAddr,
+    /// The bind error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The TDS simulator.
+#[derive(Debug)]
+pub struct Simulator;
+
+impl Simulator {
+    /// Serves every instance of `estate` (each on its own port) until the handle is shut
+    /// down or dropped. Must be called inside a tokio runtime.
+    pub async fn start(estate: Estate, options: SimOptions) -> Result<SimHandle, StartError> {
+        let shared = Arc::new(Shared::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let mut endpoints = Vec::new();
+        let mut tasks = Vec::new();
+        for instance in estate.instances() {
+            let port = options.ports.get(&instance).copied().unwrap_or(0);
+            let addr = SocketAddr::new(options.host, port);
+            let listener = bind(addr).map_err(|source| StartError {
+                instance: instance.clone(),
+                addr,
+                source,
+            })?;
+            let local = listener.local_addr().map_err(|source| StartError {
+                instance: instance.clone(),
+                addr,
+                source,
+            })?;
+            let service = Arc::new(InstanceService::new(
+                estate.clone(),
+                instance.clone(),
+                shared.clone(),
+            ));
+            tasks.push(tokio::spawn(run_listener(
+                service,
+                listener,
+                stop_rx.clone(),
+            )));
+            endpoints.push((instance, local));
+        }
+        Ok(SimHandle {
+            estate,
+            endpoints,
+            stop,
+            tasks,
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops every listener and connection.
+#[derive(Debug)]
+pub struct SimHandle {
+    estate: Estate,
+    endpoints: Vec<(InstanceAddr, SocketAddr)>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// Each served instance and the socket address it listens on.
+    pub fn endpoints(&self) -> Vec<(InstanceAddr, SocketAddr)> {
+        self.endpoints.clone()
+    }
+
+    /// The endpoints as the address map the SQL backends take.
+    pub fn endpoint_map(&self) -> HashMap<InstanceAddr, SocketAddr> {
+        self.endpoints.iter().cloned().collect()
+    }
+
+    /// The socket address of `instance`.
+    pub fn addr_of(&self, instance: &InstanceAddr) -> Option<SocketAddr> {
+        self.endpoints
+            .iter()
+            .find(|(i, _)| i == instance)
+            .map(|(_, a)| *a)
+    }
+
+    /// The estate being served.
+    pub fn estate(&self) -> &Estate {
+        &self.estate
+    }
+
+    /// Stops listening, closes every connection and waits for the tasks to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,1381 @@
+//! Running parsed statements against the backend-fake estate.
+
+use super::parse::{Cond, Expr, Select, Stmt, TableName, TypeName, parse_batch};
+use crate::service::{
+    ColType, Column, LoginAccepted, LoginRefused, LoginRequest, Output, Reply, Request, RpcCall,
+    Service, Session, SqlMessage, Value,
+};
+use backend_fake::{DbRow, Estate, Fault, LOCATION_CONFLICT, SessionId, SqlError};
+use failover_core::{DatabaseName, InstanceAddr, LocationRecord, MirrorRole, Operation, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// System databases every instance has (not part of the estate).
+const SYSTEM_DBS: [&str; 4] = ["master", "tempdb", "model", "msdb"];
+/// The location table (`failover_tsql::build::LOCATION_TABLE`).
+const LOCATION_TABLE: &str = failover_tsql::build::LOCATION_TABLE;
+/// The position table (`failover_tsql::build::POSITION_TABLE`).
+const POSITION_TABLE: &str = failover_tsql::build::POSITION_TABLE;
+
+fn msg(e: SqlError) -> SqlMessage {
+    SqlMessage::new(e.number, e.class, e.state, e.message)
+}
+
+fn is_system(db: &str) -> bool {
+    SYSTEM_DBS.iter().any(|s| s.eq_ignore_ascii_case(db))
+}
+
+/// State shared by every instance the simulator serves.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Instances on which the location table was created by `CREATE TABLE`.
+    location_tables: Mutex<HashSet<InstanceAddr>>,
+    next_spid: AtomicU16,
+}
+
+/// One served instance of the estate.
+#[derive(Debug, Clone)]
+pub struct InstanceService {
+    estate: Estate,
+    addr: InstanceAddr,
+    shared: Arc<Shared>,
+}
+
+impl InstanceService {
+    /// Serves `addr` of `estate`.
+    pub fn new(estate: Estate, addr: InstanceAddr, shared: Arc<Shared>) -> Self {
+        Self {
+            estate,
+            addr,
+            shared,
+        }
+    }
+}
+
+/// Manifests a fault before running: `Ok(Some(fault))` for the caller to finish handling.
+async fn pre_fault(f: Option<Fault>) -> Option<Fault> {
+    match f {
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Some(Fault::Hang) => std::future::pending().await,
+        other => other,
+    }
+}
+
+impl Service for InstanceService {
+    type Session = SqlSession;
+
+    async fn login(&self, l: LoginRequest) -> Result<(SqlSession, LoginAccepted), LoginRefused> {
+        match pre_fault(self.estate.fault_for(&self.addr, Operation::Connect)).await {
+            Some(Fault::Error(e)) => return Err(LoginRefused::Error(msg(e))),
+            Some(Fault::Disconnect) | Some(Fault::Crash { .. }) => {
+                return Err(LoginRefused::Disconnect);
+            }
+            _ => {}
+        }
+        let id = match self.estate.login(&self.addr, &l.user, &l.password) {
+            Ok(id) => id,
+            Err(e) if e.is_connection_error() => return Err(LoginRefused::Disconnect),
+            Err(e) => return Err(LoginRefused::Error(msg(e))),
+        };
+        let spid = 51 + self.shared.next_spid.fetch_add(1, Ordering::Relaxed) % 30000;
+        let mut session = SqlSession {
+            estate: self.estate.clone(),
+            addr: self.addr.clone(),
+            shared: self.shared.clone(),
+            id,
+            spid,
+            db: "master".into(),
+            vars: HashMap::new(),
+        };
+        if !l.database.is_empty() && !l.database.eq_ignore_ascii_case("master") {
+            if let Err(e) = session.use_db(&l.database) {
+                // SQL Server: 4060 "Cannot open database requested by the login".
+                let text = format!(
+                    "Cannot open database \"{}\" requested by the login. The login failed. ({})",
+                    l.database, e.m.message
+                );
+                return Err(LoginRefused::Error(SqlMessage::new(4060, 11, 1, text)));
+            }
+        }
+        let database = session.db.clone();
+        Ok((session, LoginAccepted { database, spid }))
+    }
+
+    fn is_up(&self) -> bool {
+        self.estate.is_reachable(&self.addr)
+    }
+}
+
+/// One logged-in connection: an estate session. Dropping it closes the estate session,
+/// which releases its application locks (as a disconnect does on SQL Server).
+#[derive(Debug)]
+pub struct SqlSession {
+    estate: Estate,
+    addr: InstanceAddr,
+    shared: Arc<Shared>,
+    id: SessionId,
+    spid: u16,
+    db: String,
+    vars: HashMap<String, (TypeName, Value)>,
+}
+
+impl Drop for SqlSession {
+    fn drop(&mut self) {
+        self.estate.close_session(self.id);
+    }
+}
+
+/// A statement failed; `abort` ends the batch (connection-level failures).
+struct Failure {
+    m: SqlMessage,
+    disconnect: bool,
+}
+
+impl From<SqlMessage> for Failure {
+    fn from(m: SqlMessage) -> Self {
+        Self {
+            m,
+            disconnect: false,
+        }
+    }
+}
+
+impl From<SqlError> for Failure {
+    fn from(e: SqlError) -> Self {
+        let disconnect = e.is_connection_error();
+        Self {
+            m: msg(e),
+            disconnect,
+        }
+    }
+}
+
+type R<T> = Result<T, Failure>;
+
+/// A materialised table: column definitions and rows.
+struct Table {
+    cols: Vec<Column>,
+    rows: Vec<Vec<Value>>,
+}
+
+fn invalid_object(t: &TableName) -> Failure {
+    SqlMessage::new(
+        208,
+        16,
+        1,
+        format!("Invalid object name '{}'.", t.display()),
+    )
+    .into()
+}
+
+fn nv(s: impl Into<String>) -> Value {
+    Value::Str(s.into())
+}
+
+fn opt_str(s: Option<String>) -> Value {
+    s.map(Value::Str).unwrap_or(Value::Null)
+}
+
+fn ty_of(t: TypeName) -> ColType {
+    match t {
+        TypeName::Int => ColType::Int,
+        TypeName::BigInt => ColType::BigInt,
+        TypeName::Bit => ColType::Bit,
+        TypeName::NVarChar(n) => ColType::NVarChar(n),
+    }
+}
+
+/// Compares two values the way a case-insensitive collation does; `None` when either is NULL.
+fn sql_eq(a: &Value, b: &Value) -> Option<bool> {
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => None,
+        (Value::Str(x), Value::Str(y)) => Some(x.to_lowercase() == y.to_lowercase()),
+        (Value::Int(x), Value::Int(y)) => Some(x == y),
+        (Value::Bit(x), Value::Bit(y)) => Some(x == y),
+        (Value::Bit(x), Value::Int(y)) | (Value::Int(y), Value::Bit(x)) => Some((*x as i64) == *y),
+        (Value::Str(s), Value::Int(i)) | (Value::Int(i), Value::Str(s)) => {
+            Some(s.trim().parse::<i64>().ok() == Some(*i))
+        }
+        _ => Some(false),
+    }
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a, b) {
+        (Value::Null, Value::Null) => Equal,
+        (Value::Null, _) => Less,
+        (_, Value::Null) => Greater,
+        (Value::Str(x), Value::Str(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Bit(x), Value::Bit(y)) => x.cmp(y),
+        _ => Equal,
+    }
+}
+
+fn conversion_failed(v: &Value, to: &str) -> Failure {
+    let shown = match v {
+        Value::Str(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    SqlMessage::new(
+        245,
+        16,
+        1,
+        format!(
+            "Conversion failed when converting the nvarchar value '{shown}' to data type {to}."
+        ),
+    )
+    .into()
+}
+
+fn cast(v: Value, t: TypeName) -> R<Value> {
+    Ok(match (t, v) {
+        (_, Value::Null) => Value::Null,
+        (TypeName::NVarChar(n), v) => {
+            let s = match v {
+                Value::Int(i) => i.to_string(),
+                Value::Bit(b) => (b as u8).to_string(),
+                Value::Str(s) => s,
+                Value::DateTime(..) | Value::Null => String::new(),
+            };
+            Value::Str(s.chars().take(n as usize).collect())
+        }
+        (TypeName::Bit, Value::Str(s)) => match s.trim() {
+            "1" => Value::Bit(true),
+            "0" => Value::Bit(false),
+            _ => return Err(conversion_failed(&Value::Str(s), "bit")),
+        },
+        (TypeName::Bit, Value::Int(i)) => Value::Bit(i != 0),
+        (_, Value::Str(s)) => match s.trim().parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => return Err(conversion_failed(&Value::Str(s), "int")),
+        },
+        (_, Value::Bit(b)) => Value::Int(b as i64),
+        (_, v) => v,
+    })
+}
+
+/// Bound row sources while evaluating a SELECT: (alias, table, row index or None = NULLs).
+type Env<'a> = [(&'a str, &'a Table, Option<usize>)];
+
+impl SqlSession {
+    fn use_db(&mut self, name: &str) -> R<()> {
+        if !is_system(name) {
+            let db = DatabaseName::parse(name).map_err(|_| SqlError::no_such_database(name))?;
+            self.estate.use_database(self.id, &db)?;
+        }
+        self.db = SYSTEM_DBS
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(name))
+            .map_or(name.to_string(), |s| s.to_string());
+        Ok(())
+    }
+
+    fn db_name(name: &str) -> R<DatabaseName> {
+        DatabaseName::parse(name).map_err(|_| SqlError::no_such_database(name).into())
+    }
+
+    /// The rows of the instance's databases (one estate call).
+    fn db_rows(&self) -> R<Vec<DbRow>> {
+        Ok(self.estate.database_rows(self.id)?)
+    }
+
+    fn location_table_exists(&self) -> R<bool> {
+        let created = self
+            .shared
+            .location_tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.addr);
+        Ok(created || self.estate.read_location(self.id)?.is_some())
+    }
+
+    /// Checks the database part of a control table name; writes to a read-only database fail
+    /// with 3906.
+    fn control_db_check(&self, t: &TableName, write: bool) -> R<()> {
+        let db = t.database().unwrap_or(&self.db).to_string();
+        if t.schema().is_some_and(|s| !s.eq_ignore_ascii_case("dbo")) {
+            return Err(invalid_object(t));
+        }
+        if is_system(&db) {
+            return Ok(());
+        }
+        let rows = self.db_rows()?;
+        let Some(row) = rows
+            .iter()
+            .find(|r| r.name.as_str().eq_ignore_ascii_case(&db))
+        else {
+            return Err(invalid_object(t));
+        };
+        if row
+            .mirroring
+            .as_ref()
+            .is_some_and(|m| m.role == MirrorRole::Mirror)
+        {
+            return Err(msg(SqlError::is_mirror(&db)).into());
+        }
+        if write && row.read_only {
+            return Err(SqlMessage::new(
+                3906,
+                16,
+                1,
+                format!("Failed to update database \"{db}\" because the database is read-only."),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn load_table(&self, t: &TableName) -> R<Table> {
+        let obj = t.object().to_lowercase();
+        let schema = t.schema().map(str::to_lowercase);
+        let s = |n: u16| ColType::NVarChar(n);
+        if schema.as_deref() == Some("sys") && (obj == "databases" || obj == "database_mirroring") {
+            let rows = self.db_rows()?;
+            let mut all: Vec<(i64, String, Option<&DbRow>)> = SYSTEM_DBS
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as i64 + 1, n.to_string(), None))
+                .collect();
+            for (i, r) in rows.iter().enumerate() {
+                all.push((i as i64 + 5, r.name.as_str().to_string(), Some(r)));
+            }
+            if obj == "databases" {
+                let cols = vec![
+                    Column::new("database_id", ColType::Int),
+                    Column::new("name", s(128)),
+                    Column::new("state", ColType::Int),
+                    Column::new("state_desc", s(60)),
+                    Column::new("is_read_only", ColType::Bit),
+                    Column::new("user_access_desc", s(60)),
+                ];
+                let rows = all
+                    .iter()
+                    .map(|(id, name, r)| {
+                        let (state, desc, ro) = match r {
+                            Some(r) => (
+                                state_code(r.state.as_desc()),
+                                r.state.as_desc().to_string(),
+                                r.read_only,
+                            ),
+                            None => (0, "ONLINE".to_string(), false),
+                        };
+                        vec![
+                            Value::Int(*id),
+                            nv(name.clone()),
+                            Value::Int(state),
+                            nv(desc),
+                            Value::Bit(ro),
+                            nv("MULTI_USER"),
+                        ]
+                    })
+                    .collect();
+                return Ok(Table { cols, rows });
+            }
+            let cols = vec![
+                Column::new("database_id", ColType::Int),
+                Column::new("mirroring_role_desc", s(60)),
+                Column::new("mirroring_state_desc", s(60)),
+                Column::new("mirroring_partner_name", s(128)),
+                Column::new("mirroring_partner_instance", s(128)),
+                Column::new("mirroring_safety_level_desc", s(60)),
+                Column::new("mirroring_witness_state_desc", s(60)),
+                Column::new("mirroring_failover_lsn", ColType::BigInt),
+            ];
+            let rows = all
+                .iter()
+                .map(|(id, _, r)| match r.and_then(|r| r.mirroring.as_ref()) {
+                    Some(m) => vec![
+                        Value::Int(*id),
+                        nv(match m.role {
+                            MirrorRole::Principal => "PRINCIPAL",
+                            MirrorRole::Mirror => "MIRROR",
+                        }),
+                        nv(m.state.as_desc()),
+                        nv(format!("TCP://{}:5022", m.partner.host())),
+                        nv(m.partner_instance()),
+                        nv(if m.safety_full { "FULL" } else { "OFF" }),
+                        nv("UNKNOWN"),
+                        Value::Int(m.failover_lsn as i64),
+                    ],
+                    None => {
+                        let mut v = vec![Value::Int(*id)];
+                        v.extend(std::iter::repeat_n(Value::Null, 7));
+                        v
+                    }
+                })
+                .collect();
+            return Ok(Table { cols, rows });
+        }
+        if obj == POSITION_TABLE {
+            self.control_db_check(t, false)?;
+            let rows = self
+                .db_rows()?
+                .into_iter()
+                .map(|r| vec![nv(r.name.as_str()), Value::Int(r.position as i64)])
+                .collect();
+            return Ok(Table {
+                cols: vec![
+                    Column::new("database_name", s(128)),
+                    Column::new("position", ColType::BigInt),
+                ],
+                rows,
+            });
+        }
+        if obj == LOCATION_TABLE {
+            self.control_db_check(t, false)?;
+            if !self.location_table_exists()? {
+                return Err(invalid_object(t));
+            }
+            let rows = self
+                .estate
+                .read_location(self.id)?
+                .map(|r| {
+                    vec![
+                        Value::Int(1),
+                        Value::Int(r.epoch as i64),
+                        nv(r.active.principal.to_string()),
+                        opt_str(r.active.mirror.as_ref().map(|m| m.to_string())),
+                        nv(r.run_id),
+                    ]
+                })
+                .into_iter()
+                .collect();
+            return Ok(Table {
+                cols: vec![
+                    Column::new("id", ColType::Int),
+                    Column::new("epoch", ColType::BigInt),
+                    Column::new("active_principal", s(300)),
+                    Column::new("active_mirror", s(300)),
+                    Column::new("run_id", s(200)),
+                ],
+                rows,
+            });
+        }
+        Err(invalid_object(t))
+    }
+
+    fn col_lookup<'a>(env: &'a Env<'a>, q: &Option<String>, name: &str) -> R<(ColType, Value)> {
+        for (alias, table, row) in env {
+            if q.as_ref().is_some_and(|q| q != alias) {
+                continue;
+            }
+            if let Some(i) = table.cols.iter().position(|c| c.name == name) {
+                let v = row.map_or(Value::Null, |r| table.rows[r][i].clone());
+                return Ok((table.cols[i].ty, v));
+            }
+        }
+        let shown = match q {
+            Some(q) => format!("{q}.{name}"),
+            None => name.to_string(),
+        };
+        if let Some(q) = q
+            && !env.iter().any(|(a, _, _)| a == q)
+        {
+            return Err(SqlMessage::new(
+                4104,
+                16,
+                1,
+                format!("The multi-part identifier \"{shown}\" could not be bound."),
+            )
+            .into());
+        }
+        Err(SqlMessage::new(207, 16, 1, format!("Invalid column name '{name}'.")).into())
+    }
+
+    /// Evaluates an expression to its type and value.
+    fn eval(&self, e: &Expr, env: &Env<'_>) -> R<(ColType, Value)> {
+        Ok(match e {
+            Expr::Col(q, name) => Self::col_lookup(env, q, name)?,
+            Expr::Lit(Value::Int(i)) => (
+                if i32::try_from(*i).is_ok() {
+                    ColType::Int
+                } else {
+                    ColType::BigInt
+                },
+                Value::Int(*i),
+            ),
+            Expr::Lit(Value::Str(s)) => (
+                ColType::NVarChar(s.chars().count().clamp(1, 4000) as u16),
+                Value::Str(s.clone()),
+            ),
+            Expr::Lit(v) => (ColType::Int, v.clone()),
+            Expr::Var(v) => match self.vars.get(v) {
+                Some((t, val)) => (ty_of(*t), val.clone()),
+                None => {
+                    return Err(SqlMessage::new(
+                        137,
+                        15,
+                        2,
+                        format!("Must declare the scalar variable \"{v}\"."),
+                    )
+                    .into());
+                }
+            },
+            Expr::Global(g) => match g.as_str() {
+                "VERSION" => (ColType::NVarChar(300), nv(self.estate.version(self.id)?)),
+                "SPID" => (ColType::Int, Value::Int(self.spid as i64)),
+                "SERVERNAME" => (ColType::NVarChar(128), nv(self.server_name())),
+                "SERVICENAME" => (ColType::NVarChar(128), nv(self.instance_name())),
+                "TRANCOUNT" | "ROWCOUNT" | "ERROR" => (ColType::Int, Value::Int(0)),
+                _ => {
+                    return Err(SqlMessage::new(
+                        137,
+                        15,
+                        2,
+                        format!("Must declare the scalar variable \"@@{g}\"."),
+                    )
+                    .into());
+                }
+            },
+            Expr::Cast(inner, t) => {
+                let (_, v) = self.eval(inner, env)?;
+                (ty_of(*t), cast(v, *t)?)
+            }
+            Expr::Func(f, args) => self.func(f, args, env)?,
+        })
+    }
+
+    fn server_name(&self) -> String {
+        match self.addr.instance() {
+            Some(i) => format!("{}\\{}", self.addr.host(), i),
+            None => self.addr.host().to_string(),
+        }
+    }
+
+    fn instance_name(&self) -> String {
+        self.addr
+            .instance()
+            .map_or("MSSQLSERVER".to_string(), |i| i.to_string())
+    }
+
+    fn str_arg(&self, args: &[Expr], i: usize, env: &Env<'_>) -> R<Option<String>> {
+        match args.get(i) {
+            Some(e) => Ok(match self.eval(e, env)?.1 {
+                Value::Str(s) => Some(s),
+                Value::Int(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn func(&self, f: &str, args: &[Expr], env: &Env<'_>) -> R<(ColType, Value)> {
+        let arity = |n: usize| -> R<()> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(SqlMessage::new(
+                    174,
+                    15,
+                    1,
+                    format!(
+                        "The {} function requires {n} argument(s).",
+                        f.to_lowercase()
+                    ),
+                )
+                .into())
+            }
+        };
+        Ok(match f {
+            "SERVERPROPERTY" => {
+                arity(1)?;
+                let p = self.str_arg(args, 0, env)?.unwrap_or_default();
+                let v = match p.to_ascii_lowercase().as_str() {
+                    "productversion" => {
+                        let v = self.estate.version(self.id)?;
+                        nv(v.split_whitespace()
+                            .find(|w| w.chars().filter(|c| *c == '.').count() == 3)
+                            .unwrap_or("15.0.2000.5"))
+                    }
+                    "servername" => nv(self.server_name()),
+                    "machinename" => nv(self.addr.host().to_string()),
+                    "instancename" => opt_str(self.addr.instance().map(|i| i.to_string())),
+                    "edition" => nv("Developer Edition (64-bit)"),
+                    "productlevel" => nv("RTM"),
+                    "engineedition" => nv("3"),
+                    "ishadrenabled" | "isclustered" => nv("0"),
+                    _ => Value::Null,
+                };
+                (ColType::NVarChar(128), v)
+            }
+            "DB_ID" => {
+                let name = if args.is_empty() {
+                    Some(self.db.clone())
+                } else {
+                    self.str_arg(args, 0, env)?
+                };
+                let Some(name) = name else {
+                    return Ok((ColType::Int, Value::Null));
+                };
+                let id = match SYSTEM_DBS
+                    .iter()
+                    .position(|s| s.eq_ignore_ascii_case(&name))
+                {
+                    Some(i) => Some(i as i64 + 1),
+                    None => self
+                        .db_rows()?
+                        .iter()
+                        .position(|r| r.name.as_str().eq_ignore_ascii_case(&name))
+                        .map(|i| i as i64 + 5),
+                };
+                (ColType::Int, id.map_or(Value::Null, Value::Int))
+            }
+            "DB_NAME" => {
+                if args.is_empty() {
+                    (ColType::NVarChar(128), nv(self.db.clone()))
+                } else {
+                    let (_, id) = self.eval(&args[0], env)?;
+                    let v = match id {
+                        Value::Int(i) if (1..=4).contains(&i) => nv(SYSTEM_DBS[i as usize - 1]),
+                        Value::Int(i) if i >= 5 => opt_str(
+                            self.db_rows()?
+                                .get(i as usize - 5)
+                                .map(|r| r.name.as_str().to_string()),
+                        ),
+                        _ => Value::Null,
+                    };
+                    (ColType::NVarChar(128), v)
+                }
+            }
+            "APPLOCK_MODE" => {
+                arity(3)?;
+                let resource = self.str_arg(args, 1, env)?.unwrap_or_default();
+                let owner = self.str_arg(args, 2, env)?.unwrap_or_default();
+                let held = owner.eq_ignore_ascii_case("Session")
+                    && self.estate.app_lock_held(self.id, &resource)?;
+                (
+                    ColType::NVarChar(32),
+                    nv(if held { "Exclusive" } else { "NoLock" }),
+                )
+            }
+            "OBJECT_ID" => {
+                let name = self.str_arg(args, 0, env)?.unwrap_or_default();
+                let exists =
+                    name.to_lowercase().contains(LOCATION_TABLE) && self.location_table_exists()?;
+                (
+                    ColType::Int,
+                    if exists {
+                        Value::Int(245575913)
+                    } else {
+                        Value::Null
+                    },
+                )
+            }
+            _ => {
+                return Err(SqlMessage::new(
+                    195,
+                    15,
+                    10,
+                    format!(
+                        "'{}' is not a recognized built-in function name.",
+                        f.to_lowercase()
+                    ),
+                )
+                .into());
+            }
+        })
+    }
+
+    fn test(&self, c: &Cond, env: &Env<'_>) -> R<bool> {
+        Ok(match c {
+            Cond::And(all) => {
+                for c in all {
+                    if !self.test(c, env)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Cond::Eq(a, b) => sql_eq(&self.eval(a, env)?.1, &self.eval(b, env)?.1) == Some(true),
+            Cond::In(a, list) => {
+                let v = self.eval(a, env)?.1;
+                let mut any = false;
+                for e in list {
+                    any |= sql_eq(&v, &self.eval(e, env)?.1) == Some(true);
+                }
+                any
+            }
+            Cond::IsNull(a, is_null) => (self.eval(a, env)?.1 == Value::Null) == *is_null,
+        })
+    }
+
+    fn select(&self, s: &Select) -> R<Vec<Output>> {
+        let tables: Vec<Table> = s
+            .from
+            .iter()
+            .map(|src| self.load_table(&src.table))
+            .collect::<R<_>>()?;
+        let aliases: Vec<&str> = s.from.iter().map(|src| src.alias.as_str()).collect();
+        // Build the joined row combinations.
+        let mut combos: Vec<Vec<Option<usize>>> = Vec::new();
+        match tables.len() {
+            0 => combos.push(vec![]),
+            1 => combos.extend((0..tables[0].rows.len()).map(|i| vec![Some(i)])),
+            _ => {
+                let (a, b) = s.join_on.as_ref().expect("parser gives an ON for a join");
+                for i in 0..tables[0].rows.len() {
+                    let mut matched = false;
+                    for j in 0..tables[1].rows.len() {
+                        let env: Vec<_> = vec![
+                            (aliases[0], &tables[0], Some(i)),
+                            (aliases[1], &tables[1], Some(j)),
+                        ];
+                        if sql_eq(&self.eval(a, &env)?.1, &self.eval(b, &env)?.1) == Some(true) {
+                            combos.push(vec![Some(i), Some(j)]);
+                            matched = true;
+                        }
+                    }
+                    if !matched {
+                        combos.push(vec![Some(i), None]);
+                    }
+                }
+            }
+        }
+        let env_of = |c: &Vec<Option<usize>>| -> Vec<(&str, &Table, Option<usize>)> {
+            c.iter()
+                .enumerate()
+                .map(|(k, r)| (aliases[k], &tables[k], *r))
+                .collect()
+        };
+        let mut kept = Vec::new();
+        for c in &combos {
+            let env = env_of(c);
+            if let Some(f) = &s.filter
+                && !self.test(f, &env)?
+            {
+                continue;
+            }
+            kept.push(c.clone());
+        }
+        if !s.order.is_empty() {
+            let mut keyed = Vec::new();
+            for c in kept {
+                let env = env_of(&c);
+                let keys = s
+                    .order
+                    .iter()
+                    .map(|(e, _)| self.eval(e, &env).map(|x| x.1))
+                    .collect::<R<Vec<_>>>()?;
+                keyed.push((keys, c));
+            }
+            keyed.sort_by(|(ka, _), (kb, _)| {
+                for (i, (_, desc)) in s.order.iter().enumerate() {
+                    let o = cmp_values(&ka[i], &kb[i]);
+                    let o = if *desc { o.reverse() } else { o };
+                    if o != std::cmp::Ordering::Equal {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+            kept = keyed.into_iter().map(|(_, c)| c).collect();
+        }
+        // Column types come from evaluating against a NULL row (types do not depend on data).
+        let null_env: Vec<_> = aliases
+            .iter()
+            .zip(&tables)
+            .map(|(a, t)| (*a, t, None))
+            .collect();
+        let mut columns = Vec::new();
+        for (e, alias) in &s.items {
+            let ty = if kept.is_empty() {
+                self.eval(e, &null_env)?.0
+            } else {
+                self.eval(e, &env_of(&kept[0]))?.0
+            };
+            let name = alias.clone().unwrap_or_else(|| match e {
+                Expr::Col(_, n) => n.clone(),
+                _ => String::new(),
+            });
+            columns.push(Column::new(name, ty));
+        }
+        let mut rows = Vec::new();
+        for c in &kept {
+            let env = env_of(c);
+            rows.push(
+                s.items
+                    .iter()
+                    .map(|(e, _)| self.eval(e, &env).map(|x| x.1))
+                    .collect::<R<Vec<_>>>()?,
+            );
+        }
+        let n = rows.len() as u64;
+        Ok(vec![
+            Output::Rows { columns, rows },
+            Output::Done {
+                rows: Some(n),
+                error: false,
+            },
+        ])
+    }
+
+    fn exec_proc(
+        &mut self,
+        ret: &Option<String>,
+        proc_name: &str,
+        args: &[(Option<String>, Expr)],
+    ) -> R<Vec<Output>> {
+        let mut named: HashMap<String, Value> = HashMap::new();
+        for (i, (n, e)) in args.iter().enumerate() {
+            let key = n.clone().unwrap_or_else(|| format!("#{i}"));
+            named.insert(key, self.eval(e, &[])?.1);
+        }
+        let get = |k: &str, pos: usize| -> Option<String> {
+            match named.get(k).or_else(|| named.get(&format!("#{pos}"))) {
+                Some(Value::Str(s)) => Some(s.clone()),
+                Some(Value::Int(i)) => Some(i.to_string()),
+                _ => None,
+            }
+        };
+        let missing = |p: &str, param: &str| -> Failure {
+            SqlMessage::new(201, 16, 4, format!("Procedure or function '{p}' expects parameter '{param}', which was not supplied."))
+                .into()
+        };
+        let code = match proc_name.to_ascii_lowercase().as_str() {
+            "sp_getapplock" => {
+                let resource =
+                    get("@resource", 0).ok_or_else(|| missing("sp_getapplock", "@Resource"))?;
+                let mode =
+                    get("@lockmode", 1).ok_or_else(|| missing("sp_getapplock", "@LockMode"))?;
+                let owner = get("@lockowner", 2).unwrap_or_else(|| "Transaction".into());
+                let timeout: i64 = get("@locktimeout", 3)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(-1);
+                if !owner.eq_ignore_ascii_case("Session") {
+                    return Err(SqlMessage::new(
+                        1223,
+                        16,
+                        1,
+                        "Cannot release the application lock (Database Principal: 'public', Resource: ...) because it is not currently held. Transaction-owned locks need an open transaction.",
+                    )
+                    .into());
+                }
+                if !mode.eq_ignore_ascii_case("Exclusive") || timeout != 0 {
+                    // Only the non-waiting exclusive lock the backends take is simulated.
+                    -999
+                } else {
+                    self.estate.get_app_lock(self.id, &resource)?
+                }
+            }
+            "sp_releaseapplock" => {
+                let resource =
+                    get("@resource", 0).ok_or_else(|| missing("sp_releaseapplock", "@Resource"))?;
+                let owner = get("@lockowner", 1).unwrap_or_else(|| "Transaction".into());
+                if !owner.eq_ignore_ascii_case("Session") {
+                    return Err(msg(SqlError::applock_not_held(&resource)).into());
+                }
+                self.estate.release_app_lock(self.id, &resource)?
+            }
+            _ => {
+                return Err(SqlMessage::new(
+                    2812,
+                    16,
+                    62,
+                    format!("Could not find stored procedure '{proc_name}'."),
+                )
+                .into());
+            }
+        };
+        if let Some(r) = ret {
+            self.assign(r, Value::Int(code as i64))?;
+        }
+        Ok(vec![
+            Output::ReturnStatus(code),
+            Output::Done {
+                rows: None,
+                error: false,
+            },
+        ])
+    }
+
+    fn assign(&mut self, var: &str, v: Value) -> R<()> {
+        match self.vars.get_mut(var) {
+            Some((t, slot)) => {
+                *slot = cast(v, *t)?;
+                Ok(())
+            }
+            None => Err(SqlMessage::new(
+                137,
+                15,
+                1,
+                format!("Must declare the scalar variable \"{var}\"."),
+            )
+            .into()),
+        }
+    }
+
+    fn location_values(&self, cols: &[String], vals: &[Value]) -> R<LocationRecord> {
+        let get = |c: &str| {
+            cols.iter()
+                .position(|x| x == c)
+                .map(|i| vals[i].clone())
+                .unwrap_or(Value::Null)
+        };
+        let epoch = match get("epoch") {
+            Value::Int(e) if e >= 0 => e as u64,
+            other => return Err(conversion_failed(&other, "bigint")),
+        };
+        let addr = |v: Value| -> R<Option<InstanceAddr>> {
+            match v {
+                Value::Null => Ok(None),
+                Value::Str(s) => InstanceAddr::parse(&s)
+                    .map(Some)
+                    .map_err(|_| conversion_failed(&Value::Str(s), "instance address")),
+                other => Err(conversion_failed(&other, "nvarchar")),
+            }
+        };
+        let not_null = |c: &str| -> Failure {
+            SqlMessage::new(515, 16, 2, format!("Cannot insert the value NULL into column '{c}', table '{LOCATION_TABLE}'; column does not allow nulls. INSERT fails.")).into()
+        };
+        let principal =
+            addr(get("active_principal"))?.ok_or_else(|| not_null("active_principal"))?;
+        let mirror = addr(get("active_mirror"))?;
+        let run_id = match get("run_id") {
+            Value::Str(s) => s,
+            _ => return Err(not_null("run_id")),
+        };
+        let active = Store::new(principal, mirror)
+            .map_err(|e| SqlMessage::new(547, 16, 0, e.to_string()))?;
+        Ok(LocationRecord {
+            epoch,
+            active,
+            run_id,
+        })
+    }
+
+    /// Compare-and-swap of the location record; a conflict affects 0 rows (not an error).
+    fn write_location(
+        &mut self,
+        t: &TableName,
+        cols: &[String],
+        vals: &[Value],
+        expected: Option<u64>,
+    ) -> R<Vec<Output>> {
+        if t.object().to_lowercase() != LOCATION_TABLE {
+            return Err(invalid_object(t));
+        }
+        self.control_db_check(t, true)?;
+        if !self.location_table_exists()? {
+            return Err(invalid_object(t));
+        }
+        let rec = self.location_values(cols, vals)?;
+        let n = match self.estate.write_location(self.id, &rec, expected) {
+            Ok(()) => 1,
+            Err(e) if e.number == LOCATION_CONFLICT => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(vec![Output::Done {
+            rows: Some(n),
+            error: false,
+        }])
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<Vec<Output>> {
+        let done = vec![Output::Done {
+            rows: None,
+            error: false,
+        }];
+        match s {
+            Stmt::Select(sel) => self.select(sel),
+            Stmt::Use(db) => {
+                let old = self.db.clone();
+                self.use_db(db)?;
+                Ok(vec![
+                    Output::DatabaseChanged {
+                        new: self.db.clone(),
+                        old,
+                    },
+                    Output::Message(SqlMessage::new(
+                        5701,
+                        0,
+                        1,
+                        format!("Changed database context to '{}'.", self.db),
+                    )),
+                    Output::Done {
+                        rows: None,
+                        error: false,
+                    },
+                ])
+            }
+            Stmt::Declare(vars) => {
+                for (v, t, init) in vars {
+                    let val = match init {
+                        Some(e) => cast(self.eval(e, &[])?.1, *t)?,
+                        None => Value::Null,
+                    };
+                    if self.vars.contains_key(v) {
+                        return Err(SqlMessage::new(134, 15, 1, format!("The variable name '{v}' has already been declared. Variable names must be unique within a query batch or stored procedure.")).into());
+                    }
+                    self.vars.insert(v.clone(), (*t, val));
+                }
+                Ok(done)
+            }
+            Stmt::SetVar(v, e) => {
+                let val = self.eval(e, &[])?.1;
+                self.assign(v, val)?;
+                Ok(done)
+            }
+            Stmt::SetOption => Ok(done),
+            Stmt::Exec {
+                ret,
+                proc_name,
+                args,
+            } => self.exec_proc(ret, proc_name, args),
+            Stmt::AlterReadOnly { db, read_only } => {
+                if is_system(db) {
+                    return Err(SqlMessage::new(
+                        5058,
+                        16,
+                        5,
+                        format!("Option 'READ_ONLY' cannot be set in database '{db}'."),
+                    )
+                    .into());
+                }
+                self.estate
+                    .set_read_only(self.id, &Self::db_name(db)?, *read_only)?;
+                Ok(done)
+            }
+            Stmt::AlterPartner { db, forced } => {
+                let name = Self::db_name(db)?;
+                if *forced {
+                    self.estate.force_service(self.id, &name)?;
+                } else {
+                    self.estate.set_partner_failover(self.id, &name)?;
+                }
+                Ok(done)
+            }
+            Stmt::Restore(db) => {
+                if is_system(db) {
+                    return Err(SqlMessage::new(3101, 16, 1, format!("Exclusive access could not be obtained because the database is in use. RESTORE DATABASE is terminating abnormally ({db}).")).into());
+                }
+                self.estate
+                    .restore_with_recovery(self.id, &Self::db_name(db)?)?;
+                Ok(vec![
+                    Output::Message(SqlMessage::new(
+                        3014,
+                        0,
+                        1,
+                        "RESTORE DATABASE successfully processed 0 pages.",
+                    )),
+                    Output::Done {
+                        rows: None,
+                        error: false,
+                    },
+                ])
+            }
+            Stmt::CreateTableIfMissing { table, .. } => {
+                if table.object().to_lowercase() != LOCATION_TABLE {
+                    return Err(SqlMessage::new(
+                        262,
+                        14,
+                        1,
+                        format!("CREATE TABLE permission denied in database '{}'.", self.db),
+                    )
+                    .into());
+                }
+                self.control_db_check(table, true)?;
+                self.shared
+                    .location_tables
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(self.addr.clone());
+                Ok(done)
+            }
+            Stmt::InsertSelect {
+                table,
+                columns,
+                values,
+            } => {
+                let vals = values
+                    .iter()
+                    .map(|e| self.eval(e, &[]).map(|x| x.1))
+                    .collect::<R<Vec<_>>>()?;
+                self.write_location(table, columns, &vals, None)
+            }
+            Stmt::Update {
+                table,
+                sets,
+                filter,
+            } => {
+                // WHERE id = 1 AND epoch = <expected>
+                let mut expected = None;
+                let mut conds = Vec::new();
+                match filter {
+                    Some(Cond::And(all)) => conds.extend(all.iter()),
+                    Some(c) => conds.push(c),
+                    None => {}
+                }
+                for c in conds {
+                    if let Cond::Eq(Expr::Col(_, col), e) = c
+                        && col == "epoch"
+                        && let Value::Int(n) = self.eval(e, &[])?.1
+                    {
+                        expected = Some(n as u64);
+                    }
+                }
+                let Some(expected) = expected else {
+                    return Err(SqlMessage::new(
+                        50001,
+                        16,
+                        1,
+                        "The simulator only supports the compare-and-swap UPDATE of the location record (WHERE id = 1 AND epoch = n).",
+                    )
+                    .into());
+                };
+                let cols: Vec<String> = sets.iter().map(|(c, _)| c.clone()).collect();
+                let vals = sets
+                    .iter()
+                    .map(|(_, e)| self.eval(e, &[]).map(|x| x.1))
+                    .collect::<R<Vec<_>>>()?;
+                self.write_location(table, &cols, &vals, Some(expected))
+            }
+        }
+    }
+
+    /// Runs a batch: parse all, consult the estate's fault for the batch's operation, then run
+    /// statement by statement (a failing statement reports its error; the batch goes on).
+    async fn batch(&mut self, sql: &str) -> Reply {
+        if !self.estate.session_alive(self.id) {
+            return Reply::Disconnect;
+        }
+        let stmts = match parse_batch(sql) {
+            Ok(s) => s,
+            Err(m) => {
+                return Reply::Tokens(vec![
+                    Output::Message(m),
+                    Output::Done {
+                        rows: None,
+                        error: true,
+                    },
+                ]);
+            }
+        };
+        let mut fault = None;
+        if let Some(op) = operation_of(&stmts) {
+            fault = pre_fault(self.estate.fault_for(&self.addr, op)).await;
+        }
+        let mut crash_after = false;
+        match fault {
+            Some(Fault::Error(e)) => {
+                return Reply::Tokens(vec![
+                    Output::Message(msg(e)),
+                    Output::Done {
+                        rows: None,
+                        error: true,
+                    },
+                ]);
+            }
+            Some(Fault::Disconnect) | Some(Fault::Crash { applied: false }) => {
+                self.estate.close_session(self.id);
+                return Reply::Disconnect;
+            }
+            Some(Fault::Crash { applied: true }) => crash_after = true,
+            _ => {}
+        }
+        let mut out = Vec::new();
+        for s in &stmts {
+            match self.stmt(s) {
+                Ok(o) => out.extend(o),
+                Err(Failure {
+                    disconnect: true, ..
+                }) => return Reply::Disconnect,
+                Err(Failure { m, .. }) => {
+                    out.push(Output::Message(m));
+                    out.push(Output::Done {
+                        rows: None,
+                        error: true,
+                    });
+                }
+            }
+        }
+        // Local variables live for one batch.
+        self.vars.clear();
+        if crash_after {
+            self.estate.close_session(self.id);
+            return Reply::Disconnect;
+        }
+        Reply::Tokens(out)
+    }
+
+    async fn rpc(&mut self, call: RpcCall) -> Reply {
+        if !call.proc_name.eq_ignore_ascii_case("sp_executesql") {
+            let m = SqlMessage::new(
+                2812,
+                16,
+                62,
+                format!("Could not find stored procedure '{}'.", call.proc_name),
+            );
+            return Reply::Tokens(vec![
+                Output::Message(m),
+                Output::Done {
+                    rows: None,
+                    error: true,
+                },
+            ]);
+        }
+        let mut params = call.params.into_iter();
+        let Some(stmt) = params.next() else {
+            let m = SqlMessage::new(
+                201,
+                16,
+                4,
+                "Procedure or function 'sp_executesql' expects parameter '@statement', which was not supplied.",
+            );
+            return Reply::Tokens(vec![
+                Output::Message(m),
+                Output::Done {
+                    rows: None,
+                    error: true,
+                },
+            ]);
+        };
+        let Value::Str(sql) = stmt.value else {
+            let m = SqlMessage::new(
+                214,
+                16,
+                2,
+                "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
+            );
+            return Reply::Tokens(vec![
+                Output::Message(m),
+                Output::Done {
+                    rows: None,
+                    error: true,
+                },
+            ]);
+        };
+        // @params declares the types; the remaining parameters are the values.
+        let decl = params.next().map(|p| p.value);
+        let mut types: HashMap<String, TypeName> = HashMap::new();
+        if let Some(Value::Str(d)) = &decl
+            && !d.trim().is_empty()
+        {
+            match parse_batch(&format!("DECLARE {d}")) {
+                Ok(stmts) => {
+                    if let Some(Stmt::Declare(vars)) = stmts.into_iter().next() {
+                        for (v, t, _) in vars {
+                            types.insert(v, t);
+                        }
+                    }
+                }
+                Err(m) => {
+                    return Reply::Tokens(vec![
+                        Output::Message(m),
+                        Output::Done {
+                            rows: None,
+                            error: true,
+                        },
+                    ]);
+                }
+            }
+        }
+        let mut bound = HashMap::new();
+        for p in params {
+            let name = p.name.to_ascii_lowercase();
+            let t = types.get(&name).copied().unwrap_or(match p.value {
+                Value::Int(_) => TypeName::BigInt,
+                Value::Bit(_) => TypeName::Bit,
+                _ => TypeName::NVarChar(4000),
+            });
+            bound.insert(name, (t, p.value));
+        }
+        self.vars = bound;
+        let reply = self.batch(&sql).await;
+        match reply {
+            Reply::Tokens(mut t) => {
+                t.push(Output::ReturnStatus(0));
+                Reply::Tokens(t)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The `sys.databases.state` code for a `state_desc`.
+fn state_code(desc: &str) -> i64 {
+    match desc {
+        "ONLINE" => 0,
+        "RESTORING" => 1,
+        "RECOVERING" => 2,
+        "RECOVERY_PENDING" => 3,
+        "SUSPECT" => 4,
+        "EMERGENCY" => 5,
+        "OFFLINE" => 6,
+        _ => 0,
+    }
+}
+
+fn refers_to(s: &Select, object: &str) -> bool {
+    s.from
+        .iter()
+        .any(|src| src.table.object().eq_ignore_ascii_case(object))
+}
+
+fn uses_func(s: &Select, f: &str) -> bool {
+    s.items
+        .iter()
+        .any(|(e, _)| matches!(e, Expr::Func(n, _) if n == f))
+}
+
+/// The backend operation a batch performs, for fault injection (one draw per batch, as the
+/// fake backend draws one per call).
+pub fn operation_of(stmts: &[Stmt]) -> Option<Operation> {
+    for s in stmts {
+        let op = match s {
+            Stmt::Exec { proc_name, .. } if proc_name.eq_ignore_ascii_case("sp_getapplock") => {
+                Operation::AcquireLock
+            }
+            Stmt::Exec { proc_name, .. } if proc_name.eq_ignore_ascii_case("sp_releaseapplock") => {
+                Operation::ReleaseLock
+            }
+            Stmt::Select(sel) if uses_func(sel, "APPLOCK_MODE") => Operation::CheckLock,
+            Stmt::AlterReadOnly { .. } => Operation::SetReadOnly,
+            Stmt::AlterPartner { .. } => Operation::MirrorFailover,
+            Stmt::Restore(_) => Operation::Recover,
+            Stmt::CreateTableIfMissing { .. } | Stmt::InsertSelect { .. } | Stmt::Update { .. } => {
+                Operation::WriteLocation
+            }
+            Stmt::Select(sel) if refers_to(sel, LOCATION_TABLE) => Operation::ReadLocation,
+            Stmt::Select(sel) if refers_to(sel, POSITION_TABLE) => Operation::Positions,
+            Stmt::Select(sel)
+                if refers_to(sel, "database_mirroring")
+                    && sel
+                        .filter
+                        .as_ref()
+                        .is_some_and(|f| format!("{f:?}").contains("DB_ID")) =>
+            {
+                Operation::Positions
+            }
+            Stmt::Select(sel)
+                if refers_to(sel, "databases")
+                    || sel
+                        .items
+                        .iter()
+                        .any(|(e, _)| matches!(e, Expr::Global(g) if g == "VERSION")) =>
+            {
+                Operation::Probe
+            }
+            _ => continue,
+        };
+        return Some(op);
+    }
+    None
+}
+
+impl Session for SqlSession {
+    async fn execute(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Batch(sql) => {
+                self.vars.clear();
+                self.batch(&sql).await
+            }
+            Request::Rpc(call) => self.rpc(call).await,
+        }
+    }
+}
