@@ -276,8 +276,9 @@ impl Driver {
             match j.records() {
                 Ok(records) => {
                     let unfinished = unfinished_runs(&records);
-                    if !unfinished.is_empty() && !matches!(req.mode, Mode::Restore) && !req.what_if
-                    {
+                    // A planned run on top of a half-done one is refused; restore settles it and a
+                    // disaster recovery (forced, idempotent) may be re-run to resume one.
+                    if !unfinished.is_empty() && matches!(req.mode, Mode::Planned) && !req.what_if {
                         let u = &unfinished[0];
                         pre_refusal = Some(format!(
                             "an earlier {} run ({}) did not finish (last step {}); if it is no longer running, run `cms-failover restore` first",
@@ -311,7 +312,7 @@ impl Driver {
                 .await
         };
         if !req.what_if {
-            if matches!(req.mode, Mode::Restore) && matches!(outcome, Outcome::Succeeded { .. }) {
+            if !matches!(req.mode, Mode::Planned) && matches!(outcome, Outcome::Succeeded { .. }) {
                 for id in interrupted.iter().filter(|id| **id != req.run_id) {
                     let _ = self.journal(
                         &req.run_id,

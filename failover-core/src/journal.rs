@@ -75,6 +75,23 @@ pub struct UnfinishedRun {
     pub recording: bool,
 }
 
+impl UnfinishedRun {
+    /// How to settle it: a disaster recovery is resumed by running it again (it is forced
+    /// and idempotent); anything else is settled by a restore, which ends on the recorded
+    /// store: failed over if the interrupted run had recorded the new location, back on the
+    /// source otherwise.
+    pub fn settling_mode(&self) -> crate::request::Mode {
+        match &self.request.mode {
+            crate::request::Mode::DisasterRecovery { target } => {
+                crate::request::Mode::DisasterRecovery {
+                    target: target.clone(),
+                }
+            }
+            _ => crate::request::Mode::Restore,
+        }
+    }
+}
+
 /// Finds runs that started but neither finished nor were resolved by a later restore.
 pub fn unfinished_runs(records: &[JournalRecord]) -> Vec<UnfinishedRun> {
     let mut runs: Vec<UnfinishedRun> = Vec::new();

@@ -204,6 +204,11 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     ),
     (S::Fencing, S::ReadingPositions, "fenced"),
     (S::Fencing, S::ProbingFence, "fence failed"),
+    (
+        S::Fencing,
+        S::UndoingFence,
+        "cancelled right after the fence",
+    ),
     (S::Fencing, S::Recovering, "restore: others fenced"),
     (
         S::Fencing,
@@ -714,7 +719,7 @@ impl Machine {
                     "nothing",
                     ops,
                     timeout,
-                    !matches!(self.req.mode, Mode::DisasterRecovery { .. }),
+                    true,
                 )
             }
             State::AcquiringLocks => {
@@ -800,7 +805,7 @@ impl Machine {
                     self.f.fenced.push((i.clone(), d.clone()));
                 }
                 let (timeout, retry) = match self.req.mode {
-                    Mode::DisasterRecovery { .. } => (st.dr_fence_timeout, false),
+                    Mode::DisasterRecovery { .. } => (st.dr_fence_timeout, true),
                     _ => (st.step_timeout, true),
                 };
                 let description = match self.req.mode {
@@ -1265,6 +1270,26 @@ impl Machine {
                         }
                     }
                     Mode::DisasterRecovery { .. } => {
+                        let refused: Vec<&BackendError> = errors
+                            .iter()
+                            .filter(|e| {
+                                !matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Timeout)
+                            })
+                            .collect();
+                        if !refused.is_empty() {
+                            // The old source is up and refused the fence: promoting now would
+                            // make two writable copies.
+                            let text = refused
+                                .iter()
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            return State::ProbingFence {
+                                reason: format!(
+                                    "the old source is reachable but could not be fenced ({text}); fix that, or use a planned failover"
+                                ),
+                            };
+                        }
                         if !errors.is_empty() {
                             self.f.warnings.push(format!(
                                 "the old source could not be fenced ({}); if it comes back, it must not take writes: run `cms-failover restore` once it is reachable",
@@ -1755,6 +1780,7 @@ impl Machine {
         self.f.probes.clear();
         self.records.clear();
         let dbs = self.dbs();
+        let mut unread = Vec::new();
         for (op, r) in ops.iter().zip(results) {
             match (op, r) {
                 (Op::Probe { instance, .. }, r) => {
@@ -1769,14 +1795,34 @@ impl Machine {
                 (Op::ReadLocation { instance }, Ok(OpResult::Location(l))) => {
                     self.records.insert(instance.clone(), l);
                 }
+                (Op::ReadLocation { instance }, Err(e)) => unread.push((instance.clone(), e)),
                 _ => {}
             }
         }
+        // A record that could not be read on a reachable instance might be the newest one:
+        // deciding without it could undo a committed failover.
+        let mut unread_reachable = Vec::new();
+        for (i, e) in unread {
+            if matches!(self.f.probes.get(&i), Some(Ok(_))) {
+                unread_reachable.push(format!("{i}: {e}"));
+            } else {
+                self.f.warnings.push(format!(
+                    "the location record on {i} could not be read (instance unreachable)"
+                ));
+            }
+        }
         let mode = self.req.mode.clone();
-        let result = match &mode {
-            Mode::Planned => self.preflight_planned(&dbs),
-            Mode::DisasterRecovery { target } => self.preflight_dr(target, &dbs),
-            Mode::Restore => self.preflight_restore(&dbs),
+        let result = if !unread_reachable.is_empty() {
+            Err(format!(
+                "cannot read the active-location record ({}); without it the current CMS location is unknown. Fix access, then run again",
+                unread_reachable.join("; ")
+            ))
+        } else {
+            match &mode {
+                Mode::Planned => self.preflight_planned(&dbs),
+                Mode::DisasterRecovery { target } => self.preflight_dr(target, &dbs),
+                Mode::Restore => self.preflight_restore(&dbs),
+            }
         };
         match result {
             Ok(()) if !locked => State::AcquiringLocks,
@@ -1961,8 +2007,13 @@ impl Machine {
 
     fn preflight_dr(&mut self, target: &Store, dbs: &[DatabaseName]) -> Result<(), String> {
         let topo = self.req.topology.clone();
+        let source_writable = topo
+            .active
+            .instances()
+            .any(|i| !self.writable_dbs(i).is_empty());
         if let Some(r) = self.recorded_active()
             && r.active.principal == target.principal
+            && !source_writable
             && self
                 .serving(target, dbs)
                 .is_ok_and(|t| self.writable_dbs(&t).len() == dbs.len())
@@ -1995,9 +2046,22 @@ impl Machine {
                 }
                 self.f.source_serving = Some(src);
             }
-            Err(e) => self.f.warnings.push(format!(
-                "the old source is not reachable (expected in disaster recovery): {e}"
-            )),
+            Err(e) => {
+                // Only "cannot be reached" means gone: any other error means the source is up
+                // and might still take writes.
+                for i in topo.active.instances() {
+                    if let Some(Err(err)) = self.f.probes.get(i)
+                        && !matches!(err.kind, ErrorKind::Unreachable | ErrorKind::Timeout)
+                    {
+                        return Err(format!(
+                            "cannot tell whether the old source is down: {i} answered with an error ({err}); fix access to it, or make sure it is down, then run again"
+                        ));
+                    }
+                }
+                self.f.warnings.push(format!(
+                    "the old source is not reachable (expected in disaster recovery): {e}"
+                ))
+            }
         }
         self.plan_recovery(&tgt, dbs);
         self.f.target_serving = Some(tgt);

@@ -18,6 +18,7 @@
 
 pub mod cases;
 mod harness;
+pub mod props;
 
 pub use harness::{FakeHarness, Harness, Served};
 

@@ -1,0 +1,835 @@
+//! Property tests of every failover mode against a `backend-fake` estate with injected
+//! faults, reusable by every backend (the estate may be served over TDS by the simulator).
+//!
+//! A [`Scenario`] is one generated history: a fixture, a mode, a fault seed and rates, and
+//! optional crash, cancellation and concurrency points. [`check`] runs it and checks the
+//! safety invariants after every mutation (from the estate's history) and at the end:
+//!
+//! 1. planned and restore runs never leave two writable copies of a database at any instant;
+//! 2. a planned run never promotes a target behind the source's fenced position;
+//! 3. a failure after the fence leaves the source writable again, or is reported as needing
+//!    restore, and a restore then converges;
+//! 4. what-if changes nothing;
+//! 5. a crash between any two calls, then restore, ends failed over or back on the source,
+//!    never stuck and never with two writable copies;
+//! 6. a second concurrent run is refused and changes nothing;
+//! 7. disaster recovery reports the data-loss estimate correctly;
+//! 8. every run ends in exactly one outcome, and the estate agrees with it.
+
+use async_trait::async_trait;
+use backend_fake::fixtures::{self, Options, StandbyCopy};
+use backend_fake::{Change, Estate, FaultConfig, FaultRates, Snapshot, TimeoutFault};
+use failover_core::driver::{Observer, RunEvent};
+use failover_core::{
+    Backend, BackendError, CancelHandle, DatabaseName, DatabasePosition, Driver, FailoverRequest,
+    InstanceAddr, InstanceProbe, LocationRecord, LockAttempt, MemoryJournal, MirrorFailoverKind,
+    Mode, Outcome, ReplicaStatus, RunReport, StateName, Store, Topology,
+};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Builds backends that talk to an estate (directly, or through the TDS simulator).
+#[async_trait]
+pub trait BackendFactory: Send + Sync {
+    /// A new client (its own sessions, like a separate process) of `estate`.
+    async fn connect(&self, estate: &Estate) -> Arc<dyn Backend>;
+}
+
+/// [`BackendFactory`] for `backend_fake::FakeBackend`.
+pub struct FakeFactory;
+
+#[async_trait]
+impl BackendFactory for FakeFactory {
+    async fn connect(&self, estate: &Estate) -> Arc<dyn Backend> {
+        Arc::new(backend_fake::FakeBackend::new(estate.clone()))
+    }
+}
+
+/// The mode of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Planned failover.
+    Planned,
+    /// Disaster recovery to the backup store.
+    Disaster,
+    /// Restore, starting from an interrupted planned failover (crashed at a random call).
+    Restore,
+}
+
+/// One generated history.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The mode.
+    pub kind: Kind,
+    /// Both stores mirrored.
+    pub mirrored: bool,
+    /// Standby copies RESTORING (log shipping) rather than ONLINE read-only.
+    pub restoring_standby: bool,
+    /// Initial replication lag.
+    pub lag: u64,
+    /// The link starts stalled.
+    pub stalled: bool,
+    /// Fault seed.
+    pub seed: u64,
+    /// Total fault rate per call (split over the kinds).
+    pub fault_rate: f64,
+    /// Crash the client at this call number (counting every call), applied or not.
+    pub crash_at: Option<(usize, bool)>,
+    /// Cancel when this step starts (counting steps).
+    pub cancel_at: Option<usize>,
+    /// Plan only.
+    pub what_if: bool,
+    /// Disaster recovery with the old source down.
+    pub source_down: bool,
+    /// Disaster recovery with the backup principal down (its mirror must be forced).
+    pub backup_principal_down: bool,
+    /// Start a second run while the first holds the lock.
+    pub concurrent: bool,
+}
+
+/// The generator of scenarios.
+pub fn scenarios() -> impl Strategy<Value = Scenario> {
+    (
+        (
+            prop_oneof![
+                Just(Kind::Planned),
+                Just(Kind::Disaster),
+                Just(Kind::Restore)
+            ],
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![Just(0u64), 1u64..50],
+            prop::bool::weighted(0.1),
+            any::<u64>(),
+        ),
+        (
+            prop_oneof![Just(0.0), 0.0f64..0.25],
+            prop::option::weighted(0.3, (0usize..40, any::<bool>())),
+            prop::option::weighted(0.15, 0usize..14),
+            prop::bool::weighted(0.1),
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.1),
+        ),
+    )
+        .prop_map(
+            |(
+                (kind, mirrored, restoring, lag, stalled, seed),
+                (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent),
+            )| {
+                Scenario {
+                    kind,
+                    mirrored,
+                    restoring_standby: restoring,
+                    lag,
+                    stalled,
+                    seed,
+                    fault_rate,
+                    crash_at,
+                    cancel_at,
+                    what_if,
+                    source_down: source_down && kind == Kind::Disaster,
+                    backup_principal_down: bp_down
+                        && kind == Kind::Disaster
+                        && mirrored
+                        && !restoring,
+                    concurrent: concurrent && kind == Kind::Planned && !what_if,
+                }
+            },
+        )
+}
+
+/// Timeouts used by a check. Fake runs use paused time, so these cost nothing; runs over
+/// TCP use real time and should use [`Timing::wire`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Per-call timeout.
+    pub step: Duration,
+    /// Poll interval.
+    pub poll: Duration,
+    /// Replication / catch-up timeouts.
+    pub wait: Duration,
+    /// Hang faults become delays of this length when set (over TCP a hang costs a timeout).
+    pub hang_as_delay: Option<Duration>,
+}
+
+impl Timing {
+    /// For the in-memory fake under paused time.
+    pub fn paused() -> Self {
+        Self {
+            step: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+            wait: Duration::from_secs(20),
+            hang_as_delay: None,
+        }
+    }
+    /// For real sockets: short timeouts.
+    pub fn wire() -> Self {
+        Self {
+            step: Duration::from_millis(1500),
+            poll: Duration::from_millis(20),
+            wait: Duration::from_secs(3),
+            hang_as_delay: None,
+        }
+    }
+}
+
+fn fault_config(sc: &Scenario, t: &Timing) -> FaultConfig {
+    let r = sc.fault_rate;
+    let rates = FaultRates::none()
+        .transient(r * 0.4)
+        .timeout(r * 0.15)
+        .unreachable(r * 0.15)
+        .permission(r * 0.05)
+        .invalid_state(r * 0.05)
+        .fatal(r * 0.05)
+        .delay(r * 0.15);
+    let mut cfg = FaultConfig::seeded(sc.seed)
+        .with_default_rates(rates)
+        .with_delay(t.poll);
+    cfg = match t.hang_as_delay {
+        Some(d) => cfg.with_timeout_as(TimeoutFault::Delay(d)),
+        None => cfg.with_timeout_as(TimeoutFault::Hang),
+    };
+    cfg
+}
+
+fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverRequest {
+    let mode = match kind {
+        Kind::Planned => Mode::Planned,
+        Kind::Disaster => Mode::DisasterRecovery {
+            target: topo.backup.clone(),
+        },
+        Kind::Restore => Mode::Restore,
+    };
+    let mut r = FailoverRequest::new(run, topo.clone(), mode).expect("request");
+    r.settings.step_timeout = t.step;
+    r.settings.poll_interval = t.poll;
+    r.settings.replication_timeout = t.wait;
+    r.settings.catch_up_timeout = t.wait;
+    r.settings.undo_timeout = t.step * 4;
+    r.settings.dr_fence_timeout = t.step;
+    r.settings.retry_backoff = t.poll / 2;
+    r
+}
+
+/// Wraps a backend: crashes (the call never returns and the run is dropped) at call `n`,
+/// after applying it when `applied`; or pauses the first call after the lock is held until
+/// `resume` is notified (for concurrency checks).
+struct Interposer {
+    inner: Arc<dyn Backend>,
+    calls: AtomicUsize,
+    crash_at: Option<(usize, bool)>,
+    crashed: Arc<Notify>,
+    crashed_flag: AtomicBool,
+    pause_after_lock: Option<(Arc<Notify>, Arc<Notify>)>,
+    locked: AtomicBool,
+    paused_once: AtomicBool,
+}
+
+impl Interposer {
+    async fn gate(&self, mutating_apply: bool) -> Option<bool> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some((k, applied)) = self.crash_at
+            && n == k
+        {
+            return Some(applied && mutating_apply);
+        }
+        if let Some((locked_tx, resume)) = &self.pause_after_lock
+            && self.locked.load(Ordering::SeqCst)
+            && !self.paused_once.swap(true, Ordering::SeqCst)
+        {
+            locked_tx.notify_one();
+            resume.notified().await;
+        }
+        None
+    }
+
+    async fn crash(&self) -> ! {
+        self.crashed_flag.store(true, Ordering::SeqCst);
+        self.crashed.notify_one();
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
+}
+
+macro_rules! interpose {
+    ($self:ident, $call:expr) => {{
+        match $self.gate(true).await {
+            Some(true) => {
+                let _ = $call.await;
+                $self.crash().await
+            }
+            Some(false) => $self.crash().await,
+            None => $call.await,
+        }
+    }};
+}
+
+#[async_trait]
+impl Backend for Interposer {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn probe(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<InstanceProbe, BackendError> {
+        interpose!(self, self.inner.probe(i, d))
+    }
+    async fn positions(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<Vec<DatabasePosition>, BackendError> {
+        interpose!(self, self.inner.positions(i, d))
+    }
+    async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
+        self.inner.replicas(i).await
+    }
+    async fn set_read_only(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        ro: bool,
+    ) -> Result<(), BackendError> {
+        interpose!(self, self.inner.set_read_only(i, d, ro))
+    }
+    async fn recover(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<(), BackendError> {
+        interpose!(self, self.inner.recover(i, d))
+    }
+    async fn mirror_failover(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        k: MirrorFailoverKind,
+    ) -> Result<InstanceAddr, BackendError> {
+        interpose!(self, self.inner.mirror_failover(i, d, k))
+    }
+    async fn acquire_lock(&self, i: &InstanceAddr, r: &str) -> Result<LockAttempt, BackendError> {
+        let out = interpose!(self, self.inner.acquire_lock(i, r));
+        if matches!(out, Ok(LockAttempt::Granted)) {
+            self.locked.store(true, Ordering::SeqCst);
+        }
+        out
+    }
+    async fn release_lock(&self, i: &InstanceAddr, r: &str) -> Result<(), BackendError> {
+        interpose!(self, self.inner.release_lock(i, r))
+    }
+    async fn lock_held(&self, i: &InstanceAddr, r: &str) -> Result<bool, BackendError> {
+        interpose!(self, self.inner.lock_held(i, r))
+    }
+    async fn read_location(
+        &self,
+        i: &InstanceAddr,
+    ) -> Result<Option<LocationRecord>, BackendError> {
+        interpose!(self, self.inner.read_location(i))
+    }
+    async fn write_location(
+        &self,
+        i: &InstanceAddr,
+        r: &LocationRecord,
+        e: Option<u64>,
+    ) -> Result<(), BackendError> {
+        interpose!(self, self.inner.write_location(i, r, e))
+    }
+}
+
+struct CancelAt {
+    at: usize,
+    steps: AtomicUsize,
+    handle: CancelHandle,
+}
+
+impl Observer for CancelAt {
+    fn on_event(&self, e: &RunEvent) {
+        if let RunEvent::StepStarted { .. } = e
+            && self.steps.fetch_add(1, Ordering::SeqCst) == self.at
+        {
+            self.handle.cancel();
+        }
+    }
+}
+
+/// What one run did, for the checks.
+#[derive(Debug)]
+pub enum RunResult {
+    /// It ended with a report.
+    Finished(Box<RunReport>),
+    /// The client crashed mid-run.
+    Crashed,
+}
+
+/// Runs a request with an optional crash point and cancellation.
+async fn run_one(
+    factory: &dyn BackendFactory,
+    estate: &Estate,
+    journal: &MemoryJournal,
+    req: FailoverRequest,
+    crash_at: Option<(usize, bool)>,
+    cancel_at: Option<usize>,
+    pause: Option<(Arc<Notify>, Arc<Notify>)>,
+) -> RunResult {
+    let inner = factory.connect(estate).await;
+    let crashed = Arc::new(Notify::new());
+    let backend = Arc::new(Interposer {
+        inner,
+        calls: AtomicUsize::new(0),
+        crash_at,
+        crashed: crashed.clone(),
+        crashed_flag: AtomicBool::new(false),
+        pause_after_lock: pause,
+        locked: AtomicBool::new(false),
+        paused_once: AtomicBool::new(false),
+    });
+    let mut driver = Driver::new(backend.clone()).with_journal(Arc::new(journal.clone()));
+    if let Some(at) = cancel_at {
+        let handle = CancelHandle::new();
+        driver = driver
+            .with_cancel(handle.clone())
+            .with_observer(Arc::new(CancelAt {
+                at,
+                steps: AtomicUsize::new(0),
+                handle,
+            }));
+    }
+    let result = tokio::select! {
+        biased;
+        _ = crashed.notified() => RunResult::Crashed,
+        r = driver.run(req) => RunResult::Finished(Box::new(r)),
+    };
+    if std::env::var_os("CMS_FAILOVER_PROPTEST_DEBUG").is_some() {
+        match &result {
+            RunResult::Finished(r) => {
+                eprintln!("--- run {} {}: {}", r.run_id, r.mode, r.outcome);
+                for st in &r.steps {
+                    for o in &st.ops {
+                        eprintln!(
+                            "  [{}] {} x{} {:?}",
+                            st.state,
+                            o.summary,
+                            o.attempts,
+                            o.error.as_ref().map(|e| e.to_string())
+                        );
+                    }
+                }
+                eprintln!("  warnings: {:?}", r.warnings);
+            }
+            RunResult::Crashed => eprintln!("--- crashed"),
+        }
+    }
+    // The client process is gone: its connections (and session locks) close.
+    drop(driver);
+    drop(backend);
+    result
+}
+
+fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
+    estate.history()[from..to]
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.change,
+                Change::ReadOnly { .. }
+                    | Change::State { .. }
+                    | Change::Role { .. }
+                    | Change::LocationWritten(_)
+            )
+        })
+        .map(|m| format!("{} {:?} {:?}", m.instance, m.database, m.change))
+        .collect()
+}
+
+/// Invariant 1 over a history slice: never two writable copies.
+fn check_single_writer(estate: &Estate, from: usize) -> Result<(), String> {
+    for m in &estate.history()[from..] {
+        if m.database.is_some() && m.writable_after.len() > 1 {
+            return Err(format!(
+                "two writable copies of {:?} after {:?} on {} at tick {}: {:?}",
+                m.database, m.change, m.instance, m.tick, m.writable_after
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Invariant 2: no promotion behind the fenced position.
+fn check_no_data_loss(
+    estate: &Estate,
+    from: usize,
+    source: &Store,
+    target: &Store,
+) -> Result<(), String> {
+    let hist = estate.history();
+    for m in &hist[from..] {
+        let Some(db) = &m.database else { continue };
+        let opened_at = match &m.change {
+            Change::ReadOnly {
+                read_only: false,
+                position,
+            } if target.contains(&m.instance) => Some(*position),
+            _ => None,
+        };
+        if let Some(q) = opened_at {
+            // The last fence of this database on the source before this point.
+            let fenced = hist[from..]
+                .iter()
+                .take_while(|x| !std::ptr::eq(*x, m))
+                .filter(|x| x.database.as_ref() == Some(db) && source.contains(&x.instance))
+                .filter_map(|x| match x.change {
+                    Change::ReadOnly {
+                        read_only: true,
+                        position,
+                    } => Some(position),
+                    _ => None,
+                })
+                .last();
+            if let Some(p) = fenced
+                && q < p
+            {
+                return Err(format!(
+                    "{db} promoted on {} at position {q}, behind the fenced position {p}",
+                    m.instance
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The store of every writable (reachable) copy, if they all agree.
+fn converged(
+    snap: &Snapshot,
+    topo: &Topology,
+    reachable_only: bool,
+) -> Result<InstanceAddr, String> {
+    let mut at: Option<InstanceAddr> = None;
+    for db in &topo.databases {
+        let w = if reachable_only {
+            snap.writable_reachable_copies(db)
+        } else {
+            snap.writable_copies(db)
+        };
+        match w.as_slice() {
+            [one] => match &at {
+                None => at = Some(one.clone()),
+                Some(a) if a == one => {}
+                Some(a) => return Err(format!("{db} writable on {one}, other databases on {a}")),
+            },
+            [] => return Err(format!("{db} is writable nowhere")),
+            many => return Err(format!("{db} writable on {many:?}")),
+        }
+    }
+    let at = at.expect("at least one database");
+    let rec = snap.highest_location().ok_or("no location record")?;
+    if !rec.active.contains(&at) {
+        return Err(format!(
+            "writable on {at} but the highest location record (epoch {}) says {}",
+            rec.epoch, rec.active
+        ));
+    }
+    Ok(at)
+}
+
+/// Restores until converged: up to three attempts with faults on, then one without.
+async fn restore_until_converged(
+    factory: &dyn BackendFactory,
+    estate: &Estate,
+    journal: &MemoryJournal,
+    topo: &Topology,
+    t: &Timing,
+    reachable_only: bool,
+    dr: bool,
+) -> Result<(), String> {
+    for attempt in 0..4 {
+        if attempt == 3 {
+            estate.set_faults_enabled(false);
+        }
+        let before = estate.history().len();
+        let kind = if dr { Kind::Disaster } else { Kind::Restore };
+        let req = request(kind, topo, &format!("settle-{attempt}"), t);
+        let RunResult::Finished(report) =
+            run_one(factory, estate, journal, req, None, None, None).await
+        else {
+            unreachable!("no crash point")
+        };
+        if !dr {
+            check_single_writer(estate, before)?;
+        }
+        let nothing_to_do = matches!(&report.outcome, Outcome::Refused { reason } if reason.contains("already active"));
+        if matches!(report.outcome, Outcome::Succeeded { .. }) {
+            return converged(&estate.snapshot(), topo, reachable_only).map(|_| ());
+        }
+        if nothing_to_do && converged(&estate.snapshot(), topo, reachable_only).is_ok() {
+            return Ok(());
+        }
+        if attempt == 3 {
+            return Err(format!(
+                "restore without faults did not converge: {}",
+                report.outcome
+            ));
+        }
+    }
+    unreachable!()
+}
+
+/// Runs one scenario and checks every invariant. `Err` describes the violation.
+pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Result<(), String> {
+    let fx = fixtures::build(
+        &Options::default()
+            .mirrored(sc.mirrored)
+            .lag(sc.lag)
+            .stalled(sc.stalled)
+            .standby(if sc.restoring_standby {
+                StandbyCopy::Restoring
+            } else {
+                StandbyCopy::OnlineReadOnly
+            }),
+    );
+    let (estate, topo) = (fx.estate, fx.topology);
+    let journal = MemoryJournal::new();
+    estate.set_faults(fault_config(sc, &t));
+    estate.set_faults_enabled(sc.fault_rate > 0.0);
+
+    if sc.kind == Kind::Restore {
+        // An interrupted planned failover: crash at a random call (or a planned run that
+        // simply failed), then restore must converge.
+        let crash = Some(
+            sc.crash_at
+                .unwrap_or((sc.seed as usize % 30, sc.seed.is_multiple_of(2))),
+        );
+        let req = request(Kind::Planned, &topo, "interrupted", &t);
+        let start = estate.history().len();
+        let _ = run_one(factory, &estate, &journal, req, crash, None, None).await;
+        check_single_writer(&estate, start)?;
+        if sc.what_if {
+            let before = estate.history().len();
+            let mut req = request(Kind::Restore, &topo, "restore-what-if", &t);
+            req.what_if = true;
+            let _ = run_one(factory, &estate, &journal, req, None, None, None).await;
+            let changed = db_changes_between(&estate, before, estate.history().len());
+            let locks = estate.history()[before..]
+                .iter()
+                .any(|m| matches!(m.change, Change::LockAcquired { .. }));
+            if !changed.is_empty() || locks {
+                return Err(format!("what-if restore changed things: {changed:?}"));
+            }
+        }
+        return restore_until_converged(factory, &estate, &journal, &topo, &t, false, false).await;
+    }
+
+    if sc.source_down {
+        for i in topo.active.instances() {
+            estate.set_reachable(i, false).map_err(|e| e.0)?;
+        }
+    }
+    if sc.backup_principal_down {
+        estate
+            .set_reachable(&topo.backup.principal, false)
+            .map_err(|e| e.0)?;
+    }
+    let start = estate.history().len();
+    let mut req = request(sc.kind, &topo, "run-1", &t);
+    req.what_if = sc.what_if;
+
+    let result = if sc.concurrent {
+        let locked = Arc::new(Notify::new());
+        let resume = Arc::new(Notify::new());
+        let second: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
+        let first = run_one(
+            factory,
+            &estate,
+            &journal,
+            req,
+            sc.crash_at,
+            sc.cancel_at,
+            Some((locked.clone(), resume.clone())),
+        );
+        let other = async {
+            locked.notified().await;
+            let from = estate.history().len();
+            let journal2 = MemoryJournal::new();
+            let req2 = request(Kind::Planned, &topo, "run-2", &t);
+            let r = run_one(factory, &estate, &journal2, req2, None, None, None).await;
+            let changes = db_changes_between(&estate, from, estate.history().len());
+            let verdict = match r {
+                RunResult::Finished(rep) => match rep.outcome {
+                    Outcome::Refused { .. } if changes.is_empty() => Ok(()),
+                    o => Err(format!(
+                        "second concurrent run was not refused cleanly: {o}; changes {changes:?}"
+                    )),
+                },
+                RunResult::Crashed => Err("second run crashed".into()),
+            };
+            *second.lock().unwrap() = Some(verdict);
+            resume.notify_one();
+        };
+        let (r, ()) = tokio::join!(first, async {
+            tokio::select! {
+                () = other => {}
+                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        });
+        if let Some(v) = second.lock().unwrap().take() {
+            v?;
+        }
+        r
+    } else {
+        run_one(
+            factory,
+            &estate,
+            &journal,
+            req,
+            sc.crash_at,
+            sc.cancel_at,
+            None,
+        )
+        .await
+    };
+
+    let dr = sc.kind == Kind::Disaster;
+    if !dr {
+        check_single_writer(&estate, start)?;
+    }
+    if sc.kind == Kind::Planned {
+        check_no_data_loss(&estate, start, &topo.active, &topo.backup)?;
+    }
+    let end = estate.history().len();
+    let report = match result {
+        RunResult::Crashed => {
+            // Invariant 5: resume by restore.
+            return restore_until_converged(factory, &estate, &journal, &topo, &t, dr, dr).await;
+        }
+        RunResult::Finished(r) => r,
+    };
+    if sc.what_if {
+        let changed = db_changes_between(&estate, start, end);
+        let locks = estate.history()[start..]
+            .iter()
+            .any(|m| matches!(m.change, Change::LockAcquired { .. }));
+        if !changed.is_empty() || locks {
+            return Err(format!("what-if changed things: {changed:?}"));
+        }
+        return Ok(());
+    }
+    if !estate.snapshot().locks.is_empty() {
+        return Err(format!(
+            "locks left behind after {}: {:?}",
+            report.outcome,
+            estate.snapshot().locks
+        ));
+    }
+    let snap = estate.snapshot();
+    match &report.outcome {
+        Outcome::Succeeded { active, .. } => {
+            let at = converged(&snap, &topo, dr)?;
+            let target = &topo.backup;
+            if !target.contains(&at) || &at != active {
+                return Err(format!(
+                    "succeeded but writable on {at} (reported {active})"
+                ));
+            }
+            if dr {
+                check_loss_estimate(&estate, start, &report, &topo, sc)?;
+            }
+        }
+        Outcome::Refused { reason } => {
+            let changed = db_changes_between(&estate, start, end);
+            if !changed.is_empty() {
+                return Err(format!("refused ({reason}) but changed: {changed:?}"));
+            }
+        }
+        Outcome::RolledBack { .. } | Outcome::Cancelled { .. } => {
+            // Invariant 3: the source is back in service, alone (down or not).
+            let at = converged(&snap, &topo, false)?;
+            if !topo.active.contains(&at) {
+                return Err(format!("{} but writable on {at}", report.outcome));
+            }
+        }
+        Outcome::NeedsRestore { .. } => {
+            restore_until_converged(factory, &estate, &journal, &topo, &t, dr, false).await?;
+        }
+    }
+    if report.states.last() != Some(&StateName::Done) {
+        return Err(format!("run ended in state {:?}", report.states.last()));
+    }
+    Ok(())
+}
+
+/// Invariant 7: the estimate is source-after-fence minus the target read before promotion,
+/// "unknown" when the source was never seen, and an upper bound of what was lost.
+fn check_loss_estimate(
+    estate: &Estate,
+    start: usize,
+    report: &RunReport,
+    topo: &Topology,
+    sc: &Scenario,
+) -> Result<(), String> {
+    let est = report
+        .data_loss
+        .as_ref()
+        .ok_or("disaster recovery reported no data-loss estimate")?;
+    let hist = estate.history();
+    for db in &topo.databases {
+        let e = est
+            .iter()
+            .find(|e| &e.database == db)
+            .ok_or(format!("no estimate for {db}"))?;
+        if sc.source_down {
+            if e.changes_at_risk.is_some() {
+                return Err(format!(
+                    "{db}: source was down but the estimate is {:?}",
+                    e.changes_at_risk
+                ));
+            }
+            continue;
+        }
+        let fenced = hist[start..].iter().find_map(|m| match m.change {
+            Change::ReadOnly {
+                read_only: true,
+                position,
+            } if m.database.as_ref() == Some(db) && topo.active.contains(&m.instance) => {
+                Some(position)
+            }
+            _ => None,
+        });
+        if let (Some(p), Some(s)) = (fenced, e.source_position) {
+            if s.0 != p {
+                return Err(format!(
+                    "{db}: estimate uses source position {} but the fence was at {p}",
+                    s.0
+                ));
+            }
+            if let (Some(t), Some(risk)) = (e.target_position, e.changes_at_risk) {
+                if risk != p.saturating_sub(t.0) {
+                    return Err(format!("{db}: risk {risk} != {p} - {}", t.0));
+                }
+                let promoted = hist[start..].iter().find_map(|m| match m.change {
+                    Change::ReadOnly {
+                        read_only: false,
+                        position,
+                    }
+                    | Change::State { position, .. }
+                        if m.database.as_ref() == Some(db) && topo.backup.contains(&m.instance) =>
+                    {
+                        Some(position)
+                    }
+                    _ => None,
+                });
+                if let Some(q) = promoted
+                    && p.saturating_sub(q) > risk
+                {
+                    return Err(format!(
+                        "{db}: lost {} changes but estimated at most {risk}",
+                        p - q
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

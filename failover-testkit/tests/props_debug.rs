@@ -1,0 +1,31 @@
+//! Replays one scenario with the run reports printed (set the fields below by hand).
+use failover_testkit::props::*;
+
+#[test]
+#[ignore = "debugging aid: edit the scenario and run with --ignored --nocapture"]
+fn replay() {
+    let sc = Scenario {
+        kind: Kind::Restore,
+        mirrored: false,
+        restoring_standby: false,
+        lag: 0,
+        stalled: false,
+        seed: 8505494354721365702,
+        fault_rate: 0.24240804881381178,
+        crash_at: None,
+        cancel_at: None,
+        what_if: false,
+        source_down: false,
+        backup_principal_down: false,
+        concurrent: false,
+    };
+    // SAFETY: single-threaded test setup.
+    unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let r = rt.block_on(check(&FakeFactory, &sc, Timing::paused()));
+    println!("{r:?}");
+}
