@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine: installs what the tests need
+# (unixODBC, the FreeTDS ODBC driver and tsql), then format, lint and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in unixodbc unixodbc-dev odbcinst tdsodbc freetds-bin; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    echo "installing: ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The FreeTDS ODBC driver must be registered as [FreeTDS]; fail loudly if it is not.
+if ! odbcinst -q -d 2>/dev/null | grep -qi '^\[FreeTDS\]'; then
+    so=$(dpkg -L tdsodbc | grep -m1 'libtdsodbc.so$')
+    printf '[FreeTDS]\nDescription=FreeTDS ODBC driver\nDriver=%s\n' "$so" > /tmp/freetds-odbcinst.ini
+    odbcinst -i -d -f /tmp/freetds-odbcinst.ini
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast
