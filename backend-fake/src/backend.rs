@@ -21,10 +21,17 @@ use std::sync::Mutex;
 /// ([`Estate::fault_for`]) and manifests it: `Error` is returned, `Delay` sleeps
 /// (`tokio::time::sleep`) then runs the operation, `Hang` never completes, `Disconnect` ends
 /// the session and returns `Unreachable`, `Crash` maybe applies the operation and then never
-/// completes. Opening a session draws a fault for [`Operation::Connect`].
+/// completes. Opening a session draws a fault for [`Operation::Connect`]; there every
+/// fault other than an error is a refused connection (53).
 ///
 /// Server errors are classified with [`failover_core::sqlerror::classify`], except
 /// [`LOCATION_CONFLICT`] which is `InvalidState` (see [`crate::error`]).
+///
+/// Contract details: `recover` treats the estate's 3117 (RESTORE on an ONLINE database) as
+/// the idempotent no-op; `mirror_failover(Forced)` reads the role first and skips databases
+/// already PRINCIPAL on `instance`; `acquire_lock` checks `APPLOCK_MODE` first so a second
+/// call by the holder does not stack a second lock level; `release_lock` releases every
+/// level this session holds and succeeds when it holds none.
 pub struct FakeBackend {
     estate: Estate,
     name: String,
