@@ -5,9 +5,9 @@
 //!
 //! ## Sessions
 //! Each instance gets up to two cached sessions, both logged in to `master`:
-//! - the *operations* session (probe, positions, fence, recover, mirror, location). When a
-//!   cached connection turns out to have dropped, the call is retried once on a fresh one
-//!   (every operation is idempotent);
+//! - the *operations* session (probe, positions, fence, recover, mirror, location). A call
+//!   whose connection breaks fails `Unreachable` (its effect is unknown, as for any
+//!   retryable error) and the connection is discarded; the next call connects afresh;
 //! - the *lock* session, which owns the `sp_getapplock` lock. It is never replaced silently:
 //!   once it drops (or a call on it times out, which drops it), [`Backend::lock_held`]
 //!   reports `false` and the caller must take the lock again.
@@ -119,12 +119,9 @@ impl TiberiusBackend {
         let cfg = &self.cfg;
         let fut = async {
             let mut guard = slot.lock().await;
-            let (mut client, reused) = match guard.take() {
-                Some(c) => (c, true),
-                None => (
-                    connect(cfg, op, inst).await.map_err(Failure::into_error)?,
-                    false,
-                ),
+            let mut client = match guard.take() {
+                Some(c) => c,
+                None => connect(cfg, op, inst).await.map_err(Failure::into_error)?,
             };
             match execute(&mut client, op, inst, sql).await {
                 Ok(sets) => {
@@ -134,22 +131,6 @@ impl TiberiusBackend {
                 Err(Failure::Server(e)) => {
                     *guard = Some(client);
                     Err(e)
-                }
-                Err(Failure::Broken(e)) if reused && role == Role::Ops => {
-                    tracing::debug!(instance = %inst, error = %e, "cached connection dropped; reconnecting once");
-                    drop(client);
-                    let mut client = connect(cfg, op, inst).await.map_err(Failure::into_error)?;
-                    match execute(&mut client, op, inst, sql).await {
-                        Ok(sets) => {
-                            *guard = Some(client);
-                            Ok(sets)
-                        }
-                        Err(Failure::Server(e)) => {
-                            *guard = Some(client);
-                            Err(e)
-                        }
-                        Err(Failure::Broken(e)) => Err(e),
-                    }
                 }
                 Err(Failure::Broken(e)) => Err(e),
             }
@@ -402,9 +383,15 @@ impl Backend for TiberiusBackend {
         let op = Operation::AcquireLock;
         plan::check_lock_resource(op, instance, resource)?;
         // Already ours? (A second sp_getapplock would stack a second reference.)
-        let sets = self
-            .run(instance, op, Role::Lock, &build::lock_mode(resource))
-            .await?;
+        let check = build::lock_mode(resource);
+        let sets = match self.run(instance, op, Role::Lock, &check).await {
+            // A lock session that dropped since the last call was discarded: any lock it
+            // held is gone, and taking the lock anew on a fresh session is what was asked.
+            Err(e) if e.kind == ErrorKind::Unreachable && e.code.is_none() => {
+                self.run(instance, op, Role::Lock, &check).await?
+            }
+            r => r?,
+        };
         if rows::parse_lock_held(&sets).map_err(|e| row_error(op, instance, &e))? {
             return Ok(LockAttempt::Granted);
         }

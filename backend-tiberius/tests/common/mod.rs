@@ -1,0 +1,29 @@
+//! Shared helpers: serve an estate with the in-process simulator and build backends for it.
+#![allow(dead_code)]
+
+use backend_fake::Estate;
+use backend_fake::fixtures::{LOGIN_PASSWORD, LOGIN_USER};
+use backend_tiberius::{Encryption, Secret, TiberiusBackend, TiberiusConfig};
+use mssql_sim::{SimHandle, SimOptions, Simulator};
+use std::time::Duration;
+
+/// Starts the simulator on loopback port 0 for every instance of `estate`.
+pub async fn serve(estate: Estate) -> SimHandle {
+    Simulator::start(estate, SimOptions::default())
+        .await
+        .expect("simulator starts")
+}
+
+/// A plaintext backend for `sim` with the fixture login and `timeout` per call.
+pub fn backend_with(sim: &SimHandle, timeout: Duration) -> TiberiusBackend {
+    let mut cfg = TiberiusConfig::new(LOGIN_USER, Secret::new(LOGIN_PASSWORD))
+        .with_encryption(Encryption::Plaintext)
+        .with_call_timeout(timeout);
+    cfg.endpoints = sim.endpoint_map();
+    TiberiusBackend::new(cfg)
+}
+
+/// [`backend_with`] a 10 s timeout.
+pub fn backend(sim: &SimHandle) -> TiberiusBackend {
+    backend_with(sim, Duration::from_secs(10))
+}
