@@ -103,8 +103,11 @@ impl Slot {
             };
             match conn.execute(&sql, t.query_secs()) {
                 Ok(sets) => (Some(conn), Ok(sets)),
-                Err(e) => {
-                    let keep = !e.breaks_connection() && !conn.is_dead();
+                Err(mut e) => {
+                    if conn.is_dead() {
+                        e.mark_connection_dead();
+                    }
+                    let keep = !e.breaks_connection();
                     (
                         keep.then_some(conn),
                         Err(CallError::Execute { failure: e, reused }),

@@ -9,7 +9,12 @@
 //! 1. The first record (skipping `01xxx` warnings) whose native number the shared table knows
 //!    (anything it does not call `Fatal`) decides the kind and becomes the error's `code`.
 //!    This finds `18456` behind a generic `08001`, and `5061` before the `5069` that follows it.
-//! 2. Otherwise the first error record's SQLSTATE decides:
+//! 2. Otherwise a FreeTDS client-library number decides: `20003` (read timeout) is a
+//!    timeout; `20002`, `20004`, `20006`, `20009`, `20017`, `20020`, `20056` (connection
+//!    failed, read/write failed, unexpected EOF, socket closed) are unreachable. FreeTDS
+//!    reports some of these (e.g. 20017) under SQLSTATE `01000` only.
+//! 3. Otherwise the first error record's SQLSTATE decides (all records count when a failed
+//!    call left only `01xxx` records):
 //!
 //! | SQLSTATE | meaning | kind |
 //! |---|---|---|
@@ -43,6 +48,9 @@ pub fn classify_records(records: &[DiagRecord]) -> (ErrorKind, Option<i32>) {
     {
         return (classify_native(r.native), Some(r.native));
     }
+    if let Some(kind) = records.iter().find_map(|r| freetds_client_error(r.native)) {
+        return (kind, None);
+    }
     let Some(first) = errors.first() else {
         return (ErrorKind::Fatal, None);
     };
@@ -62,6 +70,15 @@ pub fn classify_records(records: &[DiagRecord]) -> (ErrorKind, Option<i32>) {
         !(state.starts_with("08") || state.starts_with("HY") || state.starts_with("IM"));
     let code = (first.native != 0 && server_error).then_some(first.native);
     (kind, code)
+}
+
+/// FreeTDS client-library error numbers (db-lib style, `TDSE*`).
+fn freetds_client_error(native: i32) -> Option<ErrorKind> {
+    match native {
+        20003 => Some(ErrorKind::Timeout),
+        20002 | 20004 | 20006 | 20009 | 20017 | 20020 | 20056 => Some(ErrorKind::Unreachable),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +156,22 @@ mod tests {
             (ErrorKind::Fatal, None)
         );
         assert_eq!(classify_records(&[]), (ErrorKind::Fatal, None));
+    }
+
+    #[test]
+    fn freetds_client_errors_even_under_a_warning_sqlstate() {
+        assert_eq!(
+            classify_records(&[rec("01000", 20017)]),
+            (ErrorKind::Unreachable, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("01000", 20003)]),
+            (ErrorKind::Timeout, None)
+        );
+        assert_eq!(
+            classify_records(&[rec("01000", 0)]),
+            (ErrorKind::Fatal, None)
+        );
     }
 
     #[test]

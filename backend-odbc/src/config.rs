@@ -63,6 +63,11 @@ pub enum ConfigError {
     /// Unknown `${…}` placeholder.
     #[error("connection string for {0} has an unknown placeholder `${{{1}}}`")]
     UnknownPlaceholder(String, String),
+    /// The password cannot be written into a FreeTDS connection string.
+    #[error(
+        "the password contains `}};`, which FreeTDS 1.3 cannot parse in a connection string; use a DSN with the password in odbc.ini, or change the password"
+    )]
+    UnrepresentablePassword,
     /// The password could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -227,12 +232,30 @@ impl OdbcConfig {
             }
         };
         if let Some(user) = &self.user {
-            s.push_str(&format!(";UID={}", escape_value(user)));
+            s.push_str(&format!(
+                ";UID={}",
+                self.escape(user)
+                    .ok_or(ConfigError::UnrepresentablePassword)?
+            ));
         }
         if let Some(pw) = password {
-            s.push_str(&format!(";PWD={}", escape_value(pw.expose())));
+            let v = self
+                .escape(pw.expose())
+                .ok_or(ConfigError::UnrepresentablePassword)?;
+            s.push_str(&format!(";PWD={v}"));
         }
+        // A trailing `;`: FreeTDS 1.3 keeps the closing brace of a braced value that ends
+        // the string (`PWD={a;b}` would log in with `a;b}`).
+        s.push(';');
         Ok(Secret::new(s))
+    }
+
+    /// Escapes a credential for this driver family (FreeTDS does not undo `}}`).
+    fn escape<'a>(&self, v: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        match self.driver_kind {
+            DriverKind::FreeTds => connstr::escape_value_freetds(v),
+            DriverKind::Microsoft => Some(escape_value(v)),
+        }
     }
 
     fn target(&self, instance: &InstanceAddr) -> Target {
@@ -350,7 +373,7 @@ mod tests {
         let s = cfg.connection_string(&a, pw.as_ref()).unwrap();
         assert_eq!(
             s.expose(),
-            "Driver={FreeTDS};Server=127.0.0.1;Port=14330;Database=master;TDS_Version=7.4;ClientCharset=UTF-8;Encryption=off;UID=sa;PWD={p;w}"
+            "Driver={FreeTDS};Server=127.0.0.1;Port=14330;Database=master;TDS_Version=7.4;ClientCharset=UTF-8;Encryption=off;UID=sa;PWD={p;w};"
         );
         assert!(!redact(s.expose()).contains("p;w"));
     }
@@ -391,15 +414,24 @@ mod tests {
             .insert(a.clone(), ConnectionSpec::Dsn("CMS-A".into()));
         assert_eq!(
             cfg.connection_string(&a, None).unwrap().expose(),
-            "DSN=CMS-A;UID=ops"
+            "DSN=CMS-A;UID=ops;"
         );
+        let bad = Secret::new("x};y");
+        assert_eq!(
+            cfg.connection_string(&a, Some(&bad)).unwrap_err(),
+            ConfigError::UnrepresentablePassword
+        );
+        let mut ms = OdbcConfig::microsoft();
+        ms.user = Some("ops".into());
+        let s = ms.connection_string(&a, Some(&bad)).unwrap();
+        assert!(s.expose().ends_with(";PWD={x}};y};"), "{}", s.expose());
         cfg.default_connection = ConnectionSpec::Template(
             "Driver={${driver}};${address};TDS_Version=7.4;App=cms".into(),
         );
         let b = addr("sql-b.cms.test,1444");
         assert_eq!(
             cfg.connection_string(&b, None).unwrap().expose(),
-            "Driver={FreeTDS};Server=sql-b.cms.test;Port=1444;TDS_Version=7.4;App=cms;Database=master;UID=ops"
+            "Driver={FreeTDS};Server=sql-b.cms.test;Port=1444;TDS_Version=7.4;App=cms;Database=master;UID=ops;"
         );
         cfg.default_connection = ConnectionSpec::Template("Driver={x};PWD=oops".into());
         let e = cfg.connection_string(&b, None).unwrap_err();

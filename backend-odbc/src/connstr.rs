@@ -39,6 +39,25 @@ pub fn escape_value(value: &str) -> Cow<'_, str> {
     }
 }
 
+/// Escapes `value` the way FreeTDS 1.3 parses it: FreeTDS does not undo the standard `}}`
+/// escape; it takes a braced value up to the first `};` (or the end of the string). So the
+/// value is wrapped in braces without doubling `}`, and a value containing `};` cannot be
+/// written at all (`None`). The caller must end the connection string with `;`.
+pub fn escape_value_freetds(value: &str) -> Option<Cow<'_, str>> {
+    if value.contains("};") {
+        return None;
+    }
+    let needs = value.contains([';', '{', '}', '='])
+        || value.starts_with(' ')
+        || value.ends_with(' ')
+        || value.is_empty();
+    Some(if needs {
+        Cow::Owned(format!("{{{value}}}"))
+    } else {
+        Cow::Borrowed(value)
+    })
+}
+
 /// One `KEY=value` pair as written (value still escaped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pair<'a> {

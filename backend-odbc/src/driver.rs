@@ -56,6 +56,23 @@ impl OdbcFailure {
         self.records.iter().any(|r| r.sqlstate.starts_with("08"))
     }
 
+    /// Records that the driver now reports the connection dead (`SQL_ATTR_CONNECTION_DEAD`)
+    /// as a leading `08S01`, so the failure is classified and handled as a lost link whatever
+    /// SQLSTATE the driver chose (FreeTDS reports an unexpected EOF as `01000`/20017).
+    pub fn mark_connection_dead(&mut self) {
+        if !self.link_lost() {
+            self.records.insert(
+                0,
+                DiagRecord {
+                    sqlstate: "08S01".into(),
+                    native: 0,
+                    message: "communication link failure: the driver reports the connection dead"
+                        .into(),
+                },
+            );
+        }
+    }
+
     /// A one-line summary: `SQLSTATE [native]: message | …`.
     pub fn summary(&self) -> String {
         if self.records.is_empty() {
