@@ -18,6 +18,8 @@
 //! | 18456 | login failed | permission |
 //! | 229, 230, 262, 300, 15247, 916, 4060 | permission denied / cannot open database | permission |
 //! | 3906 | database is read-only | invalid state |
+//! | 5052, 1468 | ALTER DATABASE not allowed in this state / in a mirroring session | invalid state |
+//! | 50000 | the location record's compare-and-swap found another epoch (our RAISERROR) | invalid state |
 //! | 5069, 5070 | ALTER DATABASE failed / database in use | invalid state |
 //! | 1422 | mirror not caught up | invalid state |
 //! | 1455 | service cannot be forced | invalid state |
@@ -33,8 +35,8 @@ pub fn classify(number: i32) -> ErrorKind {
         -2 => ErrorKind::Timeout,
         954 | 955 | 1418 | 10053 | 10054 | 10060 | 233 | 2 | 53 => ErrorKind::Unreachable,
         18456 | 229 | 230 | 262 | 300 | 15247 | 916 | 4060 => ErrorKind::Permission,
-        3906 | 5069 | 5070 | 1422 | 1455 | 911 | 3101 | 3013 | 3104 | 3108 | 3117 | 1412 | 1416
-        | 1443 | 1447 => ErrorKind::InvalidState,
+        3906 | 5052 | 1468 | 50000 | 5069 | 5070 | 1422 | 1455 | 911 | 3101 | 3013 | 3104
+        | 3108 | 3117 | 1412 | 1416 | 1443 | 1447 => ErrorKind::InvalidState,
         _ => ErrorKind::Fatal,
     }
 }
