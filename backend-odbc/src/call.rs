@@ -24,8 +24,8 @@ pub(crate) struct Slot {
 pub(crate) enum CallError {
     /// Connecting failed.
     Connect(OdbcFailure),
-    /// The batch failed; `reused` when it ran on a cached connection (not a fresh one).
-    Execute { failure: OdbcFailure, reused: bool },
+    /// The batch failed.
+    Execute(OdbcFailure),
     /// No connection and the call may not open one (the lock session is gone).
     NotConnected,
     /// The hard timeout fired; the connection was discarded.
@@ -90,7 +90,6 @@ impl Slot {
         };
         let conn_str = conn_str.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let reused = matches!(&existing, Some(c) if !c.is_dead());
             let mut conn = match existing {
                 Some(c) if !c.is_dead() => c,
                 Some(_) if connect == Connect::Never => {
@@ -108,10 +107,7 @@ impl Slot {
                         e.mark_connection_dead();
                     }
                     let keep = !e.breaks_connection();
-                    (
-                        keep.then_some(conn),
-                        Err(CallError::Execute { failure: e, reused }),
-                    )
+                    (keep.then_some(conn), Err(CallError::Execute(e)))
                 }
             }
         });

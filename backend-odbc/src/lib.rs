@@ -156,21 +156,7 @@ impl OdbcBackend {
             })?;
         tracing::debug!(%instance, %op, sql = %sql, "odbc call");
         let slot = self.slot(instance, session);
-        let mut result = slot
-            .run(&conn_str, connect, sql.clone(), self.timeouts())
-            .await;
-        if let Err(CallError::Execute {
-            failure,
-            reused: true,
-        }) = &result
-            && session == Session::Work
-            && failure.link_lost()
-        {
-            // The cached connection had dropped: every operation is idempotent, so run it
-            // once more on a fresh connection.
-            tracing::debug!(%instance, error = %self.scrub(&failure.summary()), "cached connection dropped; reconnecting once");
-            result = slot.run(&conn_str, connect, sql, self.timeouts()).await;
-        }
+        let result = slot.run(&conn_str, connect, sql, self.timeouts()).await;
         match result {
             Ok(sets) => Ok(sets.into_iter().map(to_tsql).collect()),
             Err(CallError::Connect(f)) => {
@@ -182,7 +168,7 @@ impl OdbcBackend {
                 );
                 Err(RunError::Backend(e))
             }
-            Err(CallError::Execute { failure, .. }) => Err(RunError::Execute(
+            Err(CallError::Execute(failure)) => Err(RunError::Execute(
                 self.failure(op, instance, &failure),
                 failure.breaks_connection(),
             )),
