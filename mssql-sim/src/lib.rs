@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod conn;
+pub mod estate_file;
 pub mod listener;
 pub mod service;
 pub mod sim;

@@ -13,7 +13,7 @@ struct ToySession;
 
 impl Service for Toy {
     type Session = ToySession;
-    fn login(&self, l: &LoginRequest) -> Result<(ToySession, LoginAccepted), SqlMessage> {
+    async fn login(&self, l: LoginRequest) -> Result<(ToySession, LoginAccepted), LoginRefused> {
         if l.user == "sa" && l.password == common::PASSWORD {
             Ok((
                 ToySession,
@@ -23,12 +23,12 @@ impl Service for Toy {
                 },
             ))
         } else {
-            Err(SqlMessage::new(
+            Err(LoginRefused::Error(SqlMessage::new(
                 18456,
                 14,
                 1,
                 format!("Login failed for user '{}'.", l.user),
-            ))
+            )))
         }
     }
 }

@@ -91,15 +91,16 @@ impl Service for InstanceService {
             db: "master".into(),
             vars: HashMap::new(),
         };
-        if !l.database.is_empty() && !l.database.eq_ignore_ascii_case("master") {
-            if let Err(e) = session.use_db(&l.database) {
-                // SQL Server: 4060 "Cannot open database requested by the login".
-                let text = format!(
-                    "Cannot open database \"{}\" requested by the login. The login failed. ({})",
-                    l.database, e.m.message
-                );
-                return Err(LoginRefused::Error(SqlMessage::new(4060, 11, 1, text)));
-            }
+        if !l.database.is_empty()
+            && !l.database.eq_ignore_ascii_case("master")
+            && let Err(e) = session.use_db(&l.database)
+        {
+            // SQL Server: 4060 "Cannot open database requested by the login".
+            let text = format!(
+                "Cannot open database \"{}\" requested by the login. The login failed. ({})",
+                l.database, e.m.message
+            );
+            return Err(LoginRefused::Error(SqlMessage::new(4060, 11, 1, text)));
         }
         let database = session.db.clone();
         Ok((session, LoginAccepted { database, spid }))
@@ -538,6 +539,11 @@ impl SqlSession {
                 (ty_of(*t), cast(v, *t)?)
             }
             Expr::Func(f, args) => self.func(f, args, env)?,
+            Expr::Star(_) => {
+                return Err(
+                    SqlMessage::new(263, 16, 1, "Must specify table to select from.").into(),
+                );
+            }
         })
     }
 
@@ -737,6 +743,32 @@ impl SqlSession {
                 }
             }
         }
+        // Expand `*` / `alias.*`.
+        let mut items: Vec<(Expr, Option<String>)> = Vec::new();
+        for (e, a) in &s.items {
+            match e {
+                Expr::Star(q) if !tables.is_empty() => {
+                    let mut any = false;
+                    for (k, t) in tables.iter().enumerate() {
+                        if q.as_deref().is_some_and(|q| q != aliases[k]) {
+                            continue;
+                        }
+                        any = true;
+                        for c in &t.cols {
+                            items.push((
+                                Expr::Col(Some(aliases[k].to_string()), c.name.clone()),
+                                None,
+                            ));
+                        }
+                    }
+                    if !any {
+                        let q = q.clone().unwrap_or_default();
+                        return Err(SqlMessage::new(107, 16, 1, format!("The column prefix '{q}' does not match with a table name or alias name used in the query.")).into());
+                    }
+                }
+                other => items.push((other.clone(), a.clone())),
+            }
+        }
         let env_of = |c: &Vec<Option<usize>>| -> Vec<(&str, &Table, Option<usize>)> {
             c.iter()
                 .enumerate()
@@ -783,7 +815,7 @@ impl SqlSession {
             .map(|(a, t)| (*a, t, None))
             .collect();
         let mut columns = Vec::new();
-        for (e, alias) in &s.items {
+        for (e, alias) in &items {
             let ty = if kept.is_empty() {
                 self.eval(e, &null_env)?.0
             } else {

@@ -62,6 +62,8 @@ pub enum Expr {
     Func(String, Vec<Expr>),
     /// `CAST(e AS t)`.
     Cast(Box<Expr>, TypeName),
+    /// `*` or `alias.*` in a select list.
+    Star(Option<String>),
 }
 
 /// A search condition.
@@ -271,7 +273,17 @@ impl P {
         self.t.get(self.i + k)
     }
     fn err<T>(&self) -> R<T> {
-        Err(syntax_error(self.peek().or(self.t.last())))
+        match (self.peek(), self.t.last()) {
+            (Some(t), _) => Err(syntax_error(Some(t))),
+            // At the end of the batch SQL Server names the last token, always as 102.
+            (None, Some(last)) => Err(SqlMessage::new(
+                102,
+                15,
+                1,
+                format!("Incorrect syntax near '{}'.", show(last)),
+            )),
+            (None, None) => Err(syntax_error(None)),
+        }
     }
     fn is(&self, kw: &str) -> bool {
         self.peek().is_some_and(|t| t.is_word(kw))
@@ -492,6 +504,24 @@ impl P {
     fn select(&mut self) -> R<Select> {
         let mut items = Vec::new();
         loop {
+            if self.eat_punct("*") {
+                items.push((Expr::Star(None), None));
+                if !self.eat_punct(",") {
+                    break;
+                }
+                continue;
+            }
+            if matches!(self.peek_at(1), Some(Token::Punct(p)) if p == ".")
+                && matches!(self.peek_at(2), Some(Token::Punct(p)) if p == "*")
+            {
+                let q = self.ident()?.to_lowercase();
+                self.i += 2;
+                items.push((Expr::Star(Some(q)), None));
+                if !self.eat_punct(",") {
+                    break;
+                }
+                continue;
+            }
             let e = self.expr()?;
             let a = self.alias()?;
             items.push((e, a));

@@ -1,0 +1,285 @@
+//! Estate description files (TOML) for the `mssql-sim` binary. See the crate README.
+
+use backend_fake::Estate;
+use failover_core::{DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorState, Store};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// The `@@VERSION` an instance reports unless its file entry says otherwise.
+pub const DEFAULT_VERSION: &str = "Microsoft SQL Server 2019 (RTM) - 15.0.2000.5 (X64) (mssql-sim)";
+
+/// An estate file that could not be read or does not describe a valid estate.
+#[derive(Debug, thiserror::Error)]
+pub enum EstateFileError {
+    /// TOML syntax or schema error.
+    #[error("estate file: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value or combination the estate refuses.
+    #[error("estate file: {0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstateFile {
+    /// Instances with their databases.
+    #[serde(default, rename = "instance")]
+    pub instances: Vec<InstanceEntry>,
+    /// Database mirroring sessions.
+    #[serde(default, rename = "mirroring")]
+    pub mirroring: Vec<MirroringEntry>,
+    /// Replication links.
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkEntry>,
+    /// Client workloads.
+    #[serde(default, rename = "workload")]
+    pub workloads: Vec<WorkloadEntry>,
+    /// SQL logins besides `sa`.
+    #[serde(default, rename = "login")]
+    pub logins: Vec<LoginEntry>,
+    /// Active-location records.
+    #[serde(default, rename = "location")]
+    pub locations: Vec<LocationEntry>,
+}
+
+/// `[[instance]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceEntry {
+    /// `fqdn[\instance]`, e.g. `sql-a.cms.test\RTC`.
+    pub name: InstanceAddr,
+    /// `@@VERSION`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Loopback port (absent or 0: ephemeral).
+    #[serde(default)]
+    pub port: u16,
+    /// Whether the instance starts up (default true).
+    #[serde(default = "yes")]
+    pub reachable: bool,
+    /// Databases on this instance.
+    #[serde(default, rename = "database")]
+    pub databases: Vec<DatabaseEntry>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[instance.database]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseEntry {
+    /// Database name.
+    pub name: DatabaseName,
+    /// `state_desc` (default ONLINE).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// `is_read_only` (default false).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Change position (default 0).
+    #[serde(default)]
+    pub position: u64,
+}
+
+/// `[[mirroring]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirroringEntry {
+    /// The mirrored database.
+    pub database: DatabaseName,
+    /// The principal (must hold an ONLINE copy).
+    pub principal: InstanceAddr,
+    /// The mirror (its copy is created RESTORING).
+    pub mirror: InstanceAddr,
+    /// `mirroring_state_desc` (default SYNCHRONIZED).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Safety FULL (default true).
+    #[serde(default = "yes")]
+    pub safety_full: bool,
+}
+
+/// `[[link]]`: a replication link copying positions from source to target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    /// Source instance.
+    pub source: InstanceAddr,
+    /// Target instance.
+    pub target: InstanceAddr,
+    /// Databases it copies.
+    pub databases: Vec<DatabaseName>,
+    /// Position units copied per tick.
+    pub rate: u64,
+    /// Starts stalled.
+    #[serde(default)]
+    pub stalled: bool,
+}
+
+/// `[[workload]]`: writes per tick on whichever listed instance has the database writable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadEntry {
+    /// Instances it writes to.
+    pub instances: Vec<InstanceAddr>,
+    /// The database.
+    pub database: DatabaseName,
+    /// Writes per tick.
+    pub rate: u64,
+}
+
+/// `[[login]]`. The password comes from the named environment variable (never the file).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginEntry {
+    /// Login name.
+    pub user: String,
+    /// The environment variable holding the password.
+    pub password_env: String,
+}
+
+impl std::fmt::Debug for LoginEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginEntry")
+            .field("user", &self.user)
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+/// `[[location]]`: the active-location record stored on an instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationEntry {
+    /// Where it is stored.
+    pub instance: InstanceAddr,
+    /// Fencing epoch.
+    pub epoch: u64,
+    /// Active principal.
+    pub principal: InstanceAddr,
+    /// Active mirror.
+    #[serde(default)]
+    pub mirror: Option<InstanceAddr>,
+    /// Run id.
+    #[serde(default = "initial")]
+    pub run_id: String,
+}
+
+fn initial() -> String {
+    "initial".into()
+}
+
+fn invalid(e: impl std::fmt::Display) -> EstateFileError {
+    EstateFileError::Invalid(e.to_string())
+}
+
+impl EstateFile {
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, EstateFileError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Builds the estate and the fixed ports; `env` resolves `password_env` names.
+    pub fn build(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Estate, HashMap<InstanceAddr, u16>), EstateFileError> {
+        let estate = Estate::new();
+        let mut ports = HashMap::new();
+        for i in &self.instances {
+            estate
+                .add_instance(&i.name, i.version.as_deref().unwrap_or(DEFAULT_VERSION))
+                .map_err(invalid)?;
+            if i.port != 0 {
+                ports.insert(i.name.clone(), i.port);
+            }
+            for d in &i.databases {
+                let state = DbState::from_desc(d.state.as_deref().unwrap_or("ONLINE"));
+                if let DbState::Other(s) = &state {
+                    return Err(invalid(format!(
+                        "database {} on {}: unknown state `{s}`",
+                        d.name, i.name
+                    )));
+                }
+                estate
+                    .add_database(&i.name, &d.name, state, d.read_only, d.position)
+                    .map_err(invalid)?;
+            }
+        }
+        for m in &self.mirroring {
+            let state = m.state.as_deref().unwrap_or("SYNCHRONIZED");
+            let state = MirrorState::from_desc(state)
+                .ok_or_else(|| invalid(format!("unknown mirroring state `{state}`")))?;
+            estate
+                .add_mirroring(&m.database, &m.principal, &m.mirror, state, m.safety_full)
+                .map_err(invalid)?;
+        }
+        for l in &self.links {
+            let id = estate
+                .add_link(&l.source, &l.target, &l.databases, l.rate)
+                .map_err(invalid)?;
+            if l.stalled {
+                estate.set_link_stalled(id, true);
+            }
+        }
+        for w in &self.workloads {
+            estate.add_workload(&w.instances, &w.database, w.rate);
+        }
+        for l in &self.logins {
+            let pw = env(&l.password_env).ok_or_else(|| {
+                invalid(format!(
+                    "login {}: environment variable {} is not set",
+                    l.user, l.password_env
+                ))
+            })?;
+            estate.add_login(&l.user, &pw);
+        }
+        for l in &self.locations {
+            let active = Store::new(l.principal.clone(), l.mirror.clone()).map_err(invalid)?;
+            let rec = LocationRecord {
+                epoch: l.epoch,
+                active,
+                run_id: l.run_id.clone(),
+            };
+            estate
+                .set_location(&l.instance, Some(rec))
+                .map_err(invalid)?;
+        }
+        for i in &self.instances {
+            if !i.reachable {
+                estate.set_reachable(&i.name, false).map_err(invalid)?;
+            }
+        }
+        Ok((estate, ports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_builds() {
+        let text = include_str!("../estate.example.toml");
+        let f = EstateFile::parse(text).unwrap();
+        let (estate, ports) = f
+            .build(|v| (v == "CMS_LOGIN_PASSWORD").then(|| "pw".to_string()))
+            .unwrap();
+        let snap = estate.snapshot();
+        assert_eq!(snap.instances.len(), 3);
+        let a = InstanceAddr::parse("sql-a.cms.test\\RTC").unwrap();
+        let xds = DatabaseName::parse("xds").unwrap();
+        assert_eq!(snap.writable_copies(&xds), vec![a.clone()]);
+        assert!(snap.location(&a).is_some());
+        assert!(ports.is_empty());
+        assert!(
+            f.build(|_| None).is_err(),
+            "a login without its password variable is refused"
+        );
+        assert!(EstateFile::parse("[[instance]]\nname = 'bad host'\n").is_err());
+        assert!(EstateFile::parse("[[instance]]\nname = 'a'\nfoo = 1\n").is_err());
+    }
+}
