@@ -73,10 +73,10 @@ pub struct TiberiusBackend {
     pool: Pool,
 }
 
-/// Result of a call on a session that must already exist.
+/// Result of a call on the lock session.
 enum Existing {
     Ran(Vec<ResultSet>),
-    /// No session, or it dropped (now or during the call).
+    /// The session that existed dropped (now or during the call): its locks are gone.
     Gone,
 }
 
@@ -141,7 +141,10 @@ impl TiberiusBackend {
         }
     }
 
-    /// Runs `sql` on the `role` session of `inst` only if that session exists.
+    /// Runs `sql` on the `role` session of `inst`. With no session yet, connects one (failing
+    /// like [`Self::run`] when that is impossible); when the existing session turns out to
+    /// have dropped, or the call times out (which drops it), reports [`Existing::Gone`]
+    /// instead of an error: whatever it held is released.
     async fn run_existing(
         &self,
         inst: &InstanceAddr,
@@ -150,10 +153,17 @@ impl TiberiusBackend {
         sql: &str,
     ) -> Result<Existing, BackendError> {
         let slot = self.pool.slot(inst, role);
+        let existed = std::sync::atomic::AtomicBool::new(true);
         let fut = async {
             let mut guard = slot.lock().await;
-            let Some(mut client) = guard.take() else {
-                return Ok(Existing::Gone);
+            let mut client = match guard.take() {
+                Some(c) => c,
+                None => {
+                    existed.store(false, std::sync::atomic::Ordering::Relaxed);
+                    connect(&self.cfg, op, inst)
+                        .await
+                        .map_err(Failure::into_error)?
+                }
             };
             match execute(&mut client, op, inst, sql).await {
                 Ok(sets) => {
@@ -164,18 +174,20 @@ impl TiberiusBackend {
                     *guard = Some(client);
                     Err(e)
                 }
-                Err(Failure::Broken(e)) => {
+                Err(Failure::Broken(e)) if existed.load(std::sync::atomic::Ordering::Relaxed) => {
                     tracing::warn!(instance = %inst, error = %e, "lock session dropped");
                     Ok(Existing::Gone)
                 }
+                Err(Failure::Broken(e)) => Err(e),
             }
         };
         match tokio::time::timeout(self.cfg.call_timeout, fut).await {
             Ok(r) => r,
-            Err(_) => {
+            Err(_) if existed.load(std::sync::atomic::Ordering::Relaxed) => {
                 tracing::warn!(instance = %inst, "lock session timed out and was dropped");
                 Ok(Existing::Gone)
             }
+            Err(_) => Err(self.timeout_error(op, inst)),
         }
     }
 
@@ -416,7 +428,7 @@ impl Backend for TiberiusBackend {
             .run_existing(instance, op, Role::Lock, &build::lock_mode(resource))
             .await?
         else {
-            return Ok(()); // no session: the server released it with the connection
+            return Ok(()); // the session dropped: the server released the lock with it
         };
         if !rows::parse_lock_held(&sets).map_err(|e| row_error(op, instance, &e))? {
             return Ok(());

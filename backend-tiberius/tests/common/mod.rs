@@ -27,3 +27,26 @@ pub fn backend_with(sim: &SimHandle, timeout: Duration) -> TiberiusBackend {
 pub fn backend(sim: &SimHandle) -> TiberiusBackend {
     backend_with(sim, Duration::from_secs(10))
 }
+
+/// The conformance harness: each estate is served by its own simulator; each client is a
+/// new plaintext [`TiberiusBackend`] with the simulator's endpoint map.
+pub struct SimHarness;
+
+struct SimServed(SimHandle);
+
+#[async_trait::async_trait]
+impl failover_testkit::Harness for SimHarness {
+    fn name(&self) -> &str {
+        "tiberius+mssql-sim"
+    }
+    async fn serve(&self, estate: Estate) -> Box<dyn failover_testkit::Served> {
+        Box::new(SimServed(serve(estate).await))
+    }
+}
+
+#[async_trait::async_trait]
+impl failover_testkit::Served for SimServed {
+    async fn client(&self) -> Box<dyn failover_core::Backend> {
+        Box::new(backend_with(&self.0, Duration::from_secs(5)))
+    }
+}
