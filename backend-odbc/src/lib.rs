@@ -289,8 +289,9 @@ impl OdbcBackend {
         Err(first_err)
     }
 
-    /// The current lock mode of this backend's lock session: `Ok(None)` when the session is
-    /// gone (connection dropped or never opened).
+    /// The current lock mode of this backend's lock session: `Ok(None)` when the session
+    /// dropped or timed out. Without a session a fresh one is opened (so an unreachable
+    /// instance reports its error, as in `backend-tiberius`); a fresh session holds nothing.
     async fn lock_mode(
         &self,
         op: Operation,
@@ -302,7 +303,7 @@ impl OdbcBackend {
                 op,
                 instance,
                 Session::Lock,
-                Connect::Never,
+                Connect::IfNeeded,
                 build::lock_mode(resource),
             )
             .await

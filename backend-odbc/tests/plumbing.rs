@@ -64,8 +64,12 @@ async fn silent_server_hits_the_call_timeout_not_a_hang() {
         HashMap::from([(addr.clone(), port)]),
         Duration::from_millis(500),
     );
-    let e = b.lock_held(&addr, "cms-failover").await.unwrap();
-    assert!(!e, "no lock session was ever opened");
+    // Opening the lock session hits the login timeout: an error, never a hang.
+    let e = b.lock_held(&addr, "cms-failover").await.unwrap_err();
+    assert!(
+        matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable),
+        "{e}"
+    );
     let e = b.read_location(&addr).await.unwrap_err();
     assert!(
         matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable),
