@@ -526,3 +526,88 @@ async fn hang_fault_still_honours_attention() {
     raw.send(0x01, &batch_payload("SELECT @@VERSION;")).await;
     assert_eq!(raw.recv().await[0], 0x81);
 }
+
+#[tokio::test]
+async fn crash_connect_errors_and_killed_sessions() {
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    let cfg = FaultConfig::seeded(7)
+        .script(ScriptedFault::on(
+            &a,
+            Operation::Connect,
+            1,
+            Fault::Error(SqlError::login_failed(LOGIN_USER)),
+        ))
+        .script(ScriptedFault::on(
+            &a,
+            Operation::SetReadOnly,
+            1,
+            Fault::Crash { applied: true },
+        ));
+    f.estate.set_faults(cfg);
+    let e = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        server_error(e).0,
+        18456,
+        "an injected connect error arrives as the login error"
+    );
+    let mut c = connect(&sim, &a).await;
+    let r = match c.simple_query(build::set_read_only(&dbs(), true)).await {
+        Ok(s) => s.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(r.is_err(), "the crash drops the connection");
+    assert!(
+        f.estate.snapshot().writable_copies(&dbs()[0]).is_empty(),
+        "but the fence was applied"
+    );
+    // A session the estate kills (network blip) is dropped at its next request, lock released.
+    let mut c = connect(&sim, &a).await;
+    batch(&mut c, &build::acquire_lock("l")).await.unwrap();
+    f.estate.kill_sessions(&a);
+    assert!(f.estate.snapshot().lock_holder(&a, "l").is_none());
+    let r = match c.simple_query("SELECT @@SPID;").await {
+        Ok(s) => s.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(matches!(r, Err(tiberius::error::Error::Io { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_failing_statement_does_not_stop_the_batch() {
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    let mut c = connect(&sim, &a).await;
+    // The first ALTER fails (911); the second still runs, as on SQL Server.
+    let e = batch(&mut c, "ALTER DATABASE [nope] SET READ_ONLY WITH ROLLBACK IMMEDIATE; ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;").await.unwrap_err();
+    assert_eq!(e.0, 911);
+    assert!(
+        f.estate
+            .snapshot()
+            .database(&a, &dbs()[0])
+            .unwrap()
+            .read_only
+    );
+    // A syntax error anywhere means nothing runs.
+    let e = batch(
+        &mut c,
+        "ALTER DATABASE [xds] SET READ_WRITE WITH ROLLBACK IMMEDIATE; SELEC 1;",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 102);
+    assert!(
+        f.estate
+            .snapshot()
+            .database(&a, &dbs()[0])
+            .unwrap()
+            .read_only
+    );
+    // @@SPID and SERVERPROPERTY.
+    let sets = batch(&mut c, "SELECT @@SPID AS spid, SERVERPROPERTY('ServerName') AS s, SERVERPROPERTY(N'ProductVersion') AS v;").await.unwrap();
+    assert!(sets[0][0][0].as_deref().unwrap().parse::<u16>().unwrap() >= 51);
+    assert_eq!(sets[0][0][1].as_deref(), Some("sql-a.cms.test\\RTC"));
+    assert_eq!(sets[0][0][2].as_deref(), Some("15.0.4322.2"));
+}

@@ -55,6 +55,38 @@ impl Session for ToySession {
         ];
         match sql.trim() {
             "hang" => std::future::pending().await,
+            "types" => Reply::Tokens(vec![
+                Output::Rows {
+                    columns: vec![
+                        Column::new("i", ColType::Int),
+                        Column::new("b", ColType::BigInt),
+                        Column::new("f", ColType::Bit),
+                        Column::new("d", ColType::DateTime),
+                        Column::new("s", ColType::NVarChar(10)),
+                    ],
+                    rows: vec![
+                        vec![
+                            Value::Int(-7),
+                            Value::Int(1 << 40),
+                            Value::Bit(true),
+                            // 2000-01-01 12:00:00 = 36524 days after 1900-01-01, 300 ticks/s
+                            Value::DateTime(36524, 12 * 3600 * 300),
+                            Value::Str("日本".into()),
+                        ],
+                        vec![
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                            Value::Null,
+                        ],
+                    ],
+                },
+                Output::Done {
+                    rows: Some(2),
+                    error: false,
+                },
+            ]),
             "big" => Reply::Tokens(vec![
                 Output::Rows {
                     columns: cols,
@@ -209,4 +241,39 @@ async fn freetds_tsql_logs_in_and_queries() {
     assert!(out.contains("Msg 208 (severity 16, state 1)"), "{out}");
     let out = tsql(port, "sa", "wrong", "hello\ngo\n").await;
     assert!(out.contains("Login failed for user 'sa'"), "{out}");
+}
+
+#[tokio::test]
+async fn every_column_type_decodes_in_tiberius() {
+    let (port, _stop) = start().await;
+    let mut c = tiberius_connect(port, "sa", common::PASSWORD, None)
+        .await
+        .unwrap();
+    let rows = c
+        .simple_query("types")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<i32, _>(0), Some(-7));
+    assert_eq!(rows[0].get::<i64, _>(1), Some(1 << 40));
+    assert_eq!(rows[0].get::<bool, _>(2), Some(true));
+    match rows[0].cells().nth(3).unwrap().1 {
+        tiberius::ColumnData::DateTime(Some(dt)) => {
+            assert_eq!(
+                (dt.days(), dt.seconds_fragments()),
+                (36524, 12 * 3600 * 300)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rows[0].get::<&str, _>(4), Some("日本"));
+    assert!(
+        rows[1]
+            .cells()
+            .all(|(_, v)| format!("{v:?}").contains("None")),
+        "NULLs: {:?}",
+        rows[1]
+    );
 }

@@ -879,17 +879,12 @@ impl SqlSession {
                 let timeout: i64 = get("@locktimeout", 3)
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(-1);
-                if !owner.eq_ignore_ascii_case("Session") {
-                    return Err(SqlMessage::new(
-                        1223,
-                        16,
-                        1,
-                        "Cannot release the application lock (Database Principal: 'public', Resource: ...) because it is not currently held. Transaction-owned locks need an open transaction.",
-                    )
-                    .into());
-                }
-                if !mode.eq_ignore_ascii_case("Exclusive") || timeout != 0 {
-                    // Only the non-waiting exclusive lock the backends take is simulated.
+                if !owner.eq_ignore_ascii_case("Session")
+                    || !mode.eq_ignore_ascii_case("Exclusive")
+                    || timeout != 0
+                {
+                    // Only the non-waiting, session-owned exclusive lock the backends take is
+                    // simulated; anything else is a call error (-999), not a silent grant.
                     -999
                 } else {
                     self.estate.get_app_lock(self.id, &resource)?

@@ -135,8 +135,14 @@ impl RawClient {
         self.s.write_all(&p).await.unwrap();
     }
 
-    /// Receives one whole reply message's payload.
+    /// Receives one whole reply message's payload (fails after 10 s without one).
     pub async fn recv(&mut self) -> Vec<u8> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.recv_inner())
+            .await
+            .expect("no reply from the server")
+    }
+
+    async fn recv_inner(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         loop {
             let mut h = [0u8; 8];
