@@ -187,6 +187,11 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         S::ReleasingLocks,
         "lock held elsewhere / cancelled",
     ),
+    (
+        S::AcquiringLocks,
+        S::Done,
+        "lock held elsewhere (none taken)",
+    ),
     (S::AwaitingReplication, S::ReplicationPause, "lagging"),
     (S::AwaitingReplication, S::ConfirmingLocks, "caught up"),
     (
