@@ -1,0 +1,111 @@
+//! Builds the chosen [`Backend`] from the topology file. Building connects to nothing: the
+//! backends connect on first use.
+
+use crate::app::Failure;
+use crate::cli::BackendKind;
+use crate::config::{Config, OdbcFlavour, TlsMode};
+use crate::secret::Password;
+use failover_core::Backend;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether this build can speak TLS to SQL Server (cargo feature `tls`).
+pub const TLS_AVAILABLE: bool = cfg!(feature = "tls");
+
+/// Checks that the connection options can work with this build, before any connection.
+pub fn check(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
+    if kind == BackendKind::Tiberius && cfg.connection.tls != TlsMode::Off && !TLS_AVAILABLE {
+        return Err(Failure::usage(
+            format!(
+                "{}: connection.tls is {:?} but this build of cms-failover has no TLS support",
+                cfg.path.display(),
+                cfg.connection.tls
+            ),
+            "rebuild with `--features tls`, use `--backend odbc`, or set connection.tls = \"off\" (simulators and trusted loopback only)",
+        ));
+    }
+    if let Some(ca) = &cfg.connection.ca_file
+        && std::fs::metadata(ca).is_err()
+    {
+        return Err(Failure::usage(
+            format!("connection.ca_file `{}` cannot be read", ca.display()),
+            "point connection.ca_file at the PEM file of the CA that signed the SQL Server certificates",
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the backend.
+pub fn build(
+    kind: BackendKind,
+    cfg: &Config,
+    user: &str,
+    password: &Password,
+    call_timeout: Duration,
+) -> Result<Arc<dyn Backend>, Failure> {
+    check(kind, cfg)?;
+    match kind {
+        BackendKind::Tiberius => {
+            use backend_tiberius::{Encryption, Secret, TiberiusBackend, TiberiusConfig, Trust};
+            let enc = match cfg.connection.tls {
+                TlsMode::Off => Encryption::Plaintext,
+                TlsMode::TrustServerCertificate => {
+                    Encryption::Required(Trust::TrustServerCertificate)
+                }
+                TlsMode::Strict => Encryption::Required(
+                    cfg.connection
+                        .ca_file
+                        .clone()
+                        .map_or(Trust::SystemRoots, Trust::CaFile),
+                ),
+            };
+            let mut tc = TiberiusConfig::new(user, Secret::new(password.expose()))
+                .with_encryption(enc)
+                .with_call_timeout(call_timeout);
+            tc.endpoints = cfg.endpoints.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            tc.sql = cfg.sql.clone();
+            Ok(Arc::new(TiberiusBackend::new(tc)))
+        }
+        BackendKind::Odbc => {
+            use backend_odbc::{
+                ConnectionSpec, Encryption, OdbcBackend, OdbcConfig, PasswordSource, Secret,
+            };
+            let mut oc = match cfg.odbc.flavour {
+                OdbcFlavour::FreeTds => OdbcConfig::freetds(),
+                OdbcFlavour::Microsoft => OdbcConfig::microsoft(),
+            };
+            let default_ms = crate::config::OdbcOptions::default().driver;
+            if !(cfg.odbc.flavour == OdbcFlavour::FreeTds && cfg.odbc.driver == default_ms) {
+                oc.driver_name = cfg.odbc.driver.clone();
+            }
+            oc.default_connection = match (&cfg.odbc.dsn, &cfg.odbc.connection_string) {
+                (Some(d), _) => ConnectionSpec::Dsn(d.clone()),
+                (None, Some(t)) => ConnectionSpec::Template(t.clone()),
+                (None, None) => ConnectionSpec::Generated,
+            };
+            oc.endpoints = cfg.endpoints.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            oc.encryption = match cfg.connection.tls {
+                TlsMode::Off => Encryption::Off,
+                TlsMode::Strict => Encryption::Required {
+                    trust_server_certificate: false,
+                },
+                TlsMode::TrustServerCertificate => Encryption::Required {
+                    trust_server_certificate: true,
+                },
+            };
+            let oc = oc
+                .with_login(user, PasswordSource::Value(Secret::new(password.expose())))
+                .with_timeouts(call_timeout.min(Duration::from_secs(15)), call_timeout);
+            let b = OdbcBackend::new(oc, cfg.sql.clone()).map_err(|e| {
+                Failure::usage(
+                    format!(
+                        "the ODBC settings in {} are invalid: {e}",
+                        cfg.path.display()
+                    ),
+                    "fix the [odbc] section of the topology file",
+                )
+            })?;
+            Ok(Arc::new(b))
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! `cms-failover demo`: simulated SQL Server instances on loopback (the `mssql-sim` TDS
+//! simulator serving a `backend_fake::fixtures` estate), a failover through a real SQL
+//! backend with live progress, the status before and after, and the HTML report.
+
+use crate::app::{Failure, check_report_path, emit, report_doc};
+use crate::backends;
+use crate::cli::{DemoArgs, DemoMode};
+use crate::config::{Config, ConnectionOptions, LoginConfig, OdbcOptions, TlsMode};
+use crate::progress::ProgressObserver;
+use crate::secret::{Password, PasswordSource};
+use crate::status;
+use backend_fake::fixtures;
+use failover_core::journal::{JournalEvent, JournalRecord};
+use failover_core::machine::StateName;
+use failover_core::{
+    CancelHandle, Driver, FailoverRequest, FileJournal, Journal, Mode, Op, Settings,
+};
+use mssql_sim::sim::{SimOptions, Simulator};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts suited to the simulator: short, so the demo is quick.
+pub fn demo_settings() -> Settings {
+    Settings {
+        step_timeout: Duration::from_secs(5),
+        replication_timeout: Duration::from_secs(60),
+        catch_up_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(150),
+        dr_fence_timeout: Duration::from_secs(1),
+        undo_timeout: Duration::from_secs(15),
+        retry_backoff: Duration::from_millis(100),
+        ..Settings::default()
+    }
+}
+
+/// Runs the demo; returns the run's exit code.
+pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
+    let mode_name = match a.mode {
+        DemoMode::Planned => "planned",
+        DemoMode::Disaster => "disaster",
+        DemoMode::Restore => "restore",
+    };
+    let report_path = a.report.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "cms-failover-demo-{mode_name}{}-{}.html",
+            if a.what_if { "-what-if" } else { "" },
+            std::process::id()
+        ))
+    });
+    check_report_path(&report_path)?;
+    let say = |s: &str| {
+        if !a.json {
+            println!("{s}");
+        }
+    };
+
+    // The estate: active store A (+ mirror A2), backup store B (+ mirror B2), xds and lis,
+    // a replication link A -> B that starts behind, and a workload writing on A.
+    let mut opts = fixtures::Options::default().mirrored(true).lag(a.lag);
+    // Replication gains one change per operation on the workload: the catch-up is visible.
+    opts.link_rate = 2;
+    opts.workload_rate = 1;
+    let fx = fixtures::build(&opts);
+    let estate = fx.estate.clone();
+    let sim = Simulator::start(estate.clone(), SimOptions::default())
+        .await
+        .map_err(|e| {
+            Failure::usage(
+                format!("cannot start the simulator: {e}"),
+                "check that binding loopback ports is allowed",
+            )
+        })?;
+    say("Simulated SQL Server instances (TDS on loopback):");
+    for (i, addr) in sim.endpoints() {
+        say(&format!("  {i:<24} {addr}"));
+    }
+
+    let journal_dir = tempfile::Builder::new()
+        .prefix("cms-failover-demo-journal")
+        .tempdir()
+        .map_err(|e| Failure::usage(format!("cannot create a temp dir: {e}"), "check TMPDIR"))?;
+    let config = Config {
+        path: PathBuf::from("<demo>"),
+        topology: fx.topology.clone(),
+        login: Some(LoginConfig {
+            user: fixtures::LOGIN_USER.into(),
+            password: PasswordSource::Env("<demo>".into()),
+        }),
+        endpoints: sim.endpoints().into_iter().collect(),
+        settings: demo_settings(),
+        connection: ConnectionOptions {
+            tls: TlsMode::Off,
+            ca_file: None,
+        },
+        odbc: OdbcOptions {
+            driver: "FreeTDS".into(),
+            flavour: crate::config::OdbcFlavour::FreeTds,
+            dsn: None,
+            connection_string: None,
+        },
+        sql: failover_tsql::SqlConfig::default(),
+    };
+    let password = Password::new(fixtures::LOGIN_PASSWORD);
+    let secrets = [password.expose()];
+    let backend = backends::build(
+        a.backend,
+        &config,
+        fixtures::LOGIN_USER,
+        &password,
+        config.settings.step_timeout,
+    )?;
+    let journal = Arc::new(FileJournal::open(journal_dir.path()).map_err(|e| {
+        Failure::usage(format!("cannot open the demo journal: {e}"), "check TMPDIR")
+    })?);
+
+    let topo = fx.topology.clone();
+    let dbs = topo.databases.clone();
+    let mode = match a.mode {
+        DemoMode::Planned => Mode::Planned,
+        DemoMode::Disaster => {
+            say("\nScenario: the active pool's SQL Server and its mirror go down.");
+            for i in topo.active.instances() {
+                let _ = estate.set_reachable(i, false);
+            }
+            Mode::disaster_recovery(
+                true,
+                Some("sql-b.cms.test"),
+                Some("RTC"),
+                Some("sql-b2.cms.test"),
+                Some("RTC"),
+            )
+            .expect("valid demo target")
+        }
+        DemoMode::Restore => {
+            say(
+                "\nScenario: an earlier planned failover fenced the active store, then its process died.",
+            );
+            let interrupted =
+                FailoverRequest::new("interrupted-demo-run", topo.clone(), Mode::Planned)
+                    .expect("valid request");
+            let fence = Op::SetReadOnly {
+                instance: topo.active.principal.clone(),
+                databases: dbs.clone(),
+                read_only: true,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            for (seq, event) in [
+                JournalEvent::Started {
+                    request: Box::new(interrupted),
+                },
+                JournalEvent::Step {
+                    state: StateName::Fencing,
+                    ops: vec![fence],
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                journal
+                    .append(&JournalRecord {
+                        run_id: "interrupted-demo-run".into(),
+                        seq: seq as u64 + 1,
+                        at_unix_ms: now,
+                        event,
+                    })
+                    .map_err(|e| {
+                        Failure::usage(
+                            format!("cannot write the demo journal: {e}"),
+                            "check TMPDIR",
+                        )
+                    })?;
+            }
+            backend
+                .set_read_only(&topo.active.principal, &dbs, true)
+                .await
+                .map_err(|e| {
+                    Failure::usage(
+                        format!("cannot set up the demo: {e}"),
+                        "report this as a bug",
+                    )
+                })?;
+            Mode::Restore
+        }
+    };
+
+    let timeout = config.settings.step_timeout;
+    let records = journal.records().unwrap_or_default();
+    let before = status::gather(backend.as_ref(), &topo, &records, timeout).await;
+    say("\n== Status before ==");
+    say(status::render_text(&before).trim_end());
+
+    let mut req = FailoverRequest::new(crate::app::new_run_id(), topo.clone(), mode)
+        .expect("valid demo request");
+    req.what_if = a.what_if;
+    req.settings = config.settings.clone();
+    say(&format!(
+        "\n== Running a {} {}through backend {} ==",
+        req.mode,
+        if a.what_if { "what-if " } else { "" },
+        backend.name()
+    ));
+    let cancel = CancelHandle::new();
+    let observer = Arc::new(ProgressObserver::new(
+        std::io::stderr().is_terminal(),
+        quiet,
+    ));
+    let driver = Driver::new(backend.clone())
+        .with_journal(journal.clone() as Arc<dyn Journal>)
+        .with_observer(observer.clone())
+        .with_cancel(cancel.clone());
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling at the next safe point…");
+            cancel.cancel();
+        }
+    });
+    let run = driver.run(req).await;
+    ctrl_c.abort();
+    observer.finish();
+
+    let records = journal.records().unwrap_or_default();
+    let after = status::gather(backend.as_ref(), &topo, &records, timeout).await;
+    if !a.json {
+        println!("\n== Status after ==");
+        println!("{}", status::render_text(&after).trim_end());
+        println!();
+    }
+    let code = run.outcome.exit_code();
+    let doc = report_doc("demo", &run, argv, Some(before), Some(after));
+    emit(&doc, a.json, Some(&report_path), &secrets)?;
+    drop(backend);
+    sim.shutdown().await;
+    Ok(code)
+}

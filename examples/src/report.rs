@@ -1,0 +1,208 @@
+//! The run report: one serializable document, printed as JSON (`--json`) or rendered as a
+//! self-contained HTML page (`--report`) with minijinja. Secrets are redacted from both.
+
+use crate::status::StatusDoc;
+use failover_core::{Outcome, RunReport};
+use serde::Serialize;
+
+const TEMPLATE: &str = include_str!("report.html.jinja");
+
+/// Everything about one run, for people (HTML) and programs (JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportDoc {
+    /// `cms-failover`.
+    pub tool: &'static str,
+    /// The tool's version.
+    pub version: &'static str,
+    /// `failover`, `restore` or `demo`.
+    pub command: String,
+    /// The command line (never holds a password: passwords come from env/file).
+    pub argv: Vec<String>,
+    /// Who ran it.
+    pub operator: String,
+    /// Where.
+    pub host: String,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// What to do next.
+    pub next_step: String,
+    /// The status before the run, where it was read (demo).
+    pub status_before: Option<StatusDoc>,
+    /// The status after the run, where it was read (demo).
+    pub status_after: Option<StatusDoc>,
+    /// The run.
+    pub run: RunReport,
+}
+
+/// What the operator should do after `outcome`.
+pub fn next_step(outcome: &Outcome, what_if: bool) -> String {
+    match (outcome, what_if) {
+        (Outcome::Succeeded { .. }, true) => {
+            "Nothing was changed. Run the same command without --what-if to perform it.".into()
+        }
+        (Outcome::Refused { .. }, true) => {
+            "Nothing was changed. Resolve the blockers listed, then check again with --what-if."
+                .into()
+        }
+        (Outcome::Succeeded { .. }, false) => {
+            "Check `cms-failover status` and that every CMS replica reports UpToDate.".into()
+        }
+        (Outcome::Refused { .. }, false) => {
+            "Nothing was changed. Fix the reason given, then run the command again.".into()
+        }
+        (Outcome::RolledBack { .. }, false) => "The source store is in service again. Fix the cause, check with `cms-failover status`, then retry.".into(),
+        (Outcome::NeedsRestore { .. }, false) => "Run `cms-failover restore` with the same topology to put the CMS back into service.".into(),
+        (Outcome::Cancelled { .. }, false) => "The run was cancelled; any fence was undone. Check `cms-failover status` and run again when ready.".into(),
+        (_, true) => "Nothing was changed.".into(),
+    }
+}
+
+/// The user running the tool (`$USER`, `$LOGNAME` or `$USERNAME`).
+pub fn operator() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// This machine's host name.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Replaces every occurrence of a secret, and any `PWD=…`/`Password=…` connection-string
+/// value, in every string of `v` with `***`.
+pub fn redact(v: &mut serde_json::Value, secrets: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => *s = redact_str(s, secrets),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| redact(x, secrets)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| redact(x, secrets)),
+        _ => {}
+    }
+}
+
+/// [`redact`] for one string.
+pub fn redact_str(s: &str, secrets: &[&str]) -> String {
+    let mut out = s.to_string();
+    for sec in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(sec, "***");
+    }
+    for key in ["pwd=", "password="] {
+        let mut from = 0;
+        loop {
+            let lower = out.to_ascii_lowercase();
+            let Some(pos) = lower[from..].find(key).map(|p| p + from) else {
+                break;
+            };
+            let start = pos + key.len();
+            let end = out[start..].find(';').map_or(out.len(), |e| e + start);
+            out.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    out
+}
+
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
+pub fn format_unix_ms(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3] UTC"
+    );
+    t.format(&f).unwrap_or_else(|_| ms.to_string())
+}
+
+/// Formats a duration in milliseconds for people: `850 ms`, `2.35 s`, `4 min 10 s`.
+pub fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// The document as JSON, secrets redacted.
+pub fn to_json(doc: &ReportDoc, secrets: &[&str]) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).expect("report serializes");
+    redact(&mut v, secrets);
+    v
+}
+
+/// Renders the self-contained HTML report (embedded CSS, no scripts, no external links).
+pub fn render_html(doc: &ReportDoc, secrets: &[&str]) -> Result<String, minijinja::Error> {
+    let ctx = to_json(doc, secrets);
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_filter("ts", |v: u64| format_unix_ms(v));
+    env.add_filter("ms", |v: u64| format_ms(v));
+    env.add_filter("us", |v: u64| {
+        format_ms(v / 1000).replace(" ms", &format!(".{:03} ms", v % 1000))
+    });
+    env.add_filter("tojson_pretty", |v: minijinja::Value| {
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    });
+    env.add_template("report.html", TEMPLATE)?;
+    let tmpl = env.get_template("report.html")?;
+    let mermaid = failover_core::machine::mermaid();
+    tmpl.render(minijinja::context! {
+        doc => ctx,
+        title => title(doc),
+        outcome_text => redact_str(&doc.run.outcome.to_string(), secrets),
+        mermaid => mermaid,
+    })
+}
+
+/// A one-line title: `Planned failover — succeeded`.
+pub fn title(doc: &ReportDoc) -> String {
+    let mode = match &doc.run.mode {
+        failover_core::Mode::Planned => "Planned failover",
+        failover_core::Mode::DisasterRecovery { .. } => "Disaster-recovery failover",
+        failover_core::Mode::Restore => "Restore",
+    };
+    let wi = if doc.run.what_if {
+        " (what-if plan)"
+    } else {
+        ""
+    };
+    format!("{mode}{wi} — {}", doc.run.outcome.label().replace('_', " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_str("Driver={FreeTDS};UID=sa;PWD=abc;Server=x", &[]),
+            "Driver={FreeTDS};UID=sa;PWD=***;Server=x"
+        );
+        assert_eq!(redact_str("password=xyz", &[]), "password=***");
+        assert_eq!(
+            redact_str("the hunter2 secret", &["hunter2"]),
+            "the *** secret"
+        );
+        let mut v = serde_json::json!({"a": ["x hunter2", {"b": "hunter2"}]});
+        redact(&mut v, &["hunter2"]);
+        assert!(!v.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_ms(850), "850 ms");
+        assert_eq!(format_ms(2350), "2.35 s");
+        assert_eq!(format_ms(250_000), "4 min 10 s");
+        assert_eq!(format_unix_ms(0), "1970-01-01 00:00:00.000 UTC");
+    }
+}
