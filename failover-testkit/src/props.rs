@@ -422,9 +422,11 @@ async fn run_one(
             RunResult::Crashed => eprintln!("--- crashed"),
         }
     }
-    // The client process is gone: its connections (and session locks) close.
+    // The client process is gone: its connections (and session locks) close. Over TCP the
+    // server notices a moment later, as a real one would.
     drop(driver);
     drop(backend);
+    tokio::time::sleep(Duration::from_millis(20)).await;
     result
 }
 
@@ -832,4 +834,117 @@ fn check_loss_estimate(
         }
     }
     Ok(())
+}
+
+/// A backend that keeps something alive as long as it lives (e.g. the simulator serving it).
+pub struct WithGuard {
+    backend: Arc<dyn Backend>,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl WithGuard {
+    /// Wraps `backend`, keeping `guard` alive with it.
+    pub fn new(backend: Arc<dyn Backend>, guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            backend,
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for WithGuard {
+    fn name(&self) -> &str {
+        self.backend.name()
+    }
+    fn statements(&self, op: &failover_core::Op) -> Vec<String> {
+        self.backend.statements(op)
+    }
+    async fn probe(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<InstanceProbe, BackendError> {
+        self.backend.probe(i, d).await
+    }
+    async fn positions(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+    ) -> Result<Vec<DatabasePosition>, BackendError> {
+        self.backend.positions(i, d).await
+    }
+    async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
+        self.backend.replicas(i).await
+    }
+    async fn set_read_only(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        ro: bool,
+    ) -> Result<(), BackendError> {
+        self.backend.set_read_only(i, d, ro).await
+    }
+    async fn recover(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<(), BackendError> {
+        self.backend.recover(i, d).await
+    }
+    async fn mirror_failover(
+        &self,
+        i: &InstanceAddr,
+        d: &[DatabaseName],
+        k: MirrorFailoverKind,
+    ) -> Result<InstanceAddr, BackendError> {
+        self.backend.mirror_failover(i, d, k).await
+    }
+    async fn acquire_lock(&self, i: &InstanceAddr, r: &str) -> Result<LockAttempt, BackendError> {
+        self.backend.acquire_lock(i, r).await
+    }
+    async fn release_lock(&self, i: &InstanceAddr, r: &str) -> Result<(), BackendError> {
+        self.backend.release_lock(i, r).await
+    }
+    async fn lock_held(&self, i: &InstanceAddr, r: &str) -> Result<bool, BackendError> {
+        self.backend.lock_held(i, r).await
+    }
+    async fn read_location(
+        &self,
+        i: &InstanceAddr,
+    ) -> Result<Option<LocationRecord>, BackendError> {
+        self.backend.read_location(i).await
+    }
+    async fn write_location(
+        &self,
+        i: &InstanceAddr,
+        r: &LocationRecord,
+        e: Option<u64>,
+    ) -> Result<(), BackendError> {
+        self.backend.write_location(i, r, e).await
+    }
+}
+
+/// Runs `cases` generated scenarios through `factory` over real sockets (wire timing, hangs
+/// turned into late answers), panicking with the minimal failing scenario.
+pub fn run_wire_properties(factory: &dyn BackendFactory, cases: u32) {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        ..Config::default()
+    });
+    let result = runner.run(&scenarios(), |sc| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let timing = Timing {
+            hang_as_delay: Some(Duration::from_millis(1600)),
+            ..Timing::wire()
+        };
+        rt.block_on(check(factory, &sc, timing))
+            .map_err(proptest::test_runner::TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
