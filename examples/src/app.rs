@@ -290,6 +290,32 @@ fn failover_mode(a: &FailoverArgs) -> Result<Mode, Failure> {
     if !dr {
         return Ok(Mode::Planned);
     }
+    let next = "disaster recovery takes --force --backup-sql-server-fqdn FQDN [--backup-sql-instance-name NAME] [--backup-mirror-sql-server-fqdn FQDN --backup-mirror-sql-instance-name NAME]; a planned failover takes none of these";
+    // Each flag on its own first, so the message names exactly the flag that is wrong.
+    for (flag, v) in [
+        ("--backup-sql-server-fqdn", &a.backup_sql_server_fqdn),
+        (
+            "--backup-mirror-sql-server-fqdn",
+            &a.backup_mirror_sql_server_fqdn,
+        ),
+    ] {
+        if let Some(v) = v {
+            failover_core::InstanceAddr::parse(v)
+                .map_err(|e| Failure::usage(e.in_field(flag).to_string(), next))?;
+        }
+    }
+    for (flag, v) in [
+        ("--backup-sql-instance-name", &a.backup_sql_instance_name),
+        (
+            "--backup-mirror-sql-instance-name",
+            &a.backup_mirror_sql_instance_name,
+        ),
+    ] {
+        if let Some(v) = v {
+            failover_core::InstanceName::parse(v)
+                .map_err(|e| Failure::usage(e.in_field(flag).to_string(), next))?;
+        }
+    }
     Mode::disaster_recovery(
         a.force,
         a.backup_sql_server_fqdn.as_deref(),
@@ -297,12 +323,7 @@ fn failover_mode(a: &FailoverArgs) -> Result<Mode, Failure> {
         a.backup_mirror_sql_server_fqdn.as_deref(),
         a.backup_mirror_sql_instance_name.as_deref(),
     )
-    .map_err(|e| {
-        Failure::usage(
-            e.to_string(),
-            "disaster recovery takes --force --backup-sql-server-fqdn FQDN [--backup-sql-instance-name NAME] [--backup-mirror-sql-server-fqdn FQDN --backup-mirror-sql-instance-name NAME]; a planned failover takes none of these",
-        )
-    })
+    .map_err(|e| Failure::usage(e.to_string(), next))
 }
 
 /// Validates a `failover`/`restore` invocation completely, before any connection.
@@ -343,6 +364,7 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     if let Some(r) = &run.report {
         check_report_path(r)?;
     }
+    let (user, password) = load_login(&config)?;
     let dir = run.journal_dir.clone().unwrap_or_else(default_journal_dir);
     let journal = if run.what_if && !dir.join("journal.jsonl").exists() {
         None
@@ -354,7 +376,6 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
             )
         })?))
     };
-    let (user, password) = load_login(&config)?;
     if run.confirm && !run.yes && !run.what_if && !std::io::stdin().is_terminal() {
         return Err(Failure::refused(
             "--confirm needs an answer but stdin is not a terminal; nothing was changed",

@@ -1,0 +1,222 @@
+//! Test helpers: the TDS simulator in-process (its own runtime threads keep serving while
+//! the test runs the binary), topology files with `[endpoints]`, and a trap listener that
+//! proves no connection was attempted.
+#![allow(dead_code)]
+
+use backend_fake::{Estate, LinkId, fixtures};
+use failover_core::{DatabaseName, InstanceAddr};
+use mssql_sim::{SimHandle, SimOptions, Simulator};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// The environment variable the test topologies name for the password.
+pub const PW_VAR: &str = "CMS_FAILOVER_TEST_PASSWORD";
+
+/// Fast timeouts for the simulator.
+pub const FAST_TIMEOUTS: &str = r#"
+[timeouts]
+step = "3s"
+replication = "10s"
+catch_up = "5s"
+poll_interval = "100ms"
+dr_fence = "500ms"
+undo = "5s"
+retry_backoff = "50ms"
+"#;
+
+/// A temp dir with a journal dir and a home.
+pub struct Work {
+    /// The temp dir.
+    pub dir: tempfile::TempDir,
+}
+
+impl Work {
+    /// A fresh one.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// The journal dir.
+    pub fn journal(&self) -> PathBuf {
+        self.path("journal")
+    }
+    /// Writes a file and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// `cms-failover` with a clean environment: the password variable set, the journal and
+    /// HOME inside the temp dir, no topology from the environment.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("cms-failover").unwrap();
+        c.env_remove("CMS_FAILOVER_TOPOLOGY")
+            .env_remove("CMS_FAILOVER_JOURNAL_DIR")
+            .env_remove("CMS_FAILOVER_LOG")
+            .env(PW_VAR, fixtures::LOGIN_PASSWORD)
+            .env("HOME", self.dir.path())
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("USER", "tester")
+            .timeout(std::time::Duration::from_secs(90));
+        c
+    }
+}
+
+/// A topology file's text for the fixture instances, with the given endpoints.
+pub fn topology_text(
+    mirrored: bool,
+    endpoints: &[(InstanceAddr, SocketAddr)],
+    extra: &str,
+) -> String {
+    let q = |a: &InstanceAddr| format!("'{a}'");
+    let mut t = String::new();
+    t.push_str("databases = [\"xds\", \"lis\"]\n\n[active]\n");
+    t.push_str(&format!("principal = {}\n", q(&fixtures::active())));
+    if mirrored {
+        t.push_str(&format!("mirror = {}\n", q(&fixtures::active_mirror())));
+    }
+    t.push_str("\n[backup]\n");
+    t.push_str(&format!("principal = {}\n", q(&fixtures::backup())));
+    if mirrored {
+        t.push_str(&format!("mirror = {}\n", q(&fixtures::backup_mirror())));
+    }
+    t.push_str(&format!(
+        "\n[login]\nuser = \"{}\"\npassword_env = \"{PW_VAR}\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
+        fixtures::LOGIN_USER
+    ));
+    for (i, a) in endpoints {
+        t.push_str(&format!("{} = \"{a}\"\n", q(i)));
+    }
+    t.push_str(FAST_TIMEOUTS);
+    t.push_str(extra);
+    t
+}
+
+/// A listener nobody should connect to: every fixture instance points at it.
+pub struct Trap {
+    listener: TcpListener,
+}
+
+impl Trap {
+    /// Binds 127.0.0.1:0.
+    pub fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Self { listener }
+    }
+    /// Every fixture instance mapped to the trap.
+    pub fn endpoints(&self) -> Vec<(InstanceAddr, SocketAddr)> {
+        let a = self.listener.local_addr().unwrap();
+        [
+            fixtures::active(),
+            fixtures::active_mirror(),
+            fixtures::backup(),
+            fixtures::backup_mirror(),
+        ]
+        .into_iter()
+        .map(|i| (i, a))
+        .collect()
+    }
+    /// Panics if anyone connected.
+    pub fn assert_untouched(&self) {
+        match self.listener.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("a connection was attempted (from {peer})"),
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+}
+
+/// The simulator serving a fixture estate, on its own runtime.
+pub struct Sim {
+    /// The estate.
+    pub estate: Estate,
+    /// The A -> B replication link.
+    pub link: LinkId,
+    handle: Option<SimHandle>,
+    rt: tokio::runtime::Runtime,
+    /// Whether the fixture is mirrored.
+    pub mirrored: bool,
+}
+
+impl Sim {
+    /// Starts the fixture built from `opts`.
+    pub fn start(opts: fixtures::Options) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fx = fixtures::build(&opts);
+        let handle = rt
+            .block_on(Simulator::start(fx.estate.clone(), SimOptions::default()))
+            .unwrap();
+        Self {
+            estate: fx.estate,
+            link: fx.link,
+            handle: Some(handle),
+            rt,
+            mirrored: opts.mirrored,
+        }
+    }
+
+    /// The standard fixture (unmirrored, no lag).
+    pub fn standard() -> Self {
+        Self::start(fixtures::Options::default())
+    }
+
+    /// Endpoints of every instance.
+    pub fn endpoints(&self) -> Vec<(InstanceAddr, SocketAddr)> {
+        self.handle.as_ref().unwrap().endpoints()
+    }
+
+    /// Writes a topology for this simulator into `work` and returns its path.
+    pub fn topology(&self, work: &Work, extra: &str) -> PathBuf {
+        work.write(
+            "topology.toml",
+            &topology_text(self.mirrored, &self.endpoints(), extra),
+        )
+    }
+
+    /// How many mutations the estate has seen.
+    pub fn mutations(&self) -> usize {
+        self.estate.history().len()
+    }
+
+    /// The instances where `db` is writable.
+    pub fn writable(&self, db: &str) -> Vec<InstanceAddr> {
+        self.estate
+            .snapshot()
+            .writable_copies(&DatabaseName::parse(db).unwrap())
+    }
+
+    /// The highest location epoch.
+    pub fn epoch(&self) -> Option<u64> {
+        self.estate.snapshot().highest_location().map(|l| l.epoch)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+/// Reads a file to a string.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Parses stdout as JSON.
+pub fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}

@@ -1,0 +1,652 @@
+//! End-to-end: the binary against the TDS simulator, every mode, both backends, what-if,
+//! confirmation, exit codes, the report, interruption and resume from the journal.
+
+mod common;
+
+use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError, fixtures};
+use common::{Sim, Work, json, read};
+use failover_core::Operation;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn b() -> String {
+    fixtures::backup().to_string()
+}
+
+/// The `id`s of every `<section>` and sanity checks of a self-contained, balanced page.
+fn html_sections(html: &str) -> Vec<String> {
+    assert!(html.trim_start().starts_with("<!DOCTYPE html>"), "doctype");
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external resources"
+    );
+    for tag in [
+        "section", "table", "ol", "ul", "dl", "pre", "html", "body", "style",
+    ] {
+        let open =
+            html.matches(&format!("<{tag}>")).count() + html.matches(&format!("<{tag} ")).count();
+        let close = html.matches(&format!("</{tag}>")).count();
+        assert_eq!(open, close, "<{tag}> balanced");
+    }
+    html.split("<section id=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+fn drdr_args() -> Vec<&'static str> {
+    vec![
+        "--force",
+        "--backup-sql-server-fqdn",
+        "sql-b.cms.test",
+        "--backup-sql-instance-name",
+        "RTC",
+        "--backup-mirror-sql-server-fqdn",
+        "sql-b2.cms.test",
+        "--backup-mirror-sql-instance-name",
+        "RTC",
+    ]
+}
+
+#[test]
+fn planned_failover_tiberius_with_json_and_report() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let report = w.path("report.html");
+    let out = w
+        .cmd()
+        .args(["failover", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+    assert_eq!(sim.writable("lis"), vec![fixtures::backup()]);
+    assert_eq!(sim.epoch(), Some(2));
+
+    // The JSON document.
+    let v = json(&out.stdout);
+    assert_eq!(v["tool"], "cms-failover");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["operator"], "tester");
+    assert_eq!(v["run"]["backend"], "tiberius");
+    assert_eq!(v["run"]["what_if"], false);
+    assert_eq!(v["run"]["outcome"]["outcome"], "succeeded");
+    assert_eq!(v["run"]["outcome"]["active"], b());
+    assert_eq!(v["run"]["mode"]["mode"], "planned");
+    let steps = v["run"]["steps"].as_array().unwrap();
+    assert!(steps.len() >= 8);
+    for s in steps {
+        for k in [
+            "state",
+            "description",
+            "precondition",
+            "changes",
+            "started_unix_ms",
+            "duration_ms",
+            "executed",
+            "ops",
+        ] {
+            assert!(!s[k].is_null(), "step lacks {k}: {s}");
+        }
+    }
+    let fence = steps
+        .iter()
+        .find(|s| s["state"] == "Fencing")
+        .expect("a fence step");
+    let sql = fence["ops"][0]["sql"].as_array().unwrap();
+    assert!(
+        sql.iter().any(|q| q
+            .as_str()
+            .unwrap()
+            .contains("ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE")),
+        "{sql:?}"
+    );
+    assert!(v["run"]["window"]["duration_us"].as_u64().is_some());
+    assert_eq!(v["run"]["final_state"].as_array().unwrap().len(), 4);
+    assert!(
+        !out.stdout
+            .windows(fixtures::LOGIN_PASSWORD.len())
+            .any(|w| w == fixtures::LOGIN_PASSWORD.as_bytes())
+    );
+
+    // The HTML report.
+    let html = read(&report);
+    let sections = html_sections(&html);
+    for s in ["topology", "window", "steps", "final-state"] {
+        assert!(
+            sections.contains(&s.to_string()),
+            "report lacks section {s}: {sections:?}"
+        );
+    }
+    assert!(html.contains("id=\"summary\""));
+    for needle in [
+        "tester",
+        "Planned failover",
+        "succeeded",
+        "SET READ_ONLY WITH ROLLBACK IMMEDIATE",
+        "Write-unavailability window",
+        "sql-b.cms.test\\RTC",
+        "Operator",
+        "Host",
+    ] {
+        assert!(html.contains(needle), "report lacks {needle}");
+    }
+    assert!(
+        !html.contains(fixtures::LOGIN_PASSWORD),
+        "password in the report"
+    );
+    assert!(stderr.contains("Report written to"), "{stderr}");
+
+    // Status afterwards.
+    let out = w
+        .cmd()
+        .args(["status", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let s = json(&out.stdout);
+    assert_eq!(s["active"]["record"]["epoch"], 2);
+    assert_eq!(s["active"]["record"]["active"]["principal"], b());
+    assert_eq!(s["instances"].as_array().unwrap().len(), 4);
+    assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn planned_failover_odbc() {
+    let sim = Sim::standard();
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w
+        .cmd()
+        .args(["failover", "--backend", "odbc", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    assert_eq!(v["run"]["backend"], "odbc");
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+    assert_eq!(sim.epoch(), Some(2));
+}
+
+#[test]
+fn what_if_changes_nothing_and_prints_the_plan() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.mutations();
+    let out = w
+        .cmd()
+        .args(["failover", "--what-if", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.mutations(), before, "what-if changed the estate");
+    assert!(text.contains("Nothing was changed."), "{text}");
+    assert!(text.contains(" 1. "), "{text}");
+    assert!(text.contains("Fencing"), "{text}");
+    assert!(text.contains("precondition:"), "{text}");
+    assert!(
+        text.contains("ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Nothing blocks this plan right now."),
+        "{text}"
+    );
+    assert!(
+        !w.journal().join("journal.jsonl").exists(),
+        "what-if writes no journal"
+    );
+
+    // The same as JSON, and with a blocker (replication stalled far behind) it exits 3.
+    let out = w
+        .cmd()
+        .args(["failover", "--what-if", "--json", "--topology"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let v = json(&out.stdout);
+    assert_eq!(v["run"]["what_if"], true);
+    assert!(
+        v["run"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["executed"] == false)
+    );
+    assert_eq!(sim.mutations(), before);
+}
+
+#[test]
+fn what_if_reports_blockers() {
+    let sim = Sim::start(fixtures::Options::default().lag(500).stalled(true));
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.mutations();
+    let out = w
+        .cmd()
+        .args(["failover", "--what-if", "--topology"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("Blocks it right now:"), "{text}");
+    assert_eq!(sim.mutations(), before);
+}
+
+#[test]
+fn disaster_recovery_with_mirror() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    for i in [fixtures::active(), fixtures::active_mirror()] {
+        sim.estate.set_reachable(&i, false).unwrap();
+    }
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w
+        .cmd()
+        .args(["failover", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .args(drdr_args())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    assert_eq!(v["run"]["mode"]["mode"], "disaster_recovery");
+    assert_eq!(
+        v["run"]["mode"]["target"]["mirror"],
+        fixtures::backup_mirror().to_string()
+    );
+    let dl = v["run"]["data_loss"]
+        .as_array()
+        .expect("a data-loss estimate");
+    assert_eq!(dl.len(), 2);
+    let snap = sim.estate.snapshot();
+    for db in fixtures::databases() {
+        assert_eq!(
+            snap.writable_reachable_copies(&db),
+            vec![fixtures::backup()]
+        );
+    }
+}
+
+#[test]
+fn confirm_without_a_terminal_refuses_and_yes_proceeds() {
+    let sim = Sim::standard();
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.mutations();
+    for extra in [vec![], drdr_args()[..5].to_vec()] {
+        let out = w
+            .cmd()
+            .args(["failover", "--confirm", "--topology"])
+            .arg(&t)
+            .args(&extra)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{e}");
+        assert!(e.contains("--yes"), "{e}");
+        assert_eq!(sim.mutations(), before);
+    }
+    let out = w
+        .cmd()
+        .args(["failover", "--confirm", "--yes", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("Plan ("),
+        "the plan is shown before proceeding: {e}"
+    );
+    assert!(e.contains("--yes given"), "{e}");
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+}
+
+/// Runs the binary under `script` (a pseudo-terminal) with `input` typed at the prompt.
+fn with_terminal(w: &Work, args: &[String], input: &str) -> (Option<i32>, String) {
+    let bin = assert_cmd::cargo::cargo_bin("cms-failover");
+    let line = std::iter::once(bin.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env(common::PW_VAR, fixtures::LOGIN_PASSWORD)
+        .env("HOME", w.dir.path())
+        .env("CMS_FAILOVER_JOURNAL_DIR", w.journal())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    {
+        use std::io::Write;
+        // Give the prompt time to appear before typing.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut stdin = child.stdin.take().unwrap();
+        // The program may already have exited (e.g. refused before prompting).
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn confirm_with_a_terminal() {
+    let sim = Sim::standard();
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let base = vec![
+        "failover".to_string(),
+        "--confirm".into(),
+        "--topology".into(),
+        t.display().to_string(),
+    ];
+    let before = sim.mutations();
+    let (code, out) = with_terminal(&w, &base, "n\n");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("Proceed with these changes? [y/N]"), "{out}");
+    assert_eq!(sim.mutations(), before);
+
+    // Disaster recovery: --force does not skip the prompt, and only `yes` will do.
+    let mut dr = base.clone();
+    dr.extend(drdr_args()[..5].iter().map(|s| s.to_string()));
+    let (code, out) = with_terminal(&w, &dr, "y\n");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("Type `yes`"), "{out}");
+    assert!(out.contains("Data-loss estimate"), "{out}");
+    assert_eq!(sim.mutations(), before);
+    let (code, out) = with_terminal(&w, &dr, "yes\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+}
+
+#[test]
+fn refused_when_the_lock_is_held() {
+    let sim = Sim::standard();
+    let s = sim.estate.open_session(&fixtures::active()).unwrap();
+    assert_eq!(sim.estate.get_app_lock(s, "cms-failover").unwrap(), 0);
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w
+        .cmd()
+        .args(["failover", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.epoch(), Some(1));
+}
+
+#[test]
+fn rolled_back_then_needs_restore_then_restore() {
+    let sim = Sim::standard();
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let fail = |n| Fault::Error(SqlError::new(n, 16, 1, "ALTER DATABASE statement failed."));
+    // Opening the target fails: the fence is undone (exit 4).
+    sim.estate
+        .set_faults(FaultConfig::seeded(7).script(ScriptedFault::on(
+            &fixtures::backup(),
+            Operation::SetReadOnly,
+            1,
+            fail(5069),
+        )));
+    let out = w
+        .cmd()
+        .args(["failover", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+
+    // Opening fails and so does undoing the fence: needs restore (exit 5).
+    sim.estate.set_faults(
+        FaultConfig::seeded(8)
+            .script(ScriptedFault::on(
+                &fixtures::backup(),
+                Operation::SetReadOnly,
+                1,
+                fail(5069),
+            ))
+            .script(ScriptedFault::on(
+                &fixtures::active(),
+                Operation::SetReadOnly,
+                2,
+                fail(5069),
+            )),
+    );
+    let out = w
+        .cmd()
+        .args(["failover", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("cms-failover restore"), "{text}");
+    assert!(sim.writable("xds").is_empty());
+
+    sim.estate.set_faults(FaultConfig::seeded(9));
+    let out = w
+        .cmd()
+        .args(["restore", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.writable("lis"), vec![fixtures::active()]);
+}
+
+/// Starts a planned failover that fences and then waits forever for the stalled link;
+/// returns the child once the source is fenced.
+fn start_stuck_failover(sim: &Sim, w: &Work) -> std::process::Child {
+    let t = sim.topology(w, "\n[failover]\nmax_lag = 1000000\n");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cms-failover"))
+        .args(["failover", "--catch-up-timeout", "60s", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .env(common::PW_VAR, fixtures::LOGIN_PASSWORD)
+        .env("HOME", w.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.writable("xds").is_empty() {
+        assert!(Instant::now() < deadline, "the source was never fenced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the journal record the catch-up wait.
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn ctrl_c_undoes_the_fence_and_exits_130() {
+    let sim = Sim::start(fixtures::Options::default().stalled(true));
+    let w = Work::new();
+    let child = start_stuck_failover(&sim, &w);
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cancelled"), "{text}");
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.writable("lis"), vec![fixtures::active()]);
+    assert_eq!(sim.epoch(), Some(1));
+}
+
+#[test]
+fn crash_then_resume_from_the_journal() {
+    let sim = Sim::start(fixtures::Options::default().stalled(true));
+    let w = Work::new();
+    let mut child = start_stuck_failover(&sim, &w);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        sim.writable("xds").is_empty(),
+        "the crash left the source fenced"
+    );
+    let t = w.path("topology.toml");
+
+    // Status shows the unfinished run and the fenced databases.
+    let out = w
+        .cmd()
+        .args(["status", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let s = json(&out.stdout);
+    assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["unfinished_runs"][0]["fenced"], true);
+
+    // A new failover is refused until the interrupted run is settled.
+    let out = w
+        .cmd()
+        .args(["failover", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Restore settles it.
+    let out = w
+        .cmd()
+        .args(["restore", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    let out = w
+        .cmd()
+        .args(["status", "--json", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        json(&out.stdout)["unfinished_runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // And the failover goes through once replication flows again.
+    sim.estate.set_link_stalled(sim.link, false);
+    let out = w
+        .cmd()
+        .args(["failover", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+}
