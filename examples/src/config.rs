@@ -679,6 +679,20 @@ tls = "off"
     }
 
     #[test]
+    fn the_example_file_parses() {
+        let c = Config::parse(
+            Path::new("topology.example.toml"),
+            include_str!("../topology.example.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.topology.databases.len(), 2);
+        assert!(c.topology.backup.mirror.is_some());
+        assert_eq!(c.connection.tls, TlsMode::Strict);
+        assert_eq!(c.settings.replication_timeout, Duration::from_secs(300));
+        assert_eq!(c.odbc.flavour, OdbcFlavour::Microsoft);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
