@@ -611,3 +611,30 @@ async fn a_failing_statement_does_not_stop_the_batch() {
     assert_eq!(sets[0][0][1].as_deref(), Some("sql-a.cms.test\\RTC"));
     assert_eq!(sets[0][0][2].as_deref(), Some("15.0.4322.2"));
 }
+
+#[tokio::test]
+async fn applock_by_direct_rpc_returns_its_status() {
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    let mut raw = RawClient::login(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD).await;
+    let call = |p: &str| {
+        rpc_payload(
+            p,
+            &[
+                ("@Resource", Ok("direct")),
+                ("@LockMode", Ok("Exclusive")),
+                ("@LockOwner", Ok("Session")),
+                ("@LockTimeout", Err(0)),
+            ],
+        )
+    };
+    raw.send(0x03, &call("sp_getapplock")).await;
+    let reply = raw.recv().await;
+    let at = reply.iter().position(|b| *b == 0x79).expect("RETURNSTATUS");
+    assert_eq!(&reply[at + 1..at + 5], &0i32.to_le_bytes());
+    assert!(f.estate.snapshot().lock_holder(&a, "direct").is_some());
+    raw.send(0x03, &rpc_payload("dbo.sp_nope", &[])).await;
+    let reply = raw.recv().await;
+    assert_eq!(reply[0], 0xAA, "ERROR token");
+    assert_eq!(&reply[3..7], &2812i32.to_le_bytes());
+}

@@ -193,3 +193,48 @@ async fn tsql_changes_are_visible_to_tiberius_and_back() {
     .await;
     assert_eq!(tsql_sets(&out)[0][1], row(&[Some("0")]), "{out}");
 }
+
+#[tokio::test]
+async fn tsql_sees_faults_and_a_down_instance() {
+    use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError};
+    use failover_core::Operation;
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    let port = sim.addr_of(&a).unwrap().port();
+    f.estate
+        .set_faults(FaultConfig::seeded(3).script(ScriptedFault::on(
+            &a,
+            Operation::SetReadOnly,
+            1,
+            Fault::Error(SqlError::could_not_lock("xds")),
+        )));
+    let out = tsql(
+        port,
+        LOGIN_USER,
+        LOGIN_PASSWORD,
+        &script(&[build::set_read_only(&dbs(), true)]),
+    )
+    .await;
+    assert!(out.contains("Msg 5061"), "{out}");
+    assert!(
+        !f.estate.snapshot().writable_copies(&dbs()[0]).is_empty(),
+        "the error fault changed nothing"
+    );
+    f.estate.set_reachable(&a, false).unwrap();
+    let refused = async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), refused)
+        .await
+        .unwrap();
+    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, "SELECT 1\ngo\n").await;
+    assert!(
+        out.contains("problem connecting") || out.contains("refused"),
+        "{out}"
+    );
+}

@@ -1183,8 +1183,16 @@ impl SqlSession {
                 ]);
             }
         };
+        self.run(&stmts).await
+    }
+
+    /// Runs parsed statements with the batch's fault (see [`operation_of`]).
+    async fn run(&mut self, stmts: &[Stmt]) -> Reply {
+        if !self.estate.session_alive(self.id) {
+            return Reply::Disconnect;
+        }
         let mut fault = None;
-        if let Some(op) = operation_of(&stmts) {
+        if let Some(op) = operation_of(stmts) {
             fault = pre_fault(self.estate.fault_for(&self.addr, op)).await;
         }
         let mut crash_after = false;
@@ -1206,7 +1214,7 @@ impl SqlSession {
             _ => {}
         }
         let mut out = Vec::new();
-        for s in &stmts {
+        for s in stmts {
             match self.stmt(s) {
                 Ok(o) => out.extend(o),
                 Err(Failure {
@@ -1231,6 +1239,35 @@ impl SqlSession {
     }
 
     async fn rpc(&mut self, call: RpcCall) -> Reply {
+        let name = call
+            .proc_name
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
+        if name.eq_ignore_ascii_case("sp_getapplock")
+            || name.eq_ignore_ascii_case("sp_releaseapplock")
+        {
+            // A direct procedure call (e.g. ODBC `{? = call sp_getapplock(…)}`).
+            let args = call
+                .params
+                .into_iter()
+                .map(|p| {
+                    (
+                        (!p.name.is_empty()).then(|| p.name.to_ascii_lowercase()),
+                        Expr::Lit(p.value),
+                    )
+                })
+                .collect();
+            let stmt = Stmt::Exec {
+                ret: None,
+                proc_name: name,
+                args,
+            };
+            self.vars.clear();
+            return self.run(std::slice::from_ref(&stmt)).await;
+        }
         if !call.proc_name.eq_ignore_ascii_case("sp_executesql") {
             let m = SqlMessage::new(
                 2812,

@@ -240,3 +240,33 @@ pub fn tsql_sets(out: &str) -> Vec<Vec<Vec<Option<String>>>> {
     }
     sets
 }
+
+/// An RPC payload calling `proc_name` by name with named parameters (NVARCHAR or INTN).
+pub fn rpc_payload(proc_name: &str, params: &[(&str, Result<&str, i32>)]) -> Vec<u8> {
+    let mut v = batch_payload("");
+    let name = w(proc_name);
+    v.extend_from_slice(&((name.len() / 2) as u16).to_le_bytes());
+    v.extend(name);
+    v.extend_from_slice(&0u16.to_le_bytes());
+    for (n, val) in params {
+        let n = w(n);
+        v.push((n.len() / 2) as u8);
+        v.extend(n);
+        v.push(0);
+        match val {
+            Ok(s) => {
+                let s = w(s);
+                v.push(0xE7);
+                v.extend_from_slice(&8000u16.to_le_bytes());
+                v.extend_from_slice(&[0x09, 0x04, 0xD0, 0x00, 0x34]);
+                v.extend_from_slice(&(s.len() as u16).to_le_bytes());
+                v.extend(s);
+            }
+            Err(i) => {
+                v.extend_from_slice(&[0x26, 4, 4]);
+                v.extend_from_slice(&i.to_le_bytes());
+            }
+        }
+    }
+    v
+}
