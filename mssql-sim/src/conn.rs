@@ -60,7 +60,12 @@ async fn run<S: Service>(
     let login = parse_login7(&msg.data).map_err(std::io::Error::other)?;
     let requested_size = login.packet_size;
     let user = login.user.clone();
-    let (mut session, LoginAccepted { database, spid }) = match service.login(login).await {
+    // A login that hangs (injected fault) ends when the client gives up and closes.
+    let outcome = tokio::select! {
+        r = service.login(login) => r,
+        _ = until_closed(rx) => return Ok(()),
+    };
+    let (mut session, LoginAccepted { database, spid }) = match outcome {
         Ok(ok) => ok,
         Err(LoginRefused::Disconnect) => return Ok(()),
         Err(LoginRefused::Error(e)) => {
@@ -186,4 +191,9 @@ async fn send_error(
     t.message(m);
     t.done(DONE_ERROR, 0);
     write_reply(wr, &t.buf, packet_size, spid).await
+}
+
+/// Resolves when the client has closed its side (messages meanwhile are ignored).
+async fn until_closed(rx: &mut mpsc::Receiver<Message>) {
+    while rx.recv().await.is_some() {}
 }

@@ -638,3 +638,34 @@ async fn applock_by_direct_rpc_returns_its_status() {
     assert_eq!(reply[0], 0xAA, "ERROR token");
     assert_eq!(&reply[3..7], &2812i32.to_le_bytes());
 }
+
+#[tokio::test]
+async fn a_hanging_login_ends_when_the_client_leaves() {
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    f.estate
+        .set_faults(FaultConfig::seeded(1).script(ScriptedFault::on(
+            &a,
+            Operation::Connect,
+            1,
+            Fault::Hang,
+        )));
+    let attempt = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), attempt)
+            .await
+            .is_err(),
+        "the login hangs"
+    );
+    // The next login (no fault) works, and no session was left open by the hung one.
+    let mut c = connect(&sim, &a).await;
+    assert_eq!(batch(&mut c, "SELECT @@SPID;").await.unwrap().len(), 1);
+    let gone = async {
+        while f.estate.snapshot().instances[&a].sessions != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("only the live session remains");
+}
