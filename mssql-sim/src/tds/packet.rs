@@ -154,3 +154,23 @@ mod tests {
         assert!(read_message(&mut r).await.is_err());
     }
 }
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    #[test]
+    fn replies_use_packet_type_4_even_for_prelogin() {
+        let bytes = packetize(
+            TABULAR_RESULT,
+            &crate::tds::login::prelogin_reply(),
+            4096,
+            0,
+        );
+        assert_eq!((bytes[0], bytes[1]), (0x04, 0x01));
+        assert_eq!(
+            u16::from_be_bytes([bytes[2], bytes[3]]) as usize,
+            bytes.len()
+        );
+    }
+}

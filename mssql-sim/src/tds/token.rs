@@ -221,3 +221,71 @@ impl TokenWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_ack_carries_tds_74_in_wire_order() {
+        let mut t = TokenWriter::new();
+        t.login_ack([15, 0, 7, 208]);
+        assert_eq!(t.buf[0], LOGINACK);
+        assert_eq!(&t.buf[3..8], &[1, 0x74, 0x00, 0x00, 0x04]);
+        assert_eq!(&t.buf[t.buf.len() - 4..], &[15, 0, 7, 208]);
+    }
+
+    #[test]
+    fn batch_dones_chain_with_more_and_rpc_ends_with_doneproc() {
+        let outs = vec![
+            Output::Done {
+                rows: None,
+                error: false,
+            },
+            Output::Message(SqlMessage::new(911, 16, 1, "x")),
+            Output::Done {
+                rows: Some(3),
+                error: true,
+            },
+        ];
+        let mut t = TokenWriter::new();
+        t.reply(&outs, false);
+        assert_eq!(&t.buf[..3], &[DONE, DONE_MORE as u8, 0]);
+        let last = &t.buf[t.buf.len() - 13..];
+        assert_eq!(last[0], DONE);
+        assert_eq!(
+            u16::from_le_bytes([last[1], last[2]]),
+            DONE_COUNT | DONE_ERROR
+        );
+        assert_eq!(u64::from_le_bytes(last[5..13].try_into().unwrap()), 3);
+        let mut t = TokenWriter::new();
+        t.reply(&outs, true);
+        assert_eq!(t.buf[0], DONEINPROC);
+        let last = &t.buf[t.buf.len() - 13..];
+        assert_eq!(
+            (last[0], u16::from_le_bytes([last[1], last[2]])),
+            (DONEPROC, DONE_ERROR)
+        );
+    }
+
+    #[test]
+    fn error_and_info_tokens() {
+        let mut t = TokenWriter::new();
+        t.message(&SqlMessage::new(
+            18456,
+            14,
+            1,
+            "Login failed for user 'sa'.",
+        ));
+        t.message(&SqlMessage::new(
+            5701,
+            0,
+            2,
+            "Changed database context to 'master'.",
+        ));
+        assert_eq!(t.buf[0], ERROR);
+        assert_eq!(&t.buf[3..9], &[0x18, 0x48, 0, 0, 1, 14]);
+        let len = u16::from_le_bytes([t.buf[1], t.buf[2]]) as usize;
+        assert_eq!(t.buf[3 + len], INFO);
+    }
+}
