@@ -1,0 +1,310 @@
+//! The write-unavailability window of a planned failover through each SQL backend (tiberius,
+//! ODBC + FreeTDS) against the TDS simulator, with an injected network round-trip time.
+//!
+//! For every run: a fresh standard fixture (unmirrored, standby ONLINE read-only, no lag),
+//! the simulator on loopback, one [`DelayProxy`] per instance (each direction delayed by
+//! rtt/2) between the backend and the simulator port, and one planned failover. The window
+//! is the report's `window` (fence issued -> target writable and recorded). Round trips
+//! inside it are counted three ways: sequential steps that made calls, backend calls, and
+//! request/response exchanges seen by the proxies between the `Fencing` step starting and the
+//! step after `RecordingLocation` starting.
+//!
+//! `cargo bench -p benches --bench window` (prints a Markdown table).
+//! Environment: `BENCH_WINDOW_RUNS` (runs per cell, default 7), `BENCH_WINDOW_RTTS`
+//! (comma-separated milliseconds, default `0,1,5,20`), `BENCH_WINDOW_BACKENDS`
+//! (default `tiberius,odbc`), `BENCH_WINDOW_JOURNALS` (default `memory,file`).
+
+use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER};
+use benches::proxy::{DelayProxy, ProxyStats};
+use benches::{median, planned, window_calls, window_sequential_steps};
+use failover_core::driver::{Observer, RunEvent};
+use failover_core::{
+    Backend, Driver, FileJournal, Journal, MemoryJournal, Outcome, RunReport, StateName,
+};
+use mssql_sim::{SimOptions, Simulator};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Tiberius,
+    Odbc,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tiberius => "tiberius",
+            Kind::Odbc => "odbc (FreeTDS)",
+        }
+    }
+}
+
+/// Records the proxies' exchange counter when each step starts.
+struct Marks {
+    stats: Arc<ProxyStats>,
+    marks: Mutex<Vec<(StateName, u64)>>,
+}
+
+impl Observer for Marks {
+    fn on_event(&self, event: &RunEvent) {
+        if let RunEvent::StepStarted { state, .. } = event {
+            self.marks
+                .lock()
+                .expect("marks")
+                .push((*state, self.stats.exchanges()));
+        }
+    }
+}
+
+impl Marks {
+    /// Exchanges from the start of `Fencing` to the start of the step after
+    /// `RecordingLocation`.
+    fn window_exchanges(&self) -> Option<u64> {
+        let m = self.marks.lock().expect("marks");
+        let start = m.iter().position(|(s, _)| *s == StateName::Fencing)?;
+        let rec = m
+            .iter()
+            .rposition(|(s, _)| *s == StateName::RecordingLocation)?;
+        let end = m.get(rec + 1).map(|(_, n)| *n)?;
+        Some(end - m[start].1)
+    }
+}
+
+struct Sample {
+    window_ms: f64,
+    total_ms: f64,
+    steps: usize,
+    calls: usize,
+    exchanges: u64,
+    catch_up_polls: usize,
+    mean_one_way_ms: f64,
+    report: RunReport,
+}
+
+async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
+    let fx = fixtures::standard();
+    let sim = Simulator::start(fx.estate.clone(), SimOptions::default())
+        .await
+        .expect("simulator");
+    let stats = Arc::new(ProxyStats::default());
+    let mut proxies = Vec::new();
+    let mut endpoints = HashMap::new();
+    for (inst, addr) in sim.endpoints() {
+        let p = DelayProxy::start(addr, rtt, stats.clone())
+            .await
+            .expect("proxy");
+        endpoints.insert(inst, p.addr());
+        proxies.push(p);
+    }
+    let backend: Arc<dyn Backend> = match kind {
+        Kind::Tiberius => {
+            let mut cfg = backend_tiberius::TiberiusConfig::new(
+                LOGIN_USER,
+                backend_tiberius::Secret::new(LOGIN_PASSWORD),
+            )
+            .with_encryption(backend_tiberius::Encryption::Plaintext)
+            .with_call_timeout(Duration::from_secs(30));
+            cfg.endpoints = endpoints;
+            Arc::new(backend_tiberius::TiberiusBackend::new(cfg))
+        }
+        Kind::Odbc => {
+            let cfg = backend_odbc::OdbcConfig::freetds()
+                .with_login(
+                    LOGIN_USER,
+                    backend_odbc::PasswordSource::Value(backend_odbc::Secret::new(LOGIN_PASSWORD)),
+                )
+                .with_endpoints(endpoints)
+                .with_timeouts(Duration::from_secs(10), Duration::from_secs(30));
+            Arc::new(
+                backend_odbc::OdbcBackend::new(cfg, backend_odbc::SqlConfig::default())
+                    .expect("odbc backend"),
+            )
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal: Arc<dyn Journal> = if file_journal {
+        Arc::new(FileJournal::open(dir.path()).expect("journal"))
+    } else {
+        Arc::new(MemoryJournal::new())
+    };
+    let marks = Arc::new(Marks {
+        stats: stats.clone(),
+        marks: Mutex::new(Vec::new()),
+    });
+    let driver = Driver::new(backend)
+        .with_journal(journal)
+        .with_observer(marks.clone());
+    let report = driver
+        .run(planned(&fx.topology, "window", Duration::from_millis(1)))
+        .await;
+    assert!(
+        matches!(report.outcome, Outcome::Succeeded { .. }),
+        "{} run at {rtt:?} did not succeed: {}",
+        kind.name(),
+        report.outcome
+    );
+    let w = report.window.expect("a planned success has a window");
+    drop(driver);
+    drop(proxies);
+    sim.shutdown().await;
+    Sample {
+        window_ms: w.duration_us as f64 / 1000.0,
+        total_ms: report.duration_us as f64 / 1000.0,
+        steps: window_sequential_steps(&report),
+        calls: window_calls(&report),
+        exchanges: marks.window_exchanges().unwrap_or(0),
+        catch_up_polls: report
+            .states
+            .iter()
+            .filter(|s| **s == StateName::AwaitingCatchUp)
+            .count(),
+        mean_one_way_ms: stats
+            .mean_one_way()
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        report,
+    }
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special: run a
+    // single quick cell then, so the harness-less binary stays cheap under test.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let runs: usize = std::env::var("BENCH_WINDOW_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 7 });
+    let rtts: Vec<u64> = env_list("BENCH_WINDOW_RTTS", if quick { "0" } else { "0,1,5,20" })
+        .iter()
+        .map(|s| s.parse().expect("BENCH_WINDOW_RTTS: milliseconds"))
+        .collect();
+    let kinds: Vec<Kind> = env_list(
+        "BENCH_WINDOW_BACKENDS",
+        if quick { "tiberius" } else { "tiberius,odbc" },
+    )
+    .iter()
+    .map(|s| match s.as_str() {
+        "tiberius" => Kind::Tiberius,
+        "odbc" => Kind::Odbc,
+        other => panic!("unknown backend {other}"),
+    })
+    .collect();
+    let journals: Vec<bool> = env_list(
+        "BENCH_WINDOW_JOURNALS",
+        if quick { "memory" } else { "memory,file" },
+    )
+    .iter()
+    .map(|s| s == "file")
+    .collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    println!(
+        "| backend | journal | RTT (ms) | applied RTT (ms) | window median (ms) | min–max (ms) | window / RTT | sequential round trips ((w − w₀)/RTT) | steps with calls | calls | exchanges at the proxy | catch-up polls | whole run (ms) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for &kind in &kinds {
+        for &file in &journals {
+            let mut base: Option<f64> = None;
+            for &rtt_ms in &rtts {
+                let rtt = Duration::from_millis(rtt_ms);
+                // One warm-up run (ODBC driver loading, first connections), not counted.
+                let _ = rt.block_on(one(kind, rtt, file));
+                let samples: Vec<Sample> = (0..runs)
+                    .map(|_| rt.block_on(one(kind, rtt, file)))
+                    .collect();
+                let mut w: Vec<f64> = samples.iter().map(|s| s.window_ms).collect();
+                let mut t: Vec<f64> = samples.iter().map(|s| s.total_ms).collect();
+                let mut applied: Vec<f64> =
+                    samples.iter().map(|s| 2.0 * s.mean_one_way_ms).collect();
+                let (lo, hi) = (
+                    w.iter().cloned().fold(f64::INFINITY, f64::min),
+                    w.iter().cloned().fold(0.0, f64::max),
+                );
+                let wm = median(&mut w).unwrap_or(0.0);
+                if rtt_ms == 0 {
+                    base = Some(wm);
+                }
+                let applied = median(&mut applied).unwrap_or(0.0);
+                let s0 = &samples[0];
+                let per_rtt = if rtt_ms > 0 {
+                    format!("{:.1}×", wm / rtt_ms as f64)
+                } else {
+                    "–".into()
+                };
+                let seq = match (base, rtt_ms) {
+                    (Some(b), r) if r > 0 => format!("{:.1}", (wm - b) / applied.max(0.001)),
+                    _ => "–".into(),
+                };
+                println!(
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                    kind.name(),
+                    if file { "file (fsync)" } else { "memory" },
+                    rtt_ms,
+                    applied,
+                    wm,
+                    lo,
+                    hi,
+                    per_rtt,
+                    seq,
+                    s0.steps,
+                    s0.calls,
+                    samples
+                        .iter()
+                        .map(|s| s.exchanges.to_string())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    samples.iter().map(|s| s.catch_up_polls).max().unwrap_or(0),
+                    median(&mut t).unwrap_or(0.0),
+                );
+                if rtt_ms == 5 && !file {
+                    breakdown(kind, &s0.report);
+                }
+            }
+        }
+    }
+    if !BREAKDOWNS.lock().expect("b").is_empty() {
+        println!();
+        for b in BREAKDOWNS.lock().expect("b").iter() {
+            println!("{b}");
+        }
+    }
+}
+
+static BREAKDOWNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The steps inside the window of one run, for the per-step table.
+fn breakdown(kind: Kind, r: &RunReport) {
+    let mut s = format!(
+        "Steps inside the window, {} at RTT 5 ms (one run):\n\n| step | calls | duration (ms) |\n|---|---|---|\n",
+        kind.name()
+    );
+    for st in benches::window_steps(r) {
+        let calls: Vec<String> = st.ops.iter().map(|o| o.summary.clone()).collect();
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            st.state,
+            if calls.is_empty() {
+                "(none)".to_string()
+            } else {
+                calls.join("; ")
+            },
+            st.duration_ms
+        ));
+    }
+    BREAKDOWNS.lock().expect("b").push(s);
+}
