@@ -97,8 +97,9 @@ mod tests {
 
     #[test]
     fn reads_own_status() {
-        let hwm = proc_status_kib("VmHWM").expect("VmHWM on Linux");
+        // RSS first: the peak read afterwards can only be higher.
         let rss = proc_status_kib("VmRSS").expect("VmRSS on Linux");
+        let hwm = proc_status_kib("VmHWM").expect("VmHWM on Linux");
         assert!(hwm >= rss);
         assert_eq!(proc_status_kib("NoSuchField"), None);
     }
