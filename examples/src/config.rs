@@ -693,6 +693,21 @@ tls = "off"
     }
 
     #[test]
+    fn sql_section() {
+        let c = parse(&format!(
+            "{GOOD}\n[sql]\ncontrol_database = \"cmsctl\"\nposition_query = \"SELECT 1 AS p\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sql.control_database.as_str(), "cmsctl");
+        let e = parse(&format!(
+            "{GOOD}\n[sql]\nposition_query = \"DELETE FROM x\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sql"), "{e}");
+        assert!(e.message.contains("SELECT"), "{e}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));

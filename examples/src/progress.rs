@@ -10,6 +10,8 @@ pub struct ProgressObserver {
     bar: Option<ProgressBar>,
     /// The largest total lag seen during the current wait (the bar's length).
     wait_len: Mutex<Option<u64>>,
+    /// The last step printed, so polling steps print once.
+    last: Mutex<Option<failover_core::StateName>>,
 }
 
 impl ProgressObserver {
@@ -24,6 +26,7 @@ impl ProgressObserver {
         Self {
             bar,
             wait_len: Mutex::new(None),
+            last: Mutex::new(None),
         }
     }
 
@@ -71,14 +74,20 @@ impl Observer for ProgressObserver {
                 description,
                 executed,
             } => {
-                *self.wait_len.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 let skipped = if *executed {
                     ""
                 } else {
                     " (what-if: not executed)"
                 };
-                if let Some(b) = &self.bar {
+                let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+                let repeat = *last == Some(*state);
+                *last = Some(*state);
+                if repeat {
+                    tracing::debug!("step {state} again");
+                } else if let Some(b) = &self.bar {
+                    *self.wait_len.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     b.set_style(spinner_style());
+                    b.println(format!("→ {state}: {description}{skipped}"));
                     b.set_message(format!("{state}: {description}{skipped}"));
                 } else {
                     tracing::info!("step {state}: {description}{skipped}");
@@ -103,10 +112,7 @@ impl Observer for ProgressObserver {
                         None => tracing::warn!("{msg}"),
                     }
                 }
-                None => match &self.bar {
-                    Some(b) => b.println(format!("  ✓ {op}")),
-                    None => tracing::debug!("{op}: ok ({attempts} attempt(s))"),
-                },
+                None => tracing::debug!("{op}: ok ({attempts} attempt(s))"),
             },
             RunEvent::Waiting(p) => {
                 let known: Vec<u64> = p.lag.iter().filter_map(|(_, l)| *l).collect();
