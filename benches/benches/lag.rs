@@ -15,7 +15,7 @@
 //! whole failover over the catch-up itself (total − caught up).
 //!
 //! `cargo bench -p benches --bench lag` (prints a Markdown table). Environment:
-//! `BENCH_LAG_RUNS` (default 3), `BENCH_LAG_LAGS` (default `0,1000,4000`), `BENCH_LAG_POLLS`
+//! `BENCH_LAG_RUNS` (default 3), `BENCH_LAG_LAGS` (default `0,1000,4000,10000`), `BENCH_LAG_POLLS`
 //! (milliseconds, default `10,100,500,2000`).
 
 use backend_fake::FakeBackend;
@@ -37,13 +37,20 @@ struct Run {
 }
 
 fn one(rt: &tokio::runtime::Runtime, lag: u64, poll: Duration) -> Run {
-    let fx = fixtures::build(&Options::default().lag(lag));
+    // The fixture's `lag` option is capped by its initial position (1,000): put the source
+    // ahead instead.
+    let fx = fixtures::build(&Options::default());
     let estate = fx.estate.clone();
     let dbs = fx.topology.databases.clone();
     let (a, b) = (
         fx.topology.active.principal.clone(),
         fx.topology.backup.principal.clone(),
     );
+    for d in &dbs {
+        estate
+            .set_position(&a, d, fixtures::INITIAL_POSITION + lag)
+            .expect("position");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let ticker = {
@@ -112,7 +119,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
-    let lags = env_u64s("BENCH_LAG_LAGS", if quick { "100" } else { "0,1000,4000" });
+    let lags = env_u64s("BENCH_LAG_LAGS", if quick { "100" } else { "0,1000,4000,10000" });
     let polls = env_u64s(
         "BENCH_LAG_POLLS",
         if quick { "10" } else { "10,100,500,2000" },
