@@ -119,7 +119,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
-    let lags = env_u64s("BENCH_LAG_LAGS", if quick { "100" } else { "0,1000,4000,10000" });
+    let lags = env_u64s(
+        "BENCH_LAG_LAGS",
+        if quick { "100" } else { "0,1000,4000,10000" },
+    );
     let polls = env_u64s(
         "BENCH_LAG_POLLS",
         if quick { "10" } else { "10,100,500,2000" },
