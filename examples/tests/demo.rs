@@ -104,7 +104,6 @@ fn demo_other_modes() {
 }
 
 #[test]
-#[ignore = "failover-core bug: a planned what-if is refused at ConfirmingLocks (see tests/modes.rs)"]
 fn demo_planned_what_if() {
     let w = Work::new();
     let out = w

@@ -247,7 +247,6 @@ fn what_if_changes_nothing() {
 }
 
 #[test]
-#[ignore = "failover-core bug: in what-if, ConfirmingLocks really runs CheckLock although the lock was never taken, so a planned what-if is refused ('the failover lock was lost'); un-ignore once the driver assumes LockHeld(true) in what-if"]
 fn what_if_changes_nothing_and_prints_the_plan() {
     let sim = Sim::start(fixtures::Options::default().mirrored(true));
     let w = Work::new();
@@ -464,7 +463,6 @@ fn confirm_with_a_terminal() {
 }
 
 #[test]
-#[ignore = "failover-core bug: a planned what-if is refused at ConfirmingLocks (see what_if_changes_nothing_and_prints_the_plan), so --confirm stops before prompting"]
 fn confirm_planned_with_a_terminal() {
     let sim = Sim::standard();
     let w = Work::new();

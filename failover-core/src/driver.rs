@@ -394,7 +394,8 @@ impl Driver {
                 }
                 Action::Execute(batch) => {
                     let mutating = batch.ops.iter().any(Op::is_mutating);
-                    let executed = !(what_if && mutating);
+                    // What-if makes only the reads that need no lock; the rest is assumed.
+                    let executed = !what_if || batch.ops.iter().all(Op::is_dry_run_safe);
                     if executed
                         && !what_if
                         && let Err(e) = self.journal(
@@ -424,7 +425,7 @@ impl Driver {
                         let settings = &settings;
                         async move {
                             let t0 = Instant::now();
-                            if !executed && op.is_mutating() {
+                            if what_if && !op.is_dry_run_safe() {
                                 return (Ok(op.assumed_result()), 0u32, Vec::new(), t0.elapsed());
                             }
                             let mut attempt = 0u32;

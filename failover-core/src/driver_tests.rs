@@ -81,7 +81,7 @@ async fn what_if_never_calls_a_mutating_operation() {
     m.expect_acquire_lock().never();
     m.expect_release_lock().never();
     m.expect_write_location().never();
-    m.expect_lock_held().returning(|_, _| Ok(true));
+    m.expect_lock_held().never();
     let mut req = FailoverRequest::new("r1", topo(), Mode::Planned).unwrap();
     req.what_if = true;
     let report = Driver::new(Arc::new(m)).run(req).await;
@@ -92,6 +92,10 @@ async fn what_if_never_calls_a_mutating_operation() {
     );
     let plan = report.plan();
     assert!(plan.iter().any(|s| s.description.contains("fence")));
+    assert!(
+        plan.iter()
+            .any(|s| s.description.contains("record the new active location"))
+    );
     assert!(plan.iter().all(|s| !s.executed));
 }
 

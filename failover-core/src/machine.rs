@@ -467,6 +467,7 @@ pub struct Machine {
     /// Databases of the target that are RESTORING and need recovery.
     to_recover: Vec<DatabaseName>,
     cancel: bool,
+    what_if_lag: Option<Vec<(DatabaseName, Option<u64>)>>,
     last_ops: Vec<Op>,
     history: Vec<StateName>,
 }
@@ -483,6 +484,7 @@ impl Machine {
             to_fence: Vec::new(),
             to_recover: Vec::new(),
             cancel: false,
+            what_if_lag: None,
             last_ops: Vec::new(),
             history: vec![S::Preflight],
         }
@@ -1213,8 +1215,44 @@ impl Machine {
                 }
                 let text = describe_lag(&lag);
                 if what_if {
-                    self.f.blockers.push(format!("replication has not caught up right now ({text}); the run would wait up to {:?}", st.replication_timeout));
-                    return State::ConfirmingLocks;
+                    // Sample twice, one poll apart: behind but progressing is a wait, not a
+                    // blocker; no progress at all would end in a refusal.
+                    match self.what_if_lag.take() {
+                        None => {
+                            self.what_if_lag = Some(lag.clone());
+                            let until = now + st.poll_interval;
+                            return State::ReplicationPause {
+                                deadline: until,
+                                until,
+                                progress: Progress {
+                                    waiting_for: "a second replication sample (what-if)".into(),
+                                    lag,
+                                    remaining: st.poll_interval,
+                                },
+                            };
+                        }
+                        Some(first) => {
+                            let progressing =
+                                lag.iter().zip(&first).all(|((_, now_lag), (_, was))| {
+                                    match (now_lag, was) {
+                                        (Some(n), Some(w)) => n <= &st.max_lag || n < w,
+                                        _ => false,
+                                    }
+                                });
+                            if progressing {
+                                self.f.warnings.push(format!(
+                                    "replication is behind right now ({text}) but progressing; the run would wait for it, up to {:?}, before fencing",
+                                    st.replication_timeout
+                                ));
+                            } else {
+                                self.f.blockers.push(format!(
+                                    "replication is behind ({text}) and made no progress in {:?}; the run would wait up to {:?}, then refuse",
+                                    st.poll_interval, st.replication_timeout
+                                ));
+                            }
+                            return State::ConfirmingLocks;
+                        }
+                    }
                 }
                 if self.cancel {
                     return self.release(Outcome::Cancelled {
@@ -1449,8 +1487,14 @@ impl Machine {
             }
             State::ForcingMirror { mirror } => match results.into_iter().next().expect("result") {
                 Ok(OpResult::Partner(p)) => {
-                    self.f.target_serving = Some(p);
-                    let _ = mirror;
+                    // Servers report the partner as they name it (often NETBIOS\INST); the
+                    // topology's name for the instance we forced is what clients use.
+                    if p != mirror {
+                        self.f.warnings.push(format!(
+                            "the server reports the new principal as {p}; using the topology's name {mirror}"
+                        ));
+                    }
+                    self.f.target_serving = Some(mirror);
                     State::Recovering
                 }
                 Err(e) => State::UndoingFence {
@@ -1524,7 +1568,7 @@ impl Machine {
             }
             State::RepointingMirror { principal } => {
                 match results.into_iter().next().expect("result") {
-                    Ok(OpResult::Partner(p)) => self.f.target_serving = Some(p),
+                    Ok(OpResult::Partner(_)) => self.f.target_serving = Some(principal.clone()),
                     Ok(_) => {}
                     Err(e) => self.f.warnings.push(format!(
                         "could not give the principal role back to {principal} ({e}); the CMS is served by the mirror partner"

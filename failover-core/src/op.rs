@@ -121,6 +121,14 @@ impl Op {
         }
     }
 
+    /// Whether a what-if run may make this call: only reads that need no lock held.
+    pub fn is_dry_run_safe(&self) -> bool {
+        matches!(
+            self,
+            Op::Probe { .. } | Op::Positions { .. } | Op::ReadLocation { .. }
+        )
+    }
+
     /// Whether the call changes server state (what-if never runs these). Locks count as
     /// changes.
     pub fn is_mutating(&self) -> bool {
