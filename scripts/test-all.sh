@@ -23,5 +23,5 @@ if ! odbcinst -q -d 2>/dev/null | grep -qi '^\[FreeTDS\]'; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --no-fail-fast
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo test --workspace --all-features --no-fail-fast

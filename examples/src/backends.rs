@@ -3,7 +3,7 @@
 
 use crate::app::Failure;
 use crate::cli::BackendKind;
-use crate::config::{Config, OdbcFlavour, TlsMode};
+use crate::config::{Config, TlsMode};
 use crate::secret::Password;
 use failover_core::Backend;
 use std::sync::Arc;
@@ -66,7 +66,9 @@ pub fn build(
             tc.sql = cfg.sql.clone();
             Ok(Arc::new(TiberiusBackend::new(tc)))
         }
+        #[cfg(feature = "odbc")]
         BackendKind::Odbc => {
+            use crate::config::OdbcFlavour;
             use backend_odbc::{
                 ConnectionSpec, Encryption, OdbcBackend, OdbcConfig, PasswordSource, Secret,
             };
@@ -107,5 +109,10 @@ pub fn build(
             })?;
             Ok(Arc::new(b))
         }
+        #[cfg(not(feature = "odbc"))]
+        BackendKind::Odbc => Err(Failure::usage(
+            "this cms-failover was built without the ODBC backend",
+            "install unixODBC (apt-get install unixodbc unixodbc-dev tdsodbc) and rebuild with `cargo build --release -p examples --features odbc`, or use --backend tiberius",
+        )),
     }
 }

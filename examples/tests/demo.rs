@@ -121,6 +121,7 @@ fn demo_planned_what_if() {
     );
 }
 
+#[cfg(feature = "odbc")]
 #[test]
 fn demo_through_odbc() {
     let w = Work::new();

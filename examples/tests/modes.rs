@@ -162,6 +162,7 @@ fn planned_failover_tiberius_with_json_and_report() {
     assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 0);
 }
 
+#[cfg(feature = "odbc")]
 #[test]
 fn planned_failover_odbc() {
     let sim = Sim::standard();
