@@ -93,7 +93,7 @@ impl fmt::Display for Outcome {
                 }
                 write!(
                     f,
-                    ". Run `cms-failover restore` to put the CMS back into service"
+                    ". Run `cms-failover restore` to put the CMS back into service (after a disaster recovery whose old source is still down, run the disaster recovery again instead)"
                 )
             }
             Outcome::Cancelled { detail } => write!(f, "cancelled: {detail}"),
