@@ -396,8 +396,11 @@ impl Driver {
                     let mutating = batch.ops.iter().any(Op::is_mutating);
                     // What-if makes only the reads that need no lock; the rest is assumed.
                     let executed = !what_if || batch.ops.iter().all(Op::is_dry_run_safe);
+                    // Every step with effects is journaled (fsync'ed) before it runs; reads have
+                    // no effects to recover from and stay out of the write-unavailability window.
                     if executed
                         && !what_if
+                        && mutating
                         && let Err(e) = self.journal(
                             &run_id,
                             seq,

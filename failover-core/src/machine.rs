@@ -250,6 +250,31 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     (S::ForcingMirror, S::Recovering, "mirror serving"),
     (S::ForcingMirror, S::UndoingFence, "force failed"),
     (S::Recovering, S::OpeningTarget, "online"),
+    (
+        S::Preflight,
+        S::OpeningTarget,
+        "restore: nothing to fence or recover",
+    ),
+    (
+        S::Fencing,
+        S::OpeningTarget,
+        "restore: others fenced, nothing to recover",
+    ),
+    (
+        S::ReadingPositions,
+        S::OpeningTarget,
+        "target already caught up / nothing to recover",
+    ),
+    (
+        S::AwaitingCatchUp,
+        S::OpeningTarget,
+        "caught up, nothing to recover",
+    ),
+    (
+        S::ForcingMirror,
+        S::OpeningTarget,
+        "mirror serving, nothing to recover",
+    ),
     (S::Recovering, S::UndoingFence, "recovery failed"),
     (S::Recovering, S::ReleasingLocks, "restore: recovery failed"),
     (
@@ -467,7 +492,7 @@ pub struct Machine {
     /// Databases of the target that are RESTORING and need recovery.
     to_recover: Vec<DatabaseName>,
     cancel: bool,
-    what_if_lag: Option<Vec<(DatabaseName, Option<u64>)>>,
+    what_if_sample: Option<Vec<DatabasePosition>>,
     last_ops: Vec<Op>,
     history: Vec<StateName>,
 }
@@ -484,7 +509,7 @@ impl Machine {
             to_fence: Vec::new(),
             to_recover: Vec::new(),
             cancel: false,
-            what_if_lag: None,
+            what_if_sample: None,
             last_ops: Vec::new(),
             history: vec![S::Preflight],
         }
@@ -858,12 +883,12 @@ impl Machine {
                         databases: dbs.clone(),
                     });
                 }
-                if dr {
-                    ops.push(Op::Positions {
-                        instance: self.target_reader(),
-                        databases: dbs.clone(),
-                    });
-                }
+                // The target's position is read in the same round trip (another instance):
+                // often it has already caught up and the wait costs nothing more.
+                ops.push(Op::Positions {
+                    instance: self.target_reader(),
+                    databases: dbs.clone(),
+                });
                 let timeout = if dr {
                     st.dr_fence_timeout
                 } else {
@@ -929,6 +954,7 @@ impl Machine {
                 )
             }
             State::OpeningTarget => {
+                self.f.promoted = true;
                 let tgt = self.f.target_serving.clone().expect("target");
                 self.batch(
                     "make the target's databases read-write",
@@ -1217,9 +1243,9 @@ impl Machine {
                 if what_if {
                     // Sample twice, one poll apart: behind but progressing is a wait, not a
                     // blocker; no progress at all would end in a refusal.
-                    match self.what_if_lag.take() {
+                    match self.what_if_sample.take() {
                         None => {
-                            self.what_if_lag = Some(lag.clone());
+                            self.what_if_sample = Some(tgt.clone());
                             let until = now + st.poll_interval;
                             return State::ReplicationPause {
                                 deadline: until,
@@ -1232,13 +1258,20 @@ impl Machine {
                             };
                         }
                         Some(first) => {
-                            let progressing =
-                                lag.iter().zip(&first).all(|((_, now_lag), (_, was))| {
-                                    match (now_lag, was) {
-                                        (Some(n), Some(w)) => n <= &st.max_lag || n < w,
-                                        _ => false,
-                                    }
-                                });
+                            // Progress: the target moved forward (a steady lag under a
+                            // steady workload is healthy), or the gap is within the gate.
+                            let progressing = lag.iter().all(|(db, l)| {
+                                let was = first
+                                    .iter()
+                                    .find(|p| &p.database == db)
+                                    .and_then(|p| p.position);
+                                let now_pos = tgt
+                                    .iter()
+                                    .find(|p| &p.database == db)
+                                    .and_then(|p| p.position);
+                                l.is_some_and(|l| l <= st.max_lag)
+                                    || matches!((was, now_pos), (Some(w), Some(n)) if n > w)
+                            });
                             if progressing {
                                 self.f.warnings.push(format!(
                                     "replication is behind right now ({text}) but progressing; the run would wait for it, up to {:?}, before fencing",
@@ -1300,7 +1333,7 @@ impl Machine {
                 match &self.req.mode {
                     Mode::Restore => {
                         if errors.is_empty() {
-                            State::Recovering
+                            self.promote()
                         } else {
                             let fenced = self.f.fenced.clone();
                             self.release(Outcome::NeedsRestore {
@@ -1412,7 +1445,7 @@ impl Machine {
                     ));
                     return match self.needs_force() {
                         Some(m) => State::ForcingMirror { mirror: m },
-                        None => State::Recovering,
+                        None => self.promote(),
                     };
                 }
                 match (src_pos, src_err) {
@@ -1424,7 +1457,14 @@ impl Machine {
                         }
                         self.f.fenced_positions = p;
                         if what_if {
-                            return State::Recovering;
+                            return self.promote();
+                        }
+                        if let Some((_, Ok(OpResult::Positions(t)))) = it.next()
+                            && lags(&self.req.topology.databases, &self.f.fenced_positions, &t)
+                                .iter()
+                                .all(|(_, l)| *l == Some(0))
+                        {
+                            return self.promote();
                         }
                         State::AwaitingCatchUp {
                             deadline: now + st.catch_up_timeout,
@@ -1457,7 +1497,7 @@ impl Machine {
                 };
                 let lag = lags(&self.req.topology.databases, &self.f.fenced_positions, &tgt);
                 if lag.iter().all(|(_, l)| *l == Some(0)) {
-                    return State::Recovering;
+                    return self.promote();
                 }
                 if self.cancel {
                     return State::UndoingFence {
@@ -1477,7 +1517,7 @@ impl Machine {
                 }
                 State::CatchUpPause {
                     deadline,
-                    until: (now + st.poll_interval).min(deadline),
+                    until: (now + st.catch_up_poll_interval).min(deadline),
                     progress: Progress {
                         waiting_for: "the backup to reach the fenced positions".into(),
                         lag,
@@ -1495,7 +1535,7 @@ impl Machine {
                         ));
                     }
                     self.f.target_serving = Some(mirror);
-                    State::Recovering
+                    self.promote()
                 }
                 Err(e) => State::UndoingFence {
                     reason: Failure::Error(format!(
@@ -1728,6 +1768,15 @@ impl Machine {
         }
     }
 
+    /// The first promotion step: recovery when a copy is RESTORING, else opening.
+    fn promote(&self) -> State {
+        if self.to_recover.is_empty() {
+            State::OpeningTarget
+        } else {
+            State::Recovering
+        }
+    }
+
     fn committed_now(&mut self, now: Duration) -> State {
         self.f.recorded = true;
         self.f.epoch = Some(self.max_epoch() + 1);
@@ -1893,7 +1942,7 @@ impl Machine {
                         deadline: now + self.req.settings.replication_timeout,
                     },
                     Mode::DisasterRecovery { .. } => State::Fencing,
-                    Mode::Restore if self.to_fence.is_empty() => State::Recovering,
+                    Mode::Restore if self.to_fence.is_empty() => self.promote(),
                     Mode::Restore => State::Fencing,
                 }
             }

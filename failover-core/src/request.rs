@@ -107,6 +107,9 @@ pub struct Settings {
     /// Interval between position polls.
     #[serde(with = "duration_ms")]
     pub poll_interval: Duration,
+    /// Interval between position polls after the fence (writes are stopped: poll fast).
+    #[serde(with = "duration_ms")]
+    pub catch_up_poll_interval: Duration,
     /// Largest lag (in positions) per database accepted by the pre-fence gate.
     pub max_lag: u64,
     /// Timeout of the attempt to fence an old source in disaster recovery.
@@ -130,7 +133,8 @@ impl Default for Settings {
             step_timeout: Duration::from_secs(30),
             replication_timeout: Duration::from_secs(300),
             catch_up_timeout: Duration::from_secs(120),
-            poll_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_secs(1),
+            catch_up_poll_interval: Duration::from_millis(100),
             max_lag: 0,
             dr_fence_timeout: Duration::from_secs(5),
             undo_timeout: Duration::from_secs(60),

@@ -208,6 +208,7 @@ fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverReques
     let mut r = FailoverRequest::new(run, topo.clone(), mode).expect("request");
     r.settings.step_timeout = t.step;
     r.settings.poll_interval = t.poll;
+    r.settings.catch_up_poll_interval = t.poll;
     r.settings.replication_timeout = t.wait;
     r.settings.catch_up_timeout = t.wait;
     r.settings.undo_timeout = t.step * 4;
