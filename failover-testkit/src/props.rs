@@ -88,6 +88,9 @@ pub struct Scenario {
     pub backup_principal_down: bool,
     /// Start a second run while the first holds the lock.
     pub concurrent: bool,
+    /// Stall the replication link just before the fence (after the replication gate passed),
+    /// so the backup is behind the fenced position and stays there.
+    pub stall_before_fence: bool,
 }
 
 /// The generator of scenarios.
@@ -113,12 +116,13 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
             any::<bool>(),
             prop::bool::weighted(0.2),
             prop::bool::weighted(0.1),
+            prop::bool::weighted(0.15),
         ),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
-                (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent),
+                (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
             )| {
                 Scenario {
                     kind,
@@ -137,6 +141,7 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                         && mirrored
                         && !restoring,
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
+                    stall_before_fence: stall && kind == Kind::Planned,
                 }
             },
         )
@@ -229,6 +234,7 @@ struct Interposer {
     pause_after_lock: Option<(Arc<Notify>, Arc<Notify>)>,
     locked: AtomicBool,
     paused_once: AtomicBool,
+    stall: Option<(Estate, backend_fake::LinkId)>,
 }
 
 impl Interposer {
@@ -322,6 +328,10 @@ impl Backend for Interposer {
         interpose!(self, self.inner.release_lock(i, r))
     }
     async fn lock_held(&self, i: &InstanceAddr, r: &str) -> Result<bool, BackendError> {
+        // The lock is re-checked right before the fence: stall replication there.
+        if let Some((estate, link)) = &self.stall {
+            estate.set_link_stalled(*link, true);
+        }
         interpose!(self, self.inner.lock_held(i, r))
     }
     async fn read_location(
@@ -374,6 +384,7 @@ async fn run_one(
     crash_at: Option<(usize, bool)>,
     cancel_at: Option<usize>,
     pause: Option<(Arc<Notify>, Arc<Notify>)>,
+    stall: Option<(Estate, backend_fake::LinkId)>,
 ) -> RunResult {
     let inner = factory.connect(estate).await;
     let crashed = Arc::new(Notify::new());
@@ -386,6 +397,7 @@ async fn run_one(
         pause_after_lock: pause,
         locked: AtomicBool::new(false),
         paused_once: AtomicBool::new(false),
+        stall,
     });
     let mut driver = Driver::new(backend.clone()).with_journal(Arc::new(journal.clone()));
     if let Some(at) = cancel_at {
@@ -556,7 +568,7 @@ async fn restore_until_converged(
         let kind = if dr { Kind::Disaster } else { Kind::Restore };
         let req = request(kind, topo, &format!("settle-{attempt}"), t);
         let RunResult::Finished(report) =
-            run_one(factory, estate, journal, req, None, None, None).await
+            run_one(factory, estate, journal, req, None, None, None, None).await
         else {
             unreachable!("no crash point")
         };
@@ -593,7 +605,8 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
                 StandbyCopy::OnlineReadOnly
             }),
     );
-    let (estate, topo) = (fx.estate, fx.topology);
+    let (estate, topo, link) = (fx.estate, fx.topology, fx.link);
+    let stall = sc.stall_before_fence.then(|| (estate.clone(), link));
     let journal = MemoryJournal::new();
     estate.set_faults(fault_config(sc, &t));
     estate.set_faults_enabled(sc.fault_rate > 0.0);
@@ -607,13 +620,13 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
         );
         let req = request(Kind::Planned, &topo, "interrupted", &t);
         let start = estate.history().len();
-        let _ = run_one(factory, &estate, &journal, req, crash, None, None).await;
+        let _ = run_one(factory, &estate, &journal, req, crash, None, None, None).await;
         check_single_writer(&estate, start)?;
         if sc.what_if {
             let before = estate.history().len();
             let mut req = request(Kind::Restore, &topo, "restore-what-if", &t);
             req.what_if = true;
-            let _ = run_one(factory, &estate, &journal, req, None, None, None).await;
+            let _ = run_one(factory, &estate, &journal, req, None, None, None, None).await;
             let changed = db_changes_between(&estate, before, estate.history().len());
             let locks = estate.history()[before..]
                 .iter()
@@ -659,6 +672,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             sc.crash_at,
             sc.cancel_at,
             Some((locked.clone(), resume.clone())),
+            stall.clone(),
         );
         let other = async {
             locked.notified().await;
@@ -671,7 +685,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             let from = estate.history().len();
             let journal2 = MemoryJournal::new();
             let req2 = request(Kind::Planned, &topo, "run-2", &t);
-            let r = run_one(factory, &estate, &journal2, req2, None, None, None).await;
+            let r = run_one(factory, &estate, &journal2, req2, None, None, None, None).await;
             let changes = db_changes_between(&estate, from, estate.history().len());
             let verdict = match r {
                 RunResult::Finished(rep) => match rep.outcome {
@@ -706,6 +720,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             sc.crash_at,
             sc.cancel_at,
             None,
+            stall,
         )
         .await
     };

@@ -18,6 +18,7 @@ fn replay() {
         source_down: false,
         backup_principal_down: false,
         concurrent: false,
+        stall_before_fence: false,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };
