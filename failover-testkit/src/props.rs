@@ -376,6 +376,7 @@ pub enum RunResult {
 }
 
 /// Runs a request with an optional crash point and cancellation.
+#[allow(clippy::too_many_arguments)] // a test harness: each knob is one scenario field
 async fn run_one(
     factory: &dyn BackendFactory,
     estate: &Estate,
