@@ -457,13 +457,14 @@ impl Backend for OdbcBackend {
         databases: &[DatabaseName],
         read_only: bool,
     ) -> Result<(), BackendError> {
+        // One round trip, as in backend-tiberius: the server's ALTER is idempotent and its
+        // errors (911 / 1468 / 5052 / 5069) say why a database cannot change mode.
         let op = Operation::SetReadOnly;
-        let probe = self.probe_for(op, instance, databases).await?;
-        let targets = plan::fence_targets(&probe, databases, read_only)?;
-        if !targets.is_empty() {
-            self.work(op, instance, build::set_read_only(&targets, read_only))
-                .await?;
+        if databases.is_empty() {
+            return Ok(());
         }
+        self.work(op, instance, build::set_read_only(databases, read_only))
+            .await?;
         Ok(())
     }
 

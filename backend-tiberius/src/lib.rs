@@ -336,18 +336,21 @@ impl Backend for TiberiusBackend {
         databases: &[DatabaseName],
         read_only: bool,
     ) -> Result<(), BackendError> {
+        // One round trip: `ALTER DATABASE … SET READ_ONLY|READ_WRITE` is idempotent on the
+        // server, and a missing, mirror or non-ONLINE database fails with 911 / 1468 / 5052 /
+        // 5069 (invalid state). No probe first: this call sits inside the write-unavailability
+        // window.
         let op = Operation::SetReadOnly;
-        let probe = self.probe_as(op, instance, databases).await?;
-        let todo = plan::fence_targets(&probe, databases, read_only)?;
-        if !todo.is_empty() {
-            self.run(
-                instance,
-                op,
-                Role::Ops,
-                &build::set_read_only(&todo, read_only),
-            )
-            .await?;
+        if databases.is_empty() {
+            return Ok(());
         }
+        self.run(
+            instance,
+            op,
+            Role::Ops,
+            &build::set_read_only(databases, read_only),
+        )
+        .await?;
         Ok(())
     }
 

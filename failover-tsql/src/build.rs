@@ -473,7 +473,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             read_only,
             ..
         } => {
-            vec![probe(databases), set_read_only(databases, *read_only)]
+            vec![set_read_only(databases, *read_only)]
         }
         Op::Recover { databases, .. } => vec![probe(databases), recover(databases)],
         Op::MirrorFailover {
