@@ -702,12 +702,22 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             two_writers.store(!strict, Ordering::SeqCst);
             resume.notify_one();
         };
-        let (r, ()) = tokio::join!(first, async {
-            tokio::select! {
-                () = other => {}
-                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        // If the first run never takes the lock (refused, crashed, cancelled), the second never
+        // starts: stop waiting for it as soon as the first is done.
+        let first_done = Notify::new();
+        let (r, ()) = tokio::join!(
+            async {
+                let r = first.await;
+                first_done.notify_one();
+                r
+            },
+            async {
+                tokio::select! {
+                    () = other => {}
+                    () = first_done.notified() => {}
+                }
             }
-        });
+        );
         if let Some(v) = second.lock().unwrap().take() {
             v?;
         }
