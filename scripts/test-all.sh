@@ -24,4 +24,5 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-cargo test --workspace --all-features --no-fail-fast
+# A hung test must fail the run long before the CI time limit.
+timeout 2400 cargo test --workspace --all-features --no-fail-fast
