@@ -2,6 +2,19 @@
 //!
 //! Domain types, the typed CMS failover state machine, the [`Backend`] contract and the driver
 //! that runs the machine over any backend.
+//!
+//! - [`model`]: validated values ([`InstanceAddr`], [`DatabaseName`], [`Store`], [`Topology`]);
+//!   bad input is a [`ValidationError`] naming the field and the rule.
+//! - [`request`]: [`Mode`] (planned, disaster recovery, restore), [`Settings`] (every wait has
+//!   a timeout) and [`FailoverRequest`] (`what_if` plans without changing anything).
+//! - [`backend`]: the [`Backend`] trait, one method per SQL Server operation, each with its
+//!   contract; [`error`] and [`sqlerror`]: the one error type and its [`ErrorKind`].
+//! - [`machine`]: the sans-IO state machine. It asks for [`Op`]s in batches, is fed their
+//!   results and the time, and never does IO itself; [`machine::TRANSITIONS`] lists every
+//!   transition (docs/state-machine.md is generated from it).
+//! - [`driver`]: runs a machine over a backend with per-call timeouts, bounded retries,
+//!   concurrent batches, the [`journal`] and cancellation, and returns a [`RunReport`] that
+//!   ends in exactly one [`Outcome`].
 #![warn(missing_docs)]
 
 pub mod backend;
