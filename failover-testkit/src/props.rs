@@ -564,6 +564,13 @@ async fn restore_until_converged(
     for attempt in 0..4 {
         if attempt == 3 {
             estate.set_faults_enabled(false);
+            if !dr {
+                // A restore refuses while it cannot see every copy ("bring it back, then run
+                // restore again"): the operator does so before the last attempt.
+                for i in estate.instances() {
+                    estate.set_reachable(&i, true).map_err(|e| e.0)?;
+                }
+            }
         }
         let before = estate.history().len();
         let kind = if dr { Kind::Disaster } else { Kind::Restore };

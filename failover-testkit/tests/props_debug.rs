@@ -5,18 +5,18 @@ use failover_testkit::props::*;
 #[ignore = "debugging aid: edit the scenario and run with --ignored --nocapture"]
 fn replay() {
     let sc = Scenario {
-        kind: Kind::Restore,
-        mirrored: false,
+        kind: Kind::Disaster,
+        mirrored: true,
         restoring_standby: false,
         lag: 0,
         stalled: false,
-        seed: 8505494354721365702,
-        fault_rate: 0.24240804881381178,
+        seed: 18162334579999754586,
+        fault_rate: 0.0729816497721346,
         crash_at: None,
-        cancel_at: None,
+        cancel_at: Some(3),
         what_if: false,
         source_down: false,
-        backup_principal_down: false,
+        backup_principal_down: true,
         concurrent: false,
         stall_before_fence: false,
     };
