@@ -977,12 +977,30 @@ impl Backend for WithGuard {
     }
 }
 
+/// The seed of the generated histories: fixed by default so every CI run checks the same
+/// histories (reproducible), `PROPTEST_RNG_SEED=<u64>` for another fixed one, and
+/// `CMS_FAILOVER_PROPTEST_RANDOM=1` to explore fresh random histories.
+pub fn rng_seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    if std::env::var_os("CMS_FAILOVER_PROPTEST_RANDOM").is_some() {
+        RngSeed::Random
+    } else if let Some(seed) = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        RngSeed::Fixed(seed)
+    } else {
+        RngSeed::Fixed(0x00C0_FFEE)
+    }
+}
+
 /// Runs `cases` generated scenarios through `factory` over real sockets (wire timing, hangs
 /// turned into late answers), panicking with the minimal failing scenario.
 pub fn run_wire_properties(factory: &dyn BackendFactory, cases: u32) {
     use proptest::test_runner::{Config, TestRunner};
     let mut runner = TestRunner::new(Config {
         cases,
+        rng_seed: rng_seed(),
         failure_persistence: None,
         max_shrink_iters: 64,
         ..Config::default()

@@ -1,6 +1,6 @@
 //! Property tests of every mode against the in-memory fake (paused time).
 
-use failover_testkit::props::{FakeFactory, Timing, check, scenarios};
+use failover_testkit::props::{FakeFactory, Timing, check, rng_seed, scenarios};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -20,7 +20,7 @@ fn run(sc: &failover_testkit::props::Scenario) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
     fn every_mode_keeps_the_invariants(sc in scenarios()) {
         if let Err(e) = run(&sc) {
