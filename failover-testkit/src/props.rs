@@ -235,6 +235,7 @@ struct Interposer {
     locked: AtomicBool,
     paused_once: AtomicBool,
     stall: Option<(Estate, backend_fake::LinkId)>,
+    acquiring: AtomicUsize,
 }
 
 impl Interposer {
@@ -245,8 +246,11 @@ impl Interposer {
         {
             return Some(applied && mutating_apply);
         }
+        // Pause at the first call after the whole lock step (not between two lock calls of
+        // one step), so the first run holds every lock it took while the second runs.
         if let Some((locked_tx, resume)) = &self.pause_after_lock
             && self.locked.load(Ordering::SeqCst)
+            && self.acquiring.load(Ordering::SeqCst) == 0
             && !self.paused_once.swap(true, Ordering::SeqCst)
         {
             locked_tx.notify_one();
@@ -318,7 +322,9 @@ impl Backend for Interposer {
         interpose!(self, self.inner.mirror_failover(i, d, k))
     }
     async fn acquire_lock(&self, i: &InstanceAddr, r: &str) -> Result<LockAttempt, BackendError> {
+        self.acquiring.fetch_add(1, Ordering::SeqCst);
         let out = interpose!(self, self.inner.acquire_lock(i, r));
+        self.acquiring.fetch_sub(1, Ordering::SeqCst);
         if matches!(out, Ok(LockAttempt::Granted)) {
             self.locked.store(true, Ordering::SeqCst);
         }
@@ -399,6 +405,7 @@ async fn run_one(
         locked: AtomicBool::new(false),
         paused_once: AtomicBool::new(false),
         stall,
+        acquiring: AtomicUsize::new(0),
     });
     let mut driver = Driver::new(backend.clone()).with_journal(Arc::new(journal.clone()));
     if let Some(at) = cancel_at {
