@@ -248,45 +248,7 @@ impl OdbcBackend {
         store: &Store,
         dbs: &[DatabaseName],
     ) -> Result<InstanceAddr, BackendError> {
-        let serves = |p: &InstanceProbe| {
-            dbs.iter().all(|d| {
-                p.database(d).is_some_and(|d| {
-                    d.mirroring
-                        .as_ref()
-                        .is_none_or(|m| m.role == MirrorRole::Principal)
-                })
-            })
-        };
-        let first_err = match self.probe(&store.principal, dbs).await {
-            Ok(p) if serves(&p) => return Ok(store.principal.clone()),
-            Ok(p) => {
-                let partner = p
-                    .databases
-                    .iter()
-                    .find_map(|d| d.mirroring.as_ref().and_then(|m| m.partner.clone()));
-                if let Some(partner) = partner
-                    && let Ok(pp) = self.probe(&partner, dbs).await
-                    && serves(&pp)
-                {
-                    return Ok(partner);
-                }
-                BackendError::new(
-                    ErrorKind::InvalidState,
-                    Operation::Probe,
-                    &store.principal,
-                    "no partner serves every database as principal",
-                )
-            }
-            Err(e) => e,
-        };
-        if first_err.kind == ErrorKind::Unreachable
-            && let Some(m) = &store.mirror
-            && let Ok(p) = self.probe(m, dbs).await
-            && serves(&p)
-        {
-            return Ok(m.clone());
-        }
-        Err(first_err)
+        failover_core::backend::locate_principal(self, store, dbs).await
     }
 
     /// The current lock mode of this backend's lock session: `Ok(None)` when the session

@@ -432,3 +432,54 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
         (**self).write_location(i, r, e).await
     }
 }
+
+/// The partner of `store` that serves every database in `dbs` as principal (or unmirrored),
+/// found by probing through `backend`: the principal, then the mirroring partner the
+/// principal names, then (when the principal is unreachable) the store's mirror. Read-only.
+/// Shared by the SQL backends' `locate_principal`.
+pub async fn locate_principal(
+    backend: &(impl Backend + ?Sized),
+    store: &Store,
+    dbs: &[DatabaseName],
+) -> Result<InstanceAddr, BackendError> {
+    use crate::error::{ErrorKind, Operation};
+    let serves = |p: &InstanceProbe| {
+        dbs.iter().all(|d| {
+            p.database(d).is_some_and(|d| {
+                d.mirroring
+                    .as_ref()
+                    .is_none_or(|m| m.role == MirrorRole::Principal)
+            })
+        })
+    };
+    let first_err = match backend.probe(&store.principal, dbs).await {
+        Ok(p) if serves(&p) => return Ok(store.principal.clone()),
+        Ok(p) => {
+            let partner = p
+                .databases
+                .iter()
+                .find_map(|d| d.mirroring.as_ref().and_then(|m| m.partner.clone()));
+            if let Some(partner) = partner
+                && let Ok(pp) = backend.probe(&partner, dbs).await
+                && serves(&pp)
+            {
+                return Ok(partner);
+            }
+            BackendError::new(
+                ErrorKind::InvalidState,
+                Operation::Probe,
+                &store.principal,
+                "no partner serves every database as principal",
+            )
+        }
+        Err(e) => e,
+    };
+    if first_err.kind == ErrorKind::Unreachable
+        && let Some(m) = &store.mirror
+        && let Ok(p) = backend.probe(m, dbs).await
+        && serves(&p)
+    {
+        return Ok(m.clone());
+    }
+    Err(first_err)
+}
