@@ -34,9 +34,11 @@ pub use machine::{Action, Batch, Machine, StateName};
 pub use op::{Op, OpResult};
 pub use outcome::{DataLossEstimate, Outcome};
 pub use request::{FailoverRequest, Mode, Settings};
+pub mod directory;
 pub mod driver;
 pub mod journal;
 
+pub use directory::{CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName};
 pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
 pub use journal::{FileJournal, Journal, MemoryJournal};
 
