@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod directory;
 pub mod error;
 pub mod estate;
 pub mod fault;
@@ -18,6 +19,7 @@ pub mod fixtures;
 pub mod snapshot;
 
 pub use backend::FakeBackend;
+pub use directory::{DirectoryFault, FakeDirectory};
 pub use error::{LOCATION_CONFLICT, SqlError};
 pub use estate::{Estate, LinkId, SessionId, SetupError};
 pub use fault::{Fault, FaultConfig, FaultRates, ScriptedFault, TimeoutFault};

@@ -128,7 +128,7 @@ pub struct DirectoryError {
     pub message: String,
     /// For a compare-and-swap conflict: the value found instead of the expected one, when it
     /// could be read.
-    pub found: Option<CmsLocation>,
+    pub found: Option<Box<CmsLocation>>,
 }
 
 impl DirectoryError {

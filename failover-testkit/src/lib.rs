@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod directory;
 mod harness;
 pub mod props;
 

@@ -1,0 +1,296 @@
+//! The directory against a real Active Directory: Samba's AD DC, provisioned on loopback into
+//! a temp dir by `scripts/samba-dc.sh` (schema extended with the Skype for Business service
+//! control point), checked with OpenLDAP's `ldapsearch` / `ldapmodify` as the independent
+//! client.
+//!
+//! One test, because the DC's ports are fixed: it runs the shared conformance suite, then the
+//! transport and failure cases. Needs root and the Debian packages the README's test command
+//! installs; without them it prints SKIPPED (and fails under `CI`).
+
+use async_trait::async_trait;
+use directory_ldap::{LdapConfig, LdapDirectory, Password};
+use failover_core::{CmsLocation, Directory, ErrorKind, SqlServerName};
+use failover_testkit::directory::{DirectoryHarness, run_all, values};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+struct SambaDc {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl SambaDc {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
+    }
+
+    fn start() -> Option<Self> {
+        let missing: Vec<_> = ["samba", "samba-tool", "ldbadd", "ldapsearch", "openssl"]
+            .into_iter()
+            .filter(|t| {
+                !Command::new("sh")
+                    .args(["-c", &format!("command -v {t}")])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .collect();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !missing.is_empty() || !root {
+            let why = format!("missing tools {missing:?}, root: {root}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Samba AD DC test cannot run under CI: {why} (scripts/test-all.sh installs them)"
+            );
+            eprintln!("SKIPPED samba directory test: {why}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dc");
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "samba-dc.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(path.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Self {
+            _dir: dir,
+            path,
+            env,
+        })
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    fn password(&self) -> String {
+        std::fs::read_to_string(self.var("SAMBA_PASSWORD_FILE")).unwrap()
+    }
+
+    fn config(&self) -> LdapConfig {
+        let mut c = LdapConfig::new(
+            self.var("SAMBA_URL"),
+            self.var("SAMBA_USER"),
+            Password::new(self.password()),
+        );
+        c.ca_file = Some(self.var("SAMBA_CA").into());
+        c
+    }
+
+    /// `ldapsearch` / `ldapmodify` with the admin credentials over LDAPS.
+    fn openldap(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new(tool)
+            .args([
+                "-H",
+                self.var("SAMBA_URL"),
+                "-x",
+                "-D",
+                self.var("SAMBA_USER"),
+            ])
+            .args(["-y", self.var("SAMBA_PASSWORD_FILE")])
+            .args(args)
+            .env("LDAPTLS_CACERT", self.var("SAMBA_CA"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for SambaDc {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+struct Harness<'a> {
+    dc: &'a SambaDc,
+    dir: LdapDirectory,
+}
+
+#[async_trait]
+impl DirectoryHarness for Harness<'_> {
+    fn directory(&self) -> &dyn Directory {
+        &self.dir
+    }
+
+    async fn set_behind_our_back(&self, v: &CmsLocation) {
+        let mut ldif = format!(
+            "dn: {}\nchangetype: modify\nreplace: msRTCSIP-BackEndServer\nmsRTCSIP-BackEndServer: {}\n-\n",
+            self.dc.var("SAMBA_SCP_DN"),
+            v.backend
+        );
+        match &v.mirror {
+            Some(m) => ldif.push_str(&format!(
+                "replace: msRTCSIP-MirrorBackEndServer\nmsRTCSIP-MirrorBackEndServer: {m}\n-\n"
+            )),
+            None => ldif.push_str("replace: msRTCSIP-MirrorBackEndServer\n-\n"),
+        }
+        self.dc.openldap("ldapmodify", &[], Some(&ldif));
+    }
+
+    async fn read_independently(&self) -> CmsLocation {
+        let out = self.dc.openldap(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-b",
+                self.dc.var("SAMBA_SCP_DN"),
+                "-s",
+                "base",
+                "msRTCSIP-BackEndServer",
+                "msRTCSIP-MirrorBackEndServer",
+            ],
+            None,
+        );
+        let get = |attr: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{attr}: ")))
+                .map(|v| SqlServerName::parse(v.trim()).unwrap())
+        };
+        CmsLocation {
+            backend: get("msRTCSIP-BackEndServer").expect("a back end value"),
+            mirror: get("msRTCSIP-MirrorBackEndServer"),
+        }
+    }
+}
+
+#[test]
+fn samba_active_directory() {
+    let Some(dc) = SambaDc::start() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The shared suite, the SCP found by searching (no scp_dn given).
+        let h = Harness {
+            dc: &dc,
+            dir: LdapDirectory::new(dc.config()).unwrap(),
+        };
+        run_all(&h).await;
+        let [a, b, _] = values();
+        h.set_behind_our_back(&a).await;
+
+        // Found under the configuration naming context, then shown in the what-if LDIF.
+        let ldif = h.dir.describe_swap(&a, &b).join("\n");
+        assert!(
+            ldif.contains(&format!("dn: {}", dc.var("SAMBA_SCP_DN")))
+                && ldif.contains("delete: msRTCSIP-BackEndServer"),
+            "{ldif}"
+        );
+
+        // StartTLS on 389, and a second DC URL read back (the same DC here).
+        let mut c = dc.config();
+        c.url = dc.var("SAMBA_STARTTLS_URL").into();
+        c.starttls = true;
+        c.domain_controllers = vec![dc.var("SAMBA_URL").into()];
+        let st = LdapDirectory::new(c).unwrap();
+        for url in st.domain_controllers() {
+            assert_eq!(st.read(&url).await.unwrap(), a, "{url}");
+        }
+
+        // A wrong password is refused as a permission error and changes nothing.
+        let mut c = dc.config();
+        c.password = Password::new("not-the-password");
+        let bad = LdapDirectory::new(c).unwrap();
+        let e = bad
+            .compare_and_swap(dc.var("SAMBA_URL"), &a, &b)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permission, "{e}");
+        assert!(e.message.contains("49"), "{e}");
+        assert!(!e.to_string().contains("not-the-password"));
+        assert_eq!(h.read_independently().await, a);
+
+        // A CA that did not sign the DC's certificate: refused, says what to set.
+        let other = dc.path.join("other-ca");
+        std::fs::create_dir_all(&other).unwrap();
+        let st = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=someone else's CA", "-keyout"])
+            .arg(other.join("k.pem"))
+            .arg("-out")
+            .arg(other.join("ca.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut c = dc.config();
+        c.ca_file = Some(other.join("ca.pem"));
+        let e = LdapDirectory::new(c)
+            .unwrap()
+            .read(dc.var("SAMBA_URL"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Fatal, "{e}");
+        assert!(e.message.contains("ca_file"), "{e}");
+
+        // The certificate names localhost and 127.0.0.1, not this name.
+        let mut c = dc.config();
+        c.url = "ldaps://127.0.0.2".into();
+        let e = LdapDirectory::new(c)
+            .unwrap()
+            .read("ldaps://127.0.0.2")
+            .await
+            .unwrap_err();
+        assert!(
+            e.kind == ErrorKind::Fatal || e.kind == ErrorKind::Unreachable,
+            "{e}"
+        );
+
+        // An unreachable DC.
+        let e = h.dir.read("ldaps://127.0.0.1:1").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
+
+        // A hostile SCP DN is only ever a search base: nothing found, nothing changed.
+        let mut c = dc.config();
+        c.scp_dn = Some("CN=x)(objectClass=*),DC=cms,DC=test".into());
+        let e = LdapDirectory::new(c)
+            .unwrap()
+            .compare_and_swap(dc.var("SAMBA_URL"), &a, &b)
+            .await
+            .unwrap_err();
+        assert_ne!(e.kind, ErrorKind::Timeout, "{e}");
+        assert_eq!(h.read_independently().await, a);
+    });
+}

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# A throw-away Samba AD DC on loopback for the directory tests.
+#
+#   scripts/samba-dc.sh start DIR   provisions CMS.TEST into DIR, extends the schema with the
+#                                   Skype for Business service control point (class
+#                                   msRTCSIP-GlobalTopologySetting, attributes
+#                                   msRTCSIP-BackEndServer / msRTCSIP-MirrorBackEndServer),
+#                                   creates the SCP pointing at $SCP_BACKEND / $SCP_MIRROR,
+#                                   starts samba and waits until LDAPS answers; writes DIR/env
+#   scripts/samba-dc.sh stop DIR    stops it by the PID it recorded
+#
+# Needs root (LDAP 389/636 and the KDC on 88 are privileged ports) and the Debian packages
+# samba-ad-dc samba krb5-user ldb-tools ldap-utils openssl. Everything lives in DIR; nothing
+# outside it is touched. Only one can run at a time (the ports are fixed).
+set -euo pipefail
+
+cmd=${1:?usage: samba-dc.sh start|stop DIR}
+dir=${2:?usage: samba-dc.sh start|stop DIR}
+realm=CMS.TEST
+base="DC=cms,DC=test"
+admin_pw=${SAMBA_ADMIN_PASSWORD:-Adm1n-Pass!$$}
+backend=${SCP_BACKEND:-sql-a.cms.test\\RTC}
+mirror=${SCP_MIRROR:-}
+
+case "$cmd" in
+stop)
+    if [ -f "$dir/samba.pid" ]; then
+        pid=$(cat "$dir/samba.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    exit 0
+    ;;
+start) ;;
+*) echo "usage: samba-dc.sh start|stop DIR" >&2; exit 2 ;;
+esac
+
+mkdir -p "$dir/tls" "$dir/run"
+dir=$(cd "$dir" && pwd)
+
+# A test CA and a DC certificate for localhost / 127.0.0.1 (Samba's own would name the host).
+(
+    cd "$dir/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+        -subj "/CN=cms-failover test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout key.pem -out dc.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext
+    openssl x509 -req -in dc.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem \
+        -days 2 -extfile ext 2>/dev/null
+    chmod 600 key.pem ca.key
+)
+
+samba-tool domain provision --targetdir="$dir" --realm=$realm --domain=CMS --server-role=dc \
+    --dns-backend=NONE --adminpass="$admin_pw" \
+    --option="interfaces=lo" --option="bind interfaces only=yes" \
+    --option="pid directory=$dir/run" \
+    --option="dsdb:schema update allowed=yes" \
+    --option="tls enabled=yes" --option="tls keyfile=$dir/tls/key.pem" \
+    --option="tls certfile=$dir/tls/cert.pem" --option="tls cafile=$dir/tls/ca.pem" \
+    > "$dir/provision.log" 2>&1 || { tail -20 "$dir/provision.log" >&2; exit 1; }
+
+# The schema extension and the SCP, written offline into the new database (no schema
+# reload needed). Test OIDs from the documentation arc 1.3.6.1.4.1.32473 (RFC 5612).
+sam="$dir/private/sam.ldb"
+opt=(--option="dsdb:schema update allowed=yes")
+attr() {
+    cat <<LDIF
+dn: CN=$1,CN=Schema,CN=Configuration,$base
+objectClass: top
+objectClass: attributeSchema
+cn: $1
+lDAPDisplayName: $2
+attributeID: $3
+attributeSyntax: 2.5.5.12
+oMSyntax: 64
+isSingleValued: TRUE
+adminDisplayName: $2
+
+LDIF
+}
+{
+    attr ms-RTC-SIP-BackEndServer msRTCSIP-BackEndServer 1.3.6.1.4.1.32473.77.1.1
+    attr ms-RTC-SIP-MirrorBackEndServer msRTCSIP-MirrorBackEndServer 1.3.6.1.4.1.32473.77.1.2
+} > "$dir/schema-attrs.ldif"
+cat > "$dir/schema-class.ldif" <<LDIF
+dn: CN=ms-RTC-SIP-GlobalTopologySetting,CN=Schema,CN=Configuration,$base
+objectClass: top
+objectClass: classSchema
+cn: ms-RTC-SIP-GlobalTopologySetting
+lDAPDisplayName: msRTCSIP-GlobalTopologySetting
+governsID: 1.3.6.1.4.1.32473.77.2.1
+subClassOf: top
+objectClassCategory: 1
+possSuperiors: container
+mayContain: msRTCSIP-BackEndServer
+mayContain: msRTCSIP-MirrorBackEndServer
+adminDisplayName: msRTCSIP-GlobalTopologySetting
+LDIF
+{
+    printf 'dn: CN=RTC Service,CN=Services,CN=Configuration,%s\nobjectClass: top\nobjectClass: container\ncn: RTC Service\n\n' "$base"
+    printf 'dn: CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,%s\nobjectClass: top\nobjectClass: msRTCSIP-GlobalTopologySetting\ncn: Topology Settings\n' "$base"
+    printf 'msRTCSIP-BackEndServer: %s\n' "$backend"
+    [ -z "$mirror" ] || printf 'msRTCSIP-MirrorBackEndServer: %s\n' "$mirror"
+} > "$dir/scp.ldif"
+ldbadd -H "$sam" "${opt[@]}" "$dir/schema-attrs.ldif" > /dev/null
+ldbadd -H "$sam" "${opt[@]}" "$dir/schema-class.ldif" > /dev/null
+ldbadd -H "$sam" "$dir/scp.ldif" > /dev/null
+
+# A Kerberos client configuration that needs no DNS.
+cat > "$dir/krb5.conf" <<KRB
+[libdefaults]
+    default_realm = $realm
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+[realms]
+    $realm = {
+        kdc = 127.0.0.1
+        admin_server = 127.0.0.1
+    }
+KRB
+
+samba -i -M single -s "$dir/etc/smb.conf" > "$dir/samba.log" 2>&1 < /dev/null &
+echo $! > "$dir/samba.pid"
+# No trailing newline: ldapsearch -y and our password_file readers take the whole file.
+printf '%s' "$admin_pw" > "$dir/admin.pw"
+chmod 600 "$dir/admin.pw"
+
+# Wait (bounded: 60 s) until an authenticated LDAPS search answers.
+up=0
+for _ in $(seq 1 120); do
+    if ! kill -0 "$(cat "$dir/samba.pid")" 2>/dev/null; then
+        echo "samba exited:" >&2; tail -20 "$dir/samba.log" >&2; exit 1
+    fi
+    if LDAPTLS_CACERT="$dir/tls/ca.pem" ldapsearch -H ldaps://127.0.0.1 -x -D "Administrator@cms.test" \
+        -y "$dir/admin.pw" -b "$base" -s base "(objectClass=*)" dn > /dev/null 2>&1; then
+        up=1
+        break
+    fi
+    sleep 0.5
+done
+if [ "$up" != 1 ]; then
+    echo "samba did not answer LDAPS within 60 s:" >&2; tail -20 "$dir/samba.log" >&2
+    kill "$(cat "$dir/samba.pid")" 2>/dev/null || true
+    exit 1
+fi
+cat > "$dir/env" <<ENV
+SAMBA_URL=ldaps://127.0.0.1
+SAMBA_STARTTLS_URL=ldap://127.0.0.1
+SAMBA_CA=$dir/tls/ca.pem
+SAMBA_USER=Administrator@cms.test
+SAMBA_PASSWORD_FILE=$dir/admin.pw
+SAMBA_BASE=$base
+SAMBA_SCP_DN=CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,$base
+SAMBA_PID=$(cat "$dir/samba.pid")
+KRB5_CONFIG=$dir/krb5.conf
+ENV
+echo "samba AD DC up: $dir/env"
