@@ -458,10 +458,13 @@ pub fn write_location(
     )
 }
 
-/// The batches a SQL backend sends for `op`, in order, for what-if plans and reports
-/// (never contains a secret). Changing operations list the pre-check probe, then the change
-/// as it would be sent if every database needed it (the backend skips databases already in
-/// the requested state); the lock operations list the `APPLOCK_MODE` check first.
+/// The batches [`SqlBackend`](crate::SqlBackend) sends for `op`, in order, for what-if plans
+/// and reports (never contains a secret). `recover` and `mirror_failover` list their
+/// pre-check probe, then the change as it would be sent if every database needed it (the
+/// backend skips databases already in the requested state); `set_read_only` is one batch
+/// without a probe; the lock operations list the `APPLOCK_MODE` check first. Conditional
+/// batches are not listed: the positions re-read on a mirroring partner, the
+/// `sp_releaseapplock` when the lock is not held.
 pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
     use failover_core::Op;
     let non_empty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
