@@ -98,10 +98,8 @@ pub struct OdbcConfig {
     /// Hard bound of one call (`tokio::time::timeout`); also sets `SQL_ATTR_QUERY_TIMEOUT`
     /// (rounded up to whole seconds) so the driver cancels the statement by itself.
     pub call_timeout: Duration,
-    /// Read positions from the mirroring partner when a database answers 954/955 here (both
-    /// partners share one log). Default on, as in `backend-tiberius`.
-    pub mirror_fallback: bool,
-    /// Position query and control database (shared with the tiberius backend).
+    /// Position query, control database and mirror fallback (shared with the tiberius
+    /// backend).
     pub sql: SqlConfig,
 }
 
@@ -120,7 +118,6 @@ impl OdbcConfig {
             database: "master".into(),
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
-            mirror_fallback: true,
             sql: SqlConfig::default(),
         }
     }

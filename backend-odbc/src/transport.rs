@@ -14,7 +14,7 @@ use crate::{classify, connstr};
 use async_trait::async_trait;
 use failover_core::{ErrorKind, InstanceAddr, Secret};
 use failover_tsql::rows::ResultSet;
-use failover_tsql::transport::{SessionCache, session_lost};
+use failover_tsql::transport::{Batch, SessionCache, session_lost};
 use failover_tsql::{Session, SqlConfig, SqlValue, Transport, TransportError};
 use std::time::Duration;
 
@@ -122,24 +122,14 @@ fn to_tsql(set: driver::ResultSet) -> ResultSet {
 
 #[async_trait]
 impl Transport for OdbcTransport {
-    fn name(&self) -> &str {
-        "odbc"
-    }
+    const NAME: &'static str = "odbc";
 
-    fn sql_config(&self) -> &SqlConfig {
-        &self.config.sql
-    }
-
-    fn mirror_fallback(&self) -> bool {
-        self.config.mirror_fallback
-    }
-
-    async fn run(
-        &self,
-        instance: &InstanceAddr,
-        session: Session,
-        sql: &str,
-    ) -> Result<Vec<ResultSet>, TransportError> {
+    async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError> {
+        let Batch {
+            instance,
+            session,
+            sql,
+        } = batch;
         let conn_str = self
             .config
             .connection_string(instance)
@@ -203,5 +193,9 @@ impl Transport for OdbcTransport {
                 "the driver reports the lock session's connection dead".into(),
             )),
         }
+    }
+
+    fn sql_config(&self) -> &SqlConfig {
+        &self.config.sql
     }
 }

@@ -297,7 +297,7 @@ impl Server {
             .with_login("sa", Secret::new(password))
             .with_endpoints(HashMap::from([(inst(), self.addr)]))
             .with_timeouts(Duration::from_secs(5), call);
-        cfg.mirror_fallback = false;
+        cfg.sql.mirror_fallback = false;
         OdbcBackend::new(cfg)
     }
 }

@@ -55,11 +55,8 @@ pub struct TiberiusConfig {
     pub call_timeout: Duration,
     /// The application name sent at login (visible in `sys.dm_exec_sessions`).
     pub application_name: String,
-    /// Position query and control database (shared with the ODBC backend).
+    /// Position query, control database and mirror fallback (shared with the ODBC backend).
     pub sql: SqlConfig,
-    /// Read positions from the mirroring partner when a database answers 954/955 here
-    /// (both partners share one log). Default on.
-    pub mirror_fallback: bool,
 }
 
 impl TiberiusConfig {
@@ -74,7 +71,6 @@ impl TiberiusConfig {
             call_timeout: Duration::from_secs(30),
             application_name: "cms-failover".into(),
             sql: SqlConfig::default(),
-            mirror_fallback: true,
         }
     }
 

@@ -6,8 +6,8 @@ use crate::config::{Encryption, TiberiusConfig, Trust};
 use async_trait::async_trait;
 use failover_core::{ErrorKind, InstanceAddr};
 use failover_tsql::rows::ResultSet;
-use failover_tsql::transport::{SessionCache, session_lost};
-use failover_tsql::{Session, SqlConfig, SqlValue, Transport, TransportError};
+use failover_tsql::transport::{Batch, SessionCache, session_lost};
+use failover_tsql::{SqlConfig, SqlValue, Transport, TransportError};
 use futures::TryStreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,24 +56,14 @@ impl TiberiusTransport {
 
 #[async_trait]
 impl Transport for TiberiusTransport {
-    fn name(&self) -> &str {
-        "tiberius"
-    }
+    const NAME: &'static str = "tiberius";
 
-    fn sql_config(&self) -> &SqlConfig {
-        &self.cfg.sql
-    }
-
-    fn mirror_fallback(&self) -> bool {
-        self.cfg.mirror_fallback
-    }
-
-    async fn run(
-        &self,
-        instance: &InstanceAddr,
-        session: Session,
-        sql: &str,
-    ) -> Result<Vec<ResultSet>, TransportError> {
+    async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError> {
+        let Batch {
+            instance,
+            session,
+            sql,
+        } = batch;
         let slot = self.sessions.slot(instance, session);
         // Whether this call runs on a session that existed before it (set once taken).
         let existed = AtomicBool::new(false);
@@ -109,6 +99,10 @@ impl Transport for TiberiusTransport {
                 TransportError::timed_out(self.cfg.call_timeout),
             )),
         }
+    }
+
+    fn sql_config(&self) -> &SqlConfig {
+        &self.cfg.sql
     }
 }
 

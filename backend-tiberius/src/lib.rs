@@ -20,7 +20,7 @@
 //!
 //! ## Mirroring
 //! Calls go to exactly the instance named; the shared backend follows the mirroring partner
-//! for `positions` (turn off with [`TiberiusConfig::mirror_fallback`]) and
+//! for `positions` (turn off with [`SqlConfig::mirror_fallback`](failover_tsql::SqlConfig::mirror_fallback)) and
 //! `locate_principal` (see [`failover_tsql::backend`]). Partner names read from the server
 //! go through the same endpoint overrides as any instance address.
 //!

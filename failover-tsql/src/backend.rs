@@ -8,7 +8,7 @@
 //!
 //! ## Behaviour
 //! - **positions**: when a database answers 954/955 on the instance asked (it is the mirror
-//!   there) and [`Transport::mirror_fallback`] is on, each database's position is read where
+//!   there) and [`SqlConfig::mirror_fallback`](crate::SqlConfig::mirror_fallback) is on, each database's position is read where
 //!   it is served: on the partner named in `sys.database_mirroring.mirroring_partner_instance`
 //!   for the mirrored ones, since both partners share one log.
 //! - **set_read_only**: one round trip, no probe first (this call sits inside the
@@ -27,7 +27,7 @@
 //!   effect (now or before) exactly when it equals the record written.
 
 use crate::rows::{self, ResultSet, RowError};
-use crate::transport::{Session, Transport, TransportError};
+use crate::transport::{Batch, Session, Transport, TransportError};
 use crate::{build, errors, plan};
 use async_trait::async_trait;
 use failover_core::{
@@ -87,14 +87,19 @@ impl<T: Transport> SqlBackend<T> {
         sql: &str,
     ) -> Result<Vec<ResultSet>, TransportError> {
         tracing::debug!(
-            backend = self.transport.name(),
+            backend = T::NAME,
             %instance,
             operation = %op,
             ?session,
             sql,
             "sending batch"
         );
-        self.transport.run(instance, session, sql).await
+        let batch = Batch {
+            instance,
+            session,
+            sql,
+        };
+        self.transport.run(batch).await
     }
 
     /// Sends one batch on the operations session.
@@ -200,7 +205,7 @@ fn parsed<V>(
 #[async_trait]
 impl<T: Transport> Backend for SqlBackend<T> {
     fn name(&self) -> &str {
-        self.transport.name()
+        T::NAME
     }
 
     fn statements(&self, op: &Op) -> Vec<String> {
@@ -224,7 +229,9 @@ impl<T: Transport> Backend for SqlBackend<T> {
             return Ok(Vec::new());
         }
         match self.positions_on(instance, databases).await {
-            Err(e) if errors::is_mirror_answer(&e) && self.transport.mirror_fallback() => {
+            Err(e)
+                if errors::is_mirror_answer(&e) && self.transport.sql_config().mirror_fallback =>
+            {
                 self.positions_where_served(instance, databases).await
             }
             r => r,

@@ -31,7 +31,7 @@ pub const LOCATION_TABLE: &str = "cms_failover_location";
 /// [`SqlConfig::control_database`].
 pub const POSITION_TABLE: &str = "cms_failover_position";
 
-/// Settings shared by the SQL backends that change the SQL text.
+/// Settings of the SQL backends that change which SQL they send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SqlConfig {
@@ -40,6 +40,15 @@ pub struct SqlConfig {
     /// The database holding `dbo.cms_failover_location` (and the default position table).
     /// Default `master`. Never one of the CMS databases: they get fenced read-only.
     pub control_database: DatabaseName,
+    /// Read a database's position on its mirroring partner when it answers 954/955 on the
+    /// instance asked (both partners share one log). Default on. Not read from or written to
+    /// configuration files (`serde(skip)`).
+    #[serde(skip, default = "yes")]
+    pub mirror_fallback: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SqlConfig {
@@ -47,6 +56,7 @@ impl Default for SqlConfig {
         Self {
             position_query: PositionQuery::default(),
             control_database: DatabaseName::parse("master").expect("valid name"),
+            mirror_fallback: true,
         }
     }
 }

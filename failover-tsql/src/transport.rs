@@ -103,27 +103,29 @@ pub fn session_lost(session: Session, existed: bool, failure: TransportError) ->
     }
 }
 
+/// One T-SQL batch to run: its text, the instance and the session it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// The instance.
+    pub instance: &'a InstanceAddr,
+    /// Its operations or lock session.
+    pub session: Session,
+    /// The batch text (from [`crate::build`]).
+    pub sql: &'a str,
+}
+
 /// The SQL Server primitive a driver implements; see the [module documentation](self).
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// A short name for logs and reports (`tiberius`, `odbc`).
-    fn name(&self) -> &str;
+    const NAME: &'static str;
 
-    /// The settings that change the SQL text (position query, control database).
+    /// Runs `batch` and returns every result set, in order (empty ones included).
+    async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError>;
+
+    /// The settings that change which SQL is sent (position query, control database,
+    /// mirror fallback).
     fn sql_config(&self) -> &SqlConfig;
-
-    /// Whether positions are read on the mirroring partner when a database answers 954/955
-    /// on the instance asked (both partners share one log).
-    fn mirror_fallback(&self) -> bool;
-
-    /// Runs `sql` as one batch on the `session` session of `instance` and returns every
-    /// result set, in order (empty ones included).
-    async fn run(
-        &self,
-        instance: &InstanceAddr,
-        session: Session,
-        sql: &str,
-    ) -> Result<Vec<ResultSet>, TransportError>;
 }
 
 /// One cached driver session (`None`: not connected, never or since it was discarded).

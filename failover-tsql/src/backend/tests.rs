@@ -15,7 +15,6 @@ type Reply = Result<Vec<ResultSet>, TransportError>;
 #[derive(Default)]
 struct Scripted {
     sql: SqlConfig,
-    no_fallback: bool,
     replies: Mutex<VecDeque<Reply>>,
     sent: Mutex<Vec<(InstanceAddr, Session, String)>>,
 }
@@ -31,25 +30,20 @@ impl Scripted {
 
 #[async_trait]
 impl Transport for Scripted {
-    fn name(&self) -> &str {
-        "scripted"
-    }
-    fn sql_config(&self) -> &SqlConfig {
-        &self.sql
-    }
-    fn mirror_fallback(&self) -> bool {
-        !self.no_fallback
-    }
-    async fn run(&self, instance: &InstanceAddr, session: Session, sql: &str) -> Reply {
+    const NAME: &'static str = "scripted";
+    async fn run(&self, b: Batch<'_>) -> Reply {
         self.sent
             .lock()
             .unwrap()
-            .push((instance.clone(), session, sql.to_string()));
+            .push((b.instance.clone(), b.session, b.sql.to_string()));
         self.replies
             .lock()
             .unwrap()
             .pop_front()
-            .unwrap_or_else(|| panic!("no reply scripted for {sql}"))
+            .unwrap_or_else(|| panic!("no reply scripted for {}", b.sql))
+    }
+    fn sql_config(&self) -> &SqlConfig {
+        &self.sql
     }
 }
 
@@ -253,7 +247,7 @@ async fn positions_of_a_mirror_are_read_on_its_partner() {
 
     // Without the fallback the 954 is the answer.
     let mut t = Scripted::new(vec![Err(TransportError::server(954, "mirror"))]);
-    t.no_fallback = true;
+    t.sql.mirror_fallback = false;
     let b = SqlBackend::<Scripted>::new(t);
     let e = b.positions(&a(), &dbs()).await.unwrap_err();
     assert_eq!((e.kind, e.code), (ErrorKind::Unreachable, Some(954)));
