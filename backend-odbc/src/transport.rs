@@ -125,16 +125,11 @@ impl Transport for OdbcTransport {
     const NAME: &'static str = "odbc";
 
     async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError> {
-        let Batch {
-            instance,
-            session,
-            sql,
-        } = batch;
         let conn_str = self
             .config
-            .connection_string(instance)
+            .connection_string(batch.instance)
             .map_err(|e| TransportError::failed(ErrorKind::Fatal, e.to_string()))?;
-        let slot = self.sessions.slot(instance, session);
+        let slot = self.sessions.slot(batch.instance, batch.session);
         let mut guard = slot.lock().await;
         let existing = guard.take();
         let existed = existing.is_some();
@@ -142,7 +137,7 @@ impl Transport for OdbcTransport {
         let budget = if existed { call } else { call + connect };
         let login_secs = whole_secs(connect).min(u32::MAX as f64) as u32;
         let query_secs = whole_secs(call) as usize;
-        let (sql, dsn) = (sql.to_string(), conn_str.clone());
+        let (session, sql, dsn) = (batch.session, batch.sql.to_string(), conn_str.clone());
         let task = tokio::task::spawn_blocking(move || {
             let mut conn = match existing {
                 Some(c) if !c.is_dead() => c,

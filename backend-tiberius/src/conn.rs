@@ -59,12 +59,7 @@ impl Transport for TiberiusTransport {
     const NAME: &'static str = "tiberius";
 
     async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError> {
-        let Batch {
-            instance,
-            session,
-            sql,
-        } = batch;
-        let slot = self.sessions.slot(instance, session);
+        let slot = self.sessions.slot(batch.instance, batch.session);
         // Whether this call runs on a session that existed before it (set once taken).
         let existed = AtomicBool::new(false);
         let call = async {
@@ -74,9 +69,9 @@ impl Transport for TiberiusTransport {
                     existed.store(true, Ordering::Relaxed);
                     c
                 }
-                None => connect(&self.cfg, instance).await?,
+                None => connect(&self.cfg, batch.instance).await?,
             };
-            match execute(&mut client, sql).await {
+            match execute(&mut client, batch.sql).await {
                 Ok(sets) => {
                     *guard = Some(client);
                     Ok(sets)
@@ -85,16 +80,18 @@ impl Transport for TiberiusTransport {
                     *guard = Some(client);
                     Err(e)
                 }
-                Err(Failure::Broken(e)) => {
-                    Err(session_lost(session, existed.load(Ordering::Relaxed), e))
-                }
+                Err(Failure::Broken(e)) => Err(session_lost(
+                    batch.session,
+                    existed.load(Ordering::Relaxed),
+                    e,
+                )),
             }
         };
         // On expiry the call's future is dropped, and the connection it had taken with it.
         match tokio::time::timeout(self.cfg.call_timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(session_lost(
-                session,
+                batch.session,
                 existed.load(Ordering::Relaxed),
                 TransportError::timed_out(self.cfg.call_timeout),
             )),
