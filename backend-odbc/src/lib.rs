@@ -16,7 +16,7 @@
 //!   never replaced silently.
 //! - Errors: ODBC diagnostics (SQLSTATE + native error number) are classified by
 //!   [`classify`]; no odbc-api type appears in the public API. The password is a
-//!   [`Secret`](failover_core::Secret) and connection strings are redacted
+//!   [`Secret`] and connection strings are redacted
 //!   ([`connstr::redact`]) before they reach a message.
 #![warn(missing_docs)]
 
