@@ -328,6 +328,20 @@ async fn statements_are_exactly_the_batches_sent() {
     let i = a();
     let partner = || Some("sql-a2.test\\RTC");
     let rec = record(3, "run-3");
+    // Every database needs the mirror statement: all PRINCIPAL (planned) or MIRROR (forced).
+    let mirror = |kind, state, role, expected_partner| {
+        let rows = [
+            ("xds", state, Some(role), partner()),
+            ("lis", state, Some(role), partner()),
+        ];
+        let op = Op::MirrorFailover {
+            instance: i.clone(),
+            databases: dbs(),
+            kind,
+            expected_partner,
+        };
+        (op, vec![probe_reply(&rows), Ok(vec![])])
+    };
     let cases: Vec<(Op, Vec<Reply>)> = vec![
         (
             Op::Probe {
@@ -372,36 +386,8 @@ async fn statements_are_exactly_the_batches_sent() {
                 Ok(vec![]),
             ],
         ),
-        (
-            Op::MirrorFailover {
-                instance: i.clone(),
-                databases: dbs(),
-                kind: MirrorFailoverKind::Planned,
-                expected_partner: a2(),
-            },
-            vec![
-                probe_reply(&[
-                    ("xds", "ONLINE", Some("PRINCIPAL"), partner()),
-                    ("lis", "ONLINE", Some("PRINCIPAL"), partner()),
-                ]),
-                Ok(vec![]),
-            ],
-        ),
-        (
-            Op::MirrorFailover {
-                instance: i.clone(),
-                databases: dbs(),
-                kind: MirrorFailoverKind::Forced,
-                expected_partner: i.clone(),
-            },
-            vec![
-                probe_reply(&[
-                    ("xds", "RESTORING", Some("MIRROR"), partner()),
-                    ("lis", "RESTORING", Some("MIRROR"), partner()),
-                ]),
-                Ok(vec![]),
-            ],
-        ),
+        mirror(MirrorFailoverKind::Planned, "ONLINE", "PRINCIPAL", a2()),
+        mirror(MirrorFailoverKind::Forced, "RESTORING", "MIRROR", i.clone()),
         (
             Op::AcquireLock {
                 instance: i.clone(),
