@@ -2,8 +2,8 @@
 //! endpoint overrides, credentials, encryption and timeouts.
 
 use crate::connstr::{self, escape_value};
-use crate::secret::{PasswordSource, Secret, SecretError};
-use failover_core::InstanceAddr;
+use failover_core::{InstanceAddr, Secret};
+use failover_tsql::SqlConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,9 +68,6 @@ pub enum ConfigError {
         "the password contains `}};`, which FreeTDS 1.3 cannot parse in a connection string; use a DSN with the password in odbc.ini, or change the password"
     )]
     UnrepresentablePassword,
-    /// The password could not be read.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
 }
 
 /// Settings of an [`OdbcBackend`](crate::OdbcBackend).
@@ -89,8 +86,8 @@ pub struct OdbcConfig {
     pub endpoints: HashMap<InstanceAddr, SocketAddr>,
     /// SQL login name (`None`: the DSN/template supplies the authentication).
     pub user: Option<String>,
-    /// Where the password comes from.
-    pub password: Option<PasswordSource>,
+    /// Its password (`None`: the DSN/template supplies it, or the login needs none).
+    pub password: Option<Secret>,
     /// Transport encryption for generated strings.
     pub encryption: Encryption,
     /// Initial database (default `master`, where the app lock must be taken).
@@ -101,9 +98,9 @@ pub struct OdbcConfig {
     /// Hard bound of one call (`tokio::time::timeout`); also sets `SQL_ATTR_QUERY_TIMEOUT`
     /// (rounded up to whole seconds) so the driver cancels the statement by itself.
     pub call_timeout: Duration,
-    /// Read positions from the mirroring partner when a database answers 954/955 here (both
-    /// partners share one log). Default on, as in `backend-tiberius`.
-    pub mirror_fallback: bool,
+    /// Position query, control database and mirror fallback (shared with the tiberius
+    /// backend).
+    pub sql: SqlConfig,
 }
 
 impl OdbcConfig {
@@ -121,7 +118,7 @@ impl OdbcConfig {
             database: "master".into(),
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
-            mirror_fallback: true,
+            sql: SqlConfig::default(),
         }
     }
 
@@ -138,7 +135,7 @@ impl OdbcConfig {
     }
 
     /// Sets the SQL login.
-    pub fn with_login(mut self, user: impl Into<String>, password: PasswordSource) -> Self {
+    pub fn with_login(mut self, user: impl Into<String>, password: Secret) -> Self {
         self.user = Some(user.into());
         self.password = Some(password);
         self
@@ -157,22 +154,9 @@ impl OdbcConfig {
         self
     }
 
-    /// Reads the password (once, when the backend is built).
-    pub(crate) fn load_password(&self) -> Result<Option<Secret>, ConfigError> {
-        Ok(self
-            .password
-            .as_ref()
-            .map(PasswordSource::load)
-            .transpose()?)
-    }
-
     /// The connection string for `instance`, login included. Handle the result as a secret;
     /// log only [`connstr::redact`] of it.
-    pub(crate) fn connection_string(
-        &self,
-        instance: &InstanceAddr,
-        password: Option<&Secret>,
-    ) -> Result<Secret, ConfigError> {
+    pub(crate) fn connection_string(&self, instance: &InstanceAddr) -> Result<Secret, ConfigError> {
         let spec = self
             .instances
             .get(instance)
@@ -238,7 +222,7 @@ impl OdbcConfig {
                     .ok_or(ConfigError::UnrepresentablePassword)?
             ));
         }
-        if let Some(pw) = password {
+        if let Some(pw) = &self.password {
             let v = self
                 .escape(pw.expose())
                 .ok_or(ConfigError::UnrepresentablePassword)?;
@@ -364,13 +348,12 @@ mod tests {
     fn freetds_with_endpoint_override() {
         let a = addr("sql-a.cms.test\\RTC");
         let cfg = OdbcConfig::freetds()
-            .with_login("sa", PasswordSource::Value(Secret::new("p;w")))
+            .with_login("sa", Secret::new("p;w"))
             .with_endpoints(HashMap::from([(
                 a.clone(),
                 "127.0.0.1:14330".parse().unwrap(),
             )]));
-        let pw = cfg.load_password().unwrap();
-        let s = cfg.connection_string(&a, pw.as_ref()).unwrap();
+        let s = cfg.connection_string(&a).unwrap();
         assert_eq!(
             s.expose(),
             "Driver={FreeTDS};Server=127.0.0.1;Port=14330;Database=master;TDS_Version=7.4;ClientCharset=UTF-8;Encryption=off;UID=sa;PWD={p;w};"
@@ -381,18 +364,14 @@ mod tests {
     #[test]
     fn named_instance_without_override_uses_browser_syntax() {
         let cfg = OdbcConfig::freetds();
-        let s = cfg
-            .connection_string(&addr("sql-b.cms.test\\RTC"), None)
-            .unwrap();
+        let s = cfg.connection_string(&addr("sql-b.cms.test\\RTC")).unwrap();
         assert!(
             s.expose().contains("Server=sql-b.cms.test\\RTC;"),
             "{}",
             s.expose()
         );
         let cfg = OdbcConfig::microsoft();
-        let s = cfg
-            .connection_string(&addr("sql-b.cms.test,1500"), None)
-            .unwrap();
+        let s = cfg.connection_string(&addr("sql-b.cms.test,1500")).unwrap();
         assert!(
             s.expose().contains("Server=tcp:sql-b.cms.test,1500;"),
             "{}",
@@ -408,38 +387,39 @@ mod tests {
     #[test]
     fn dsn_and_template() {
         let a = addr("sql-a.cms.test");
-        let mut cfg =
-            OdbcConfig::freetds().with_login("ops", PasswordSource::Value(Secret::new("x")));
+        let mut cfg = OdbcConfig::freetds();
+        cfg.user = Some("ops".into());
         cfg.instances
             .insert(a.clone(), ConnectionSpec::Dsn("CMS-A".into()));
         assert_eq!(
-            cfg.connection_string(&a, None).unwrap().expose(),
+            cfg.connection_string(&a).unwrap().expose(),
             "DSN=CMS-A;UID=ops;"
         );
         let bad = Secret::new("x};y");
+        let mut with_bad = cfg.clone();
+        with_bad.password = Some(bad.clone());
         assert_eq!(
-            cfg.connection_string(&a, Some(&bad)).unwrap_err(),
+            with_bad.connection_string(&a).unwrap_err(),
             ConfigError::UnrepresentablePassword
         );
-        let mut ms = OdbcConfig::microsoft();
-        ms.user = Some("ops".into());
-        let s = ms.connection_string(&a, Some(&bad)).unwrap();
+        let ms = OdbcConfig::microsoft().with_login("ops", bad);
+        let s = ms.connection_string(&a).unwrap();
         assert!(s.expose().ends_with(";PWD={x}};y};"), "{}", s.expose());
         cfg.default_connection = ConnectionSpec::Template(
             "Driver={${driver}};${address};TDS_Version=7.4;App=cms".into(),
         );
         let b = addr("sql-b.cms.test,1444");
         assert_eq!(
-            cfg.connection_string(&b, None).unwrap().expose(),
+            cfg.connection_string(&b).unwrap().expose(),
             "Driver={FreeTDS};Server=sql-b.cms.test;Port=1444;TDS_Version=7.4;App=cms;Database=master;UID=ops;"
         );
         cfg.default_connection = ConnectionSpec::Template("Driver={x};PWD=oops".into());
-        let e = cfg.connection_string(&b, None).unwrap_err();
+        let e = cfg.connection_string(&b).unwrap_err();
         assert!(matches!(e, ConfigError::CredentialInTemplate(_, "PWD")));
         assert!(!e.to_string().contains("oops"));
         cfg.default_connection = ConnectionSpec::Template("Server=${nope}".into());
         assert!(matches!(
-            cfg.connection_string(&b, None),
+            cfg.connection_string(&b),
             Err(ConfigError::UnknownPlaceholder(..))
         ));
     }

@@ -5,6 +5,7 @@
 //! (`PWD={a;b}}c}`). [`redact`] replaces the value of every secret-bearing key with `***`,
 //! so a connection string can appear in a log line or an error message.
 
+use failover_core::Secret;
 use std::borrow::Cow;
 
 /// Keys whose values are secrets (compared case-insensitively).
@@ -170,15 +171,15 @@ pub fn unescape_value(raw: &str) -> String {
 
 /// A connection string split into the part without credentials and the login
 /// (`UID`/`User ID`) and password (`PWD`/`Password`), so an operator can paste a full string
-/// while the backend keeps the password in a [`Secret`](crate::Secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// while the backend keeps the password in a [`Secret`].
+#[derive(Debug, Clone)]
 pub struct SplitConnectionString {
     /// The remaining pairs, in order.
     pub rest: String,
     /// The login, if the string had one.
     pub user: Option<String>,
     /// The password, if the string had one.
-    pub password: Option<crate::Secret>,
+    pub password: Option<Secret>,
 }
 
 /// Splits the credentials out of `conn` (see [`SplitConnectionString`]).
@@ -194,7 +195,7 @@ pub fn split_credentials(conn: &str) -> SplitConnectionString {
         {
             user = v;
         } else if k.eq_ignore_ascii_case("pwd") || k.eq_ignore_ascii_case("password") {
-            password = v.map(crate::Secret::new);
+            password = v.map(Secret::new);
         } else {
             rest.push(match p.raw_value {
                 Some(v) => format!("{k}={v}"),
@@ -290,10 +291,8 @@ mod tests {
         assert_eq!(s.user.as_deref(), Some("ops"));
         assert_eq!(s.password.unwrap().expose(), "a;b}c");
         let s = split_credentials("DSN=cms");
-        assert_eq!(
-            (s.rest.as_str(), s.user, s.password),
-            ("DSN=cms", None, None)
-        );
+        assert_eq!((s.rest.as_str(), s.user), ("DSN=cms", None));
+        assert!(s.password.is_none());
     }
 
     #[test]

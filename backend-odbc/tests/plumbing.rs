@@ -3,20 +3,17 @@
 
 mod common;
 
-use backend_odbc::{OdbcBackend, OdbcConfig, PasswordSource, Secret, SqlConfig};
+use backend_odbc::{OdbcBackend, OdbcConfig, Secret};
 use failover_core::{Backend, DatabaseName, ErrorKind, InstanceAddr, Operation};
 use std::collections::HashMap;
 use std::time::Duration;
 
 fn backend(endpoints: HashMap<InstanceAddr, std::net::SocketAddr>, call: Duration) -> OdbcBackend {
     let cfg = OdbcConfig::freetds()
-        .with_login(
-            "sa",
-            PasswordSource::Value(Secret::new("Pl@in;Text}Secret")),
-        )
+        .with_login("sa", Secret::new("Pl@in;Text}Secret"))
         .with_endpoints(endpoints)
         .with_timeouts(Duration::from_secs(1), call);
-    OdbcBackend::new(cfg, SqlConfig::default()).unwrap()
+    OdbcBackend::new(cfg)
 }
 
 #[tokio::test]

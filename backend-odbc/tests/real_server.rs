@@ -12,7 +12,7 @@
 
 mod common;
 
-use backend_odbc::{ConnectionSpec, OdbcBackend, OdbcConfig, PasswordSource, SqlConfig, connstr};
+use backend_odbc::{ConnectionSpec, OdbcBackend, OdbcConfig, connstr};
 use failover_core::{Backend, DatabaseName, DbState, InstanceAddr, LockAttempt};
 use std::time::Duration;
 
@@ -32,12 +32,15 @@ async fn real_server_probe_lock_and_location() {
         OdbcConfig::freetds().with_timeouts(Duration::from_secs(15), Duration::from_secs(30));
     cfg.default_connection = ConnectionSpec::Template(split.rest.clone());
     cfg.user = split.user.clone();
-    cfg.password = split.password.clone().map(PasswordSource::Value);
-    let backend = OdbcBackend::new(cfg, SqlConfig::default()).unwrap();
+    cfg.password = split.password.clone();
+    let backend = OdbcBackend::new(cfg);
     let instance = InstanceAddr::parse("real-server.test").unwrap();
     eprintln!(
         "connecting with {}",
-        backend.redacted_connection_string(&instance).unwrap()
+        backend
+            .transport()
+            .redacted_connection_string(&instance)
+            .unwrap()
     );
 
     let dbs: Vec<DatabaseName> = std::env::var("CMS_FAILOVER_TEST_MSSQL_DATABASES")
@@ -77,6 +80,6 @@ fn backend_with_same_settings(split: &connstr::SplitConnectionString) -> OdbcBac
     let mut cfg = OdbcConfig::freetds();
     cfg.default_connection = ConnectionSpec::Template(split.rest.clone());
     cfg.user = split.user.clone();
-    cfg.password = split.password.clone().map(PasswordSource::Value);
-    OdbcBackend::new(cfg, SqlConfig::default()).unwrap()
+    cfg.password = split.password.clone();
+    OdbcBackend::new(cfg)
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use backend_odbc::{OdbcBackend, OdbcConfig, PasswordSource, Secret, SqlConfig};
+use backend_odbc::{OdbcBackend, OdbcConfig, Secret};
 use failover_core::{Backend, DatabaseName, ErrorKind, InstanceAddr, LockAttempt};
 use mssql_sim::{
     ColType, Column, LoginAccepted, LoginRefused, LoginRequest, Output, Reply, Request, Service,
@@ -294,11 +294,11 @@ impl Server {
 
     fn backend(&self, password: &str, call: Duration) -> OdbcBackend {
         let mut cfg = OdbcConfig::freetds()
-            .with_login("sa", PasswordSource::Value(Secret::new(password)))
+            .with_login("sa", Secret::new(password))
             .with_endpoints(HashMap::from([(inst(), self.addr)]))
             .with_timeouts(Duration::from_secs(5), call);
-        cfg.mirror_fallback = false;
-        OdbcBackend::new(cfg, SqlConfig::default()).unwrap()
+        cfg.sql.mirror_fallback = false;
+        OdbcBackend::new(cfg)
     }
 }
 

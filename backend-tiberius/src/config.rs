@@ -1,70 +1,11 @@
 //! Connection settings for [`TiberiusBackend`](crate::TiberiusBackend).
 
-use failover_core::InstanceAddr;
+use failover_core::{InstanceAddr, Secret};
 use failover_tsql::SqlConfig;
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// A password. `Debug` and `Display` print `<redacted>`; only [`Secret::expose`] reveals it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-/// The password could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// The environment variable is unset or not Unicode.
-    #[error("environment variable {0} is not set (it must hold the SQL login's password)")]
-    MissingEnv(String),
-    /// The file could not be read.
-    #[error("cannot read the password file {path}: {source}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-impl Secret {
-    /// Wraps a password held in memory.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// Reads the password from environment variable `var`.
-    pub fn from_env(var: &str) -> Result<Self, SecretError> {
-        std::env::var(var)
-            .map(Self)
-            .map_err(|_| SecretError::MissingEnv(var.to_string()))
-    }
-    /// Reads the password from a file (one trailing newline is dropped).
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
-        let s = std::fs::read_to_string(path).map_err(|source| SecretError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let s = s.strip_suffix('\n').unwrap_or(&s);
-        let s = s.strip_suffix('\r').unwrap_or(s);
-        Ok(Self(s.to_string()))
-    }
-    /// The password itself. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How the server certificate is checked when TLS is on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -114,11 +55,8 @@ pub struct TiberiusConfig {
     pub call_timeout: Duration,
     /// The application name sent at login (visible in `sys.dm_exec_sessions`).
     pub application_name: String,
-    /// Position query and control database (shared with the ODBC backend).
+    /// Position query, control database and mirror fallback (shared with the ODBC backend).
     pub sql: SqlConfig,
-    /// Read positions from the mirroring partner when a database answers 954/955 here
-    /// (both partners share one log). Default on.
-    pub mirror_fallback: bool,
 }
 
 impl TiberiusConfig {
@@ -133,7 +71,6 @@ impl TiberiusConfig {
             call_timeout: Duration::from_secs(30),
             application_name: "cms-failover".into(),
             sql: SqlConfig::default(),
-            mirror_fallback: true,
         }
     }
 
@@ -161,16 +98,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_is_redacted() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
-        let cfg = TiberiusConfig::new("sa", s);
-        assert!(!format!("{cfg:?}").contains("hunter2"));
+    fn the_password_never_shows_in_debug() {
+        let cfg = TiberiusConfig::new("sa", Secret::new("hunter2"));
+        let text = format!("{cfg:?}");
+        assert!(!text.contains("hunter2") && text.contains("***"), "{text}");
         assert_eq!(cfg.password.expose(), "hunter2");
-        assert!(Secret::from_env("CMS_FAILOVER_TEST_SURELY_UNSET_VAR").is_err());
-        let dir = std::env::temp_dir().join(format!("tib-secret-{}", std::process::id()));
-        std::fs::write(&dir, "pw\n").unwrap();
-        assert_eq!(Secret::from_file(&dir).unwrap().expose(), "pw");
-        std::fs::remove_file(&dir).unwrap();
     }
 }

@@ -1,101 +1,140 @@
-//! Connections: establishing them, caching one per instance and role, running a batch and
-//! classifying what went wrong. Nothing from tiberius leaves this module.
+//! The tiberius [`Transport`]: establishing sessions, caching one per instance and
+//! [`Session`], running a batch under the call timeout and classifying what went wrong.
+//! Nothing from tiberius leaves this module.
 
 use crate::config::{Encryption, TiberiusConfig, Trust};
-use failover_core::{BackendError, ErrorKind, InstanceAddr, Operation};
-use failover_tsql::SqlValue;
-use failover_tsql::errors::server_error;
+use async_trait::async_trait;
+use failover_core::{ErrorKind, InstanceAddr};
 use failover_tsql::rows::ResultSet;
+use failover_tsql::transport::{Batch, SessionCache, session_lost};
+use failover_tsql::{SqlConfig, SqlValue, Transport, TransportError};
 use futures::TryStreamExt;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-pub(crate) type TdsClient = Client<Compat<TcpStream>>;
+type TdsClient = Client<Compat<TcpStream>>;
 
-/// One cached session. `None` when not connected (never, or dropped after a failure).
-pub(crate) type Slot = Arc<Mutex<Option<TdsClient>>>;
-
-/// Which session of an instance a batch runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Role {
-    /// Probes, fences, restores, location: reconnects transparently after a drop.
-    Ops,
-    /// The application-lock session: never silently replaced (a new session does not hold
-    /// the old one's locks).
-    Lock,
+/// The [`Transport`] over TDS with tiberius: up to two cached sessions per instance (see
+/// [`failover_tsql::transport`] for the contract), each call bounded by
+/// [`TiberiusConfig::call_timeout`].
+pub struct TiberiusTransport {
+    cfg: Arc<TiberiusConfig>,
+    sessions: SessionCache<TdsClient>,
 }
 
-/// How a failed call left its connection.
-pub(crate) enum Failure {
-    /// The server answered with an error; the connection is still usable.
-    Server(BackendError),
-    /// The connection is gone or in an unknown state; it was dropped.
-    Broken(BackendError),
+impl std::fmt::Debug for TiberiusTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TiberiusTransport")
+            .field("config", &self.cfg)
+            .finish_non_exhaustive()
+    }
 }
 
-impl Failure {
-    pub(crate) fn into_error(self) -> BackendError {
-        match self {
-            Failure::Server(e) | Failure::Broken(e) => e,
+impl From<TiberiusConfig> for TiberiusTransport {
+    fn from(cfg: TiberiusConfig) -> Self {
+        Self {
+            cfg: Arc::new(cfg),
+            sessions: SessionCache::default(),
         }
     }
 }
 
-/// The per-instance session cache.
-#[derive(Default)]
-pub(crate) struct Pool {
-    slots: StdMutex<HashMap<(InstanceAddr, Role), Slot>>,
-}
+impl TiberiusTransport {
+    /// The configuration.
+    pub fn config(&self) -> &TiberiusConfig {
+        &self.cfg
+    }
 
-impl Pool {
-    pub(crate) fn slot(&self, inst: &InstanceAddr, role: Role) -> Slot {
-        let mut m = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry((inst.clone(), role)).or_default().clone()
+    /// Drops every cached session (the lock sessions too, which releases their locks).
+    pub async fn disconnect_all(&self) {
+        drop(self.sessions.take_all(None).await);
     }
 }
 
-fn classify_tiberius(op: Operation, inst: &InstanceAddr, e: tiberius::error::Error) -> Failure {
+#[async_trait]
+impl Transport for TiberiusTransport {
+    const NAME: &'static str = "tiberius";
+
+    async fn run(&self, batch: Batch<'_>) -> Result<Vec<ResultSet>, TransportError> {
+        let slot = self.sessions.slot(batch.instance, batch.session);
+        // Whether this call runs on a session that existed before it (set once taken).
+        let existed = AtomicBool::new(false);
+        let call = async {
+            let mut guard = slot.lock().await;
+            let mut client = match guard.take() {
+                Some(c) => {
+                    existed.store(true, Ordering::Relaxed);
+                    c
+                }
+                None => connect(&self.cfg, batch.instance).await?,
+            };
+            match execute(&mut client, batch.sql).await {
+                Ok(sets) => {
+                    *guard = Some(client);
+                    Ok(sets)
+                }
+                Err(Failure::Server(e)) => {
+                    *guard = Some(client);
+                    Err(e)
+                }
+                Err(Failure::Broken(e)) => Err(session_lost(
+                    batch.session,
+                    existed.load(Ordering::Relaxed),
+                    e,
+                )),
+            }
+        };
+        // On expiry the call's future is dropped, and the connection it had taken with it.
+        match tokio::time::timeout(self.cfg.call_timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(session_lost(
+                batch.session,
+                existed.load(Ordering::Relaxed),
+                TransportError::timed_out(self.cfg.call_timeout),
+            )),
+        }
+    }
+
+    fn sql_config(&self) -> &SqlConfig {
+        &self.cfg.sql
+    }
+}
+
+/// How a failed call left its connection.
+enum Failure {
+    /// The server answered with an error; the connection is still usable.
+    Server(TransportError),
+    /// The connection is gone or in an unknown state; it was dropped.
+    Broken(TransportError),
+}
+
+fn classify_tiberius(e: tiberius::error::Error) -> Failure {
     use tiberius::error::Error as E;
+    let broken = |kind, msg: String| Failure::Broken(TransportError::failed(kind, msg));
     match e {
-        E::Server(t) => Failure::Server(server_error(op, inst, t.code() as i32, t.message())),
-        E::Io { message, .. } => Failure::Broken(BackendError::new(
+        E::Server(t) => Failure::Server(TransportError::server(t.code() as i32, t.message())),
+        E::Io { message, .. } => broken(
             ErrorKind::Unreachable,
-            op,
-            inst,
             format!("connection lost: {message}"),
-        )),
-        E::Tls(m) => Failure::Broken(BackendError::new(
+        ),
+        E::Tls(m) => broken(ErrorKind::Fatal, format!("TLS failed: {m}")),
+        E::Routing { host, port } => broken(
             ErrorKind::Fatal,
-            op,
-            inst,
-            format!("TLS failed: {m}"),
-        )),
-        E::Routing { host, port } => Failure::Broken(BackendError::new(
-            ErrorKind::Fatal,
-            op,
-            inst,
             format!("the server redirected to {host}:{port}; connect to that address instead"),
-        )),
-        other => Failure::Broken(BackendError::new(
+        ),
+        other => broken(
             ErrorKind::Unreachable,
-            op,
-            inst,
             format!("protocol error, connection dropped: {other}"),
-        )),
+        ),
     }
 }
 
 /// Opens a session on `inst`, logged in to `master`.
-pub(crate) async fn connect(
-    cfg: &TiberiusConfig,
-    op: Operation,
-    inst: &InstanceAddr,
-) -> Result<TdsClient, Failure> {
-    let broken = |kind, msg: String| Failure::Broken(BackendError::new(kind, op, inst, msg));
+async fn connect(cfg: &TiberiusConfig, inst: &InstanceAddr) -> Result<TdsClient, TransportError> {
+    let broken = TransportError::failed;
     let mut c = Config::new();
     c.host(inst.host().as_str());
     c.database("master");
@@ -161,9 +200,9 @@ pub(crate) async fn connect(
     let _ = tcp.set_nodelay(true);
     Client::connect(c, tcp.compat_write())
         .await
-        .map_err(|e| match classify_tiberius(op, inst, e) {
-            // A server error at login ends the connection too.
-            Failure::Server(e) | Failure::Broken(e) => Failure::Broken(e),
+        .map_err(|e| match classify_tiberius(e) {
+            // A server error at login (18456) ends the connection too.
+            Failure::Server(e) | Failure::Broken(e) => e,
         })
 }
 
@@ -194,22 +233,10 @@ fn value(d: ColumnData<'static>) -> Option<SqlValue> {
 }
 
 /// Runs `sql` as one batch and collects every result set (empty ones included, in order).
-pub(crate) async fn execute(
-    client: &mut TdsClient,
-    op: Operation,
-    inst: &InstanceAddr,
-    sql: &str,
-) -> Result<Vec<ResultSet>, Failure> {
-    let mut stream = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| classify_tiberius(op, inst, e))?;
+async fn execute(client: &mut TdsClient, sql: &str) -> Result<Vec<ResultSet>, Failure> {
+    let mut stream = client.simple_query(sql).await.map_err(classify_tiberius)?;
     let mut sets: Vec<ResultSet> = Vec::new();
-    while let Some(item) = stream
-        .try_next()
-        .await
-        .map_err(|e| classify_tiberius(op, inst, e))?
-    {
+    while let Some(item) = stream.try_next().await.map_err(classify_tiberius)? {
         match item {
             QueryItem::Metadata(_) => sets.push(Vec::new()),
             QueryItem::Row(row) => {
@@ -222,12 +249,4 @@ pub(crate) async fn execute(
         }
     }
     Ok(sets)
-}
-
-impl Pool {
-    /// Every slot created so far.
-    pub(crate) fn all(&self) -> Vec<Slot> {
-        let m = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        m.values().cloned().collect()
-    }
 }

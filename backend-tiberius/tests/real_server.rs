@@ -55,7 +55,12 @@ fn parse(conn: &str) -> Result<(InstanceAddr, TiberiusConfig), String> {
     let server = server.ok_or("Server= is required")?;
     let password = match password {
         Some(p) => p,
-        None => Secret::from_env("CMS_FAILOVER_TEST_MSSQL_PASSWORD").map_err(|e| e.to_string())?,
+        None => std::env::var("CMS_FAILOVER_TEST_MSSQL_PASSWORD")
+            .map(Secret::new)
+            .map_err(|_| {
+                "no Password= in the connection string and CMS_FAILOVER_TEST_MSSQL_PASSWORD is not set"
+                    .to_string()
+            })?,
     };
     let mut cfg = TiberiusConfig::new(user.ok_or("User Id= is required")?, password);
     cfg.encryption = if encrypt {

@@ -139,7 +139,7 @@ async fn each_server_error_number_is_classified() {
 async fn login_failure_is_permission() {
     let fx = fixtures::standard();
     let sim = serve(fx.estate.clone()).await;
-    let mut cfg = backend(&sim).config().clone();
+    let mut cfg = backend(&sim).transport().config().clone();
     cfg.password = backend_tiberius::Secret::new("wrong");
     let b = backend_tiberius::TiberiusBackend::new(cfg);
     let e = b

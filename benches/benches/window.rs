@@ -111,16 +111,10 @@ async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
         }
         Kind::Odbc => {
             let cfg = backend_odbc::OdbcConfig::freetds()
-                .with_login(
-                    LOGIN_USER,
-                    backend_odbc::PasswordSource::Value(backend_odbc::Secret::new(LOGIN_PASSWORD)),
-                )
+                .with_login(LOGIN_USER, failover_core::Secret::new(LOGIN_PASSWORD))
                 .with_endpoints(endpoints)
                 .with_timeouts(Duration::from_secs(10), Duration::from_secs(30));
-            Arc::new(
-                backend_odbc::OdbcBackend::new(cfg, backend_odbc::SqlConfig::default())
-                    .expect("odbc backend"),
-            )
+            Arc::new(backend_odbc::OdbcBackend::new(cfg))
         }
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,8 +4,7 @@
 use crate::app::Failure;
 use crate::cli::BackendKind;
 use crate::config::{Config, TlsMode};
-use crate::secret::Password;
-use failover_core::Backend;
+use failover_core::{Backend, Secret};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,13 +39,13 @@ pub fn build(
     kind: BackendKind,
     cfg: &Config,
     user: &str,
-    password: &Password,
+    password: &Secret,
     call_timeout: Duration,
 ) -> Result<Arc<dyn Backend>, Failure> {
     check(kind, cfg)?;
     match kind {
         BackendKind::Tiberius => {
-            use backend_tiberius::{Encryption, Secret, TiberiusBackend, TiberiusConfig, Trust};
+            use backend_tiberius::{Encryption, TiberiusBackend, TiberiusConfig, Trust};
             let enc = match cfg.connection.tls {
                 TlsMode::Off => Encryption::Plaintext,
                 TlsMode::TrustServerCertificate => {
@@ -59,7 +58,7 @@ pub fn build(
                         .map_or(Trust::SystemRoots, Trust::CaFile),
                 ),
             };
-            let mut tc = TiberiusConfig::new(user, Secret::new(password.expose()))
+            let mut tc = TiberiusConfig::new(user, password.clone())
                 .with_encryption(enc)
                 .with_call_timeout(call_timeout);
             tc.endpoints = cfg.endpoints.iter().map(|(k, v)| (k.clone(), *v)).collect();
@@ -69,9 +68,7 @@ pub fn build(
         #[cfg(feature = "odbc")]
         BackendKind::Odbc => {
             use crate::config::OdbcFlavour;
-            use backend_odbc::{
-                ConnectionSpec, Encryption, OdbcBackend, OdbcConfig, PasswordSource, Secret,
-            };
+            use backend_odbc::{ConnectionSpec, Encryption, OdbcBackend, OdbcConfig};
             let mut oc = match cfg.odbc.flavour {
                 OdbcFlavour::FreeTds => OdbcConfig::freetds(),
                 OdbcFlavour::Microsoft => OdbcConfig::microsoft(),
@@ -95,19 +92,11 @@ pub fn build(
                     trust_server_certificate: true,
                 },
             };
+            oc.sql = cfg.sql.clone();
             let oc = oc
-                .with_login(user, PasswordSource::Value(Secret::new(password.expose())))
+                .with_login(user, password.clone())
                 .with_timeouts(call_timeout.min(Duration::from_secs(15)), call_timeout);
-            let b = OdbcBackend::new(oc, cfg.sql.clone()).map_err(|e| {
-                Failure::usage(
-                    format!(
-                        "the ODBC settings in {} are invalid: {e}",
-                        cfg.path.display()
-                    ),
-                    "fix the [odbc] section of the topology file",
-                )
-            })?;
-            Ok(Arc::new(b))
+            Ok(Arc::new(OdbcBackend::new(oc)))
         }
         #[cfg(not(feature = "odbc"))]
         BackendKind::Odbc => Err(Failure::usage(

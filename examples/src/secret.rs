@@ -1,35 +1,13 @@
-//! The SQL login's password: read from an environment variable or a file, never from argv,
-//! and never printed (`Debug`/`Display` show `***`).
+//! Where the SQL login's password comes from: an environment variable or a file, never argv.
+//! The value is a [`failover_core::Secret`] (`Debug`/`Display` show `***`), handed as is to
+//! either backend.
 
-use std::fmt;
+use failover_core::Secret;
 use std::path::PathBuf;
 
-/// A password. Its value is only reachable through [`Password::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The password itself: hand it straight to a driver, never format or log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// The CLI's name for the workspace's one secret type, [`failover_core::Secret`] (the same
+/// type, not a copy: no conversion anywhere).
+pub type Password = Secret;
 
 /// Where the password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +38,10 @@ pub enum PasswordError {
 
 impl PasswordSource {
     /// Reads the password now.
-    pub fn load(&self) -> Result<Password, PasswordError> {
+    pub fn load(&self) -> Result<Secret, PasswordError> {
         match self {
             PasswordSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Password(v)),
+                Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
                 _ => Err(PasswordError::MissingEnv(var.clone())),
             },
             PasswordSource::File(path) => {
@@ -78,7 +56,7 @@ impl PasswordSource {
                         reason: "the file is empty (the password must be on its first line)".into(),
                     });
                 }
-                Ok(Password(first.to_string()))
+                Ok(Secret::new(first))
             }
         }
     }
@@ -98,8 +76,8 @@ mod tests {
 
     #[test]
     fn debug_and_display_hide_the_value() {
-        let p = Password::new("hunter2");
-        assert!(!format!("{p:?}{p}").contains("hunter2"));
+        let p = Secret::new("hunter2");
+        assert_eq!(format!("{p:?}{p}"), "******");
         assert_eq!(p.expose(), "hunter2");
     }
 

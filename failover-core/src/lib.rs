@@ -20,10 +20,12 @@
 pub mod backend;
 pub mod error;
 pub mod model;
+pub mod secret;
 
 pub use backend::*;
 pub use error::{BackendError, ErrorKind, Operation};
 pub use model::*;
+pub use secret::Secret;
 pub mod machine;
 pub mod op;
 pub mod outcome;

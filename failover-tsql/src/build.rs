@@ -31,7 +31,7 @@ pub const LOCATION_TABLE: &str = "cms_failover_location";
 /// [`SqlConfig::control_database`].
 pub const POSITION_TABLE: &str = "cms_failover_position";
 
-/// Settings shared by the SQL backends that change the SQL text.
+/// Settings of the SQL backends that change which SQL they send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SqlConfig {
@@ -40,6 +40,15 @@ pub struct SqlConfig {
     /// The database holding `dbo.cms_failover_location` (and the default position table).
     /// Default `master`. Never one of the CMS databases: they get fenced read-only.
     pub control_database: DatabaseName,
+    /// Read a database's position on its mirroring partner when it answers 954/955 on the
+    /// instance asked (both partners share one log). Default on. Not read from or written to
+    /// configuration files (`serde(skip)`).
+    #[serde(skip, default = "yes")]
+    pub mirror_fallback: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SqlConfig {
@@ -47,6 +56,7 @@ impl Default for SqlConfig {
         Self {
             position_query: PositionQuery::default(),
             control_database: DatabaseName::parse("master").expect("valid name"),
+            mirror_fallback: true,
         }
     }
 }
@@ -458,10 +468,13 @@ pub fn write_location(
     )
 }
 
-/// The batches a SQL backend sends for `op`, in order, for what-if plans and reports
-/// (never contains a secret). Changing operations list the pre-check probe, then the change
-/// as it would be sent if every database needed it (the backend skips databases already in
-/// the requested state); the lock operations list the `APPLOCK_MODE` check first.
+/// The batches [`SqlBackend`](crate::SqlBackend) sends for `op`, in order, for what-if plans
+/// and reports (never contains a secret). `recover` and `mirror_failover` list their
+/// pre-check probe, then the change as it would be sent if every database needed it (the
+/// backend skips databases already in the requested state); `set_read_only` is one batch
+/// without a probe; the lock operations list the `APPLOCK_MODE` check first. Conditional
+/// batches are not listed: the positions re-read on a mirroring partner, the
+/// `sp_releaseapplock` when the lock is not held.
 pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
     use failover_core::Op;
     let non_empty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();

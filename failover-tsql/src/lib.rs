@@ -1,8 +1,15 @@
 //! # failover-tsql
 //!
-//! The one place for every piece of T-SQL the SQL backends (`backend-tiberius`,
-//! `backend-odbc`) send, and for turning the rows they get back into the core's types.
+//! The SQL Server [`Backend`](failover_core::Backend), written once: every piece of T-SQL the
+//! SQL backends (`backend-tiberius`, `backend-odbc`) send, the rows they get back turned into
+//! the core's types, and the operations themselves over a small driver primitive.
 //!
+//! - [`SqlBackend`]: the `Backend` implementation (positions with mirror fallback, recover,
+//!   mirror failover, the lock protocol, the location compare-and-swap, what-if statements),
+//!   generic over a [`Transport`]: run one batch on an instance's operations or lock session
+//!   and return its result sets, its SQL Server error or "session gone". Each driver crate
+//!   implements only that (connecting, configuration, session caching with
+//!   [`transport::SessionCache`], timeouts, error classification).
 //! - [`quote_ident`] / [`quote_nstring`]: the only way names and values enter SQL text.
 //!   Identifiers are bracket-quoted with `]` doubled, strings are `N'…'` with `'` doubled.
 //! - [`build`]: one function per [`Backend`](failover_core::Backend) operation producing the
@@ -10,21 +17,26 @@
 //! - [`rows`]: typed parsers from a driver-neutral row representation ([`Row`]) into
 //!   [`InstanceProbe`](failover_core::InstanceProbe), [`DatabasePosition`](failover_core::DatabasePosition),
 //!   [`LocationRecord`](failover_core::LocationRecord)…
-//! - [`plan`]: the pre-checks both backends share (which databases to touch, which errors to
-//!   report before sending anything).
-//! - [`errors`]: SQL Server error number -> [`BackendError`](failover_core::BackendError).
+//! - [`plan`]: the pre-checks (which databases to touch, which errors to report before
+//!   sending anything).
+//! - [`errors`]: SQL Server error number -> [`BackendError`](failover_core::BackendError),
+//!   and the backend's own errors.
 //! - [`lex`]: a small T-SQL tokenizer, used by the tests to prove the produced text has
 //!   exactly the intended statements, and available to the simulator.
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod build;
 pub mod errors;
 pub mod lex;
 pub mod plan;
 pub mod rows;
+pub mod transport;
 
+pub use backend::SqlBackend;
 pub use build::{PositionQuery, SqlConfig};
 pub use rows::{Row, RowError, SqlValue};
+pub use transport::{Session, Transport, TransportError};
 
 /// Bracket-quotes an identifier: `we]ird` becomes `[we]]ird]`.
 ///

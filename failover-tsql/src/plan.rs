@@ -1,5 +1,6 @@
-//! Pre-checks both SQL backends run on a fresh probe before sending a changing batch, so the
-//! operations are idempotent and refuse with `InvalidState` before touching anything.
+//! Pre-checks [`SqlBackend`](crate::SqlBackend) runs on a fresh probe before sending a
+//! changing batch, so the operations are idempotent and refuse with `InvalidState` before
+//! touching anything.
 //!
 //! Errors built here carry these SQL Server numbers, for the same meaning the server would
 //! report: 911 database does not exist, 1468 database is in a mirroring session (the
@@ -28,43 +29,6 @@ fn found<'a>(
             format!("database {db} does not exist on {}", probe.instance),
         )
     })
-}
-
-/// The databases that still need `SET READ_ONLY` / `SET READ_WRITE`; refuses a missing
-/// database, a mirror and a database that is not ONLINE.
-pub fn fence_targets(
-    probe: &InstanceProbe,
-    dbs: &[DatabaseName],
-    read_only: bool,
-) -> Result<Vec<DatabaseName>, BackendError> {
-    let op = Operation::SetReadOnly;
-    let mut out = Vec::new();
-    for db in dbs {
-        let d = found(op, probe, db)?;
-        if d.mirroring
-            .as_ref()
-            .is_some_and(|m| m.role == MirrorRole::Mirror)
-        {
-            return Err(refuse(
-                op,
-                &probe.instance,
-                1468,
-                format!("database {db} is a mirror on {}", probe.instance),
-            ));
-        }
-        if d.state != DbState::Online {
-            return Err(refuse(
-                op,
-                &probe.instance,
-                5052,
-                format!("database {db} is {} on {}", d.state, probe.instance),
-            ));
-        }
-        if d.read_only != read_only {
-            out.push(db.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// The databases that are RESTORING and need `RESTORE … WITH RECOVERY`; ONLINE ones are
@@ -263,39 +227,6 @@ mod tests {
                 failover_lsn: None,
             }),
         }
-    }
-
-    #[test]
-    fn fence() {
-        let p = probe(vec![
-            d("xds", DbState::Online, true, None),
-            d("lis", DbState::Online, false, None),
-        ]);
-        assert_eq!(
-            fence_targets(&p, &[db("xds"), db("lis")], true).unwrap(),
-            vec![db("lis")]
-        );
-        assert_eq!(
-            fence_targets(&p, &[db("xds"), db("lis")], false).unwrap(),
-            vec![db("xds")]
-        );
-        let e = fence_targets(&p, &[db("nope")], true).unwrap_err();
-        assert_eq!((e.kind, e.code), (ErrorKind::InvalidState, Some(911)));
-        let p = probe(vec![d(
-            "xds",
-            DbState::Restoring,
-            false,
-            Some(MirrorRole::Mirror),
-        )]);
-        assert_eq!(
-            fence_targets(&p, &[db("xds")], true).unwrap_err().kind,
-            ErrorKind::InvalidState
-        );
-        let p = probe(vec![d("xds", DbState::Offline, false, None)]);
-        assert_eq!(
-            fence_targets(&p, &[db("xds")], true).unwrap_err().code,
-            Some(5052)
-        );
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn serde_json_like() -> SqlConfig {
             .try_into()
             .unwrap(),
         control_database: DatabaseName::parse("ctl]db").unwrap(),
+        ..SqlConfig::default()
     }
 }
 

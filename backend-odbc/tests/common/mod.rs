@@ -25,7 +25,7 @@ pub fn require_any_driver() {
 
 use backend_fake::Estate;
 use backend_fake::fixtures::{LOGIN_PASSWORD, LOGIN_USER};
-use backend_odbc::{OdbcBackend, OdbcConfig, PasswordSource, Secret, SqlConfig};
+use backend_odbc::{OdbcBackend, OdbcConfig, Secret};
 use mssql_sim::{SimHandle, SimOptions, Simulator};
 use std::time::Duration;
 
@@ -40,13 +40,10 @@ pub async fn serve(estate: Estate) -> SimHandle {
 /// A FreeTDS plaintext backend for `sim` with the fixture login and `timeout` per call.
 pub fn backend_with(sim: &SimHandle, timeout: Duration) -> OdbcBackend {
     let cfg = OdbcConfig::freetds()
-        .with_login(
-            LOGIN_USER,
-            PasswordSource::Value(Secret::new(LOGIN_PASSWORD)),
-        )
+        .with_login(LOGIN_USER, Secret::new(LOGIN_PASSWORD))
         .with_endpoints(sim.endpoint_map())
         .with_timeouts(Duration::from_secs(5), timeout);
-    OdbcBackend::new(cfg, SqlConfig::default()).expect("valid config")
+    OdbcBackend::new(cfg)
 }
 
 /// The conformance harness: each estate is served by its own simulator; each client is a
