@@ -1,30 +1,8 @@
 //! What the directory needs: where the DC is, how to trust it, how to bind, where the SCP is.
 
-use std::fmt;
+use failover_core::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The bind password. Printed as `***`; read from an environment variable or a file by the
-/// caller, never taken from argv.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The password itself: hand it to the bind, never format or log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
 
 /// The connection to Active Directory.
 #[derive(Debug, Clone)]
@@ -41,7 +19,7 @@ pub struct LdapConfig {
     /// `svc-cms@contoso.com`).
     pub bind_dn: String,
     /// The bind password.
-    pub password: Password,
+    pub password: Secret,
     /// The service control point's DN; `None`: searched for.
     pub scp_dn: Option<String>,
     /// More DCs (URLs) whose value is read back to watch replication converge.
@@ -52,7 +30,7 @@ pub struct LdapConfig {
 
 impl LdapConfig {
     /// A configuration for `url` binding as `bind_dn`, LDAPS expected, 10 s timeout.
-    pub fn new(url: impl Into<String>, bind_dn: impl Into<String>, password: Password) -> Self {
+    pub fn new(url: impl Into<String>, bind_dn: impl Into<String>, password: Secret) -> Self {
         Self {
             url: url.into(),
             starttls: false,
@@ -172,7 +150,7 @@ mod tests {
     use super::*;
 
     fn cfg(url: &str) -> LdapConfig {
-        LdapConfig::new(url, "svc@cms.test", Password::new("pw"))
+        LdapConfig::new(url, "svc@cms.test", Secret::new("pw"))
     }
 
     #[test]

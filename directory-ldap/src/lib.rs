@@ -29,7 +29,7 @@ mod classify;
 mod config;
 mod scp;
 
-pub use config::{ConfigError, LdapConfig, Password};
+pub use config::{ConfigError, LdapConfig};
 pub use scp::{ATTR_BACKEND, ATTR_MIRROR, SCP_CLASS, swap_mods};
 
 use async_trait::async_trait;

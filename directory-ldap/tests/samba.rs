@@ -8,8 +8,8 @@
 //! installs; without them it prints SKIPPED (and fails under `CI`).
 
 use async_trait::async_trait;
-use directory_ldap::{LdapConfig, LdapDirectory, Password};
-use failover_core::{CmsLocation, Directory, ErrorKind, SqlServerName};
+use directory_ldap::{LdapConfig, LdapDirectory};
+use failover_core::{CmsLocation, Directory, ErrorKind, Secret, SqlServerName};
 use failover_testkit::directory::{DirectoryHarness, run_all, values};
 use std::collections::HashMap;
 use std::io::Write;
@@ -90,7 +90,7 @@ impl SambaDc {
         let mut c = LdapConfig::new(
             self.var("SAMBA_URL"),
             self.var("SAMBA_USER"),
-            Password::new(self.password()),
+            Secret::new(self.password()),
         );
         c.ca_file = Some(self.var("SAMBA_CA").into());
         c
@@ -229,7 +229,7 @@ fn samba_active_directory() {
 
         // A wrong password is refused as a permission error and changes nothing.
         let mut c = dc.config();
-        c.password = Password::new("not-the-password");
+        c.password = Secret::new("not-the-password");
         let bad = LdapDirectory::new(c).unwrap();
         let e = bad
             .compare_and_swap(dc.var("SAMBA_URL"), &a, &b)
