@@ -156,9 +156,19 @@ pub fn restatement(plan: &RunReport) -> String {
     o
 }
 
-/// Per waiting state, the total lag at the first and at the last poll, as the progress
-/// observer saw it (`None`: unknown).
-pub type Lags = BTreeMap<StateName, (Option<u64>, Option<u64>)>;
+/// The total lag of one wait as the progress observer saw it (`None`: unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitLag {
+    /// At the first reported poll.
+    pub first: Option<u64>,
+    /// At the last reported poll (a poll that finds the target caught up reports nothing).
+    pub last: Option<u64>,
+    /// The wait ended because the target caught up (the run went on to the next phase).
+    pub caught_up: bool,
+}
+
+/// Per wait (`AwaitingReplication`, `AwaitingCatchUp`), its lag.
+pub type Lags = BTreeMap<StateName, WaitLag>;
 
 /// One line of the summary: a step, or a run of polls of one wait collapsed into one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,7 +287,16 @@ pub fn render_result(r: &RunReport, colour: bool, lags: &Lags) -> String {
         for row in &rows {
             if row.wait {
                 let lag = match lags.get(&row.state) {
-                    Some((Some(a), Some(b))) => format!(", lag {a} → {b}"),
+                    Some(WaitLag {
+                        first: Some(a),
+                        caught_up: true,
+                        ..
+                    }) => format!(", lag {a} → caught up"),
+                    Some(WaitLag {
+                        first: Some(a),
+                        last: Some(b),
+                        ..
+                    }) => format!(", lag {a} → {b}"),
                     _ => String::new(),
                 };
                 let polls = if row.polls == 1 { "poll" } else { "polls" };

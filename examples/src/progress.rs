@@ -1,6 +1,6 @@
 //! Live progress: an indicatif bar on a terminal, plain log lines (tracing) otherwise.
 
-use crate::output::{ExpectedFailures, Lags, wait_of};
+use crate::output::{ExpectedFailures, Lags, WaitLag, wait_of};
 use failover_core::machine::StateName;
 use failover_core::{BackendError, Observer, RunEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -135,6 +135,18 @@ impl Observer for ProgressObserver {
                     " (what-if: not executed)"
                 };
                 let mut last = lock(&self.last);
+                if let Some(w) = last.and_then(wait_of)
+                    && wait_of(*state).is_none()
+                    && !matches!(
+                        state,
+                        StateName::ReleasingLocks
+                            | StateName::UndoingFence
+                            | StateName::UndoingPromotion
+                    )
+                    && let Some(l) = lock(&self.lags).get_mut(&w)
+                {
+                    l.caught_up = true;
+                }
                 let repeat = *last == Some(*state);
                 *last = Some(*state);
                 let label = if *state == StateName::Preflight {
@@ -194,10 +206,14 @@ impl Observer for ProgressObserver {
                 let all_known = known.len() == p.lag.len();
                 if let Some(state) = *lock(&self.last) {
                     let now = all_known.then_some(total);
-                    lock(&self.lags)
+                    let mut lags = lock(&self.lags);
+                    let l = lags
                         .entry(wait_of(state).unwrap_or(state))
-                        .and_modify(|(_, last)| *last = now)
-                        .or_insert((now, now));
+                        .or_insert(WaitLag {
+                            first: now,
+                            ..WaitLag::default()
+                        });
+                    l.last = now;
                 }
                 let lags = p
                     .lag

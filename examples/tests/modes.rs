@@ -624,3 +624,105 @@ fn crash_then_resume_from_the_journal() {
     );
     assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
 }
+
+#[test]
+fn summary_collapses_polls_and_shows_time() {
+    // Replication gains one change per operation on the workload: the wait takes polls.
+    let mut opts = fixtures::Options::default().lag(40);
+    opts.link_rate = 2;
+    opts.workload_rate = 1;
+    let sim = Sim::start(opts);
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w
+        .cmd()
+        .args(["failover", "--yes", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
+    let wait = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("AwaitingReplication: "))
+        .unwrap_or_else(|| panic!("no collapsed wait line:\n{text}"));
+    assert!(
+        wait.contains(" polls, ") && wait.contains(", lag "),
+        "{wait}"
+    );
+    assert!(
+        wait.ends_with("→ caught up"),
+        "the wait ends caught up: {wait}"
+    );
+    assert_eq!(
+        text.matches("AwaitingReplication").count(),
+        1,
+        "polls are one line:\n{text}"
+    );
+    assert!(text.contains("of it waiting for replication"), "{text}");
+    assert!(text.contains("Preflight (again, under the lock)"), "{text}");
+    assert!(
+        stderr.contains("step Preflight (again, under the lock)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("ERROR"),
+        "third-party errors the tool handles are not shown by default:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_dead_source_in_disaster_recovery_is_reported_once_with_a_count() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    let dead = [fixtures::active(), fixtures::active_mirror()];
+    for i in &dead {
+        sim.estate.set_reachable(i, false).unwrap();
+    }
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w
+        .cmd()
+        .args(["failover", "--yes", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .args(drdr_args())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
+    for i in &dead {
+        let name = i.to_string();
+        let failures = stderr
+            .lines()
+            .filter(|l| l.contains(&name) && (l.contains("retrying") || l.contains("failed after")))
+            .count();
+        assert_eq!(
+            failures, 1,
+            "{name}: one failure line, then a count:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{name}: unreachable, as expected in disaster recovery ("
+            )),
+            "{stderr}"
+        );
+        let summary = format!("Source unreachable, as expected in disaster recovery: ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&summary) && l.ends_with(&format!(" on {name}")))
+            .unwrap_or_else(|| panic!("no count for {name}:\n{text}"));
+        let n: usize = line[summary.len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{line}");
+    }
+    assert!(!text.contains("Retried calls"), "{text}");
+}
