@@ -2,8 +2,8 @@
 //! HTML report file.
 
 use crate::failure::Failure;
-use crate::output::{Lags, render_plan, render_result};
-use crate::report::{self, Confirmation, ReportDoc};
+use crate::output::{render_plan, render_result};
+use crate::report::{self, Confirmation, Lags, ReportDoc};
 use crate::status::StatusDoc;
 use failover_core::{Mode, RunReport};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Text output for people: the numbered what-if plan and the result summary.
 
-use crate::report::{format_ms, next_step};
+use crate::report::{Lags, WaitLag, format_ms, next_step};
 use crate::style::{Tone, paint};
 use failover_core::driver::StepRecord;
 use failover_core::machine::StateName;
@@ -155,20 +155,6 @@ pub fn restatement(plan: &RunReport) -> String {
     }
     o
 }
-
-/// The total lag of one wait as the progress observer saw it (`None`: unknown).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WaitLag {
-    /// At the first reported poll.
-    pub first: Option<u64>,
-    /// At the last reported poll (a poll that finds the target caught up reports nothing).
-    pub last: Option<u64>,
-    /// The wait ended because the target caught up (the run went on to the next phase).
-    pub caught_up: bool,
-}
-
-/// Per wait (`AwaitingReplication`, `AwaitingCatchUp`), its lag.
-pub type Lags = BTreeMap<StateName, WaitLag>;
 
 /// One line of the summary: a step, or a run of polls of one wait collapsed into one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,4 +331,102 @@ pub fn render_result(r: &RunReport, colour: bool, lags: &Lags) -> String {
     warnings(r, &mut o, colour);
     let _ = writeln!(o, "Next: {}", next_step(&r.outcome, r.what_if));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_fake::fixtures;
+    use failover_core::driver::StepRecord;
+
+    fn step(state: StateName, started_ms: u64, duration_ms: u64) -> StepRecord {
+        StepRecord {
+            state,
+            description: String::new(),
+            precondition: String::new(),
+            changes: String::new(),
+            started_ms,
+            started_unix_ms: 0,
+            duration_ms,
+            executed: true,
+            ops: Vec::new(),
+        }
+    }
+
+    fn run(steps: Vec<StepRecord>, duration_ms: u64) -> RunReport {
+        let fx = fixtures::build(&fixtures::Options::default());
+        RunReport {
+            run_id: "r".into(),
+            mode: Mode::Planned,
+            what_if: false,
+            topology: fx.topology,
+            backend: "fake".into(),
+            started_unix_ms: 0,
+            finished_unix_ms: duration_ms,
+            duration_us: duration_ms * 1000,
+            steps,
+            states: Vec::new(),
+            outcome: Outcome::Refused {
+                reason: "test".into(),
+            },
+            warnings: Vec::new(),
+            blockers: Vec::new(),
+            data_loss: None,
+            window: None,
+            final_state: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn polls_and_pauses_collapse_into_one_timed_row() {
+        use StateName as S;
+        let mut steps = vec![
+            step(S::Preflight, 0, 5),
+            step(S::AcquiringLocks, 5, 1),
+            step(S::Preflight, 6, 2),
+        ];
+        for i in 0..4 {
+            steps.push(step(S::AwaitingReplication, 10 + i * 1000, 1));
+            steps.push(step(S::ReplicationPause, 11 + i * 1000, 0));
+        }
+        steps.push(step(S::Fencing, 4010, 3));
+        let rows = summary_rows(&run(steps, 4020));
+        let labels: Vec<_> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "Preflight",
+                "AcquiringLocks",
+                "Preflight (again, under the lock)",
+                "AwaitingReplication",
+                "Fencing"
+            ]
+        );
+        let wait = &rows[3];
+        assert!(wait.wait);
+        assert_eq!(wait.polls, 4);
+        assert_eq!(wait.elapsed_ms, 4000, "from the first poll to the fence");
+        assert_eq!(
+            rows[4].elapsed_ms, 10,
+            "the last step runs to the end of the run"
+        );
+        assert_eq!(rows[0].elapsed_ms, 5);
+    }
+
+    #[test]
+    fn expected_failures_are_the_old_source_in_disaster_recovery_only() {
+        let fx = fixtures::build(&fixtures::Options::default().mirrored(true));
+        let dr =
+            Mode::disaster_recovery(true, Some("sql-b.cms.test"), Some("RTC"), None, None).unwrap();
+        let e = |i: &failover_core::InstanceAddr, kind| {
+            BackendError::new(kind, failover_core::Operation::Probe, i, "down")
+        };
+        let x = ExpectedFailures::of(&dr, &fx.topology);
+        assert!(x.covers(&e(&fixtures::active(), ErrorKind::Unreachable)));
+        assert!(x.covers(&e(&fixtures::active_mirror(), ErrorKind::Timeout)));
+        assert!(!x.covers(&e(&fixtures::active(), ErrorKind::Permission)));
+        assert!(!x.covers(&e(&fixtures::backup(), ErrorKind::Unreachable)));
+        let planned = ExpectedFailures::of(&Mode::Planned, &fx.topology);
+        assert!(!planned.covers(&e(&fixtures::active(), ErrorKind::Unreachable)));
+    }
 }

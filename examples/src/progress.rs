@@ -1,6 +1,7 @@
 //! Live progress: an indicatif bar on a terminal, plain log lines (tracing) otherwise.
 
-use crate::output::{ExpectedFailures, Lags, WaitLag, wait_of};
+use crate::output::{ExpectedFailures, wait_of};
+use crate::report::{Lags, WaitLag};
 use failover_core::machine::StateName;
 use failover_core::{BackendError, Observer, RunEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

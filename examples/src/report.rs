@@ -2,8 +2,10 @@
 //! self-contained HTML page (`--report`) with minijinja. Secrets are redacted from both.
 
 use crate::status::StatusDoc;
+use failover_core::machine::StateName;
 use failover_core::{Outcome, RunReport};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 const TEMPLATE: &str = include_str!("report.html.jinja");
 
@@ -38,8 +40,22 @@ pub struct ReportDoc {
     /// The total lag at the first and last poll of each wait, as the progress saw it (for
     /// the text summary).
     #[serde(skip)]
-    pub lags: crate::output::Lags,
+    pub lags: Lags,
 }
+
+/// The total lag of one wait as the progress observer saw it (`None`: unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitLag {
+    /// At the first reported poll.
+    pub first: Option<u64>,
+    /// At the last reported poll (a poll that finds the target caught up reports nothing).
+    pub last: Option<u64>,
+    /// The wait ended because the target caught up (the run went on to the next phase).
+    pub caught_up: bool,
+}
+
+/// Per wait (`AwaitingReplication`, `AwaitingCatchUp`), its lag.
+pub type Lags = BTreeMap<StateName, WaitLag>;
 
 /// How a run was confirmed, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
