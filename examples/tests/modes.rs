@@ -711,10 +711,10 @@ fn the_dead_source_in_disaster_recovery_is_reported_once_with_a_count() {
             )),
             "{stderr}"
         );
-        let summary = format!("Source unreachable, as expected in disaster recovery: ");
+        let summary = "Source unreachable, as expected in disaster recovery: ";
         let line = text
             .lines()
-            .find(|l| l.starts_with(&summary) && l.ends_with(&format!(" on {name}")))
+            .find(|l| l.starts_with(summary) && l.ends_with(&format!(" on {name}")))
             .unwrap_or_else(|| panic!("no count for {name}:\n{text}"));
         let n: usize = line[summary.len()..]
             .split(' ')
