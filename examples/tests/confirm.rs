@@ -29,8 +29,13 @@ fn dr_args() -> Vec<String> {
 }
 
 /// `cms-failover <args>` on a pseudo-terminal (stdin, stdout and stderr), with the test
-/// environment of [`Work::cmd`].
+/// environment of [`Work::cmd`] and `NO_COLOR`.
 fn on_terminal(w: &Work, args: &[String]) -> PtySession {
+    spawn_on_terminal(w, args, true)
+}
+
+/// [`on_terminal`], with `NO_COLOR` set or not.
+fn spawn_on_terminal(w: &Work, args: &[String], no_color: bool) -> PtySession {
     let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cms-failover"));
     c.args(args)
         .env_remove("CMS_FAILOVER_TOPOLOGY")
@@ -41,7 +46,11 @@ fn on_terminal(w: &Work, args: &[String]) -> PtySession {
         .env("CMS_FAILOVER_JOURNAL_DIR", w.journal())
         .env("USER", "tester")
         .env("TERM", "xterm")
-        .env("NO_COLOR", "1");
+        .env_remove("CLICOLOR")
+        .env_remove("NO_COLOR");
+    if no_color {
+        c.env("NO_COLOR", "1");
+    }
     rexpect::session::spawn_command(c, Some(PTY_TIMEOUT_MS)).expect("spawn on a pty")
 }
 
@@ -85,15 +94,7 @@ fn without_a_terminal_a_change_needs_yes_and_nothing_is_contacted() {
         dr,
         vec!["restore"],
     ] {
-        let out = w
-            .cmd()
-            .args(&args)
-            .arg("--topology")
-            .arg(&t)
-            .arg("--journal-dir")
-            .arg(w.journal())
-            .output()
-            .unwrap();
+        let out = w.run(&t, &args);
         let e = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
         assert!(e.contains("stdin is not a terminal"), "{args:?}: {e}");
@@ -109,15 +110,10 @@ fn yes_answers_for_scripts_and_is_recorded() {
     let w = Work::new();
     let t = sim.topology(&w, "");
     // --confirm --yes: the whole plan and the restatement are shown, nothing is asked.
-    let out = w
-        .cmd()
-        .args(["failover", "--confirm", "--yes", "--json", "--topology"])
-        .arg(&t)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .args(dr_args())
-        .output()
-        .unwrap();
+    let mut args = vec!["failover", "--confirm", "--yes", "--json"];
+    let dr_flags = dr_args();
+    args.extend(dr_flags.iter().map(String::as_str));
+    let out = w.run(&t, &args);
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{e}");
     assert!(e.contains("Plan ("), "the whole plan is shown: {e}");
@@ -254,15 +250,7 @@ fn result_is_coloured_on_a_terminal_unless_no_color() {
     let sim = Sim::standard();
     let w = Work::new();
     let t = sim.topology(&w, "");
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cms-failover"));
-    c.args(failover_args(&t, &["--yes"]))
-        .env(PW_VAR, fixtures::LOGIN_PASSWORD)
-        .env("HOME", w.dir.path())
-        .env("CMS_FAILOVER_JOURNAL_DIR", w.journal())
-        .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
-        .env_remove("CLICOLOR");
-    let p = rexpect::session::spawn_command(c, Some(PTY_TIMEOUT_MS)).unwrap();
+    let p = spawn_on_terminal(&w, &failover_args(&t, &["--yes"]), false);
     let (out, code) = finish(p);
     assert_eq!(code, 0, "{out}");
     let result_line = |out: &str| {

@@ -634,14 +634,7 @@ fn summary_collapses_polls_and_shows_time() {
     let sim = Sim::start(opts);
     let w = Work::new();
     let t = sim.topology(&w, "");
-    let out = w
-        .cmd()
-        .args(["failover", "--yes", "--topology"])
-        .arg(&t)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .output()
-        .unwrap();
+    let out = w.run(&t, &["failover", "--yes"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
@@ -683,15 +676,9 @@ fn the_dead_source_in_disaster_recovery_is_reported_once_with_a_count() {
     }
     let w = Work::new();
     let t = sim.topology(&w, "");
-    let out = w
-        .cmd()
-        .args(["failover", "--yes", "--topology"])
-        .arg(&t)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .args(drdr_args())
-        .output()
-        .unwrap();
+    let mut args = vec!["failover", "--yes"];
+    args.extend(drdr_args());
+    let out = w.run(&t, &args);
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
