@@ -54,16 +54,25 @@ fn what(r: &RunReport) -> &'static str {
 /// From, to and the databases.
 fn facts(r: &RunReport, o: &mut String) {
     let t = &r.topology;
-    let (from, to) = match &r.mode {
-        Mode::Planned => (t.active.to_string(), t.backup.to_string()),
-        Mode::DisasterRecovery { target } => (t.active.to_string(), target.to_string()),
-        Mode::Restore => (
-            "the recorded store".to_string(),
-            "back into service".to_string(),
-        ),
-    };
-    let _ = writeln!(o, "  from:      {from}");
-    let _ = writeln!(o, "  to:        {to}");
+    match &r.mode {
+        Mode::Planned => {
+            let _ = writeln!(o, "  from:      {}", t.active);
+            let _ = writeln!(o, "  to:        {}", t.backup);
+        }
+        Mode::DisasterRecovery { target } => {
+            let _ = writeln!(o, "  from:      {}", t.active);
+            let _ = writeln!(o, "  to:        {target}");
+        }
+        // A restore's plan (and result) names the recorded store it puts back into service.
+        Mode::Restore => match &r.outcome {
+            Outcome::Succeeded { active, .. } => {
+                let _ = writeln!(o, "  store:     {active} (the recorded CMS store)");
+            }
+            _ => {
+                let _ = writeln!(o, "  store:     the recorded CMS store");
+            }
+        },
+    }
     let dbs: Vec<_> = t.databases.iter().map(|d| d.as_str()).collect();
     let _ = writeln!(o, "  databases: {}", dbs.join(", "));
 }

@@ -191,6 +191,29 @@ fn planned_prompt_restates_the_run_then_asks() {
 }
 
 #[test]
+fn restore_prompt_names_the_recorded_store() {
+    let sim = Sim::standard();
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.mutations();
+    let args = ["restore", "--topology", t.to_str().unwrap()].map(String::from);
+    let mut p = on_terminal(&w, &args);
+    let shown = expect(&mut p, "Proceed with these changes? [y/N]");
+    assert!(shown.contains("About to run a restore:"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "store:     {} (the recorded CMS store)",
+            fixtures::active()
+        )),
+        "{shown}"
+    );
+    p.send_line("").unwrap();
+    let (rest, code) = finish(p);
+    assert_eq!(code, 3, "an empty answer declines: {rest}");
+    assert_eq!(sim.mutations(), before);
+}
+
+#[test]
 fn disaster_prompt_needs_yes_and_asks_again_with_the_reason() {
     let sim = Sim::standard();
     let w = Work::new();
