@@ -180,7 +180,8 @@ impl Observer for ProgressObserver {
                 let msg = format!("retrying {op} after attempt {attempt}: {error}{note}");
                 match &self.bar {
                     Some(b) => b.println(format!("  ! {msg}")),
-                    None => tracing::warn!("{msg}"),
+                    None if note.is_empty() => tracing::warn!("{msg}"),
+                    None => tracing::info!("{msg}"),
                 }
             }
             RunEvent::OpFinished {
@@ -196,7 +197,8 @@ impl Observer for ProgressObserver {
                     let msg = format!("{op} failed after {attempts} attempt(s): {e}{note}");
                     match &self.bar {
                         Some(b) => b.println(format!("  x {msg}")),
-                        None => tracing::warn!("{msg}"),
+                        None if note.is_empty() => tracing::warn!("{msg}"),
+                        None => tracing::info!("{msg}"),
                     }
                 }
                 None => tracing::debug!("{op}: ok ({attempts} attempt(s))"),
