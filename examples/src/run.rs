@@ -140,6 +140,8 @@ async fn confirm(
         return Ok(Confirmed::Go(given_yes(by)));
     }
     let disaster = matches!(p.request.mode, Mode::DisasterRecovery { .. });
+    // Listen for Ctrl-C before the prompt appears, so no interrupt can fall between.
+    let interrupted = interrupt_listener()?;
     let answer = tokio::task::spawn_blocking(move || {
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
@@ -147,7 +149,7 @@ async fn confirm(
     });
     let answered = tokio::select! {
         a = answer => a,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted => {
             eprintln!("\nCancelled at the prompt: nothing was changed.");
             return Ok(Confirmed::Stop(EXIT_CANCELLED));
         }
@@ -170,6 +172,32 @@ async fn confirm(
             "not confirmed at the prompt; nothing was changed",
             "run again and answer the prompt when ready",
         )),
+    }
+}
+
+/// A future that completes on the next Ctrl-C; the listener is registered when this
+/// returns, not when the future is first polled.
+fn interrupt_listener() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    let cannot = |e: std::io::Error| {
+        Failure::refused(
+            format!("cannot listen for Ctrl-C: {e}; nothing was changed"),
+            "run again, or use --yes",
+        )
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut s = signal(SignalKind::interrupt()).map_err(cannot)?;
+        Ok(async move {
+            s.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = cannot;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
