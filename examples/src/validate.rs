@@ -211,28 +211,30 @@ pub fn failover_mode(a: &FailoverArgs) -> Result<Mode, Failure> {
     }
     let next = "disaster recovery takes --force --backup-sql-server-fqdn FQDN [--backup-sql-instance-name NAME] [--backup-mirror-sql-server-fqdn FQDN --backup-mirror-sql-instance-name NAME]; a planned failover takes none of these";
     // Each flag on its own first, so the message names exactly the flag that is wrong.
-    for (flag, v) in [
-        ("--backup-sql-server-fqdn", &a.backup_sql_server_fqdn),
+    let addr = |v: &str| failover_core::InstanceAddr::parse(v).map(drop);
+    let name = |v: &str| failover_core::InstanceName::parse(v).map(drop);
+    type Check<'a> = &'a dyn Fn(&str) -> Result<(), failover_core::ValidationError>;
+    let flags: [(&str, &Option<String>, Check); 4] = [
+        ("--backup-sql-server-fqdn", &a.backup_sql_server_fqdn, &addr),
+        (
+            "--backup-sql-instance-name",
+            &a.backup_sql_instance_name,
+            &name,
+        ),
         (
             "--backup-mirror-sql-server-fqdn",
             &a.backup_mirror_sql_server_fqdn,
+            &addr,
         ),
-    ] {
-        if let Some(v) = v {
-            failover_core::InstanceAddr::parse(v)
-                .map_err(|e| Failure::usage(e.in_field(flag).to_string(), next))?;
-        }
-    }
-    for (flag, v) in [
-        ("--backup-sql-instance-name", &a.backup_sql_instance_name),
         (
             "--backup-mirror-sql-instance-name",
             &a.backup_mirror_sql_instance_name,
+            &name,
         ),
-    ] {
+    ];
+    for (flag, v, check) in flags {
         if let Some(v) = v {
-            failover_core::InstanceName::parse(v)
-                .map_err(|e| Failure::usage(e.in_field(flag).to_string(), next))?;
+            check(v).map_err(|e| Failure::usage(e.in_field(flag).to_string(), next))?;
         }
     }
     Mode::disaster_recovery(
