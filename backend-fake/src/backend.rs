@@ -1,12 +1,12 @@
 //! [`FakeBackend`]: the [`Backend`] over an [`Estate`].
 
-use crate::error::{LOCATION_CONFLICT, SqlError};
+use crate::error::SqlError;
 use crate::estate::{Estate, SessionId};
 use crate::fault::Fault;
 use async_trait::async_trait;
 use failover_core::sqlerror::classify;
 use failover_core::{
-    Backend, BackendError, DatabaseName, DatabasePosition, ErrorKind, InstanceAddr, InstanceProbe,
+    Backend, BackendError, DatabaseName, DatabasePosition, InstanceAddr, InstanceProbe,
     LocationRecord, LockAttempt, MirrorFailoverKind, MirrorRole, Operation, Position,
 };
 use std::collections::HashMap;
@@ -24,8 +24,8 @@ use std::sync::Mutex;
 /// completes. Opening a session draws a fault for [`Operation::Connect`]; there every
 /// fault other than an error is a refused connection (53).
 ///
-/// Server errors are classified with [`failover_core::sqlerror::classify`], except
-/// [`LOCATION_CONFLICT`] which is `InvalidState` (see [`crate::error`]).
+/// Server errors are classified with [`failover_core::sqlerror::classify`] (which lists the
+/// location conflict [`crate::LOCATION_CONFLICT`] as `InvalidState`).
 ///
 /// Contract details: `recover` treats the estate's 3117 (RESTORE on an ONLINE database) as
 /// the idempotent no-op; `mirror_failover(Forced)` reads the role first and skips databases
@@ -55,14 +55,6 @@ impl Drop for FakeBackend {
         for s in sessions.into_values() {
             self.estate.close_session(s);
         }
-    }
-}
-
-/// Classifies a server error number the way every backend should.
-pub(crate) fn kind_of(number: i32) -> ErrorKind {
-    match classify(number) {
-        ErrorKind::Fatal if number == LOCATION_CONFLICT => ErrorKind::InvalidState,
-        k => k,
     }
 }
 
@@ -105,7 +97,7 @@ impl FakeBackend {
     }
 
     fn error(&self, op: Operation, addr: &InstanceAddr, e: SqlError) -> BackendError {
-        BackendError::new(kind_of(e.number), op, addr, e.message).with_code(e.number)
+        BackendError::new(classify(e.number), op, addr, e.message).with_code(e.number)
     }
 
     fn connect(&self, op: Operation, addr: &InstanceAddr) -> Result<SessionId, BackendError> {

@@ -33,8 +33,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Error number of a location-record compare-and-swap conflict: the user-defined error a
-/// `THROW 50000, N'…', 1` in the location procedure raises. `failover_core`'s table does not
-/// list it (yet), so [`crate::FakeBackend`] classifies it as `InvalidState` itself.
+/// `THROW 50000, N'…', 1` in the location procedure raises; `failover_core::sqlerror`
+/// classifies it as invalid state. The TDS simulator (`mssql-sim`) matches on it to turn a
+/// compare-and-swap conflict into "0 rows affected", as the real `UPDATE … WHERE epoch = …`
+/// reports it.
 pub const LOCATION_CONFLICT: i32 = 50000;
 
 /// An error as SQL Server reports it.

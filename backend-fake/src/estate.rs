@@ -27,26 +27,16 @@
 
 use crate::error::SqlError;
 use crate::fault::{Fault, FaultConfig, FaultState};
+pub use crate::snapshot::SessionId;
 use crate::snapshot::{
     Change, DbRow, InstanceSnapshot, LockSnapshot, MirrorRow, Mutation, Snapshot,
 };
 use failover_core::{
     DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorRole, MirrorState, Operation,
 };
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// A client session (one connection) on one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct SessionId(pub u64);
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "session {}", self.0)
-    }
-}
 
 /// Identifies a replication link for [`Estate::set_link_stalled`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

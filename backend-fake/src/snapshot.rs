@@ -1,13 +1,23 @@
 //! Read-only views of the estate: rows as the system views show them, snapshots and the
 //! mutation history, with helpers for invariant checks.
 
-use crate::estate::SessionId;
 use failover_core::{
     DatabaseName, DatabaseProbe, DbState, InstanceAddr, LocationRecord, MirrorInfo, MirrorRole,
     MirrorState,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// A client session (one connection) on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session {}", self.0)
+    }
+}
 
 /// One `sys.database_mirroring` row (non-NULL part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,9 +1,9 @@
 //! Builds the chosen [`Backend`] from the topology file. Building connects to nothing: the
 //! backends connect on first use.
 
-use crate::app::Failure;
 use crate::cli::BackendKind;
 use crate::config::{Config, TlsMode};
+use crate::failure::Failure;
 use failover_core::{Backend, Secret};
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,9 +6,13 @@ use std::path::PathBuf;
 /// Fail the Skype for Business Central Management Store over between SQL Server stores,
 /// safely: a typed, resumable state machine with a journal, a lock and a fencing epoch.
 ///
-/// Exit codes: 0 succeeded; 2 bad input or usage (nothing changed); 3 refused before any
-/// change (a safety check, a missing confirmation); 4 failed and rolled back; 5 failed and
-/// needs `cms-failover restore`; 130 cancelled (Ctrl-C).
+/// Every command that changes something asks first on a terminal (`--yes` answers for
+/// scripts; without a terminal it is required).
+///
+/// Exit codes: 0 succeeded; 2 bad input or usage (nothing changed, nothing contacted; also a
+/// change with no terminal to confirm on and no --yes); 3 refused before any change (a safety
+/// check, a declined confirmation); 4 failed and rolled back; 5 failed and needs
+/// `cms-failover restore`; 130 cancelled (Ctrl-C, also at the prompt).
 #[derive(Debug, Parser)]
 #[command(name = "cms-failover", version, propagate_version = true)]
 pub struct Cli {
@@ -79,10 +83,12 @@ pub struct RunArgs {
     /// block it now) and change nothing.
     #[arg(long)]
     pub what_if: bool,
-    /// Show the plan and ask before the first change (disaster recovery: type `yes`).
+    /// Show the whole plan (every step and its SQL) before the confirmation prompt. Without
+    /// it the prompt restates from → to, the databases and (disaster recovery) the data-loss
+    /// estimate; either way it asks before the first change (disaster recovery: type `yes`).
     #[arg(long)]
     pub confirm: bool,
-    /// Answer the --confirm prompt with yes (for scripts).
+    /// Confirm without asking (for scripts; required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Write an HTML report of the run to this file.
@@ -112,7 +118,7 @@ pub struct FailoverArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Disaster recovery: do not wait for replication (data may be lost). Needs
-    /// --backup-sql-server-fqdn. Never skips a --confirm prompt.
+    /// --backup-sql-server-fqdn. Still asks for `yes` unless --yes is given.
     #[arg(long)]
     pub force: bool,
     /// Disaster recovery: the backup store's SQL Server (`fqdn[,port]`).

@@ -217,28 +217,23 @@ struct RawOdbc {
     connection_string: Option<Spanned<String>>,
 }
 
-/// Parses a duration: a number of seconds, or a number with a unit `ms`, `s`, `m` or `h`
-/// (`500ms`, `30s`, `5m`).
+/// Parses a duration with [`humantime`] (`500ms`, `30s`, `5m`, `1h 30m`, `2min`), or a bare
+/// number of seconds (`30`). Zero is refused: every value is a timeout or an interval.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. `500ms`, `30s`, `5m` or `1h`"))?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}`: use ms, s, m or h"
-            ));
-        }
+    const EXAMPLES: &str = "write e.g. `500ms`, `30s`, `5m` or `1h 30m`";
+    let t = s.trim();
+    let d = if t.is_empty() {
+        return Err(format!("an empty duration: {EXAMPLES}"));
+    } else if t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{t}` is too large a number of seconds"))?
+    } else {
+        humantime::parse_duration(t)
+            .map_err(|e| format!("`{t}` is not a duration ({e}): {EXAMPLES}"))?
     };
     if d.is_zero() {
-        return Err(format!("`{s}`: a timeout must be greater than zero"));
+        return Err(format!("`{t}`: a timeout must be greater than zero"));
     }
     Ok(d)
 }
@@ -712,8 +707,28 @@ tls = "off"
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 fortnights").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("10 s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2min").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration(" 30s ").unwrap(), Duration::from_secs(30));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("greater than zero")
+        );
+        assert!(
+            parse_duration("0")
+                .unwrap_err()
+                .contains("greater than zero")
+        );
+        let e = parse_duration("5 fortnights").unwrap_err();
+        assert!(
+            e.contains("`5 fortnights` is not a duration") && e.contains("30s"),
+            "{e}"
+        );
+        assert!(parse_duration("").unwrap_err().contains("empty"));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("99999999999999999999999").is_err());
     }
 }

@@ -2,14 +2,18 @@
 //! simulator serving a `backend_fake::fixtures` estate), a failover through a real SQL
 //! backend with live progress, the status before and after, and the HTML report.
 
-use crate::app::{Failure, check_report_path, emit, report_doc};
 use crate::backends;
 use crate::cli::{DemoArgs, DemoMode};
 use crate::config::{Config, ConnectionOptions, LoginConfig, OdbcOptions, TlsMode};
+use crate::emit::{Context, emit, report_doc};
+use crate::failure::Failure;
+use crate::output::ExpectedFailures;
 use crate::progress::ProgressObserver;
-use crate::secret::{Password, PasswordSource};
+use crate::secret::PasswordSource;
 use crate::status;
+use crate::validate::{check_report_path, new_run_id};
 use backend_fake::fixtures;
+use failover_core::Secret;
 use failover_core::journal::{JournalEvent, JournalRecord};
 use failover_core::machine::StateName;
 use failover_core::{
@@ -32,6 +36,20 @@ pub fn demo_settings() -> Settings {
         undo_timeout: Duration::from_secs(15),
         retry_backoff: Duration::from_millis(100),
         ..Settings::default()
+    }
+}
+
+/// `a planned failover`, `a what-if plan of a disaster recovery`, … for the demo's heading.
+pub fn demo_title(mode: &Mode, what_if: bool) -> String {
+    let run = match mode {
+        Mode::Planned => "planned failover",
+        Mode::DisasterRecovery { .. } => "disaster recovery",
+        Mode::Restore => "restore",
+    };
+    if what_if {
+        format!("a what-if plan of a {run}")
+    } else {
+        format!("a {run}")
     }
 }
 
@@ -102,7 +120,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         },
         sql: failover_tsql::SqlConfig::default(),
     };
-    let password = Password::new(fixtures::LOGIN_PASSWORD);
+    let password = Secret::new(fixtures::LOGIN_PASSWORD);
     let secrets = [password.expose()];
     let backend = backends::build(
         a.backend,
@@ -193,20 +211,20 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     say("\n== Status before ==");
     say(status::render_text(&before).trim_end());
 
-    let mut req = FailoverRequest::new(crate::app::new_run_id(), topo.clone(), mode)
-        .expect("valid demo request");
+    let mut req =
+        FailoverRequest::new(new_run_id(), topo.clone(), mode).expect("valid demo request");
     req.what_if = a.what_if;
     req.settings = config.settings.clone();
     say(&format!(
-        "\n== Running a {} {}through backend {} ==",
-        req.mode,
-        if a.what_if { "what-if " } else { "" },
+        "\n== Running {} through the {} backend ==",
+        demo_title(&req.mode, a.what_if),
         backend.name()
     ));
     let cancel = CancelHandle::new();
     let observer = Arc::new(ProgressObserver::new(
         std::io::stderr().is_terminal(),
         quiet,
+        ExpectedFailures::of(&req.mode, &req.topology),
     ));
     let driver = Driver::new(backend.clone())
         .with_journal(journal.clone() as Arc<dyn Journal>)
@@ -230,7 +248,14 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         println!();
     }
     let code = run.outcome.exit_code();
-    let doc = report_doc("demo", &run, argv, Some(before), Some(after));
+    let cx = Context {
+        argv,
+        confirmation: None,
+        before: Some(before),
+        after: Some(after),
+        lags: observer.lags(),
+    };
+    let doc = report_doc("demo", &run, cx);
     emit(&doc, a.json, Some(&report_path), &secrets)?;
     drop(backend);
     sim.shutdown().await;

@@ -1,12 +1,20 @@
 //! The `cms-failover` command-line tool, as a library so its parts are testable.
 //!
+//! Dependencies point one way: [`app`] (the entry point) uses the commands ([`run`],
+//! [`status_cmd`], [`demo`]), which use the concerns below them; nothing uses [`app`].
+//!
 //! - [`cli`]: the command line (clap).
 //! - [`config`]: the topology file (TOML) with line/key error messages.
 //! - [`secret`]: the SQL login's password, from an env var or a file.
-//! - [`app`]: validation of every input before any connection, the run, exit codes.
+//! - [`failure`]: a command that stopped before running, and its exit code.
+//! - [`logging`]: the runtime and the log subscriber.
+//! - [`validate`]: every input checked before any connection.
+//! - [`prompt`]: the confirmation prompt.
+//! - [`run`]: `failover` / `restore`; [`status_cmd`]: `status`; [`demo`]: the zero-setup
+//!   demo over the TDS simulator.
 //! - [`backends`]: builds backend-tiberius or backend-odbc from the topology.
-//! - [`status`], [`output`], [`report`], [`progress`]: what the operator sees.
-//! - [`demo`]: the zero-setup demo over the TDS simulator.
+//! - [`emit`], [`report`], [`output`], [`status`], [`progress`], [`style`]: what the operator
+//!   sees.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -14,8 +22,16 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod emit;
+pub mod failure;
+pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod prompt;
 pub mod report;
+pub mod run;
 pub mod secret;
 pub mod status;
+pub mod status_cmd;
+pub mod style;
+pub mod validate;

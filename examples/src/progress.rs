@@ -1,8 +1,12 @@
 //! Live progress: an indicatif bar on a terminal, plain log lines (tracing) otherwise.
 
-use failover_core::{Observer, RunEvent};
+use crate::output::{ExpectedFailures, wait_of};
+use crate::report::{Lags, WaitLag};
+use failover_core::machine::StateName;
+use failover_core::{BackendError, Observer, RunEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Reports [`RunEvent`]s to the operator.
@@ -11,12 +15,25 @@ pub struct ProgressObserver {
     /// The largest total lag seen during the current wait (the bar's length).
     wait_len: Mutex<Option<u64>>,
     /// The last step printed, so polling steps print once.
-    last: Mutex<Option<failover_core::StateName>>,
+    last: Mutex<Option<StateName>>,
+    /// How many preflights have started (the second runs under the lock).
+    preflights: Mutex<usize>,
+    /// The total lag at the first and last poll of each wait.
+    lags: Mutex<Lags>,
+    /// Failures the run expects (the dead source in disaster recovery): shown once each.
+    expected: ExpectedFailures,
+    /// How many expected failures each instance had.
+    expected_seen: Mutex<BTreeMap<String, usize>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ProgressObserver {
-    /// A bar on stderr when `terminal` (and not `quiet`), log lines otherwise.
-    pub fn new(terminal: bool, quiet: bool) -> Self {
+    /// A bar on stderr when `terminal` (and not `quiet`), log lines otherwise; failures
+    /// covered by `expected` are shown once per instance and then only counted.
+    pub fn new(terminal: bool, quiet: bool, expected: ExpectedFailures) -> Self {
         let bar = (terminal && !quiet).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(spinner_style());
@@ -27,13 +44,52 @@ impl ProgressObserver {
             bar,
             wait_len: Mutex::new(None),
             last: Mutex::new(None),
+            preflights: Mutex::new(0),
+            lags: Mutex::new(Lags::new()),
+            expected,
+            expected_seen: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Stops drawing (call when the run is over).
+    /// Stops drawing (call when the run is over) and prints the count of expected
+    /// failures per instance.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        for (instance, n) in lock(&self.expected_seen).iter() {
+            let msg = format!(
+                "{instance}: unreachable, as expected in disaster recovery ({n} failed call(s) in all)"
+            );
+            match &self.bar {
+                Some(_) => eprintln!("  {msg}"),
+                None => tracing::info!("{msg}"),
+            }
+        }
+    }
+
+    /// The total lag at the first and the last poll of each wait seen so far.
+    pub fn lags(&self) -> Lags {
+        lock(&self.lags).clone()
+    }
+
+    /// Counts `e` if it is expected; returns whether it should still be shown (the first
+    /// expected failure of an instance, or any unexpected one).
+    fn show(&self, e: &BackendError) -> bool {
+        if !self.expected.covers(e) {
+            return true;
+        }
+        let mut seen = lock(&self.expected_seen);
+        let n = seen.entry(e.instance.clone()).or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    fn expected_note(&self, e: &BackendError) -> &'static str {
+        if self.expected.covers(e) {
+            " (expected in disaster recovery; further failures of this instance are counted, not shown)"
+        } else {
+            ""
         }
     }
 
@@ -79,25 +135,53 @@ impl Observer for ProgressObserver {
                 } else {
                     " (what-if: not executed)"
                 };
-                let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+                let mut last = lock(&self.last);
+                if let Some(w) = last.and_then(wait_of)
+                    && wait_of(*state).is_none()
+                    && !matches!(
+                        state,
+                        StateName::ReleasingLocks
+                            | StateName::UndoingFence
+                            | StateName::UndoingPromotion
+                    )
+                    && let Some(l) = lock(&self.lags).get_mut(&w)
+                {
+                    l.caught_up = true;
+                }
                 let repeat = *last == Some(*state);
                 *last = Some(*state);
+                let label = if *state == StateName::Preflight {
+                    let mut n = lock(&self.preflights);
+                    *n += 1;
+                    if *n > 1 {
+                        "Preflight (again, under the lock)".to_string()
+                    } else {
+                        state.to_string()
+                    }
+                } else {
+                    state.to_string()
+                };
                 if repeat {
                     tracing::debug!("step {state} again");
                 } else if let Some(b) = &self.bar {
-                    *self.wait_len.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *lock(&self.wait_len) = None;
                     b.set_style(spinner_style());
-                    b.println(format!("→ {state}: {description}{skipped}"));
-                    b.set_message(format!("{state}: {description}{skipped}"));
+                    b.println(format!("→ {label}: {description}{skipped}"));
+                    b.set_message(format!("{label}: {description}{skipped}"));
                 } else {
-                    tracing::info!("step {state}: {description}{skipped}");
+                    tracing::info!("step {label}: {description}{skipped}");
                 }
             }
             RunEvent::Retrying { op, attempt, error } => {
-                let msg = format!("retrying {op} after attempt {attempt}: {error}");
+                if !self.show(error) {
+                    return;
+                }
+                let note = self.expected_note(error);
+                let msg = format!("retrying {op} after attempt {attempt}: {error}{note}");
                 match &self.bar {
                     Some(b) => b.println(format!("  ! {msg}")),
-                    None => tracing::warn!("{msg}"),
+                    None if note.is_empty() => tracing::warn!("{msg}"),
+                    None => tracing::info!("{msg}"),
                 }
             }
             RunEvent::OpFinished {
@@ -106,10 +190,15 @@ impl Observer for ProgressObserver {
                 error,
             } => match error {
                 Some(e) => {
-                    let msg = format!("{op} failed after {attempts} attempt(s): {e}");
+                    if !self.show(e) {
+                        return;
+                    }
+                    let note = self.expected_note(e);
+                    let msg = format!("{op} failed after {attempts} attempt(s): {e}{note}");
                     match &self.bar {
                         Some(b) => b.println(format!("  x {msg}")),
-                        None => tracing::warn!("{msg}"),
+                        None if note.is_empty() => tracing::warn!("{msg}"),
+                        None => tracing::info!("{msg}"),
                     }
                 }
                 None => tracing::debug!("{op}: ok ({attempts} attempt(s))"),
@@ -117,6 +206,18 @@ impl Observer for ProgressObserver {
             RunEvent::Waiting(p) => {
                 let known: Vec<u64> = p.lag.iter().filter_map(|(_, l)| *l).collect();
                 let total: u64 = known.iter().sum();
+                let all_known = known.len() == p.lag.len();
+                if let Some(state) = *lock(&self.last) {
+                    let now = all_known.then_some(total);
+                    let mut lags = lock(&self.lags);
+                    let l = lags
+                        .entry(wait_of(state).unwrap_or(state))
+                        .or_insert(WaitLag {
+                            first: now,
+                            ..WaitLag::default()
+                        });
+                    l.last = now;
+                }
                 let lags = p
                     .lag
                     .iter()
@@ -130,7 +231,7 @@ impl Observer for ProgressObserver {
                 );
                 match &self.bar {
                     Some(b) => {
-                        let mut len = self.wait_len.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut len = lock(&self.wait_len);
                         let l = len.get_or_insert(total.max(1));
                         if total > *l {
                             *l = total;

@@ -2,8 +2,10 @@
 //! self-contained HTML page (`--report`) with minijinja. Secrets are redacted from both.
 
 use crate::status::StatusDoc;
+use failover_core::machine::StateName;
 use failover_core::{Outcome, RunReport};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 const TEMPLATE: &str = include_str!("report.html.jinja");
 
@@ -26,12 +28,45 @@ pub struct ReportDoc {
     pub exit_code: i32,
     /// What to do next.
     pub next_step: String,
+    /// How the run was confirmed and by whom (`None`: the demo, or a plan refused before
+    /// anything was asked).
+    pub confirmation: Option<Confirmation>,
     /// The status before the run, where it was read (demo).
     pub status_before: Option<StatusDoc>,
     /// The status after the run, where it was read (demo).
     pub status_after: Option<StatusDoc>,
     /// The run.
     pub run: RunReport,
+    /// The total lag at the first and last poll of each wait, as the progress saw it (for
+    /// the text summary).
+    #[serde(skip)]
+    pub lags: Lags,
+}
+
+/// The total lag of one wait as the progress observer saw it (`None`: unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitLag {
+    /// At the first reported poll.
+    pub first: Option<u64>,
+    /// At the last reported poll (a poll that finds the target caught up reports nothing).
+    pub last: Option<u64>,
+    /// The wait ended because the target caught up (the run went on to the next phase).
+    pub caught_up: bool,
+}
+
+/// Per wait (`AwaitingReplication`, `AwaitingCatchUp`), its lag.
+pub type Lags = BTreeMap<StateName, WaitLag>;
+
+/// How a run was confirmed, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// `prompt` (answered at the terminal), `--yes` (answered for a script) or
+    /// `not needed` (what-if).
+    pub how: String,
+    /// The answer that counted (`yes`, `y`), when one was typed or given.
+    pub answer: Option<String>,
+    /// Who gave it (the operator's user name).
+    pub by: String,
 }
 
 /// What the operator should do after `outcome`.
@@ -57,12 +92,43 @@ pub fn next_step(outcome: &Outcome, what_if: bool) -> String {
     }
 }
 
-/// The user running the tool (`$USER`, `$LOGNAME` or `$USERNAME`).
+/// The user running the tool: `$USER`, then `$LOGNAME`, then the name of the process's
+/// uid (`$USERNAME` on Windows); a uid with no name is shown as `uid N (no user name)`.
 pub fn operator() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
+    operator_from(|v| std::env::var(v).ok(), uid_name)
+}
+
+/// [`operator`] over a given environment and uid lookup.
+pub fn operator_from(
+    env: impl Fn(&str) -> Option<String>,
+    uid: impl Fn() -> Result<String, String>,
+) -> String {
+    if let Some(u) = ["USER", "LOGNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+        .find_map(|v| env(v).filter(|s| !s.trim().is_empty()))
+    {
+        return u;
+    }
+    match uid() {
+        Ok(name) => name,
+        Err(no_name) => env("USERNAME")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(no_name),
+    }
+}
+
+#[cfg(unix)]
+fn uid_name() -> Result<String, String> {
+    let uid = nix::unistd::Uid::current();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => Ok(u.name),
+        _ => Err(format!("uid {uid} (no user name)")),
+    }
+}
+
+#[cfg(not(unix))]
+fn uid_name() -> Result<String, String> {
+    Err("unknown (neither USER, LOGNAME nor USERNAME is set)".into())
 }
 
 /// This machine's host name.
@@ -196,6 +262,38 @@ mod tests {
         let mut v = serde_json::json!({"a": ["x hunter2", {"b": "hunter2"}]});
         redact(&mut v, &["hunter2"]);
         assert!(!v.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn operator_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let uid = || Ok::<_, String>("from-uid".into());
+        let no_uid = || Err::<String, _>("uid 4242 (no user name)".to_string());
+        assert_eq!(
+            operator_from(env(&[("USER", "u"), ("LOGNAME", "l")]), uid),
+            "u"
+        );
+        assert_eq!(
+            operator_from(env(&[("USER", ""), ("LOGNAME", "l")]), uid),
+            "l"
+        );
+        assert_eq!(operator_from(env(&[]), uid), "from-uid");
+        assert_eq!(operator_from(env(&[]), no_uid), "uid 4242 (no user name)");
+        assert_eq!(operator_from(env(&[("USERNAME", "w")]), no_uid), "w");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_uid_has_a_name_here() {
+        // The test machine's user exists in its password database.
+        assert!(!uid_name().unwrap().is_empty());
     }
 
     #[test]

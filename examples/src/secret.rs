@@ -5,10 +5,6 @@
 use failover_core::Secret;
 use std::path::PathBuf;
 
-/// The CLI's name for the workspace's one secret type, [`failover_core::Secret`] (the same
-/// type, not a copy: no conversion anywhere).
-pub type Password = Secret;
-
 /// Where the password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {

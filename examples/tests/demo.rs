@@ -26,7 +26,7 @@ fn demo_planned_writes_the_report() {
         "== Status before ==",
         "== Status after ==",
         "Result: succeeded",
-        "through backend tiberius",
+        "== Running a planned failover through the tiberius backend ==",
     ] {
         assert!(text.contains(needle), "demo output lacks {needle}:\n{text}");
     }

@@ -1,5 +1,6 @@
 //! End-to-end: the binary against the TDS simulator, every mode, both backends, what-if,
-//! confirmation, exit codes, the report, interruption and resume from the journal.
+//! exit codes, the report, interruption and resume from the journal (confirmation:
+//! `confirm.rs`).
 
 mod common;
 
@@ -57,7 +58,7 @@ fn planned_failover_tiberius_with_json_and_report() {
     let report = w.path("report.html");
     let out = w
         .cmd()
-        .args(["failover", "--json", "--topology"])
+        .args(["failover", "--yes", "--json", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -170,7 +171,14 @@ fn planned_failover_odbc() {
     let t = sim.topology(&w, "");
     let out = w
         .cmd()
-        .args(["failover", "--backend", "odbc", "--json", "--topology"])
+        .args([
+            "failover",
+            "--yes",
+            "--backend",
+            "odbc",
+            "--json",
+            "--topology",
+        ])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -333,7 +341,7 @@ fn disaster_recovery_with_mirror() {
     let t = sim.topology(&w, "");
     let out = w
         .cmd()
-        .args(["failover", "--json", "--topology"])
+        .args(["failover", "--yes", "--json", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -366,125 +374,6 @@ fn disaster_recovery_with_mirror() {
 }
 
 #[test]
-fn confirm_without_a_terminal_refuses_and_yes_proceeds() {
-    let sim = Sim::standard();
-    let w = Work::new();
-    let t = sim.topology(&w, "");
-    let before = sim.mutations();
-    for extra in [vec![], drdr_args()[..5].to_vec()] {
-        let out = w
-            .cmd()
-            .args(["failover", "--confirm", "--topology"])
-            .arg(&t)
-            .args(&extra)
-            .output()
-            .unwrap();
-        let e = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{e}");
-        assert!(e.contains("--yes"), "{e}");
-        assert_eq!(sim.mutations(), before);
-    }
-    let out = w
-        .cmd()
-        .args(["failover", "--confirm", "--yes", "--topology"])
-        .arg(&t)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .args(&drdr_args()[..5])
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{e}");
-    assert!(
-        e.contains("Plan ("),
-        "the plan is shown before proceeding: {e}"
-    );
-    assert!(e.contains("--yes given"), "{e}");
-    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
-}
-
-/// Runs the binary under `script` (a pseudo-terminal) with `input` typed at the prompt.
-fn with_terminal(w: &Work, args: &[String], input: &str) -> (Option<i32>, String) {
-    let bin = assert_cmd::cargo::cargo_bin("cms-failover");
-    let line = std::iter::once(bin.display().to_string())
-        .chain(args.iter().cloned())
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env(common::PW_VAR, fixtures::LOGIN_PASSWORD)
-        .env("HOME", w.dir.path())
-        .env("CMS_FAILOVER_JOURNAL_DIR", w.journal())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script(1) from util-linux");
-    {
-        use std::io::Write;
-        // Give the prompt time to appear before typing.
-        std::thread::sleep(Duration::from_millis(1500));
-        let mut stdin = child.stdin.take().unwrap();
-        // The program may already have exited (e.g. refused before prompting).
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-#[test]
-fn confirm_with_a_terminal() {
-    let sim = Sim::standard();
-    let w = Work::new();
-    let t = sim.topology(&w, "");
-    let mut dr = vec![
-        "failover".to_string(),
-        "--confirm".into(),
-        "--topology".into(),
-        t.display().to_string(),
-    ];
-    dr.extend(drdr_args()[..5].iter().map(|s| s.to_string()));
-    let before = sim.mutations();
-    // Disaster recovery: --force does not skip the prompt, and only `yes` will do.
-    for answer in ["n\n", "y\n"] {
-        let (code, out) = with_terminal(&w, &dr, answer);
-        assert_eq!(code, Some(3), "{out}");
-        assert!(out.contains("Type `yes`"), "{out}");
-        assert!(out.contains("Data-loss estimate"), "{out}");
-        assert!(out.contains("not confirmed"), "{out}");
-        assert_eq!(sim.mutations(), before);
-    }
-    let (code, out) = with_terminal(&w, &dr, "yes\n");
-    assert_eq!(code, Some(0), "{out}");
-    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
-}
-
-#[test]
-fn confirm_planned_with_a_terminal() {
-    let sim = Sim::standard();
-    let w = Work::new();
-    let t = sim.topology(&w, "");
-    let base = vec![
-        "failover".to_string(),
-        "--confirm".into(),
-        "--topology".into(),
-        t.display().to_string(),
-    ];
-    let before = sim.mutations();
-    let (code, out) = with_terminal(&w, &base, "n\n");
-    assert_eq!(code, Some(3), "{out}");
-    assert!(out.contains("Proceed with these changes? [y/N]"), "{out}");
-    assert_eq!(sim.mutations(), before);
-    let (code, out) = with_terminal(&w, &base, "y\n");
-    assert_eq!(code, Some(0), "{out}");
-    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
-}
-
-#[test]
 fn refused_when_the_lock_is_held() {
     let sim = Sim::standard();
     let s = sim.estate.open_session(&fixtures::active()).unwrap();
@@ -493,7 +382,7 @@ fn refused_when_the_lock_is_held() {
     let t = sim.topology(&w, "");
     let out = w
         .cmd()
-        .args(["failover", "--topology"])
+        .args(["failover", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -522,7 +411,7 @@ fn rolled_back_then_needs_restore_then_restore() {
         )));
     let out = w
         .cmd()
-        .args(["failover", "--topology"])
+        .args(["failover", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -554,7 +443,7 @@ fn rolled_back_then_needs_restore_then_restore() {
     );
     let out = w
         .cmd()
-        .args(["failover", "--topology"])
+        .args(["failover", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -568,7 +457,7 @@ fn rolled_back_then_needs_restore_then_restore() {
     sim.estate.set_faults(FaultConfig::seeded(9));
     let out = w
         .cmd()
-        .args(["restore", "--topology"])
+        .args(["restore", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -589,7 +478,13 @@ fn rolled_back_then_needs_restore_then_restore() {
 fn start_stuck_failover(sim: &Sim, w: &Work) -> std::process::Child {
     let t = sim.topology(w, "\n[failover]\nmax_lag = 1000000\n");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cms-failover"))
-        .args(["failover", "--catch-up-timeout", "60s", "--topology"])
+        .args([
+            "failover",
+            "--yes",
+            "--catch-up-timeout",
+            "60s",
+            "--topology",
+        ])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -666,7 +561,7 @@ fn crash_then_resume_from_the_journal() {
     // A new failover is refused until the interrupted run is settled.
     let out = w
         .cmd()
-        .args(["failover", "--topology"])
+        .args(["failover", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -682,7 +577,7 @@ fn crash_then_resume_from_the_journal() {
     // Restore settles it.
     let out = w
         .cmd()
-        .args(["restore", "--topology"])
+        .args(["restore", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -715,7 +610,7 @@ fn crash_then_resume_from_the_journal() {
     sim.estate.set_link_stalled(sim.link, false);
     let out = w
         .cmd()
-        .args(["failover", "--topology"])
+        .args(["failover", "--yes", "--topology"])
         .arg(&t)
         .arg("--journal-dir")
         .arg(w.journal())
@@ -728,4 +623,93 @@ fn crash_then_resume_from_the_journal() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+}
+
+#[test]
+fn summary_collapses_polls_and_shows_time() {
+    // Replication gains one change per operation on the workload: the wait takes polls.
+    let mut opts = fixtures::Options::default().lag(40);
+    opts.link_rate = 2;
+    opts.workload_rate = 1;
+    let sim = Sim::start(opts);
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let out = w.run(&t, &["failover", "--yes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
+    let wait = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("AwaitingReplication: "))
+        .unwrap_or_else(|| panic!("no collapsed wait line:\n{text}"));
+    assert!(
+        wait.contains(" polls, ") && wait.contains(", lag "),
+        "{wait}"
+    );
+    assert!(
+        wait.ends_with("→ caught up"),
+        "the wait ends caught up: {wait}"
+    );
+    assert_eq!(
+        text.matches("AwaitingReplication").count(),
+        1,
+        "polls are one line:\n{text}"
+    );
+    assert!(text.contains("of it waiting for replication"), "{text}");
+    assert!(text.contains("Preflight (again, under the lock)"), "{text}");
+    assert!(
+        stderr.contains("step Preflight (again, under the lock)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("ERROR"),
+        "third-party errors the tool handles are not shown by default:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_dead_source_in_disaster_recovery_is_reported_once_with_a_count() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    let dead = [fixtures::active(), fixtures::active_mirror()];
+    for i in &dead {
+        sim.estate.set_reachable(i, false).unwrap();
+    }
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let mut args = vec!["failover", "--yes"];
+    args.extend(drdr_args());
+    let out = w.run(&t, &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{stderr}");
+    for i in &dead {
+        let name = i.to_string();
+        let failures = stderr
+            .lines()
+            .filter(|l| l.contains(&name) && (l.contains("retrying") || l.contains("failed after")))
+            .count();
+        assert_eq!(
+            failures, 1,
+            "{name}: one failure line, then a count:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{name}: unreachable, as expected in disaster recovery ("
+            )),
+            "{stderr}"
+        );
+        let summary = "Source unreachable, as expected in disaster recovery: ";
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(summary) && l.ends_with(&format!(" on {name}")))
+            .unwrap_or_else(|| panic!("no count for {name}:\n{text}"));
+        let n: usize = line[summary.len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{line}");
+    }
+    assert!(!text.contains("Retried calls"), "{text}");
 }

@@ -32,68 +32,114 @@ use std::time::Duration;
 pub struct Case {
     /// The function name in [`cases`].
     pub name: &'static str,
+    /// Whether it needs no estate arrangement and changes nothing but the conformance lock,
+    /// so it can run against a real SQL Server (listed in [`REAL_SERVER_SAFE`]).
+    pub real_server_safe: bool,
     /// Runs the case (panics on failure).
     pub run: for<'a> fn(&'a dyn Harness) -> BoxFuture<'a, ()>,
 }
 
-macro_rules! table {
-    ($($name:ident),* $(,)?) => {
-        /// Every case, in order.
-        pub static CASES: &[Case] = &[
-            $(Case { name: stringify!($name), run: |h| Box::pin(cases::$name(h)) }),*
-        ];
+/// The one list of conformance cases, in order, each tagged `real_server` (safe against a
+/// real SQL Server) or `arranged` (builds estate state a real server does not have). It
+/// generates [`CASES`], [`REAL_SERVER_SAFE`] and the tests of [`conformance_tests!`]: add a
+/// case here and all three have it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($($ctx:tt)*) => {
+        $crate::__conformance_expand! { [$($ctx)*]
+            probe_reports_version_and_online_databases: arranged,
+            probe_reports_read_only_copy: arranged,
+            probe_reports_restoring_copy: arranged,
+            probe_reports_mirroring: arranged,
+            probe_reports_disconnected_mirror: arranged,
+            probe_leaves_out_missing_database: real_server,
+            probe_is_repeatable: real_server,
+            probe_changes_nothing: arranged,
+            probe_unreachable_instance: arranged,
+            reconnects_after_instance_returns: arranged,
+            positions_report_each_database: arranged,
+            positions_missing_database_is_none: arranged,
+            set_read_only_fences: arranged,
+            set_read_only_is_idempotent: arranged,
+            set_read_write_unfences: arranged,
+            set_read_only_on_mirror_is_invalid_state: arranged,
+            set_read_only_on_restoring_is_invalid_state: arranged,
+            set_read_only_on_missing_database_is_invalid_state: arranged,
+            recover_brings_restoring_online: arranged,
+            recover_is_idempotent: arranged,
+            recover_on_mirror_is_invalid_state: arranged,
+            mirror_planned_failover_swaps_roles: arranged,
+            mirror_planned_failover_needs_synchronized: arranged,
+            mirror_forced_failover_with_principal_down: arranged,
+            mirror_forced_failover_is_idempotent_on_principal: arranged,
+            mirror_forced_failover_with_principal_up_is_invalid_state: arranged,
+            mirror_failover_unmirrored_is_invalid_state: arranged,
+            lock_granted_then_held_by_other: real_server,
+            lock_acquire_is_idempotent_for_holder: real_server,
+            lock_release_lets_other_take_it: real_server,
+            lock_release_not_held_succeeds: real_server,
+            lock_lost_on_disconnect: arranged,
+            location_write_then_read: arranged,
+            location_cas_conflict_is_invalid_state: arranged,
+            location_rewrite_same_record_succeeds: arranged,
+            errors_carry_operation_and_instance: arranged,
+        }
     };
 }
 
-table!(
-    probe_reports_version_and_online_databases,
-    probe_reports_read_only_copy,
-    probe_reports_restoring_copy,
-    probe_reports_mirroring,
-    probe_reports_disconnected_mirror,
-    probe_leaves_out_missing_database,
-    probe_is_repeatable,
-    probe_changes_nothing,
-    probe_unreachable_instance,
-    reconnects_after_instance_returns,
-    positions_report_each_database,
-    positions_missing_database_is_none,
-    set_read_only_fences,
-    set_read_only_is_idempotent,
-    set_read_write_unfences,
-    set_read_only_on_mirror_is_invalid_state,
-    set_read_only_on_restoring_is_invalid_state,
-    set_read_only_on_missing_database_is_invalid_state,
-    recover_brings_restoring_online,
-    recover_is_idempotent,
-    recover_on_mirror_is_invalid_state,
-    mirror_planned_failover_swaps_roles,
-    mirror_planned_failover_needs_synchronized,
-    mirror_forced_failover_with_principal_down,
-    mirror_forced_failover_is_idempotent_on_principal,
-    mirror_forced_failover_with_principal_up_is_invalid_state,
-    mirror_failover_unmirrored_is_invalid_state,
-    lock_granted_then_held_by_other,
-    lock_acquire_is_idempotent_for_holder,
-    lock_release_lets_other_take_it,
-    lock_release_not_held_succeeds,
-    lock_lost_on_disconnect,
-    location_write_then_read,
-    location_cas_conflict_is_invalid_state,
-    location_rewrite_same_record_succeeds,
-    errors_carry_operation_and_instance,
-);
+/// Expands the list of [`__conformance_cases!`] for one use: `[table]` (the [`CASES`] and
+/// [`REAL_SERVER_SAFE`] items), `[tests all; harness]` or `[tests real_server; harness]`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_expand {
+    ([table] $($name:ident : $kind:ident),* $(,)?) => {
+        /// Every case, in order.
+        pub static CASES: &[Case] = &[
+            $(Case {
+                name: stringify!($name),
+                real_server_safe: $crate::__conformance_expand!(@safe $kind),
+                run: |h| Box::pin(cases::$name(h)),
+            }),*
+        ];
 
-/// The cases that need no estate arrangement and change nothing but a conformance lock, so
-/// they can run against a real SQL Server.
-pub const REAL_SERVER_SAFE: &[&str] = &[
-    "probe_leaves_out_missing_database",
-    "probe_is_repeatable",
-    "lock_granted_then_held_by_other",
-    "lock_acquire_is_idempotent_for_holder",
-    "lock_release_lets_other_take_it",
-    "lock_release_not_held_succeeds",
-];
+        /// The cases that need no estate arrangement and change nothing but a conformance
+        /// lock, so they can run against a real SQL Server.
+        pub const REAL_SERVER_SAFE: &[&str] =
+            $crate::__conformance_expand!(@names [] $($name : $kind,)*);
+    };
+    ([tests $which:ident; $harness:expr] $($name:ident : $kind:ident),* $(,)?) => {
+        $( $crate::__conformance_test!($which $kind $name; $harness); )*
+    };
+    (@safe real_server) => { true };
+    (@safe arranged) => { false };
+    (@names [$($acc:expr,)*]) => { &[$($acc,)*] };
+    (@names [$($acc:expr,)*] $name:ident : real_server, $($rest:tt)*) => {
+        $crate::__conformance_expand!(@names [$($acc,)* stringify!($name),] $($rest)*)
+    };
+    (@names [$($acc:expr,)*] $name:ident : arranged, $($rest:tt)*) => {
+        $crate::__conformance_expand!(@names [$($acc,)*] $($rest)*)
+    };
+}
+
+/// One `#[test]` of [`conformance_tests!`], or nothing when the case is not in the chosen
+/// list (`real_server` expands only the real-server-safe cases).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    (real_server arranged $case:ident; $harness:expr) => {};
+    ($which:ident $kind:ident $case:ident; $harness:expr) => {
+        #[test]
+        fn $case() {
+            $crate::block_on(async {
+                let harness = $harness;
+                $crate::run_case(&harness, stringify!($case)).await;
+            });
+        }
+    };
+}
+
+__conformance_cases!(table);
 
 /// How long one case may take before it fails (a hung backend must not hang the suite).
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -194,93 +240,49 @@ impl Suite {
 /// runtime against the harness `$harness` (an expression evaluated in each test).
 ///
 /// `conformance_tests!(real_server: $harness)` expands only the [`REAL_SERVER_SAFE`] cases.
-/// Both forms also emit a test checking that the expansion covers its whole list.
+/// Both forms are generated from the same case list as [`CASES`], so they cannot drift.
 #[macro_export]
 macro_rules! conformance_tests {
     (real_server: $harness:expr) => {
-        $crate::__conformance_each!(real_server; $harness;
-            probe_leaves_out_missing_database,
-            probe_is_repeatable,
-            lock_granted_then_held_by_other,
-            lock_acquire_is_idempotent_for_holder,
-            lock_release_lets_other_take_it,
-            lock_release_not_held_succeeds,
-        );
+        $crate::__conformance_cases!(tests real_server; $harness);
     };
     ($harness:expr) => {
-        $crate::__conformance_each!(all; $harness;
-            probe_reports_version_and_online_databases,
-            probe_reports_read_only_copy,
-            probe_reports_restoring_copy,
-            probe_reports_mirroring,
-            probe_reports_disconnected_mirror,
-            probe_leaves_out_missing_database,
-            probe_is_repeatable,
-            probe_changes_nothing,
-            probe_unreachable_instance,
-            reconnects_after_instance_returns,
-            positions_report_each_database,
-            positions_missing_database_is_none,
-            set_read_only_fences,
-            set_read_only_is_idempotent,
-            set_read_write_unfences,
-            set_read_only_on_mirror_is_invalid_state,
-            set_read_only_on_restoring_is_invalid_state,
-            set_read_only_on_missing_database_is_invalid_state,
-            recover_brings_restoring_online,
-            recover_is_idempotent,
-            recover_on_mirror_is_invalid_state,
-            mirror_planned_failover_swaps_roles,
-            mirror_planned_failover_needs_synchronized,
-            mirror_forced_failover_with_principal_down,
-            mirror_forced_failover_is_idempotent_on_principal,
-            mirror_forced_failover_with_principal_up_is_invalid_state,
-            mirror_failover_unmirrored_is_invalid_state,
-            lock_granted_then_held_by_other,
-            lock_acquire_is_idempotent_for_holder,
-            lock_release_lets_other_take_it,
-            lock_release_not_held_succeeds,
-            lock_lost_on_disconnect,
-            location_write_then_read,
-            location_cas_conflict_is_invalid_state,
-            location_rewrite_same_record_succeeds,
-            errors_carry_operation_and_instance,
+        $crate::__conformance_cases!(tests all; $harness);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every case function in `cases.rs` is in the one list (so in the suite, the macro and,
+    /// where tagged, the real-server list), once, in source order.
+    #[test]
+    fn every_case_function_is_listed_once() {
+        let src = include_str!("cases.rs");
+        let defined: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter(|l| l.contains("(h: &dyn Harness)"))
+            .filter_map(|l| l.split('(').next())
+            .collect();
+        let listed: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        assert_eq!(listed, defined);
+    }
+
+    #[test]
+    fn the_real_server_list_is_the_tagged_cases() {
+        let tagged: Vec<&str> = CASES
+            .iter()
+            .filter(|c| c.real_server_safe)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(REAL_SERVER_SAFE, tagged.as_slice());
+        assert!(
+            REAL_SERVER_SAFE
+                .iter()
+                .all(|n| n.starts_with("probe_") || n.starts_with("lock_")),
+            "only probes and the conformance lock are safe on a real server: {REAL_SERVER_SAFE:?}"
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_each {
-    ($which:ident; $harness:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::block_on(async {
-                    let harness = $harness;
-                    $crate::run_case(&harness, stringify!($case)).await;
-                });
-            }
-        )*
-
-        #[test]
-        fn conformance_suite_is_complete() {
-            let expanded: &[&str] = &[$(stringify!($case)),*];
-            $crate::__check_expansion(stringify!($which), expanded);
-        }
-    };
-}
-
-#[doc(hidden)]
-pub fn __check_expansion(which: &str, expanded: &[&str]) {
-    let expected: Vec<&str> = if which == "real_server" {
-        REAL_SERVER_SAFE.to_vec()
-    } else {
-        CASES.iter().map(|c| c.name).collect()
-    };
-    assert_eq!(
-        expanded,
-        expected.as_slice(),
-        "conformance_tests! is out of date with CASES"
-    );
+    }
 }

@@ -52,6 +52,18 @@ impl Work {
         std::fs::write(&p, text).unwrap();
         p
     }
+    /// Runs `cms-failover <args> --topology T --journal-dir <journal>` to the end.
+    pub fn run(&self, topology: &Path, args: &[&str]) -> std::process::Output {
+        self.cmd()
+            .args(args)
+            .arg("--topology")
+            .arg(topology)
+            .arg("--journal-dir")
+            .arg(self.journal())
+            .output()
+            .unwrap()
+    }
+
     /// `cms-failover` with a clean environment: the password variable set, the journal and
     /// HOME inside the temp dir, no topology from the environment.
     pub fn cmd(&self) -> assert_cmd::Command {

@@ -1,0 +1,210 @@
+//! Running `failover` / `restore`: build the backend, confirm (restate, then ask), run with
+//! live progress and Ctrl-C handling, then report.
+
+use crate::backends;
+use crate::cli::{FailoverArgs, RestoreArgs};
+use crate::emit::{Context, command_of, emit, report_doc};
+use crate::failure::Failure;
+use crate::logging::stderr_is_terminal;
+use crate::output::{ExpectedFailures, render_plan, restatement};
+use crate::progress::ProgressObserver;
+use crate::prompt::{Answer, ask};
+use crate::report::{Confirmation, operator};
+use crate::validate::{Confirm, Prepared, failover_mode, prepare};
+use failover_core::{CancelHandle, Driver, Journal, Mode, Outcome, RunReport};
+use std::sync::Arc;
+
+/// Exit code of a run cancelled with Ctrl-C (also at the prompt).
+pub const EXIT_CANCELLED: i32 = 130;
+
+/// `failover`: validates, then runs.
+pub async fn failover(a: FailoverArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
+    let mode = failover_mode(&a)?;
+    run_prepared(prepare(&a.run, mode)?, argv, quiet).await
+}
+
+/// `restore`: validates, then runs.
+pub async fn restore(a: RestoreArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
+    run_prepared(prepare(&a.run, Mode::Restore)?, argv, quiet).await
+}
+
+/// Where confirmation ended.
+enum Confirmed {
+    /// Go on with the run.
+    Go(Confirmation),
+    /// Stop with this exit code (the plan was refused, or Ctrl-C at the prompt).
+    Stop(i32),
+}
+
+/// Runs a prepared failover/restore: confirmation, the run with progress and Ctrl-C
+/// handling, then the output and the report.
+pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
+    let backend = backends::build(
+        p.backend,
+        &p.config,
+        &p.user,
+        &p.password,
+        p.config.settings.step_timeout,
+    )?;
+    let secrets = [p.password.expose()];
+    let mut driver = Driver::new(backend.clone());
+    if let Some(j) = &p.journal {
+        driver = driver.with_journal(j.clone() as Arc<dyn Journal>);
+    }
+
+    let confirmation = match confirm(&p, &driver, &argv, &secrets).await? {
+        Confirmed::Go(c) => c,
+        Confirmed::Stop(code) => return Ok(code),
+    };
+
+    let cancel = CancelHandle::new();
+    let observer = Arc::new(ProgressObserver::new(
+        stderr_is_terminal(),
+        quiet,
+        ExpectedFailures::of(&p.request.mode, &p.request.topology),
+    ));
+    let driver = driver
+        .with_observer(observer.clone())
+        .with_cancel(cancel.clone());
+    let ctrl_c = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                eprintln!("\ncancelling at the next safe point (any fence will be undone)…");
+                cancel.cancel();
+            }
+        }
+    });
+    let report_run = driver.run(p.request.clone()).await;
+    ctrl_c.abort();
+    observer.finish();
+    let code = report_run.outcome.exit_code();
+    let cx = Context {
+        argv,
+        confirmation: Some(confirmation),
+        lags: observer.lags(),
+        ..Context::default()
+    };
+    finish(&p, &report_run, cx, &secrets)?;
+    Ok(code)
+}
+
+fn finish(p: &Prepared, run: &RunReport, cx: Context, secrets: &[&str]) -> Result<(), Failure> {
+    let doc = report_doc(command_of(run), run, cx);
+    emit(&doc, p.json, p.report.as_deref(), secrets)
+}
+
+/// Confirms the run as [`Prepared::confirm`] says: `--yes` alone goes on at once; a prompt
+/// (and `--confirm`) first reads the plan (read-only), restates it and, for a prompt, asks.
+async fn confirm(
+    p: &Prepared,
+    driver: &Driver,
+    argv: &[String],
+    secrets: &[&str],
+) -> Result<Confirmed, Failure> {
+    let by = operator();
+    let (ask_now, full_plan) = match p.confirm {
+        Confirm::NotNeeded => {
+            return Ok(Confirmed::Go(Confirmation {
+                how: "not needed".into(),
+                answer: None,
+                by,
+            }));
+        }
+        Confirm::Yes { full_plan: false } => return Ok(Confirmed::Go(given_yes(by))),
+        Confirm::Yes { full_plan: true } => (false, true),
+        Confirm::Ask { full_plan } => (true, full_plan),
+    };
+    let mut plan_req = p.request.clone();
+    plan_req.what_if = true;
+    let plan = driver.run(plan_req).await;
+    if full_plan {
+        eprint!("{}", render_plan(&plan));
+        eprintln!();
+    }
+    if !matches!(plan.outcome, Outcome::Succeeded { .. }) {
+        let code = plan.outcome.exit_code();
+        let cx = Context {
+            argv: argv.to_vec(),
+            ..Context::default()
+        };
+        finish(p, &plan, cx, secrets)?;
+        return Ok(Confirmed::Stop(code));
+    }
+    eprint!("{}", restatement(&plan));
+    if !ask_now {
+        eprintln!("--yes given: proceeding without asking.");
+        return Ok(Confirmed::Go(given_yes(by)));
+    }
+    let disaster = matches!(p.request.mode, Mode::DisasterRecovery { .. });
+    // Listen for Ctrl-C before the prompt appears, so no interrupt can fall between.
+    let interrupted = interrupt_listener()?;
+    let answer = tokio::task::spawn_blocking(move || {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        ask(&mut lock, &mut std::io::stderr(), disaster)
+    });
+    let answered = tokio::select! {
+        a = answer => a,
+        _ = interrupted => {
+            eprintln!("\nCancelled at the prompt: nothing was changed.");
+            return Ok(Confirmed::Stop(EXIT_CANCELLED));
+        }
+    };
+    let (answer, text) = answered
+        .map_err(|e| Failure::refused(format!("the prompt failed: {e}"), "run again"))?
+        .map_err(|e| {
+            Failure::refused(
+                format!("cannot read the answer: {e}"),
+                "run again, or use --yes",
+            )
+        })?;
+    match answer {
+        Answer::Proceed => Ok(Confirmed::Go(Confirmation {
+            how: "prompt".into(),
+            answer: text,
+            by,
+        })),
+        Answer::Decline => Err(Failure::refused(
+            "not confirmed at the prompt; nothing was changed",
+            "run again and answer the prompt when ready",
+        )),
+    }
+}
+
+/// A future that completes on the next Ctrl-C; the listener is registered when this
+/// returns, not when the future is first polled.
+fn interrupt_listener() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    let cannot = |e: std::io::Error| {
+        Failure::refused(
+            format!("cannot listen for Ctrl-C: {e}; nothing was changed"),
+            "run again, or use --yes",
+        )
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut s = signal(SignalKind::interrupt()).map_err(cannot)?;
+        Ok(async move {
+            s.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = cannot;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+fn given_yes(by: String) -> Confirmation {
+    Confirmation {
+        how: "--yes".into(),
+        answer: Some("yes".into()),
+        by,
+    }
+}

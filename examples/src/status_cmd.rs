@@ -1,0 +1,60 @@
+//! `cms-failover status`: validates the flags, reads every instance (read-only) and the
+//! journal, prints the status as text or JSON.
+
+use crate::backends;
+use crate::cli::StatusArgs;
+use crate::failure::Failure;
+use crate::report;
+use crate::status;
+use crate::validate::{default_journal_dir, load_config, load_login};
+use failover_core::journal::JournalRecord;
+use failover_core::{FileJournal, Journal};
+use std::path::Path;
+
+fn journal_records(dir: &Path) -> Result<Vec<JournalRecord>, Failure> {
+    let path = dir.join("journal.jsonl");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    FileJournal::open(dir)
+        .and_then(|j| j.records())
+        .map_err(|e| {
+            Failure::usage(
+                format!("cannot read the journal `{}`: {e}", path.display()),
+                "check --journal-dir",
+            )
+        })
+}
+
+/// Runs `status`; returns the exit code.
+pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
+    let config = load_config(&a.conn)?;
+    let dir = a.journal_dir.clone().unwrap_or_else(default_journal_dir);
+    let records = journal_records(&dir)?;
+    let (user, password) = load_login(&config)?;
+    let backend = backends::build(
+        a.conn.backend,
+        &config,
+        &user,
+        &password,
+        config.settings.step_timeout,
+    )?;
+    let doc = status::gather(
+        backend.as_ref(),
+        &config.topology,
+        &records,
+        config.settings.step_timeout,
+    )
+    .await;
+    if a.json {
+        let mut v = serde_json::to_value(&doc).expect("json");
+        report::redact(&mut v, &[password.expose()]);
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!(
+            "{}",
+            report::redact_str(&status::render_text(&doc), &[password.expose()])
+        );
+    }
+    Ok(0)
+}
