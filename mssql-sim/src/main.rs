@@ -99,6 +99,7 @@ async fn run(args: Args) -> Result<(), String> {
                 SimOptions {
                     host: args.listen.ip(),
                     ports,
+                    ..SimOptions::default()
                 },
             )
         }
