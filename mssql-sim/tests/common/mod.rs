@@ -1,6 +1,8 @@
 //! Shared helpers: a tiberius client, FreeTDS `tsql` runner and a raw TDS client.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
