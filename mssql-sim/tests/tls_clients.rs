@@ -1,0 +1,234 @@
+//! Independent TLS clients against the simulator: FreeTDS `tsql` (GnuTLS) with
+//! `encryption = require` and a CA file, and python-tds (pyOpenSSL) with `cafile=` and host
+//! validation. Each test skips with a loud SKIPPED when its tool is missing, unless CI=true
+//! (then a missing tool fails it). `scripts/test-all.sh` installs both.
+
+mod common;
+
+use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER, Options};
+use common::tls::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Runs `cmd` with `stdin` fed, bounded by 60 s; returns (success, stdout + stderr).
+async fn run(mut cmd: tokio::process::Command, stdin: &str) -> (bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the client neither finished nor failed within 60 s (a hang)")
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn tsql_available() -> bool {
+    let ok = std::process::Command::new("tsql")
+        .arg("-C")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip_missing("FreeTDS tsql", "apt-get install -y freetds-bin");
+    }
+    ok
+}
+
+/// `tsql -S sim` with a freetds.conf naming `port`, `encryption` and `ca file`.
+async fn tsql_tls(dir: &Path, port: u16, encryption: &str, ca: &Path, sql: &str) -> (bool, String) {
+    let conf = dir.join(format!("freetds-{port}-{encryption}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\n[sim]\n\thost = 127.0.0.1\n\tport = {port}\n\ttds version = 7.4\n\
+             \tencryption = {encryption}\n\tca file = {}\n\tcheck certificate hostname = yes\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new("tsql");
+    cmd.args(["-S", "sim", "-U", LOGIN_USER, "-P", "-"])
+        .env("FREETDSCONF", &conf)
+        .env_remove("TDSVER");
+    run(cmd, &format!("{LOGIN_PASSWORD}\n{sql}\ngo\nexit\n")).await
+}
+
+#[tokio::test]
+async fn tsql_logs_in_over_tls_with_encryption_require_and_a_ca_file() {
+    if !tsql_available() {
+        return;
+    }
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
+    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+    let (ok, out) = tsql_tls(
+        pki.dir(),
+        rec.addr.port(),
+        "require",
+        pki.ca_cert(),
+        "SELECT N'tsql-over-tls' AS m",
+    )
+    .await;
+    assert!(ok && out.contains("tsql-over-tls"), "tsql output:\n{out}");
+    assert!(!rec.saw(&utf16("tsql-over-tls")), "the batch went in clear");
+    assert!(
+        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
+        "LOGIN7 went in clear"
+    );
+
+    // `encryption = request` sends ENCRYPT_OFF: only the login is encrypted.
+    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+    let (ok, out) = tsql_tls(
+        pki.dir(),
+        rec.addr.port(),
+        "request",
+        pki.ca_cert(),
+        "SELECT N'tsql-login-only' AS m",
+    )
+    .await;
+    assert!(ok && out.contains("tsql-login-only"), "tsql output:\n{out}");
+    assert!(
+        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
+        "LOGIN7 went in clear"
+    );
+    assert!(
+        rec.saw(&utf16("tsql-login-only")),
+        "login-only: the batch is clear"
+    );
+
+    // The wrong CA: tsql refuses the server and never logs in.
+    let (ok, out) = tsql_tls(
+        pki.dir(),
+        rec.addr.port(),
+        "require",
+        pki.other_ca_cert(),
+        "SELECT N'must-not-run' AS m",
+    )
+    .await;
+    assert!(!out.contains("must-not-run"), "tsql output:\n{out}");
+    assert!(
+        !ok || out.contains("connection failed") || out.contains("problem connecting"),
+        "tsql output:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn tsql_against_force_encryption_encrypts_the_whole_session() {
+    if !tsql_available() {
+        return;
+    }
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
+    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+    // FreeTDS `encryption = off` still sends ENCRYPT_OFF; the forcing server answers
+    // ENCRYPT_REQ and the whole session is encrypted.
+    let (ok, out) = tsql_tls(
+        pki.dir(),
+        rec.addr.port(),
+        "off",
+        pki.ca_cert(),
+        "SELECT N'tsql-forced' AS m",
+    )
+    .await;
+    assert!(ok && out.contains("tsql-forced"), "tsql output:\n{out}");
+    assert!(!rec.saw(&utf16("tsql-forced")), "the batch went in clear");
+}
+
+const PYTHON_TDS: &str = r#"
+import socket, sys, pytds
+port, sni, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+user, password = sys.argv[4], sys.stdin.readline().rstrip("\n")
+sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+with pytds.connect(server=sni, port=port, user=user, password=password, cafile=ca,
+                   validate_host=True, sock=sock, autocommit=True, timeout=30,
+                   login_timeout=30) as conn:
+    with conn.cursor() as cur:
+        cur.execute("SELECT N'python-tds-over-tls' AS m")
+        print(cur.fetchone()[0])
+"#;
+
+/// The interpreter with python-tds: $CMS_FAILOVER_PYTHON_TDS (set by scripts/test-all.sh),
+/// else `python3` if it can import pytds and OpenSSL.
+fn python_tds() -> Option<String> {
+    let py = std::env::var("CMS_FAILOVER_PYTHON_TDS").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import pytds, OpenSSL"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(py)
+    } else {
+        skip_missing(
+            "python-tds",
+            "pip install python-tds 'pyOpenSSL<24.3' (scripts/test-all.sh does), or set CMS_FAILOVER_PYTHON_TDS",
+        );
+        None
+    }
+}
+
+async fn python_login(py: &str, dir: &Path, port: u16, sni: &str, ca: &Path) -> (bool, String) {
+    let script = dir.join("login.py");
+    std::fs::write(&script, PYTHON_TDS).unwrap();
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(&script)
+        .arg(port.to_string())
+        .arg(sni)
+        .arg(ca)
+        .arg(LOGIN_USER);
+    run(cmd, &format!("{LOGIN_PASSWORD}\n")).await
+}
+
+#[tokio::test]
+async fn python_tds_logs_in_over_tls_with_a_ca_file_and_host_validation() {
+    let Some(py) = python_tds() else {
+        return;
+    };
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
+    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+    let host = fixtures::active().host().to_string();
+    let (ok, out) = python_login(&py, pki.dir(), rec.addr.port(), &host, pki.ca_cert()).await;
+    assert!(
+        ok && out.contains("python-tds-over-tls"),
+        "python-tds:\n{out}"
+    );
+    assert!(
+        !rec.saw(&utf16("python-tds-over-tls")),
+        "the batch went in clear"
+    );
+    assert!(
+        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
+        "LOGIN7 went in clear"
+    );
+
+    // The wrong CA and the wrong name are refused by the client.
+    let (ok, out) = python_login(&py, pki.dir(), rec.addr.port(), &host, pki.other_ca_cert()).await;
+    assert!(
+        !ok && !out.contains("python-tds-over-tls"),
+        "python-tds:\n{out}"
+    );
+    let (ok, out) = python_login(
+        &py,
+        pki.dir(),
+        rec.addr.port(),
+        "sql-b.cms.test",
+        pki.ca_cert(),
+    )
+    .await;
+    assert!(
+        !ok && out.contains("does not match host name"),
+        "python-tds:\n{out}"
+    );
+}
