@@ -79,13 +79,30 @@ pub async fn tiberius_tls(
     level: EncryptionLevel,
     trust: Trust<'_>,
 ) -> tiberius::Result<Tib> {
+    tiberius_tls_as(
+        addr,
+        host,
+        level,
+        trust,
+        fixtures::LOGIN_USER,
+        fixtures::LOGIN_PASSWORD,
+    )
+    .await
+}
+
+/// [`tiberius_tls`] with another login.
+pub async fn tiberius_tls_as(
+    addr: SocketAddr,
+    host: &str,
+    level: EncryptionLevel,
+    trust: Trust<'_>,
+    user: &str,
+    password: &str,
+) -> tiberius::Result<Tib> {
     let mut config = Config::new();
     config.host(host);
     config.port(addr.port());
-    config.authentication(AuthMethod::sql_server(
-        fixtures::LOGIN_USER,
-        fixtures::LOGIN_PASSWORD,
-    ));
+    config.authentication(AuthMethod::sql_server(user, password));
     config.encryption(level);
     match trust {
         Trust::Ca(p) => config.trust_cert_ca(p.display()),
