@@ -127,14 +127,14 @@ async fn tsql_logs_in_over_tls_with_encryption_require_and_a_ca_file() {
 }
 
 #[tokio::test]
-async fn tsql_against_force_encryption_encrypts_the_whole_session() {
+async fn tsql_encryption_off_is_plaintext_unless_the_server_forces() {
     if !tsql_available() {
         return;
     }
     let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
     let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    // FreeTDS `encryption = off` still sends ENCRYPT_OFF; the forcing server answers
-    // ENCRYPT_REQ and the whole session is encrypted.
+    // FreeTDS `encryption = off` sends ENCRYPT_NOT_SUP; the forcing server answers
+    // ENCRYPT_REQ, and FreeTDS then encrypts the whole session.
     let (ok, out) = tsql_tls(
         pki.dir(),
         rec.addr.port(),
@@ -145,6 +145,20 @@ async fn tsql_against_force_encryption_encrypts_the_whole_session() {
     .await;
     assert!(ok && out.contains("tsql-forced"), "tsql output:\n{out}");
     assert!(!rec.saw(&utf16("tsql-forced")), "the batch went in clear");
+
+    // Against a server that does not force, `encryption = off` is plaintext throughout.
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
+    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+    let (ok, out) = tsql_tls(
+        pki.dir(),
+        rec.addr.port(),
+        "off",
+        pki.ca_cert(),
+        "SELECT N'tsql-off' AS m",
+    )
+    .await;
+    assert!(ok && out.contains("tsql-off"), "tsql output:\n{out}");
+    assert!(rec.saw(&obfuscated(LOGIN_PASSWORD)), "plaintext login");
 }
 
 const PYTHON_TDS: &str = r#"
