@@ -27,73 +27,52 @@ async fn select_marker(c: &mut Tib, marker: &str) {
     assert_eq!(sets[0], vec![row(&[Some(marker)])]);
 }
 
-#[tokio::test]
-async fn tiberius_encrypts_the_whole_session_with_the_right_ca() {
-    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    for level in [EncryptionLevel::On, EncryptionLevel::Required] {
-        let mut c = tiberius_tls(rec.addr, &host(), level, Trust::Ca(pki.ca_cert()))
-            .await
-            .unwrap();
-        select_marker(&mut c, "marker-full-session").await;
-    }
-    // by address: the certificate also names 127.0.0.1
-    let mut c = tiberius_tls(
-        rec.addr,
-        "127.0.0.1",
-        EncryptionLevel::Required,
-        Trust::Ca(pki.ca_cert()),
-    )
-    .await
-    .unwrap();
-    select_marker(&mut c, "marker-full-session").await;
-    assert!(!rec.saw(&utf16(LOGIN_USER)), "LOGIN7 went in clear");
-    assert!(
-        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
-        "the password went in clear"
-    );
-    assert!(
-        !rec.saw(&utf16("marker-full-session")),
-        "a batch went in clear"
-    );
+/// Logs in to `target` through a recording proxy with `level`, presenting `name`, runs a
+/// batch selecting `marker`, and says what crossed the wire in clear: (the LOGIN7
+/// credentials, the batch).
+async fn in_clear(
+    target: std::net::SocketAddr,
+    name: &str,
+    level: EncryptionLevel,
+    ca: &std::path::Path,
+    marker: &str,
+) -> (bool, bool) {
+    let rec = Recorder::start(target).await;
+    let mut c = tiberius_tls(rec.addr, name, level, Trust::Ca(ca))
+        .await
+        .unwrap_or_else(|e| panic!("{level:?} as {name}: {e}"));
+    select_marker(&mut c, marker).await;
+    let login = rec.saw(&obfuscated(LOGIN_PASSWORD));
+    assert_eq!(login, rec.saw(&utf16(LOGIN_USER)), "LOGIN7 is one record");
+    (login, rec.saw(&utf16(marker)))
 }
 
 #[tokio::test]
-async fn off_on_both_sides_encrypts_the_login_only_and_not_sup_nothing() {
+async fn tiberius_encryption_levels_against_a_server_with_a_certificate() {
     let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
     let target = sim.addr_of(&fixtures::active()).unwrap();
-
-    // client ENCRYPT_OFF, server ENCRYPT_OFF: "Encrypt login packet only"
-    let rec = Recorder::start(target).await;
-    let mut c = tiberius_tls(
-        rec.addr,
-        &host(),
-        EncryptionLevel::Off,
-        Trust::Ca(pki.ca_cert()),
-    )
-    .await
-    .unwrap();
-    select_marker(&mut c, "marker-after-login").await;
-    assert!(!rec.saw(&obfuscated(LOGIN_PASSWORD)), "LOGIN7 is encrypted");
-    assert!(!rec.saw(&utf16(LOGIN_USER)), "LOGIN7 is encrypted");
-    assert!(
-        rec.saw(&utf16("marker-after-login")),
-        "after LOGIN7 the session is plaintext"
-    );
-
-    // client ENCRYPT_NOT_SUP against a server that does not force: no encryption at all
-    let rec = Recorder::start(target).await;
-    let mut c = tiberius_tls(
-        rec.addr,
-        &host(),
-        EncryptionLevel::NotSupported,
-        Trust::Ca(pki.ca_cert()),
-    )
-    .await
-    .unwrap();
-    select_marker(&mut c, "marker-plaintext").await;
-    assert!(rec.saw(&obfuscated(LOGIN_PASSWORD)));
-    assert!(rec.saw(&utf16("marker-plaintext")));
+    let cases = [
+        // client ENCRYPT_ON / ENCRYPT_REQ: "Encrypt entire connection"
+        (EncryptionLevel::On, host(), (false, false)),
+        (EncryptionLevel::Required, host(), (false, false)),
+        // by address: the certificate also names 127.0.0.1
+        (
+            EncryptionLevel::Required,
+            "127.0.0.1".to_string(),
+            (false, false),
+        ),
+        // ENCRYPT_OFF on both sides: "Encrypt login packet only", plaintext after LOGIN7
+        (EncryptionLevel::Off, host(), (false, true)),
+        // client ENCRYPT_NOT_SUP, server not forcing: no encryption at all
+        (EncryptionLevel::NotSupported, host(), (true, true)),
+    ];
+    for (level, name, expected) in cases {
+        let got = in_clear(target, &name, level, pki.ca_cert(), "marker-level").await;
+        assert_eq!(
+            got, expected,
+            "{level:?} as {name}: (login, batch) in clear"
+        );
+    }
 }
 
 #[tokio::test]
@@ -163,29 +142,13 @@ async fn force_encryption_refuses_plaintext_clients_with_17835_not_a_hang() {
     send_msg(&mut s, 0x12, &prelogin(ENCRYPT_OFF)).await;
     let (_, reply) = recv_msg(&mut s).await.unwrap();
     assert_eq!(client_encryption(&reply), Some(ENCRYPT_REQ));
-    let rec = Recorder::start(addr).await;
-    let mut c = tiberius_tls(
-        rec.addr,
-        &host(),
-        EncryptionLevel::Off,
-        Trust::Ca(pki.ca_cert()),
-    )
-    .await
-    .unwrap();
-    select_marker(&mut c, "forced-full").await;
-    assert!(!rec.saw(&utf16("forced-full")));
-
+    let ca = pki.ca_cert();
+    let got = in_clear(addr, &host(), EncryptionLevel::Off, ca, "forced-full").await;
+    assert_eq!(got, (false, false));
     // tiberius configured NotSupported (but built with TLS) reads ENCRYPT_REQ and encrypts
     // anyway: against a forcing server "off" in tiberius is not plaintext.
-    let mut c = tiberius_tls(
-        addr,
-        &host(),
-        EncryptionLevel::NotSupported,
-        Trust::Ca(pki.ca_cert()),
-    )
-    .await
-    .unwrap();
-    select_marker(&mut c, "tiberius-upgraded").await;
+    let got = in_clear(addr, &host(), EncryptionLevel::NotSupported, ca, "upgraded").await;
+    assert_eq!(got, (false, false));
 
     // Without Force Encryption the same plaintext LOGIN7 is served.
     let (sim, _f, _pki) = start_tls(&Options::default(), Served::Valid, false).await;

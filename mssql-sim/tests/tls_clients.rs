@@ -68,97 +68,60 @@ async fn tsql_tls(dir: &Path, port: u16, encryption: &str, ca: &Path, sql: &str)
     run(cmd, &format!("{LOGIN_PASSWORD}\n{sql}\ngo\nexit\n")).await
 }
 
+/// Runs `tsql` with `encryption` against `target` through a recording proxy, selecting
+/// `marker`; asserts it ran and says what crossed the wire in clear: (LOGIN7, the batch).
+async fn tsql_in_clear(
+    pki: &test_pki::TestPki,
+    target: std::net::SocketAddr,
+    encryption: &str,
+    marker: &str,
+) -> (bool, bool) {
+    let rec = Recorder::start(target).await;
+    let sql = format!("SELECT N'{marker}' AS m");
+    let (ok, out) = tsql_tls(pki.dir(), rec.addr.port(), encryption, pki.ca_cert(), &sql).await;
+    assert!(
+        ok && out.contains(marker),
+        "tsql ({encryption}) output:\n{out}"
+    );
+    (
+        rec.saw(&obfuscated(LOGIN_PASSWORD)),
+        rec.saw(&utf16(marker)),
+    )
+}
+
 #[tokio::test]
 async fn tsql_logs_in_over_tls_with_encryption_require_and_a_ca_file() {
     if !tsql_available() {
         return;
     }
-    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    let (ok, out) = tsql_tls(
-        pki.dir(),
-        rec.addr.port(),
-        "require",
-        pki.ca_cert(),
-        "SELECT N'tsql-over-tls' AS m",
-    )
-    .await;
-    assert!(ok && out.contains("tsql-over-tls"), "tsql output:\n{out}");
-    assert!(!rec.saw(&utf16("tsql-over-tls")), "the batch went in clear");
-    assert!(
-        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
-        "LOGIN7 went in clear"
-    );
-
-    // `encryption = request` sends ENCRYPT_OFF: only the login is encrypted.
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    let (ok, out) = tsql_tls(
-        pki.dir(),
-        rec.addr.port(),
-        "request",
-        pki.ca_cert(),
-        "SELECT N'tsql-login-only' AS m",
-    )
-    .await;
-    assert!(ok && out.contains("tsql-login-only"), "tsql output:\n{out}");
-    assert!(
-        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
-        "LOGIN7 went in clear"
-    );
-    assert!(
-        rec.saw(&utf16("tsql-login-only")),
-        "login-only: the batch is clear"
-    );
-
-    // The wrong CA: tsql refuses the server and never logs in.
-    let (ok, out) = tsql_tls(
-        pki.dir(),
-        rec.addr.port(),
-        "require",
-        pki.other_ca_cert(),
-        "SELECT N'must-not-run' AS m",
-    )
-    .await;
-    assert!(!out.contains("must-not-run"), "tsql output:\n{out}");
-    assert!(
-        !ok || out.contains("connection failed") || out.contains("problem connecting"),
-        "tsql output:\n{out}"
-    );
-}
-
-#[tokio::test]
-async fn tsql_encryption_off_is_plaintext_unless_the_server_forces() {
-    if !tsql_available() {
-        return;
+    for force in [false, true] {
+        let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, force).await;
+        let target = sim.addr_of(&fixtures::active()).unwrap();
+        // `require` sends ENCRYPT_ON: the whole session is encrypted.
+        let got = tsql_in_clear(&pki, target, "require", "tsql-require").await;
+        assert_eq!(got, (false, false), "require, force {force}");
+        // `request` sends ENCRYPT_OFF: only the login, unless the server forces.
+        let got = tsql_in_clear(&pki, target, "request", "tsql-request").await;
+        assert_eq!(got, (false, !force), "request, force {force}");
+        // `off` sends ENCRYPT_NOT_SUP: plaintext, unless the server forces (ENCRYPT_REQ),
+        // when FreeTDS encrypts the whole session.
+        let got = tsql_in_clear(&pki, target, "off", "tsql-off").await;
+        assert_eq!(got, (!force, !force), "off, force {force}");
+        // The wrong CA: tsql refuses the server and never logs in.
+        let (ok, out) = tsql_tls(
+            pki.dir(),
+            target.port(),
+            "require",
+            pki.other_ca_cert(),
+            "SELECT N'must-not-run' AS m",
+        )
+        .await;
+        assert!(!out.contains("must-not-run"), "tsql output:\n{out}");
+        assert!(
+            !ok || out.contains("connection failed") || out.contains("problem connecting"),
+            "tsql output:\n{out}"
+        );
     }
-    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    // FreeTDS `encryption = off` sends ENCRYPT_NOT_SUP; the forcing server answers
-    // ENCRYPT_REQ, and FreeTDS then encrypts the whole session.
-    let (ok, out) = tsql_tls(
-        pki.dir(),
-        rec.addr.port(),
-        "off",
-        pki.ca_cert(),
-        "SELECT N'tsql-forced' AS m",
-    )
-    .await;
-    assert!(ok && out.contains("tsql-forced"), "tsql output:\n{out}");
-    assert!(!rec.saw(&utf16("tsql-forced")), "the batch went in clear");
-
-    // Against a server that does not force, `encryption = off` is plaintext throughout.
-    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    let (ok, out) = tsql_tls(
-        pki.dir(),
-        rec.addr.port(),
-        "off",
-        pki.ca_cert(),
-        "SELECT N'tsql-off' AS m",
-    )
-    .await;
-    assert!(ok && out.contains("tsql-off"), "tsql output:\n{out}");
-    assert!(rec.saw(&obfuscated(LOGIN_PASSWORD)), "plaintext login");
 }
 
 const PYTHON_TDS: &str = r#"
