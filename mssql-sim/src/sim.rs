@@ -39,6 +39,31 @@ impl SimOptions {
         self.tls.insert(instance, tls);
         self
     }
+
+    /// Serves every instance of `estate` with its own certificate from `pki` (subject and
+    /// SAN = the instance's host, plus 127.0.0.1), Force Encryption as given. For broken
+    /// certificates (`pki.expired()`, …) use [`SimOptions::with_tls`].
+    #[cfg(feature = "test-pki")]
+    pub fn with_test_pki(
+        mut self,
+        estate: &Estate,
+        pki: &test_pki::TestPki,
+        force_encryption: bool,
+    ) -> Result<Self, crate::tls::TlsConfigError> {
+        for i in estate.instances() {
+            let ck =
+                pki.server(&i.to_string())
+                    .ok_or_else(|| crate::tls::TlsConfigError::File {
+                        what: "certificate",
+                        path: pki.dir().to_path_buf(),
+                        message: format!("the test PKI has no certificate for {i}"),
+                    })?;
+            let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)?
+                .with_force_encryption(force_encryption);
+            self.tls.insert(i, tls);
+        }
+        Ok(self)
+    }
 }
 
 /// Could not start the simulator.

@@ -51,12 +51,16 @@ pub async fn start_tls(
     let instances = f.estate.instances();
     let pki = TestPki::generate(instances.iter().map(|i| i.to_string())).unwrap();
     let mut options = SimOptions::default();
-    for i in &instances {
-        let ck = pick(&pki, i, served);
-        let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)
-            .unwrap()
-            .with_force_encryption(force);
-        options = options.with_tls(i.clone(), tls);
+    if served == Served::Valid {
+        options = options.with_test_pki(&f.estate, &pki, force).unwrap();
+    } else {
+        for i in &instances {
+            let ck = pick(&pki, i, served);
+            let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)
+                .unwrap()
+                .with_force_encryption(force);
+            options = options.with_tls(i.clone(), tls);
+        }
     }
     let sim = Simulator::start(f.estate.clone(), options).await.unwrap();
     (sim, f, pki)
