@@ -127,11 +127,12 @@ async fn tsql_logs_in_over_tls_with_encryption_require_and_a_ca_file() {
 const PYTHON_TDS: &str = r#"
 import socket, sys, pytds
 port, sni, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-user, password = sys.argv[4], sys.stdin.readline().rstrip("\n")
+user, login_only = sys.argv[4], sys.argv[5] == "login-only"
+password = sys.stdin.readline().rstrip("\n")
 sock = socket.create_connection(("127.0.0.1", port), timeout=30)
 with pytds.connect(server=sni, port=port, user=user, password=password, cafile=ca,
-                   validate_host=True, sock=sock, autocommit=True, timeout=30,
-                   login_timeout=30) as conn:
+                   validate_host=True, enc_login_only=login_only, sock=sock,
+                   autocommit=True, timeout=30, login_timeout=30) as conn:
     with conn.cursor() as cur:
         cur.execute("SELECT N'python-tds-over-tls' AS m")
         print(cur.fetchone()[0])
@@ -156,7 +157,14 @@ fn python_tds() -> Option<String> {
     }
 }
 
-async fn python_login(py: &str, dir: &Path, port: u16, sni: &str, ca: &Path) -> (bool, String) {
+async fn python_login(
+    py: &str,
+    dir: &Path,
+    port: u16,
+    sni: &str,
+    ca: &Path,
+    login_only: bool,
+) -> (bool, String) {
     let script = dir.join("login.py");
     std::fs::write(&script, PYTHON_TDS).unwrap();
     let mut cmd = tokio::process::Command::new(py);
@@ -164,7 +172,8 @@ async fn python_login(py: &str, dir: &Path, port: u16, sni: &str, ca: &Path) -> 
         .arg(port.to_string())
         .arg(sni)
         .arg(ca)
-        .arg(LOGIN_USER);
+        .arg(LOGIN_USER)
+        .arg(if login_only { "login-only" } else { "full" });
     run(cmd, &format!("{LOGIN_PASSWORD}\n")).await
 }
 
@@ -173,37 +182,51 @@ async fn python_tds_logs_in_over_tls_with_a_ca_file_and_host_validation() {
     let Some(py) = python_tds() else {
         return;
     };
-    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
-    let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
-    let host = fixtures::active().host().to_string();
-    let (ok, out) = python_login(&py, pki.dir(), rec.addr.port(), &host, pki.ca_cert()).await;
-    assert!(
-        ok && out.contains("python-tds-over-tls"),
-        "python-tds:\n{out}"
-    );
-    assert!(
-        !rec.saw(&utf16("python-tds-over-tls")),
-        "the batch went in clear"
-    );
-    assert!(
-        !rec.saw(&obfuscated(LOGIN_PASSWORD)),
-        "LOGIN7 went in clear"
-    );
+    // Not forcing: the whole session (ENCRYPT_ON) or the login only (enc_login_only sends
+    // ENCRYPT_OFF). Forcing: the whole session either way.
+    for (force, login_only, batch_clear) in [
+        (false, false, false),
+        (false, true, true),
+        (true, true, false),
+    ] {
+        let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, force).await;
+        let rec = Recorder::start(sim.addr_of(&fixtures::active()).unwrap()).await;
+        let host = fixtures::active().host().to_string();
+        let (ok, out) = python_login(
+            &py,
+            pki.dir(),
+            rec.addr.port(),
+            &host,
+            pki.ca_cert(),
+            login_only,
+        )
+        .await;
+        assert!(
+            ok && out.contains("python-tds-over-tls"),
+            "python-tds:\n{out}"
+        );
+        assert_eq!(
+            rec.saw(&utf16("python-tds-over-tls")),
+            batch_clear,
+            "force {force}, login only {login_only}"
+        );
+        assert!(
+            !rec.saw(&obfuscated(LOGIN_PASSWORD)),
+            "LOGIN7 went in clear"
+        );
+    }
 
     // The wrong CA and the wrong name are refused by the client.
-    let (ok, out) = python_login(&py, pki.dir(), rec.addr.port(), &host, pki.other_ca_cert()).await;
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, true).await;
+    let port = sim.addr_of(&fixtures::active()).unwrap().port();
+    let host = fixtures::active().host().to_string();
+    let (ok, out) = python_login(&py, pki.dir(), port, &host, pki.other_ca_cert(), false).await;
     assert!(
         !ok && !out.contains("python-tds-over-tls"),
         "python-tds:\n{out}"
     );
-    let (ok, out) = python_login(
-        &py,
-        pki.dir(),
-        rec.addr.port(),
-        "sql-b.cms.test",
-        pki.ca_cert(),
-    )
-    .await;
+    let (ok, out) =
+        python_login(&py, pki.dir(), port, "sql-b.cms.test", pki.ca_cert(), false).await;
     assert!(
         !ok && out.contains("does not match host name"),
         "python-tds:\n{out}"
