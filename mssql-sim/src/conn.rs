@@ -107,8 +107,8 @@ async fn establish(
         }
         (_, Some(t)) => t,
     };
-    // MS-TDS 2.2.6.5: "If encryption was negotiated, the TLS handshake follows" in PRELOGIN
-    // packets. A client that sends its LOGIN7 in plaintext instead is refused.
+    // Encryption was negotiated: the client's next packets carry the TLS handshake inside
+    // PRELOGIN (MS-TDS 2.2.6.5). A client that sends a plaintext LOGIN7 instead is refused.
     if tcp.peek(&mut first).await? == 0 {
         return Ok(None);
     }
@@ -170,7 +170,7 @@ async fn strict(tcp: TcpStream, tls: &ServerTls) -> io::Result<Option<(Message, 
 /// answers ENCRYPT_REQ ("connection terminated", MS-TDS 2.2.6.5) and logs error 17835,
 /// severity 20: "Encryption is required to connect to this server but the client library
 /// does not support encryption; the connection has been closed. Please upgrade your client
-/// library." (learn.microsoft.com/sql/relational-databases/errors-events/database-engine-events-and-errors-17000-to-17999).
+/// library." (learn.microsoft.com/sql/relational-databases/errors-events/database-engine-events-and-errors-16000-to-17999).
 /// The simulator also sends that error to the client before closing (inference: no page
 /// says whether the real server sends it or only logs it) so a client that ignored
 /// ENCRYPT_REQ gets a clear message instead of a bare disconnect.
