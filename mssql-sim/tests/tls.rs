@@ -250,3 +250,31 @@ async fn tds8_strict_tls_first_with_alpn_tds_8_0() {
         .expect_err("no ALPN overlap");
     assert!(e.to_string().to_lowercase().contains("protocol"), "{e}");
 }
+
+#[tokio::test]
+async fn tds7_tls_is_tls_1_2_inside_prelogin_packets() {
+    // A rustls client offering TLS 1.3 and 1.2, framed in PRELOGIN packets like a TDS 7.x
+    // driver: the server picks TLS 1.2 (TLS 1.3 only with TDS 8.0).
+    let (sim, _f, pki) = start_tls(&Options::default(), Served::Valid, false).await;
+    let mut tcp = TcpStream::connect(sim.addr_of(&fixtures::active()).unwrap())
+        .await
+        .unwrap();
+    send_msg(&mut tcp, 0x12, &prelogin(ENCRYPT_ON)).await;
+    let (_, reply) = recv_msg(&mut tcp).await.unwrap();
+    assert_eq!(client_encryption(&reply), Some(ENCRYPT_ON));
+    let name = rustls::pki_types::ServerName::try_from(host()).unwrap();
+    let framed = mssql_sim::tds::tls::PreloginFramed::new(tcp);
+    let mut tls = strict_client(&pki, b"unused")
+        .connect(name, framed)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None, "no ALPN in TDS 7.x");
+    tls.get_mut().0.handshake_complete();
+    send_msg(&mut tls, 0x10, &login7(LOGIN_USER, LOGIN_PASSWORD)).await;
+    let (_, reply) = recv_msg(&mut tls).await.unwrap();
+    assert!(reply.contains(&0xAD), "LOGINACK over TLS");
+}
