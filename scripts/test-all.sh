@@ -25,6 +25,16 @@ if ! odbcinst -q -d 2>/dev/null | grep -qi '^\[FreeTDS\]'; then
     odbcinst -i -d -f /tmp/freetds-odbcinst.ini
 fi
 
+# python-tds for mssql-sim/tests/tls_clients.rs, in a venv under the target dir. Its host
+# validation calls X509.get_extension, which pyOpenSSL removed in 24.3: keep it below that.
+pyvenv="$(realpath -m "${CARGO_TARGET_DIR:-target}")/pyvenv-tds"
+if ! "$pyvenv/bin/python" -c 'import pytds, OpenSSL' 2>/dev/null; then
+    echo "installing python-tds into $pyvenv"
+    python3 -m venv "$pyvenv"
+    "$pyvenv/bin/pip" install -q 'python-tds==1.17.1' 'pyOpenSSL<24.3'
+fi
+export CMS_FAILOVER_PYTHON_TDS="$pyvenv/bin/python"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 # A hung test must fail the run long before the CI time limit.

@@ -1,9 +1,11 @@
 //! Estate description files (TOML) for the `mssql-sim` binary. See the crate README.
 
+use crate::tls::ServerTls;
 use backend_fake::Estate;
 use failover_core::{DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorState, Store};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// The `@@VERSION` an instance reports unless its file entry says otherwise.
 pub const DEFAULT_VERSION: &str = "Microsoft SQL Server 2019 (RTM) - 15.0.2000.5 (X64) (mssql-sim)";
@@ -58,6 +60,16 @@ pub struct InstanceEntry {
     /// Whether the instance starts up (default true).
     #[serde(default = "yes")]
     pub reachable: bool,
+    /// TLS certificate chain (PEM, leaf first; relative to the estate file). Absent: the
+    /// instance has no certificate and answers PRELOGIN with ENCRYPT_NOT_SUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Force Encryption: refuse clients that will not encrypt (needs `tls_cert`).
+    #[serde(default)]
+    pub force_encryption: bool,
     /// Databases on this instance.
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseEntry>,
@@ -182,6 +194,37 @@ impl EstateFile {
         Ok(toml::from_str(text)?)
     }
 
+    /// The TLS settings of the instances that have a certificate; relative paths are taken
+    /// from `base` (the estate file's directory). Certificates and keys are loaded here, so a
+    /// bad file is reported before anything listens.
+    pub fn tls(&self, base: &Path) -> Result<HashMap<InstanceAddr, ServerTls>, EstateFileError> {
+        let mut out = HashMap::new();
+        for i in &self.instances {
+            match (&i.tls_cert, &i.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let tls = ServerTls::from_pem_files(base.join(cert), base.join(key))
+                        .map_err(|e| invalid(format!("instance {}: {e}", i.name)))?
+                        .with_force_encryption(i.force_encryption);
+                    out.insert(i.name.clone(), tls);
+                }
+                (None, None) if i.force_encryption => {
+                    return Err(invalid(format!(
+                        "instance {}: force_encryption needs tls_cert and tls_key",
+                        i.name
+                    )));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "instance {}: set both tls_cert and tls_key, or neither",
+                        i.name
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Builds the estate and the fixed ports; `env` resolves `password_env` names.
     pub fn build(
         &self,
@@ -281,5 +324,41 @@ mod tests {
         );
         assert!(EstateFile::parse("[[instance]]\nname = 'bad host'\n").is_err());
         assert!(EstateFile::parse("[[instance]]\nname = 'a'\nfoo = 1\n").is_err());
+        assert!(
+            f.tls(Path::new(".")).unwrap().is_empty(),
+            "no certificate: no TLS"
+        );
+    }
+
+    #[test]
+    fn tls_per_instance_relative_to_the_file() {
+        let pki = test_pki::TestPki::generate(["sql-a.cms.test"]).unwrap();
+        let a = pki.server("sql-a.cms.test").unwrap();
+        let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+        let text = format!(
+            "[[instance]]\nname = 'sql-a.cms.test\\RTC'\ntls_cert = '{}'\ntls_key = '{}'\nforce_encryption = true\n\n[[instance]]\nname = 'sql-b.cms.test'\n",
+            name(&a.cert),
+            name(&a.key)
+        );
+        let f = EstateFile::parse(&text).unwrap();
+        let tls = f.tls(pki.dir()).unwrap();
+        let addr = InstanceAddr::parse("sql-a.cms.test\\RTC").unwrap();
+        assert_eq!(tls.len(), 1);
+        assert!(tls[&addr].force_encryption());
+        assert_eq!(tls[&addr].cert_path(), a.cert);
+        // a missing key file is reported with the instance and the path
+        let e = f.tls(Path::new("/nonexistent")).unwrap_err().to_string();
+        assert!(
+            e.contains("sql-a.cms.test") && e.contains("/nonexistent"),
+            "{e}"
+        );
+        // half a pair, or forcing without a certificate, is refused
+        for bad in [
+            "[[instance]]\nname = 'a'\ntls_cert = 'c.pem'\n",
+            "[[instance]]\nname = 'a'\nforce_encryption = true\n",
+        ] {
+            let e = EstateFile::parse(bad).unwrap().tls(pki.dir()).unwrap_err();
+            assert!(e.to_string().contains("tls_"), "{e}");
+        }
     }
 }

@@ -12,6 +12,8 @@ pub mod service;
 pub mod sim;
 pub mod sql;
 pub mod tds;
+pub mod tls;
 
 pub use service::*;
 pub use sim::{SimHandle, SimOptions, Simulator, StartError};
+pub use tls::{ServerTls, TlsConfigError, WithTls};

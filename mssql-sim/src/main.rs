@@ -4,14 +4,15 @@ use backend_fake::Estate;
 use clap::Parser;
 use failover_core::{DatabaseName, DbState, InstanceAddr};
 use mssql_sim::estate_file::{DEFAULT_VERSION, EstateFile};
-use mssql_sim::{SimOptions, Simulator};
+use mssql_sim::{ServerTls, SimOptions, Simulator};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// A SQL Server simulator speaking TDS 7.4 (plaintext) over a backend-fake estate.
+/// A SQL Server simulator speaking TDS 7.4 (TLS when given a certificate) over a backend-fake
+/// estate.
 ///
 /// The `sa` password comes from the environment variable MSSQL_SIM_PASSWORD or from
 /// --password-file, never from the command line.
@@ -45,6 +46,17 @@ struct Args {
     /// advance it), so replication links and workloads progress with time.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     tick_ms: u64,
+    /// TLS certificate chain (PEM) for every instance the estate file gives none. Without a
+    /// certificate an instance answers PRELOGIN with ENCRYPT_NOT_SUP (plaintext only).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Force Encryption for the instances served with --tls-cert: clients that will not
+    /// encrypt are refused (error 17835), as SQL Server does.
+    #[arg(long, requires = "tls_cert")]
+    force_encryption: bool,
 }
 
 fn password(args: &Args) -> Result<String, String> {
@@ -73,10 +85,13 @@ async fn run(args: Args) -> Result<(), String> {
             let (estate, ports) = file
                 .build(|v| std::env::var(v).ok())
                 .map_err(|e| e.to_string())?;
+            let base = path.parent().unwrap_or(std::path::Path::new("."));
+            let tls = file.tls(base).map_err(|e| e.to_string())?;
             (
                 estate,
                 SimOptions {
                     ports,
+                    tls,
                     ..SimOptions::default()
                 },
             )
@@ -99,10 +114,20 @@ async fn run(args: Args) -> Result<(), String> {
                 SimOptions {
                     host: args.listen.ip(),
                     ports,
+                    ..SimOptions::default()
                 },
             )
         }
     };
+    let mut options = options;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = ServerTls::from_pem_files(cert, key)
+            .map_err(|e| e.to_string())?
+            .with_force_encryption(args.force_encryption);
+        for i in estate.instances() {
+            options.tls.entry(i).or_insert_with(|| tls.clone());
+        }
+    }
     estate.add_login("sa", &sa_password);
     let sim = Simulator::start(estate.clone(), options)
         .await

@@ -224,4 +224,9 @@ pub trait Service: Send + Sync + 'static {
     fn is_up(&self) -> bool {
         true
     }
+    /// The instance's certificate and encryption policy; `None` (the default) means no
+    /// certificate: PRELOGIN is answered with ENCRYPT_NOT_SUP and the session is plaintext.
+    fn tls(&self) -> Option<crate::tls::ServerTls> {
+        None
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::listener::{bind, run_listener};
 use crate::sql::exec::{InstanceService, Shared};
+use crate::tls::{ServerTls, WithTls};
 use backend_fake::Estate;
 use failover_core::InstanceAddr;
 use std::collections::HashMap;
@@ -17,6 +18,9 @@ pub struct SimOptions {
     pub host: IpAddr,
     /// Fixed ports per instance; instances not listed get an ephemeral port (port 0).
     pub ports: HashMap<InstanceAddr, u16>,
+    /// Certificate and encryption policy per instance; instances not listed have no
+    /// certificate and answer PRELOGIN with ENCRYPT_NOT_SUP (plaintext only).
+    pub tls: HashMap<InstanceAddr, ServerTls>,
 }
 
 impl Default for SimOptions {
@@ -24,7 +28,41 @@ impl Default for SimOptions {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: HashMap::new(),
+            tls: HashMap::new(),
         }
+    }
+}
+
+impl SimOptions {
+    /// Serves `instance` with this certificate and policy.
+    pub fn with_tls(mut self, instance: InstanceAddr, tls: ServerTls) -> Self {
+        self.tls.insert(instance, tls);
+        self
+    }
+
+    /// Serves every instance of `estate` with its own certificate from `pki` (subject and
+    /// SAN = the instance's host, plus 127.0.0.1), Force Encryption as given. For broken
+    /// certificates (`pki.expired()`, …) use [`SimOptions::with_tls`].
+    #[cfg(feature = "test-pki")]
+    pub fn with_test_pki(
+        mut self,
+        estate: &Estate,
+        pki: &test_pki::TestPki,
+        force_encryption: bool,
+    ) -> Result<Self, crate::tls::TlsConfigError> {
+        for i in estate.instances() {
+            let ck =
+                pki.server(&i.to_string())
+                    .ok_or_else(|| crate::tls::TlsConfigError::File {
+                        what: "certificate",
+                        path: pki.dir().to_path_buf(),
+                        message: format!("the test PKI has no certificate for {i}"),
+                    })?;
+            let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)?
+                .with_force_encryption(force_encryption);
+            self.tls.insert(i, tls);
+        }
+        Ok(self)
     }
 }
 
@@ -66,10 +104,9 @@ impl Simulator {
                 addr,
                 source,
             })?;
-            let service = Arc::new(InstanceService::new(
-                estate.clone(),
-                instance.clone(),
-                shared.clone(),
+            let service = Arc::new(WithTls::new(
+                InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
+                options.tls.get(&instance).cloned(),
             ));
             tasks.push(tokio::spawn(run_listener(
                 service,

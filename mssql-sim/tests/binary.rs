@@ -116,3 +116,100 @@ fn refuses_to_start_without_a_password() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn tls_flags_and_estate_file_tls() {
+    use common::tls::*;
+    use tiberius::EncryptionLevel;
+    let pki = test_pki::TestPki::generate(["localhost", "sql-a.cms.test"]).unwrap();
+    let l = pki.server("localhost").unwrap();
+    let (_p, lines) = spawn(
+        Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--force-encryption",
+                "--tls-cert",
+            ])
+            .arg(&l.cert)
+            .arg("--tls-key")
+            .arg(&l.key)
+            .env("MSSQL_SIM_PASSWORD", PASSWORD),
+        1,
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], lines[0].1).into();
+    let mut c = tiberius_tls_as(
+        addr,
+        "localhost",
+        EncryptionLevel::Required,
+        Trust::Ca(pki.ca_cert()),
+        "sa",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        batch(&mut c, "SELECT 1 AS one;").await.unwrap()[0],
+        vec![row(&[Some("1")])]
+    );
+    // --force-encryption: a plaintext LOGIN7 is refused with 17835
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    send_msg(&mut s, 0x10, &login7("sa", PASSWORD)).await;
+    let (_, reply) = recv_msg(&mut s).await.unwrap();
+    assert_eq!(first_error(&reply), Some((17835, 20)));
+
+    // per instance in the estate file, paths relative to the file
+    let a = pki.server("sql-a.cms.test").unwrap();
+    let file = pki.dir().join("estate.toml");
+    let name = |p: &std::path::Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        &file,
+        format!(
+            "[[instance]]\nname = 'sql-a.cms.test\\RTC'\ntls_cert = '{}'\ntls_key = '{}'\n",
+            name(&a.cert),
+            name(&a.key)
+        ),
+    )
+    .unwrap();
+    let (_p, lines) = spawn(
+        Command::new(BIN)
+            .arg("--estate")
+            .arg(&file)
+            .env("MSSQL_SIM_PASSWORD", PASSWORD),
+        1,
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], lines[0].1).into();
+    let rec = Recorder::start(addr).await;
+    let mut c = tiberius_tls_as(
+        rec.addr,
+        "sql-a.cms.test",
+        EncryptionLevel::On,
+        Trust::Ca(pki.ca_cert()),
+        "sa",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    batch(&mut c, "SELECT N'estate-file-tls' AS m;")
+        .await
+        .unwrap();
+    assert!(!rec.saw(&utf16("estate-file-tls")), "encrypted");
+
+    // a key that is not there: exit 2 before listening, naming the file
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&l.cert)
+        .args(["--tls-key", "/nonexistent/key.pem"])
+        .env("MSSQL_SIM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key.pem"));
+    // --force-encryption without a certificate is a usage error
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--force-encryption"])
+        .env("MSSQL_SIM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

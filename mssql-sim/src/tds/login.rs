@@ -12,9 +12,13 @@ const OPT_INSTOPT: u8 = 0x02;
 const OPT_THREADID: u8 = 0x03;
 /// PRELOGIN option: MARS.
 const OPT_MARS: u8 = 0x04;
-/// ENCRYPT_NOT_SUP: this server speaks plaintext only.
+/// ENCRYPT_OFF: "Encryption is available but off" (MS-TDS 2.2.6.5).
+pub const ENCRYPT_OFF: u8 = 0x00;
+/// ENCRYPT_ON: "Encryption is available and on".
+pub const ENCRYPT_ON: u8 = 0x01;
+/// ENCRYPT_NOT_SUP: "Encryption is not available" (the simulator without a certificate).
 pub const ENCRYPT_NOT_SUP: u8 = 0x02;
-/// ENCRYPT_REQ: the client insists on TLS.
+/// ENCRYPT_REQ: "Encryption is required".
 pub const ENCRYPT_REQ: u8 = 0x03;
 
 /// The product version the simulator reports: 15.0.2000 (SQL Server 2019).
@@ -36,8 +40,8 @@ pub fn client_encryption(prelogin: &[u8]) -> Option<u8> {
 }
 
 /// The PRELOGIN reply payload (sent in a packet of type 0x04): VERSION, ENCRYPTION =
-/// ENCRYPT_NOT_SUP, INSTOPT, THREADID, MARS, terminator.
-pub fn prelogin_reply() -> Vec<u8> {
+/// `encryption` (see [`crate::tds::tls::negotiate`]), INSTOPT, THREADID, MARS, terminator.
+pub fn prelogin_reply(encryption: u8) -> Vec<u8> {
     let options: [(u8, Vec<u8>); 5] = [
         (
             OPT_VERSION,
@@ -50,7 +54,7 @@ pub fn prelogin_reply() -> Vec<u8> {
                 0,
             ],
         ),
-        (OPT_ENCRYPTION, vec![ENCRYPT_NOT_SUP]),
+        (OPT_ENCRYPTION, vec![encryption]),
         (OPT_INSTOPT, vec![0]),
         (OPT_THREADID, vec![]),
         (OPT_MARS, vec![0]),
@@ -139,9 +143,13 @@ mod tests {
 
     #[test]
     fn prelogin_reply_offsets() {
-        let r = prelogin_reply();
+        let r = prelogin_reply(ENCRYPT_NOT_SUP);
         assert_eq!(r[0], OPT_VERSION);
         assert_eq!(client_encryption(&r), Some(ENCRYPT_NOT_SUP));
+        assert_eq!(
+            client_encryption(&prelogin_reply(ENCRYPT_REQ)),
+            Some(ENCRYPT_REQ)
+        );
         assert_eq!(*r.last().unwrap(), 0, "MARS off is the last byte");
     }
 

@@ -163,7 +163,7 @@ mod reply_tests {
     fn replies_use_packet_type_4_even_for_prelogin() {
         let bytes = packetize(
             TABULAR_RESULT,
-            &crate::tds::login::prelogin_reply(),
+            &crate::tds::login::prelogin_reply(crate::tds::login::ENCRYPT_NOT_SUP),
             4096,
             0,
         );

@@ -1,6 +1,8 @@
 //! Shared helpers: a tiberius client, FreeTDS `tsql` runner and a raw TDS client.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -79,7 +81,7 @@ pub async fn tsql(port: u16, user: &str, password: &str, script: &str) -> String
 }
 
 fn w(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+    tls::utf16(s)
 }
 
 /// An SQL batch payload with ALL_HEADERS.
@@ -103,24 +105,7 @@ impl RawClient {
     pub async fn login(port: u16, user: &str, password: &str) -> Self {
         let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut c = Self { s };
-        let pw: Vec<u8> = w(password)
-            .into_iter()
-            .map(|b| b.rotate_left(4) ^ 0xA5)
-            .collect();
-        let mut fixed = vec![0u8; 94];
-        fixed[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
-        fixed[8..12].copy_from_slice(&4096u32.to_le_bytes());
-        let mut data = Vec::new();
-        for (at, bytes) in [(40usize, w(user)), (44, pw)] {
-            let off = 94 + data.len();
-            fixed[at..at + 2].copy_from_slice(&(off as u16).to_le_bytes());
-            fixed[at + 2..at + 4].copy_from_slice(&((bytes.len() / 2) as u16).to_le_bytes());
-            data.extend_from_slice(&bytes);
-        }
-        fixed.extend(data);
-        let len = fixed.len() as u32;
-        fixed[0..4].copy_from_slice(&len.to_le_bytes());
-        c.send(0x10, &fixed).await;
+        c.send(0x10, &tls::login7(user, password)).await;
         let reply = c.recv().await;
         assert!(reply.contains(&0xAD), "LOGINACK expected");
         c
@@ -128,33 +113,15 @@ impl RawClient {
 
     /// Sends one single-packet message.
     pub async fn send(&mut self, ty: u8, payload: &[u8]) {
-        let mut p = vec![ty, 1];
-        p.extend_from_slice(&((payload.len() + 8) as u16).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 1, 0]);
-        p.extend_from_slice(payload);
-        self.s.write_all(&p).await.unwrap();
+        tls::send_msg(&mut self.s, ty, payload).await;
     }
 
     /// Receives one whole reply message's payload (fails after 10 s without one).
     pub async fn recv(&mut self) -> Vec<u8> {
-        tokio::time::timeout(std::time::Duration::from_secs(10), self.recv_inner())
+        tls::recv_msg(&mut self.s)
             .await
-            .expect("no reply from the server")
-    }
-
-    async fn recv_inner(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let mut h = [0u8; 8];
-            self.s.read_exact(&mut h).await.unwrap();
-            let len = u16::from_be_bytes([h[2], h[3]]) as usize;
-            let mut body = vec![0u8; len - 8];
-            self.s.read_exact(&mut body).await.unwrap();
-            out.extend(body);
-            if h[1] & 1 == 1 {
-                return out;
-            }
-        }
+            .expect("the server closed the connection")
+            .1
     }
 
     /// Whether the server closed the connection (EOF on read).
