@@ -83,11 +83,11 @@ pub fn render_plan(r: &RunReport) -> String {
             let _ = writeln!(o, "  x {b}");
         }
     }
-    if let failover_core::Outcome::Refused { reason } = &r.outcome
-        && !r.blockers.iter().any(|b| b == reason)
+    if let failover_core::Outcome::Refused { refusal } = &r.outcome
+        && !r.blockers.contains(&refusal.to_string())
         && r.what_if
     {
-        let _ = writeln!(o, "  x {reason}");
+        let _ = writeln!(o, "  x {refusal}");
     }
     data_loss(r, &mut o);
     warnings(r, &mut o);
