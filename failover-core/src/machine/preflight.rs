@@ -527,8 +527,9 @@ pub(super) fn on_results(
         }
     }
     ctx.f.blockers.clear();
-    ctx.f.probes.clone_from(&obs.probes);
-    let plan = match plan(&ctx.req, &obs) {
+    let plan = plan(&ctx.req, &obs);
+    ctx.f.probes = obs.probes;
+    let plan = match plan {
         Ok(p) => p,
         Err(refusal) => return ctx.refuse(locks_of(locked), *refusal),
     };
