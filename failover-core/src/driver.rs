@@ -284,6 +284,7 @@ impl Driver {
         if let Some(j) = &self.journal {
             match j.records() {
                 Ok(records) => {
+                    machine = machine.with_epoch_floor(journal_max_epoch(&records));
                     let unfinished = unfinished_runs(&records);
                     // A planned run on top of a half-done one is refused; restore settles it and a
                     // disaster recovery (forced, idempotent) may be re-run to resume one.
@@ -293,6 +294,7 @@ impl Driver {
                             run_id: u.run_id.clone(),
                             mode: u.request.mode.to_string(),
                             last_state: u.last_state,
+                            settle_with: u.settling_mode().to_string(),
                         }));
                     }
                     interrupted = unfinished.into_iter().map(|u| u.run_id).collect();
@@ -524,6 +526,24 @@ impl Driver {
             }
         }
     }
+}
+
+/// The highest epoch any journaled run wrote (or set out to write): a new epoch must exceed
+/// it even when the instance that holds it is down.
+pub fn journal_max_epoch(records: &[JournalRecord]) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            JournalEvent::Step { ops, .. } => Some(ops),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|op| match op {
+            Op::WriteLocation { record, .. } => Some(record.epoch),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Convenience: the result of one call, for callers that only probe (status).

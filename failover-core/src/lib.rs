@@ -38,6 +38,7 @@ pub use outcome::{DataLossEstimate, Failure, Outcome, Refusal, UndoFailure};
 pub use request::{FailoverRequest, Mode, Settings};
 pub mod driver;
 pub mod journal;
+pub mod location;
 
 pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
 pub use journal::{FileJournal, Journal, MemoryJournal};

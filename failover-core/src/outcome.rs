@@ -275,6 +275,8 @@ pub enum Refusal {
         mode: String,
         /// The last step it started.
         last_state: Option<StateName>,
+        /// The mode that settles it (`restore`, or `disaster-recovery` run again).
+        settle_with: String,
     },
     /// The journal cannot be read.
     JournalUnreadable {
@@ -353,13 +355,6 @@ pub enum Refusal {
         /// The writable databases.
         databases: Vec<DatabaseName>,
     },
-    /// Disaster recovery: the CMS is already active on the target; nothing to do.
-    AlreadyActive {
-        /// The target store.
-        target: Store,
-        /// The recorded epoch.
-        epoch: u64,
-    },
     /// Disaster recovery: the old source answered with an error, so it may be up.
     OldSourceAnswers {
         /// The instance.
@@ -436,7 +431,6 @@ impl Refusal {
             Refusal::SourceNotOnline { .. } => "source_not_online",
             Refusal::SourceReadOnly { .. } => "source_read_only",
             Refusal::TargetWritable { .. } => "target_writable",
-            Refusal::AlreadyActive { .. } => "already_active",
             Refusal::OldSourceAnswers { .. } => "old_source_answers",
             Refusal::CannotCheckOtherCopy { .. } => "cannot_check_other_copy",
             Refusal::ServingChanged { .. } => "serving_changed",
@@ -458,10 +452,16 @@ impl fmt::Display for Refusal {
                 run_id,
                 mode,
                 last_state,
+                settle_with,
             } => write!(
                 f,
-                "an earlier {mode} run ({run_id}) did not finish (last step {}); if it is no longer running, run `cms-failover restore` first",
-                last_state.map(|s| s.as_str()).unwrap_or("none")
+                "an earlier {mode} run ({run_id}) did not finish (last step {}); if it is no longer running, {}",
+                last_state.map(|s| s.as_str()).unwrap_or("none"),
+                if settle_with == "restore" {
+                    "run `cms-failover restore` first"
+                } else {
+                    "run the same disaster recovery again first (or `cms-failover restore`)"
+                }
             ),
             Refusal::JournalUnreadable { error } => write!(f, "cannot read the journal: {error}"),
             Refusal::JournalUnwritable { error } => {
@@ -525,10 +525,6 @@ impl fmt::Display for Refusal {
                 f,
                 "{} already writable on the target {instance}: the target is already active (two writable copies!); run `cms-failover status` and `cms-failover restore`",
                 names(databases)
-            ),
-            Refusal::AlreadyActive { target, epoch } => write!(
-                f,
-                "the CMS is already active on {target} (epoch {epoch}); nothing to do"
             ),
             Refusal::OldSourceAnswers { instance, error } => write!(
                 f,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum StateName {
     Preflight,
     AcquiringLocks,
+    RepublishingRecord,
     AwaitingReplication,
     ReplicationPause,
     ConfirmingLocks,
@@ -34,9 +35,10 @@ pub enum StateName {
 
 impl StateName {
     /// Every state, in rough order of a run.
-    pub const ALL: [StateName; 23] = [
+    pub const ALL: [StateName; 24] = [
         StateName::Preflight,
         StateName::AcquiringLocks,
+        StateName::RepublishingRecord,
         StateName::AwaitingReplication,
         StateName::ReplicationPause,
         StateName::ConfirmingLocks,
@@ -65,6 +67,7 @@ impl StateName {
         match self {
             StateName::Preflight => "Preflight",
             StateName::AcquiringLocks => "AcquiringLocks",
+            StateName::RepublishingRecord => "RepublishingRecord",
             StateName::AwaitingReplication => "AwaitingReplication",
             StateName::ReplicationPause => "ReplicationPause",
             StateName::ConfirmingLocks => "ConfirmingLocks",

@@ -23,7 +23,7 @@ use failover_core::driver::{Observer, RunEvent};
 use failover_core::{
     Backend, BackendError, CancelHandle, DatabaseName, DatabasePosition, Driver, FailoverRequest,
     InstanceAddr, InstanceProbe, LocationRecord, LockAttempt, MemoryJournal, MirrorFailoverKind,
-    Mode, Outcome, Refusal, RunReport, StateName, Store, Topology,
+    Mode, Outcome, RunReport, StateName, Store, Topology,
 };
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -587,14 +587,17 @@ async fn restore_until_converged(
         if !dr {
             check_single_writer(estate, before)?;
         }
-        let nothing_to_do = matches!(
-            report.outcome.refusal(),
-            Some(Refusal::AlreadyActive { .. })
-        );
         if matches!(report.outcome, Outcome::Succeeded { .. }) {
-            return converged(&estate.snapshot(), topo, reachable_only).map(|_| ());
-        }
-        if nothing_to_do && converged(&estate.snapshot(), topo, reachable_only).is_ok() {
+            converged(&estate.snapshot(), topo, reachable_only)?;
+            // The interrupted run is settled: nothing unfinished is left in the journal.
+            let records = failover_core::Journal::records(journal).map_err(|e| e.to_string())?;
+            let left = failover_core::journal::unfinished_runs(&records);
+            if !left.is_empty() {
+                return Err(format!(
+                    "converged but the journal still holds unfinished runs: {:?}",
+                    left.iter().map(|u| &u.run_id).collect::<Vec<_>>()
+                ));
+            }
             return Ok(());
         }
         if attempt == 3 {

@@ -126,19 +126,60 @@ pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord
         "location records",
         ops,
         timeout,
-        false,
+        true,
     )
 }
 
-pub(super) fn on_published(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Results) -> State {
+pub(super) fn enter_republishing(ctx: &mut Ctx, run: &Run) -> Action {
+    let ops = match &run.plan.winner {
+        Some(w) => run
+            .plan
+            .stale
+            .iter()
+            .map(|(i, epoch)| Op::WriteLocation {
+                instance: i.clone(),
+                record: w.clone(),
+                expected_epoch: *epoch,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::RepublishingRecord,
+        "copy the winning location record to the reachable instances that lack it",
+        "lock held; the records were read under it",
+        "location records (the CMS location itself does not change)",
+        ops,
+        timeout,
+        true,
+    )
+}
+
+/// A copy that fails is a warning: the winner still wins by its epoch.
+pub(super) fn on_republished(
+    ctx: &mut Ctx,
+    run: Box<Run>,
+    ops: &[Op],
+    results: Results,
+) -> Box<Run> {
+    warn_unpublished(ctx, ops, results);
+    run
+}
+
+fn warn_unpublished(ctx: &mut Ctx, ops: &[Op], results: Results) {
     for (op, r) in ops.iter().zip(results) {
         if let Err(e) = r {
             ctx.f.warnings.push(format!(
-                "the location record could not be copied to {} ({e}); the target's record (higher epoch) wins",
+                "the location record could not be copied to {} ({e}); the record with the highest epoch wins",
                 op.instance()
             ));
         }
     }
+}
+
+pub(super) fn on_published(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Results) -> State {
+    warn_unpublished(ctx, ops, results);
     State::Verifying(run)
 }
 
@@ -225,7 +266,58 @@ pub(super) mod tests {
         assert!(!m.findings().warnings.is_empty());
     }
 
+    /// Preflight copies the winning record to reachable instances that lack it, under the
+    /// lock, before the mode's first step.
+    fn republished(req: crate::request::FailoverRequest, w: &mut World, next: S) {
+        let (o, h) = w.run(req);
+        assert!(o.refusal().is_none() && o.failure().is_none(), "{o}");
+        assert!(
+            h.windows(2).any(|p| p == [S::RepublishingRecord, next]),
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn planned_republishes_a_stale_record_before_the_gate() {
+        let mut w = World::planned();
+        w.set_record(&a(), record(4, &topology().active));
+        republished(planned(), &mut w, S::AwaitingReplication);
+        // The stale copy was brought up to date, then the commit went one above.
+        assert_eq!(w.record_on(&b()).unwrap().epoch, 5);
+        assert_eq!(w.record_on(&a()).unwrap().epoch, 5);
+    }
+
+    #[test]
+    fn dr_republishes_before_the_fence() {
+        let mut w = World::dr();
+        w.set_record(&b(), record(2, &topology().active));
+        republished(dr(), &mut w, S::Fencing);
+    }
+
+    #[test]
+    fn restore_republishes_then_opens() {
+        let mut w = World::planned();
+        w.set_writable(&a(), false);
+        w.set_record(&a(), record(2, &topology().active));
+        republished(restore(), &mut w, S::OpeningTarget);
+        assert_eq!(w.record_on(&b()), Some(record(2, &topology().active)));
+    }
+
+    #[test]
+    fn restore_republishes_then_recovers() {
+        let mut w = World::planned();
+        w.set_writable(&a(), false);
+        w.set_restoring(&b());
+        w.set_record(&b(), record(2, &topology().backup));
+        republished(restore(), &mut w, S::Recovering);
+        assert_eq!(w.record_on(&a()), Some(record(2, &topology().backup)));
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        planned_republishes_a_stale_record_before_the_gate,
+        dr_republishes_before_the_fence,
+        restore_republishes_then_opens,
+        restore_republishes_then_recovers,
         planned_records_epoch_one_and_publishes_it,
         write_that_landed_but_lost_its_answer_is_committed,
         write_that_did_not_land_undoes_the_promotion,

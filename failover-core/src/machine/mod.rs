@@ -125,6 +125,31 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     ),
     (S::Preflight, S::Recovering, "restore: nothing to fence"),
     (
+        S::Preflight,
+        S::RepublishingRecord,
+        "re-checked under the lock; some instances hold a stale record",
+    ),
+    (
+        S::RepublishingRecord,
+        S::AwaitingReplication,
+        "planned: record re-published",
+    ),
+    (
+        S::RepublishingRecord,
+        S::Fencing,
+        "disaster recovery / restore: record re-published",
+    ),
+    (
+        S::RepublishingRecord,
+        S::Recovering,
+        "restore: record re-published, nothing to fence",
+    ),
+    (
+        S::RepublishingRecord,
+        S::OpeningTarget,
+        "restore: record re-published, nothing to fence or recover",
+    ),
+    (
         S::AcquiringLocks,
         S::Preflight,
         "locked: check again under the lock",
@@ -366,6 +391,7 @@ struct Locked {
 enum State {
     Preflight(Option<Locked>),
     AcquiringLocks(Box<Plan>),
+    RepublishingRecord(Box<Run>),
     AwaitingReplication {
         run: Box<Run>,
         deadline: Duration,
@@ -439,6 +465,7 @@ impl State {
         match self {
             State::Preflight(_) => S::Preflight,
             State::AcquiringLocks(_) => S::AcquiringLocks,
+            State::RepublishingRecord(_) => S::RepublishingRecord,
             State::AwaitingReplication { .. } => S::AwaitingReplication,
             State::ReplicationPause { .. } => S::ReplicationPause,
             State::ConfirmingLocks(_) => S::ConfirmingLocks,
@@ -472,6 +499,8 @@ struct Ctx {
     req: FailoverRequest,
     f: Findings,
     cancel: bool,
+    /// The highest epoch the journal saw (a new epoch exceeds it).
+    epoch_floor: u64,
     /// What-if: the first replication sample, taken one poll before the second.
     what_if_sample: Option<Vec<DatabasePosition>>,
     last_ops: Vec<Op>,
@@ -558,12 +587,20 @@ impl Machine {
                 req,
                 f: Findings::default(),
                 cancel: false,
+                epoch_floor: 0,
                 what_if_sample: None,
                 last_ops: Vec::new(),
                 history: vec![S::Preflight],
             },
             state: State::Preflight(None),
         }
+    }
+
+    /// A new epoch will exceed `epoch`, the highest one found elsewhere (the journal), even
+    /// when no reachable instance holds it.
+    pub fn with_epoch_floor(mut self, epoch: u64) -> Self {
+        self.ctx.epoch_floor = epoch;
+        self
     }
 
     /// The request being run.
@@ -680,6 +717,7 @@ impl Machine {
         match &mut self.state {
             State::Preflight(_) => preflight::enter(ctx),
             State::AcquiringLocks(plan) => lock::enter_acquiring(ctx, plan),
+            State::RepublishingRecord(run) => commit::enter_republishing(ctx, run),
             State::AwaitingReplication { run, .. } => replication::enter_awaiting(ctx, run),
             State::ReplicationPause {
                 until, progress, ..
@@ -718,6 +756,10 @@ impl Machine {
         match state {
             State::Preflight(locked) => preflight::on_results(ctx, locked, ops, results, now),
             State::AcquiringLocks(plan) => lock::on_acquired(ctx, plan, ops, results),
+            State::RepublishingRecord(run) => {
+                let run = commit::on_republished(ctx, run, ops, results);
+                preflight::begin(ctx, run, now)
+            }
             State::AwaitingReplication { run, deadline } => {
                 replication::on_awaiting(ctx, run, deadline, results, now)
             }

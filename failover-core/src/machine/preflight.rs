@@ -20,6 +20,9 @@ pub struct Observations {
     pub probes: BTreeMap<InstanceAddr, Result<InstanceProbe, BackendError>>,
     /// The location record read on each instance (`Ok(None)`: no record).
     pub records: BTreeMap<InstanceAddr, Result<Option<LocationRecord>, BackendError>>,
+    /// The highest epoch known from elsewhere (the journal): a new epoch exceeds it too,
+    /// even when the instance holding it is down.
+    pub epoch_floor: u64,
 }
 
 /// What a run will do, decided by [`plan`].
@@ -42,6 +45,13 @@ pub struct Plan {
     pub repoint_to: Option<InstanceAddr>,
     /// The location record read on each instance.
     pub records: BTreeMap<InstanceAddr, Option<LocationRecord>>,
+    /// The winning record ([`crate::location::winning_record`]), if any.
+    pub winner: Option<LocationRecord>,
+    /// Reachable instances whose record is not the winner (with the epoch they hold): the
+    /// winner is re-published to them under the lock.
+    pub stale: Vec<(InstanceAddr, Option<u64>)>,
+    /// The highest epoch known from the journal.
+    pub epoch_floor: u64,
     /// The instances that answered the probe.
     pub reachable: Vec<InstanceAddr>,
     /// What the operator should know that does not stop the run.
@@ -64,14 +74,10 @@ impl Plan {
         v
     }
 
-    /// The highest epoch recorded anywhere.
+    /// The highest epoch ever seen: on any instance read, or in the journal. A commit
+    /// writes one more.
     pub fn max_epoch(&self) -> u64 {
-        self.records
-            .values()
-            .flatten()
-            .map(|r| r.epoch)
-            .max()
-            .unwrap_or(0)
+        crate::location::max_epoch(self.records.values().flatten()).max(self.epoch_floor)
     }
 }
 
@@ -165,13 +171,21 @@ impl Observations {
             .collect()
     }
 
-    /// The record with the highest epoch.
-    pub(super) fn recorded_active(&self) -> Option<&LocationRecord> {
+    fn read(&self) -> impl Iterator<Item = &LocationRecord> {
         self.records
             .values()
             .filter_map(|r| r.as_ref().ok())
             .flatten()
-            .max_by_key(|r| r.epoch)
+    }
+
+    /// The winning record ([`crate::location::winning_record`]).
+    pub(super) fn winner(&self) -> Result<Option<&LocationRecord>, Box<Refusal>> {
+        crate::location::winning_record(self.read())
+    }
+
+    /// The winning record; [`plan`] refuses a tie before any mode looks at it.
+    pub(super) fn recorded_active(&self) -> Option<&LocationRecord> {
+        self.winner().ok().flatten()
     }
 
     /// The databases of `tgt` that are RESTORING outside a mirroring session.
@@ -226,7 +240,25 @@ impl Observations {
         dbs: &[DatabaseName],
         warnings: Vec<String>,
     ) -> Plan {
+        let winner = self.recorded_active().cloned();
+        let stale = match &winner {
+            Some(w) => self
+                .records
+                .iter()
+                .filter(|(i, _)| matches!(self.probes.get(*i), Some(Ok(_))))
+                .filter_map(|(i, r)| match r {
+                    Ok(r) if r.as_ref() != Some(w) => {
+                        Some((i.clone(), r.as_ref().map(|r| r.epoch)))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Plan {
+            winner,
+            stale,
+            epoch_floor: self.epoch_floor,
             source: None,
             to_recover: self.to_recover(&target, dbs),
             target,
@@ -266,6 +298,7 @@ pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refus
         }
         .into());
     }
+    obs.winner()?;
     match &req.mode {
         Mode::Planned => plan_planned(req, obs, dbs, warnings),
         Mode::DisasterRecovery { target } => plan_dr(req, obs, target, dbs, warnings),
@@ -366,23 +399,9 @@ fn plan_dr(
     mut warnings: Vec<String>,
 ) -> Result<Plan, Box<Refusal>> {
     let topo = &req.topology;
-    let source_writable = topo
-        .active
-        .instances()
-        .any(|i| !obs.writable_dbs(i).is_empty());
-    if let Some(r) = obs.recorded_active()
-        && r.active.principal == target.principal
-        && !source_writable
-        && obs
-            .serving(target, dbs)
-            .is_ok_and(|t| obs.writable_dbs(&t).len() == dbs.len())
-    {
-        return Err(Refusal::AlreadyActive {
-            target: target.clone(),
-            epoch: r.epoch,
-        }
-        .into());
-    }
+    // A disaster recovery already recorded and serving on the target (re-run after a
+    // crash past its commit point) goes through again: every step is idempotent, and the
+    // run settles the interrupted one.
     // The target: its serving partner, or its mirror to be forced.
     let tgt = match obs.serving(target, dbs) {
         Ok(t) => t,
@@ -490,7 +509,10 @@ pub(super) fn on_results(
     results: Results,
     now: Duration,
 ) -> State {
-    let mut obs = Observations::default();
+    let mut obs = Observations {
+        epoch_floor: ctx.epoch_floor,
+        ..Observations::default()
+    };
     for (op, r) in ops.iter().zip(results) {
         match op {
             Op::Probe { instance, .. } => {
@@ -560,6 +582,23 @@ pub(super) fn on_results(
         locks,
         fenced: Vec::new(),
     });
+    if run.plan.stale.is_empty() {
+        begin(ctx, run, now)
+    } else {
+        State::RepublishingRecord(run)
+    }
+}
+
+/// The mode's first step after the checks under the lock.
+pub(super) fn begin(ctx: &Ctx, run: Box<Run>, now: Duration) -> State {
+    if ctx.cancel {
+        return release(
+            run.locks,
+            Outcome::Cancelled {
+                detail: "cancelled before any change".into(),
+            },
+        );
+    }
     match &ctx.req.mode {
         Mode::Planned => State::AwaitingReplication {
             run,
@@ -690,6 +729,35 @@ pub(super) mod tests {
         assert_eq!(p.target, b());
         assert_eq!(p.lock_instances(), vec![b(), a()]);
         assert_eq!(plan(&planned(), &obs).unwrap(), p);
+    }
+
+    #[test]
+    fn records_of_different_stores_at_one_epoch_are_refused_in_every_mode() {
+        for req in [planned(), dr(), restore()] {
+            let mut w = World::planned();
+            w.set_record(&a(), record(3, &topology().active));
+            w.set_record(&b(), record(3, &topology().backup));
+            let (o, h) = w.run(req);
+            match o.refusal() {
+                Some(Refusal::RecordTie { epoch: 3, stores }) => assert_eq!(stores.len(), 2),
+                _ => panic!("{o}"),
+            }
+            assert_eq!(h, [S::Preflight, S::Done]);
+            assert!(w.mutations().is_empty());
+        }
+    }
+
+    /// A new epoch exceeds the journal's highest even when no reachable instance holds it.
+    #[test]
+    fn a_new_epoch_exceeds_the_journal_floor() {
+        let mut w = World::planned();
+        w.record_everywhere(record(2, &topology().active));
+        let mut m = crate::machine::Machine::new(planned()).with_epoch_floor(7);
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(o, Outcome::Succeeded { epoch: Some(8), .. }),
+            "{o}"
+        );
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[

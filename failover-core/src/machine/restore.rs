@@ -190,7 +190,42 @@ pub(super) mod tests {
         );
     }
 
+    /// Issue 10, bug 2: DR to B while A is down, A returns, restore; DR back to A while B is
+    /// down, B returns, restore. The last DR made A active: restore must keep A, not reopen
+    /// B (epochs were reused, and the tie went to B by address order).
+    #[test]
+    fn restore_after_two_disaster_recoveries_keeps_the_last_one() {
+        let mut w = World::dr();
+        w.set_down(&a());
+        let (o, _) = w.run(dr());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        w.set_up(&a());
+        let (o, _) = w.run(restore());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        w.set_down(&b());
+        let (o, _) = w.run(dr_back());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == a()),
+            "{o}"
+        );
+        w.set_up(&b());
+        let (o, _) = w.run(restore());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == a()),
+            "{o}"
+        );
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        assert_eq!(w.record_on(&a()), w.record_on(&b()));
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        restore_after_two_disaster_recoveries_keeps_the_last_one,
         restore_follows_the_record_and_fences_the_other_store,
         restore_with_nothing_to_fence_opens_the_recorded_store,
         restore_recovers_a_restoring_copy_when_nothing_is_fenced,

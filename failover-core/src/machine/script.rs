@@ -90,6 +90,14 @@ pub(crate) fn dr() -> FailoverRequest {
         },
     )
 }
+/// A disaster recovery back to A, with the topology swapped (B active, A its backup).
+pub(crate) fn dr_back() -> FailoverRequest {
+    let t = topology();
+    req(
+        topo(t.backup.clone(), t.active.clone()),
+        Mode::DisasterRecovery { target: t.active },
+    )
+}
 /// A restore.
 pub(crate) fn restore() -> FailoverRequest {
     req(topology(), Mode::Restore)
@@ -289,6 +297,18 @@ impl World {
     /// The backup is `n` behind the fenced positions.
     pub(crate) fn set_target_behind(&mut self, n: u64) {
         self.behind = n;
+    }
+    /// Brings `i` back up.
+    pub(crate) fn set_up(&mut self, i: &InstanceAddr) {
+        self.inst(i).up = true;
+    }
+    /// Writes `r` on `i` only.
+    pub(crate) fn set_record(&mut self, i: &InstanceAddr, r: LocationRecord) {
+        self.inst(i).record = Some(r);
+    }
+    /// The record `i` holds.
+    pub(crate) fn record_on(&self, i: &InstanceAddr) -> Option<LocationRecord> {
+        self.inst[i].record.clone()
     }
     /// Writes `r` on every instance.
     pub(crate) fn record_everywhere(&mut self, r: LocationRecord) {
