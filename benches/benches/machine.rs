@@ -2,7 +2,9 @@
 //! journal. Each mode's results are recorded once (outside the measurement) from a run over
 //! the in-memory fake, then replayed into a fresh [`Machine`]; the measured time covers
 //! building the machine and every transition of the run. Throughput is in transitions, so
-//! criterion reports the time per transition.
+//! criterion reports the time per transition. The `machine` group measures wall time; the
+//! `machine_cpu` group the same cases in the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`),
+//! which other processes on a loaded machine do not inflate.
 //!
 //! - `machine/planned`: a planned failover;
 //! - `machine/disaster_recovery`: a disaster recovery with the old source down;
@@ -13,6 +15,7 @@
 
 use backend_fake::{FakeBackend, fixtures};
 use benches::planned;
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use failover_core::{
     Action, Backend, BackendError, FailoverRequest, Machine, Mode, OpResult, Outcome,
@@ -136,8 +139,74 @@ fn cases() -> Vec<Case> {
     out
 }
 
-fn bench_machine(c: &mut Criterion) {
-    let mut g = c.benchmark_group("machine");
+/// The calling thread's CPU time.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Criterion measurement: CPU time of the benchmarking thread.
+struct ThreadCpu;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns cpu")
+        } else if ns < 1e6 {
+            (1e-3, "µs cpu")
+        } else {
+            (1e-6, "ms cpu")
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let n = match *t {
+            Throughput::Elements(n) | Throughput::ElementsAndBytes { elements: n, .. } => n,
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n,
+            Throughput::Bits(n) => n,
+        } as f64;
+        values.iter_mut().for_each(|v| *v = n * 1e9 / *v);
+        "elem/s cpu"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn bench_cases<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let mut g = c.benchmark_group(group);
     for case in cases() {
         let n = replay(&case.req, case.inputs.clone());
         eprintln!(
@@ -157,5 +226,18 @@ fn bench_machine(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_machine(c: &mut Criterion) {
+    bench_cases(c, "machine");
+}
+
+fn bench_machine_cpu(c: &mut Criterion<ThreadCpu>) {
+    bench_cases(c, "machine_cpu");
+}
+
 criterion_group!(benches, bench_machine);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = bench_machine_cpu
+}
+criterion_main!(benches, cpu);

@@ -420,7 +420,7 @@ impl Driver {
                             seq,
                             JournalEvent::Step {
                                 state: batch.state,
-                                ops: batch.ops.clone(),
+                                ops: batch.ops.to_vec(),
                             },
                         )
                     {
@@ -431,7 +431,7 @@ impl Driver {
                     }
                     self.emit(RunEvent::StepStarted {
                         state: batch.state,
-                        description: batch.description.clone(),
+                        description: batch.description.to_string(),
                         executed,
                     });
                     let step_start = started.elapsed();
@@ -509,9 +509,9 @@ impl Driver {
                     let now = started.elapsed();
                     steps.push(StepRecord {
                         state: batch.state,
-                        description: batch.description.clone(),
-                        precondition: batch.precondition.clone(),
-                        changes: batch.changes.clone(),
+                        description: batch.description.to_string(),
+                        precondition: batch.precondition.to_string(),
+                        changes: batch.changes.to_string(),
                         started_ms: step_start.as_millis() as u64,
                         started_unix_ms,
                         duration_ms: now.saturating_sub(step_start).as_millis() as u64,

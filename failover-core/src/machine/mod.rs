@@ -52,7 +52,9 @@ use crate::outcome::{DataLossEstimate, Failure, Outcome, Refusal};
 use crate::request::FailoverRequest;
 use crate::server::{DatabasePosition, InstanceProbe, LocationRecord};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the driver should do next.
@@ -73,18 +75,18 @@ pub enum Action {
 }
 
 /// A step: one batch of independent calls.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// The state that waits for the results.
     pub state: StateName,
     /// What the step does, for people.
-    pub description: String,
+    pub description: Cow<'static, str>,
     /// What must hold for the step to make sense.
-    pub precondition: String,
+    pub precondition: Cow<'static, str>,
     /// What it changes ("nothing" for read-only steps).
-    pub changes: String,
-    /// The calls.
-    pub ops: Vec<Op>,
+    pub changes: Cow<'static, str>,
+    /// The calls (shared with the machine, which matches the results to them).
+    pub ops: Arc<[Op]>,
     /// Timeout of each call attempt.
     pub timeout: Duration,
     /// Whether failed calls with a retryable kind may be retried.
@@ -503,7 +505,7 @@ struct Ctx {
     epoch_floor: u64,
     /// What-if: the first replication sample, taken one poll before the second.
     what_if_sample: Option<Vec<DatabasePosition>>,
-    last_ops: Vec<Op>,
+    last_ops: Arc<[Op]>,
     history: Vec<StateName>,
 }
 
@@ -521,14 +523,15 @@ impl Ctx {
     fn batch(
         &mut self,
         state: StateName,
-        description: impl Into<String>,
-        precondition: impl Into<String>,
-        changes: impl Into<String>,
+        description: impl Into<Cow<'static, str>>,
+        precondition: impl Into<Cow<'static, str>>,
+        changes: impl Into<Cow<'static, str>>,
         ops: Vec<Op>,
         timeout: Duration,
         retry: bool,
     ) -> Action {
-        self.last_ops.clone_from(&ops);
+        let ops: Arc<[Op]> = ops.into();
+        self.last_ops = ops.clone();
         Action::Execute(Batch {
             state,
             description: description.into(),
@@ -589,7 +592,7 @@ impl Machine {
                 cancel: false,
                 epoch_floor: 0,
                 what_if_sample: None,
-                last_ops: Vec::new(),
+                last_ops: Arc::new([]),
                 history: vec![S::Preflight],
             },
             state: State::Preflight(None),
@@ -652,7 +655,7 @@ impl Machine {
     /// When `results` does not hold one result per call of the batch (a driver bug).
     pub fn on_results(&mut self, results: Results, now: Duration) -> Action {
         assert_eq!(results.len(), self.ctx.last_ops.len(), "one result per op");
-        let ops = std::mem::take(&mut self.ctx.last_ops);
+        let ops = std::mem::replace(&mut self.ctx.last_ops, Arc::new([]));
         let state = std::mem::replace(&mut self.state, State::Preflight(None));
         let next = self.transition(state, &ops, results, now);
         self.go(next);

@@ -99,7 +99,8 @@ pub(super) fn on_awaiting(
     results: Results,
     now: Duration,
 ) -> State {
-    let st = ctx.req.settings.clone();
+    let st = &ctx.req.settings;
+    let (max_lag, poll, timeout) = (st.max_lag, st.poll_interval, st.replication_timeout);
     let mut it = results.into_iter();
     let (src, tgt) = match (it.next(), it.next()) {
         (Some(Ok(OpResult::Positions(s))), Some(Ok(OpResult::Positions(t)))) => (s, t),
@@ -122,7 +123,7 @@ pub(super) fn on_awaiting(
         }
     };
     let lag = lags(ctx.dbs(), &src, &tgt);
-    if caught_up(&lag, st.max_lag) {
+    if caught_up(&lag, max_lag) {
         return State::ConfirmingLocks(run);
     }
     if ctx.what_if() {
@@ -137,18 +138,12 @@ pub(super) fn on_awaiting(
         );
     }
     if now >= deadline {
-        return ctx.refuse(
-            run.locks,
-            Refusal::ReplicationTimeout {
-                timeout: st.replication_timeout,
-                lag,
-            },
-        );
+        return ctx.refuse(run.locks, Refusal::ReplicationTimeout { timeout, lag });
     }
     State::ReplicationPause {
         run,
         deadline,
-        until: (now + st.poll_interval).min(deadline),
+        until: (now + poll).min(deadline),
         progress: Progress {
             waiting_for: "replication to the backup".into(),
             lag,
