@@ -514,38 +514,25 @@ pub(super) fn on_results(
         ..Observations::default()
     };
     for (op, r) in ops.iter().zip(results) {
-        match op {
-            Op::Probe { instance, .. } => {
-                let p = match r {
-                    Ok(OpResult::Probe(p)) => Ok(p),
-                    Ok(_) => {
-                        return ctx.refuse(
-                            locks_of(locked),
-                            Refusal::UnexpectedResult {
-                                state: S::Preflight,
-                            },
-                        );
-                    }
-                    Err(e) => Err(e),
-                };
-                obs.probes.insert(instance.clone(), p);
+        match (op, r) {
+            (Op::Probe { instance, .. }, Ok(OpResult::Probe(p))) => {
+                obs.probes.insert(instance.clone(), Ok(p));
             }
-            Op::ReadLocation { instance } => {
-                let l = match r {
-                    Ok(OpResult::Location(l)) => Ok(l),
-                    Ok(_) => {
-                        return ctx.refuse(
-                            locks_of(locked),
-                            Refusal::UnexpectedResult {
-                                state: S::Preflight,
-                            },
-                        );
-                    }
-                    Err(e) => Err(e),
-                };
-                obs.records.insert(instance.clone(), l);
+            (Op::Probe { instance, .. }, Err(e)) => {
+                obs.probes.insert(instance.clone(), Err(e));
             }
-            _ => {}
+            (Op::ReadLocation { instance }, Ok(OpResult::Location(l))) => {
+                obs.records.insert(instance.clone(), Ok(l));
+            }
+            (Op::ReadLocation { instance }, Err(e)) => {
+                obs.records.insert(instance.clone(), Err(e));
+            }
+            _ => {
+                let unexpected = Refusal::UnexpectedResult {
+                    state: S::Preflight,
+                };
+                return ctx.refuse(locks_of(locked), unexpected);
+            }
         }
     }
     ctx.f.blockers.clear();

@@ -3,6 +3,7 @@
 //! applied them; disaster recovery: estimate the data loss instead).
 
 use super::{Action, Cause, Ctx, Progress, Results, Run, S, State, promote, release};
+use crate::error::BackendError;
 use crate::model::DatabaseName;
 use crate::op::{Op, OpResult};
 use crate::outcome::{DataLossEstimate, Failure, Outcome, Refusal, describe_lag};
@@ -59,6 +60,25 @@ pub fn estimate(
             }
         })
         .collect()
+}
+
+/// The positions in a result; `Err(None)` when the result is of the wrong kind or missing.
+fn positions_of(
+    r: Option<Result<OpResult, BackendError>>,
+) -> Result<Vec<DatabasePosition>, Option<BackendError>> {
+    match r {
+        Some(Ok(OpResult::Positions(p))) => Ok(p),
+        Some(Err(e)) => Err(Some(e)),
+        _ => Err(None),
+    }
+}
+
+/// After the fence: undo it because of `failure`.
+fn undo(run: Box<Run>, failure: Failure) -> State {
+    State::UndoingFence {
+        run,
+        cause: Cause::Failed(failure),
+    }
 }
 
 fn caught_up(lag: &[(DatabaseName, Option<u64>)], max: u64) -> bool {
@@ -263,20 +283,14 @@ pub(super) fn enter_reading(ctx: &mut Ctx, run: &Run) -> Action {
 /// first when needed). Planned: the fenced positions are what the backup must reach.
 pub(super) fn on_reading(ctx: &mut Ctx, run: Box<Run>, results: Results, now: Duration) -> State {
     let mut it = results.into_iter();
-    let src = if run.plan.source.is_some() {
+    let src = positions_of(if run.plan.source.is_some() {
         it.next()
     } else {
         None
-    };
-    let tgt = match it.next() {
-        Some(Ok(OpResult::Positions(p))) => Some(p),
-        _ => None,
-    };
+    });
+    let tgt = positions_of(it.next()).ok();
     if matches!(ctx.req.mode, Mode::DisasterRecovery { .. }) {
-        let src = match src {
-            Some(Ok(OpResult::Positions(p))) => Some(p),
-            _ => None,
-        };
+        let src = src.ok();
         ctx.f.data_loss = Some(estimate(ctx.dbs(), src.as_deref(), tgt.as_deref()));
         return match run.plan.force_mirror.clone() {
             Some(mirror) => State::ForcingMirror { run, mirror },
@@ -284,19 +298,8 @@ pub(super) fn on_reading(ctx: &mut Ctx, run: Box<Run>, results: Results, now: Du
         };
     }
     let fenced = match src {
-        Some(Ok(OpResult::Positions(p))) => p,
-        Some(Err(e)) => {
-            return State::UndoingFence {
-                run,
-                cause: Cause::Failed(Failure::FencedPositionsUnreadable { error: Some(e) }),
-            };
-        }
-        _ => {
-            return State::UndoingFence {
-                run,
-                cause: Cause::Failed(Failure::FencedPositionsUnreadable { error: None }),
-            };
-        }
+        Ok(p) => p,
+        Err(error) => return undo(run, Failure::FencedPositionsUnreadable { error }),
     };
     if ctx.cancel {
         return State::UndoingFence {
@@ -349,20 +352,9 @@ pub(super) fn on_catch_up(
     results: Results,
     now: Duration,
 ) -> State {
-    let tgt = match results.into_iter().next() {
-        Some(Ok(OpResult::Positions(p))) => p,
-        Some(Err(e)) => {
-            return State::UndoingFence {
-                run,
-                cause: Cause::Failed(Failure::BackupPositionsUnreadable { error: Some(e) }),
-            };
-        }
-        _ => {
-            return State::UndoingFence {
-                run,
-                cause: Cause::Failed(Failure::BackupPositionsUnreadable { error: None }),
-            };
-        }
+    let tgt = match positions_of(results.into_iter().next()) {
+        Ok(p) => p,
+        Err(error) => return undo(run, Failure::BackupPositionsUnreadable { error }),
     };
     let lag = lags(ctx.dbs(), &fenced, &tgt);
     if lag.iter().all(|(_, l)| *l == Some(0)) {
@@ -376,13 +368,8 @@ pub(super) fn on_catch_up(
     }
     let st = &ctx.req.settings;
     if now >= deadline {
-        return State::UndoingFence {
-            run,
-            cause: Cause::Failed(Failure::CatchUpTimeout {
-                timeout: st.catch_up_timeout,
-                lag,
-            }),
-        };
+        let timeout = st.catch_up_timeout;
+        return undo(run, Failure::CatchUpTimeout { timeout, lag });
     }
     State::CatchUpPause {
         run,
