@@ -98,15 +98,7 @@ pub(super) fn on_fenced(ctx: &mut Ctx, mut run: Box<Run>, results: Results) -> S
 }
 
 pub(super) fn enter_probing(ctx: &mut Ctx, run: &Run) -> Action {
-    let ops = run
-        .plan
-        .to_fence
-        .iter()
-        .map(|(i, _)| Op::Probe {
-            instance: i.clone(),
-            databases: ctx.dbs().to_vec(),
-        })
-        .collect();
+    let ops = ctx.probes(run.plan.to_fence.iter().map(|(i, _)| i));
     let timeout = ctx.req.settings.undo_timeout;
     ctx.batch(
         S::ProbingFence,

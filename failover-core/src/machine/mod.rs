@@ -514,6 +514,17 @@ impl Ctx {
         &self.req.topology.databases
     }
 
+    /// A probe of the CMS databases on each of `instances`.
+    fn probes<'a>(&self, instances: impl IntoIterator<Item = &'a InstanceAddr>) -> Vec<Op> {
+        instances
+            .into_iter()
+            .map(|i| Op::Probe {
+                instance: i.clone(),
+                databases: self.dbs().to_vec(),
+            })
+            .collect()
+    }
+
     /// Whether this is a what-if run (see the module docs for the four places it matters).
     fn what_if(&self) -> bool {
         self.req.what_if

@@ -82,14 +82,7 @@ pub(super) fn on_undone_fence(run: Box<Run>, cause: Cause, results: Results) -> 
 }
 
 pub(super) fn enter_confirming(ctx: &mut Ctx, run: &Run) -> Action {
-    let ops = run
-        .fenced
-        .iter()
-        .map(|(i, _)| Op::Probe {
-            instance: i.clone(),
-            databases: ctx.dbs().to_vec(),
-        })
-        .collect();
+    let ops = ctx.probes(run.fenced.iter().map(|(i, _)| i));
     let timeout = ctx.req.settings.undo_timeout;
     ctx.batch(
         S::ConfirmingUndo,

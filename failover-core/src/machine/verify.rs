@@ -21,13 +21,7 @@ fn all_instances(ctx: &Ctx, run: &Run) -> Vec<InstanceAddr> {
 }
 
 pub(super) fn enter(ctx: &mut Ctx, run: &Run) -> Action {
-    let ops = all_instances(ctx, run)
-        .into_iter()
-        .map(|i| Op::Probe {
-            instance: i,
-            databases: ctx.dbs().to_vec(),
-        })
-        .collect();
+    let ops = ctx.probes(&all_instances(ctx, run));
     let timeout = ctx.req.settings.step_timeout;
     ctx.batch(
         S::Verifying,
