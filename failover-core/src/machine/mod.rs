@@ -24,7 +24,7 @@
 //!
 //! Run data lives in the states: nothing after preflight is optional. What-if runs the same
 //! machine: the driver skips the changes (answering with [`Op::assumed_result`]) and the
-//! machine consults [`Ctx::what_if`] in exactly four places (a refusal becomes a blocker,
+//! machine differs in exactly four behaviours, each at a `Ctx::what_if` check (a refusal becomes a blocker,
 //! the replication gate samples twice, the post-fence catch-up is not awaited, the end state
 //! is not verified).
 
