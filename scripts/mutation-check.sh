@@ -9,9 +9,9 @@ rm -rf "$WORK/tree" && mkdir -p "$WORK/tree"
 cd "$REPO" && git archive HEAD | tar -x -C "$WORK/tree"
 cd "$WORK/tree"
 export CARGO_TARGET_DIR="$WORK/target" RUST_BACKTRACE=0 CMS_FAILOVER_PROPTEST_CASES=3000
-cp failover-core/src/machine.rs "$WORK/machine.orig"; cp failover-core/src/driver.rs "$WORK/driver.orig"
+rm -rf "$WORK/machine.orig"; cp -r failover-core/src/machine "$WORK/machine.orig"; cp failover-core/src/driver.rs "$WORK/driver.orig"
 for m in ${MUTATIONS:-1 2 3 4 5 6 7 8}; do
-  cp "$WORK/machine.orig" failover-core/src/machine.rs; cp "$WORK/driver.orig" failover-core/src/driver.rs
+  rm -rf failover-core/src/machine; cp -r "$WORK/machine.orig" failover-core/src/machine; cp "$WORK/driver.orig" failover-core/src/driver.rs
   python3 "$REPO/scripts/mutate.py" $m || { echo "mutation $m: did not apply"; continue; }
   out=$(cargo test -p failover-testkit --test props_fake 2>&1)
   if echo "$out" | grep -q "test result: FAILED"; then

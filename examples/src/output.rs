@@ -129,11 +129,11 @@ pub fn render_plan(r: &RunReport) -> String {
             let _ = writeln!(o, "  x {b}");
         }
     }
-    if let failover_core::Outcome::Refused { reason } = &r.outcome
-        && !r.blockers.iter().any(|b| b == reason)
+    if let failover_core::Outcome::Refused { refusal } = &r.outcome
+        && !r.blockers.contains(&refusal.to_string())
         && r.what_if
     {
-        let _ = writeln!(o, "  x {reason}");
+        let _ = writeln!(o, "  x {refusal}");
     }
     data_loss(r, &mut o);
     warnings(r, &mut o, false);
@@ -376,7 +376,9 @@ mod tests {
             steps,
             states: Vec::new(),
             outcome: Outcome::Refused {
-                reason: "test".into(),
+                refusal: Box::new(failover_core::Refusal::JournalUnreadable {
+                    error: "test".into(),
+                }),
             },
             warnings: Vec::new(),
             blockers: Vec::new(),

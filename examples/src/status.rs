@@ -167,32 +167,27 @@ fn build(
     journal: &[JournalRecord],
 ) -> StatusDoc {
     let mut warnings = Vec::new();
-    // Highest epoch wins.
-    let mut active: Option<ActiveLocation> = None;
-    for i in &instances {
-        let Some(rec) = &i.location else { continue };
-        match &mut active {
-            Some(a) if a.record.epoch > rec.epoch => {}
-            Some(a) if a.record.epoch == rec.epoch => {
-                if a.record.active != rec.active {
-                    warnings.push(format!(
-                        "{} and {} hold different location records with the same epoch {}",
-                        a.recorded_on[0], i.instance, rec.epoch
-                    ));
-                }
-                a.recorded_on.push(i.instance.clone());
-            }
-            _ => {
-                active = Some(ActiveLocation {
-                    record: rec.clone(),
-                    recorded_on: vec![i.instance.clone()],
-                })
-            }
+    // The one rule of the core: the highest epoch wins; different stores at that epoch are
+    // a tie the operator must resolve.
+    let records = instances.iter().filter_map(|i| i.location.as_ref());
+    let active = match failover_core::location::winning_record(records) {
+        Ok(Some(record)) => Some(ActiveLocation {
+            record: record.clone(),
+            recorded_on: instances
+                .iter()
+                .filter(|i| i.location.as_ref() == Some(record))
+                .map(|i| i.instance.clone())
+                .collect(),
+        }),
+        Ok(None) => {
+            warnings.push("no instance holds a location record (or none could be reached)".into());
+            None
         }
-    }
-    if active.is_none() {
-        warnings.push("no instance holds a location record (or none could be reached)".into());
-    }
+        Err(tie) => {
+            warnings.push(tie.to_string());
+            None
+        }
+    };
 
     let mut writable = Vec::new();
     let mut replication = Vec::new();

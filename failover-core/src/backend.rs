@@ -6,242 +6,10 @@
 
 use crate::error::BackendError;
 use crate::model::{DatabaseName, InstanceAddr, Store};
+use crate::op::{Op, OpResult};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// `sys.databases.state_desc`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DbState {
-    /// Available for reads (and writes unless read-only).
-    Online,
-    /// Being restored or acting as a mirror; not usable until recovered.
-    Restoring,
-    /// Running recovery.
-    Recovering,
-    /// Recovery could not start.
-    RecoveryPending,
-    /// Damaged.
-    Suspect,
-    /// Emergency mode.
-    Emergency,
-    /// Taken offline.
-    Offline,
-    /// Any other `state_desc`.
-    Other(String),
-}
-
-impl DbState {
-    /// Maps a `state_desc` string.
-    pub fn from_desc(s: &str) -> Self {
-        match s.to_ascii_uppercase().as_str() {
-            "ONLINE" => Self::Online,
-            "RESTORING" => Self::Restoring,
-            "RECOVERING" => Self::Recovering,
-            "RECOVERY_PENDING" => Self::RecoveryPending,
-            "SUSPECT" => Self::Suspect,
-            "EMERGENCY" => Self::Emergency,
-            "OFFLINE" => Self::Offline,
-            other => Self::Other(other.to_string()),
-        }
-    }
-    /// The `state_desc` string.
-    pub fn as_desc(&self) -> &str {
-        match self {
-            Self::Online => "ONLINE",
-            Self::Restoring => "RESTORING",
-            Self::Recovering => "RECOVERING",
-            Self::RecoveryPending => "RECOVERY_PENDING",
-            Self::Suspect => "SUSPECT",
-            Self::Emergency => "EMERGENCY",
-            Self::Offline => "OFFLINE",
-            Self::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for DbState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_desc())
-    }
-}
-
-/// `sys.database_mirroring.mirroring_role_desc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MirrorRole {
-    /// Serves the database.
-    Principal,
-    /// Keeps a RESTORING copy.
-    Mirror,
-}
-
-/// `sys.database_mirroring.mirroring_state_desc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MirrorState {
-    /// Partners cannot talk.
-    Disconnected,
-    /// Mirror catching up.
-    Synchronizing,
-    /// Failover in progress.
-    PendingFailover,
-    /// Session suspended (e.g. after a forced failover).
-    Suspended,
-    /// Principal running exposed.
-    Unsynchronized,
-    /// Mirror caught up; a planned failover is possible.
-    Synchronized,
-}
-
-impl MirrorState {
-    /// Maps a `mirroring_state_desc` string.
-    pub fn from_desc(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_uppercase().as_str() {
-            "DISCONNECTED" => Self::Disconnected,
-            "SYNCHRONIZING" => Self::Synchronizing,
-            "PENDING_FAILOVER" => Self::PendingFailover,
-            "SUSPENDED" => Self::Suspended,
-            "UNSYNCHRONIZED" => Self::Unsynchronized,
-            "SYNCHRONIZED" => Self::Synchronized,
-            _ => return None,
-        })
-    }
-    /// The `mirroring_state_desc` string.
-    pub fn as_desc(self) -> &'static str {
-        match self {
-            Self::Disconnected => "DISCONNECTED",
-            Self::Synchronizing => "SYNCHRONIZING",
-            Self::PendingFailover => "PENDING_FAILOVER",
-            Self::Suspended => "SUSPENDED",
-            Self::Unsynchronized => "UNSYNCHRONIZED",
-            Self::Synchronized => "SYNCHRONIZED",
-        }
-    }
-}
-
-/// The mirroring view of one database on one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MirrorInfo {
-    /// PRINCIPAL or MIRROR.
-    pub role: MirrorRole,
-    /// Session state.
-    pub state: MirrorState,
-    /// The partner instance (`mirroring_partner_instance`), when it parses as an address.
-    pub partner: Option<InstanceAddr>,
-    /// Whether the safety level is FULL (needed for a planned mirror failover).
-    pub safety_full: bool,
-    /// `mirroring_failover_lsn`, when known.
-    pub failover_lsn: Option<u64>,
-}
-
-/// The state of one database on one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabaseProbe {
-    /// The database.
-    pub name: DatabaseName,
-    /// `state_desc`.
-    pub state: DbState,
-    /// `is_read_only`.
-    pub read_only: bool,
-    /// Mirroring, `None` when the database is not mirrored.
-    pub mirroring: Option<MirrorInfo>,
-}
-
-impl DatabaseProbe {
-    /// Whether clients can write to this copy: ONLINE, not read-only, and not a mirror.
-    pub fn is_writable(&self) -> bool {
-        self.state == DbState::Online
-            && !self.read_only
-            && self
-                .mirroring
-                .as_ref()
-                .is_none_or(|m| m.role == MirrorRole::Principal)
-    }
-}
-
-/// What one instance reports about itself and the requested databases.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceProbe {
-    /// The probed instance.
-    pub instance: InstanceAddr,
-    /// `@@VERSION` (first line) or the product version.
-    pub version: String,
-    /// One entry per requested database that exists; a missing database is simply absent.
-    pub databases: Vec<DatabaseProbe>,
-}
-
-impl InstanceProbe {
-    /// The probe of `db`, if the database exists on this instance.
-    pub fn database(&self, db: &DatabaseName) -> Option<&DatabaseProbe> {
-        self.databases.iter().find(|d| &d.name == db)
-    }
-}
-
-/// A change position: a monotonically increasing number per database (an LSN, a heartbeat
-/// sequence or any other counter the configured position query returns). The copy on the
-/// backup has caught up with the source when its position is at least the source's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Position(pub u64);
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// The change position of one database on one instance (`None`: the instance cannot tell).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabasePosition {
-    /// The database.
-    pub database: DatabaseName,
-    /// Its position, if known.
-    pub position: Option<Position>,
-}
-
-/// One CMS replica's replication status (`Get-CsManagementStoreReplicationStatus` rows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaStatus {
-    /// The replica's FQDN.
-    pub replica_fqdn: String,
-    /// Whether it has the latest configuration.
-    pub up_to_date: bool,
-    /// When it last received an update, as the server reported it.
-    pub last_update: Option<String>,
-}
-
-/// Which mirror failover statement to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MirrorFailoverKind {
-    /// `ALTER DATABASE … SET PARTNER FAILOVER`, issued on the current principal; needs safety
-    /// FULL and SYNCHRONIZED; no data loss.
-    Planned,
-    /// `ALTER DATABASE … SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS`, issued on the mirror while
-    /// the principal is down; unsent log is lost and the session is suspended.
-    Forced,
-}
-
-/// The outcome of trying to take the failover lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LockAttempt {
-    /// This backend's session now holds the lock (or already held it).
-    Granted,
-    /// Another session holds it; nothing was changed.
-    Held,
-}
-
-/// Where the CMS is active, as recorded on a store, with a fencing epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocationRecord {
-    /// Increases by one with every failover; the highest epoch seen on any store wins.
-    pub epoch: u64,
-    /// The store the CMS is active on.
-    pub active: Store,
-    /// The run that wrote it.
-    pub run_id: String,
-}
+pub use crate::server::*;
 
 /// The operations a CMS failover needs from SQL Server.
 ///
@@ -257,7 +25,7 @@ pub trait Backend: Send + Sync {
 
     /// The SQL text this backend sends for `op`, for what-if plans and reports (never
     /// contains a secret). Backends that speak no SQL return nothing (the default).
-    fn statements(&self, _op: &crate::op::Op) -> Vec<String> {
+    fn statements(&self, _op: &Op) -> Vec<String> {
         Vec::new()
     }
 
@@ -279,12 +47,6 @@ pub trait Backend: Send + Sync {
         instance: &InstanceAddr,
         databases: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError>;
-
-    /// CMS replica status rows, where the deployment exposes them. Read-only. The default
-    /// returns no rows.
-    async fn replicas(&self, _instance: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
-        Ok(Vec::new())
-    }
 
     /// Sets every database in `databases` read-only (`true`, the fence) or read-write
     /// (`false`) with `ROLLBACK IMMEDIATE`, as one round trip where the backend can.
@@ -369,7 +131,7 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn name(&self) -> &str {
         (**self).name()
     }
-    fn statements(&self, op: &crate::op::Op) -> Vec<String> {
+    fn statements(&self, op: &Op) -> Vec<String> {
         (**self).statements(op)
     }
     async fn probe(
@@ -385,9 +147,6 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
         d: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
         (**self).positions(i, d).await
-    }
-    async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
-        (**self).replicas(i).await
     }
     async fn set_read_only(
         &self,
@@ -482,4 +241,66 @@ pub async fn locate_principal(
         return Ok(m.clone());
     }
     Err(first_err)
+}
+
+impl Op {
+    /// Runs the call on `backend`.
+    pub async fn run(&self, backend: &dyn Backend) -> Result<OpResult, BackendError> {
+        Ok(match self {
+            Op::Probe {
+                instance,
+                databases,
+            } => OpResult::Probe(backend.probe(instance, databases).await?),
+            Op::Positions {
+                instance,
+                databases,
+            } => OpResult::Positions(backend.positions(instance, databases).await?),
+            Op::SetReadOnly {
+                instance,
+                databases,
+                read_only,
+            } => {
+                backend
+                    .set_read_only(instance, databases, *read_only)
+                    .await?;
+                OpResult::Done
+            }
+            Op::Recover {
+                instance,
+                databases,
+            } => {
+                backend.recover(instance, databases).await?;
+                OpResult::Done
+            }
+            Op::MirrorFailover {
+                instance,
+                databases,
+                kind,
+                ..
+            } => OpResult::Partner(backend.mirror_failover(instance, databases, *kind).await?),
+            Op::AcquireLock { instance, resource } => {
+                OpResult::Lock(backend.acquire_lock(instance, resource).await?)
+            }
+            Op::ReleaseLock { instance, resource } => {
+                backend.release_lock(instance, resource).await?;
+                OpResult::Done
+            }
+            Op::CheckLock { instance, resource } => {
+                OpResult::LockHeld(backend.lock_held(instance, resource).await?)
+            }
+            Op::ReadLocation { instance } => {
+                OpResult::Location(backend.read_location(instance).await?)
+            }
+            Op::WriteLocation {
+                instance,
+                record,
+                expected_epoch,
+            } => {
+                backend
+                    .write_location(instance, record, *expected_epoch)
+                    .await?;
+                OpResult::Done
+            }
+        })
+    }
 }

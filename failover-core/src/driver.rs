@@ -7,7 +7,7 @@ use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
 use crate::machine::{Action, Machine, Progress, StateName};
 use crate::model::{InstanceAddr, Topology};
 use crate::op::{Op, OpResult};
-use crate::outcome::{DataLossEstimate, Outcome};
+use crate::outcome::{DataLossEstimate, Outcome, Refusal};
 use crate::request::{FailoverRequest, Mode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -245,7 +245,12 @@ impl Driver {
         }
     }
 
-    fn journal(&self, run_id: &str, seq: &mut u64, event: JournalEvent) -> Result<(), String> {
+    fn journal(
+        &self,
+        run_id: &str,
+        seq: &mut u64,
+        event: JournalEvent,
+    ) -> Result<(), Box<Refusal>> {
         if let Some(j) = &self.journal {
             *seq += 1;
             j.append(&JournalRecord {
@@ -254,7 +259,11 @@ impl Driver {
                 at_unix_ms: unix_ms(),
                 event,
             })
-            .map_err(|e| format!("cannot write the journal: {e}"))?;
+            .map_err(|e| {
+                Box::new(Refusal::JournalUnwritable {
+                    error: e.to_string(),
+                })
+            })?;
         }
         Ok(())
     }
@@ -270,27 +279,32 @@ impl Driver {
         let mut seq = 0u64;
         let mut machine = Machine::new(req.clone());
 
-        let mut pre_refusal: Option<String> = None;
+        let mut pre_refusal: Option<Box<Refusal>> = None;
         let mut interrupted: Vec<String> = Vec::new();
         if let Some(j) = &self.journal {
             match j.records() {
                 Ok(records) => {
+                    machine = machine.with_epoch_floor(journal_max_epoch(&records));
                     let unfinished = unfinished_runs(&records);
                     // A planned run on top of a half-done one is refused; restore settles it and a
                     // disaster recovery (forced, idempotent) may be re-run to resume one.
                     if !unfinished.is_empty() && matches!(req.mode, Mode::Planned) && !req.what_if {
                         let u = &unfinished[0];
-                        pre_refusal = Some(format!(
-                            "an earlier {} run ({}) did not finish (last step {}); if it is no longer running, run `cms-failover restore` first",
-                            u.request.mode,
-                            u.run_id,
-                            u.last_state.map(|s| s.as_str()).unwrap_or("none")
-                        ));
+                        pre_refusal = Some(Box::new(Refusal::UnfinishedRun {
+                            run_id: u.run_id.clone(),
+                            mode: u.request.mode.to_string(),
+                            last_state: u.last_state,
+                            settle_with: u.settling_mode().to_string(),
+                        }));
                     }
                     interrupted = unfinished.into_iter().map(|u| u.run_id).collect();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => pre_refusal = Some(format!("cannot read the journal: {e}")),
+                Err(e) => {
+                    pre_refusal = Some(Box::new(Refusal::JournalUnreadable {
+                        error: e.to_string(),
+                    }))
+                }
             }
         }
         if pre_refusal.is_none()
@@ -305,8 +319,8 @@ impl Driver {
         {
             pre_refusal = Some(e);
         }
-        let outcome = if let Some(reason) = pre_refusal {
-            Outcome::Refused { reason }
+        let outcome = if let Some(refusal) = pre_refusal {
+            Outcome::Refused { refusal }
         } else {
             self.drive(&mut machine, started, &mut steps, &mut seq)
                 .await
@@ -406,18 +420,18 @@ impl Driver {
                             seq,
                             JournalEvent::Step {
                                 state: batch.state,
-                                ops: batch.ops.clone(),
+                                ops: batch.ops.to_vec(),
                             },
                         )
                     {
                         // Without a journal entry, no change may be made.
                         if mutating && !machine.in_undo() {
-                            return Outcome::Refused { reason: e };
+                            return Outcome::Refused { refusal: e };
                         }
                     }
                     self.emit(RunEvent::StepStarted {
                         state: batch.state,
-                        description: batch.description.clone(),
+                        description: batch.description.to_string(),
                         executed,
                     });
                     let step_start = started.elapsed();
@@ -495,9 +509,9 @@ impl Driver {
                     let now = started.elapsed();
                     steps.push(StepRecord {
                         state: batch.state,
-                        description: batch.description.clone(),
-                        precondition: batch.precondition.clone(),
-                        changes: batch.changes.clone(),
+                        description: batch.description.to_string(),
+                        precondition: batch.precondition.to_string(),
+                        changes: batch.changes.to_string(),
                         started_ms: step_start.as_millis() as u64,
                         started_unix_ms,
                         duration_ms: now.saturating_sub(step_start).as_millis() as u64,
@@ -512,6 +526,24 @@ impl Driver {
             }
         }
     }
+}
+
+/// The highest epoch any journaled run wrote (or set out to write): a new epoch must exceed
+/// it even when the instance that holds it is down.
+pub fn journal_max_epoch(records: &[JournalRecord]) -> u64 {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            JournalEvent::Step { ops, .. } => Some(ops),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|op| match op {
+            Op::WriteLocation { record, .. } => Some(record.epoch),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Convenience: the result of one call, for callers that only probe (status).

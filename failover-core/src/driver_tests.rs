@@ -5,7 +5,7 @@ use crate::backend::*;
 use crate::driver::Driver;
 use crate::error::{BackendError, ErrorKind, Operation};
 use crate::model::*;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Refusal, ServingProblem, StoreRole};
 use crate::request::{FailoverRequest, Mode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -208,9 +208,25 @@ async fn a_hung_call_times_out_with_the_timeout_kind() {
     let mut req = FailoverRequest::new("r4", topo(), Mode::Planned).unwrap();
     req.settings.step_timeout = Duration::from_secs(1);
     let report = Driver::new(Arc::new(m)).run(req).await;
-    match &report.outcome {
-        Outcome::Refused { reason } => assert!(reason.contains("cannot be probed"), "{reason}"),
-        o => panic!("expected refusal, got {o:?}"),
+    match report.outcome.refusal() {
+        Some(Refusal::StoreUnusable {
+            role: StoreRole::Active,
+            problems,
+            ..
+        }) => assert!(
+            matches!(
+                problems.as_slice(),
+                [ServingProblem::Unprobed {
+                    error: Some(BackendError {
+                        kind: ErrorKind::Timeout,
+                        ..
+                    }),
+                    ..
+                }]
+            ),
+            "{problems:?}"
+        ),
+        _ => panic!("expected refusal, got {:?}", report.outcome),
     }
     // Probes were retried (timeout is retryable): 1 + max_retries attempts.
     assert_eq!(report.steps[0].ops[0].attempts, 4);
@@ -231,9 +247,9 @@ async fn a_held_lock_refuses_before_any_change() {
     let report = Driver::new(Arc::new(m))
         .run(FailoverRequest::new("r5", topo(), Mode::Planned).unwrap())
         .await;
-    match &report.outcome {
-        Outcome::Refused { reason } => assert!(reason.contains("holds the lock"), "{reason}"),
-        o => panic!("expected refusal, got {o:?}"),
+    match report.outcome.refusal() {
+        Some(Refusal::LockHeld { holders, .. }) => assert_eq!(holders, &[addr("b.test")]),
+        _ => panic!("expected refusal, got {:?}", report.outcome),
     }
 }
 

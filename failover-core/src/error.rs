@@ -54,8 +54,6 @@ pub enum Operation {
     Probe,
     /// [`crate::Backend::positions`].
     Positions,
-    /// [`crate::Backend::replicas`].
-    Replicas,
     /// [`crate::Backend::set_read_only`].
     SetReadOnly,
     /// [`crate::Backend::recover`].

@@ -21,6 +21,7 @@ pub mod backend;
 pub mod error;
 pub mod model;
 pub mod secret;
+pub mod server;
 
 pub use backend::*;
 pub use error::{BackendError, ErrorKind, Operation};
@@ -31,14 +32,16 @@ pub mod op;
 pub mod outcome;
 pub mod request;
 pub mod sqlerror;
+pub mod state;
 
 pub use machine::{Action, Batch, Machine, StateName};
 pub use op::{Op, OpResult};
-pub use outcome::{DataLossEstimate, Outcome};
+pub use outcome::{DataLossEstimate, Failure, Outcome, Refusal, UndoFailure};
 pub use request::{FailoverRequest, Mode, Settings};
 pub mod directory;
 pub mod driver;
 pub mod journal;
+pub mod location;
 
 pub use directory::{CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName};
 pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};

@@ -434,13 +434,22 @@ impl InstanceAddr {
         self
     }
 
-    fn key(&self) -> (String, String, Option<u16>) {
+    /// The comparison key, without allocating: the host case-insensitively (lowercase), the
+    /// instance case-insensitively (uppercase, as SQL Server shows it; none = empty), the port.
+    fn key(
+        &self,
+    ) -> (
+        impl Iterator<Item = u8> + '_,
+        impl Iterator<Item = u8> + '_,
+        Option<u16>,
+    ) {
         (
-            self.host.0.to_ascii_lowercase(),
+            self.host.0.bytes().map(|c| c.to_ascii_lowercase()),
             self.instance
                 .as_ref()
-                .map(|i| i.0.to_ascii_uppercase())
-                .unwrap_or_default(),
+                .map_or("", |i| i.0.as_str())
+                .bytes()
+                .map(|c| c.to_ascii_uppercase()),
             self.port,
         )
     }
@@ -448,13 +457,22 @@ impl InstanceAddr {
 
 impl PartialEq for InstanceAddr {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.cmp(other) == Ordering::Equal
     }
 }
 impl Eq for InstanceAddr {}
 impl Hash for InstanceAddr {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state)
+        let (host, instance, port) = self.key();
+        for c in host {
+            state.write_u8(c);
+        }
+        state.write_u8(0xff);
+        for c in instance {
+            state.write_u8(c);
+        }
+        state.write_u8(0xff);
+        port.hash(state);
     }
 }
 impl PartialOrd for InstanceAddr {
@@ -464,7 +482,9 @@ impl PartialOrd for InstanceAddr {
 }
 impl Ord for InstanceAddr {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
+        let (h1, i1, p1) = self.key();
+        let (h2, i2, p2) = other.key();
+        h1.cmp(h2).then_with(|| i1.cmp(i2)).then(p1.cmp(&p2))
     }
 }
 impl FromStr for InstanceAddr {

@@ -1,8 +1,10 @@
 //! Commands the state machine asks the driver to run, and their results.
 
-use crate::backend::*;
-use crate::error::{BackendError, Operation};
+use crate::error::Operation;
 use crate::model::{DatabaseName, InstanceAddr};
+use crate::server::{
+    DatabasePosition, InstanceProbe, LocationRecord, LockAttempt, MirrorFailoverKind,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -10,21 +12,21 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    /// [`Backend::probe`].
+    /// [`crate::Backend::probe`].
     Probe {
         /// Instance.
         instance: InstanceAddr,
         /// Databases.
         databases: Vec<DatabaseName>,
     },
-    /// [`Backend::positions`].
+    /// [`crate::Backend::positions`].
     Positions {
         /// Instance.
         instance: InstanceAddr,
         /// Databases.
         databases: Vec<DatabaseName>,
     },
-    /// [`Backend::set_read_only`].
+    /// [`crate::Backend::set_read_only`].
     SetReadOnly {
         /// Instance.
         instance: InstanceAddr,
@@ -33,14 +35,14 @@ pub enum Op {
         /// `true` fences, `false` opens for writes.
         read_only: bool,
     },
-    /// [`Backend::recover`].
+    /// [`crate::Backend::recover`].
     Recover {
         /// Instance.
         instance: InstanceAddr,
         /// Databases.
         databases: Vec<DatabaseName>,
     },
-    /// [`Backend::mirror_failover`].
+    /// [`crate::Backend::mirror_failover`].
     MirrorFailover {
         /// Instance the statement is issued on.
         instance: InstanceAddr,
@@ -51,33 +53,33 @@ pub enum Op {
         /// The partner expected to serve afterwards (used by what-if and checked after).
         expected_partner: InstanceAddr,
     },
-    /// [`Backend::acquire_lock`].
+    /// [`crate::Backend::acquire_lock`].
     AcquireLock {
         /// Instance.
         instance: InstanceAddr,
         /// Resource name.
         resource: String,
     },
-    /// [`Backend::release_lock`].
+    /// [`crate::Backend::release_lock`].
     ReleaseLock {
         /// Instance.
         instance: InstanceAddr,
         /// Resource name.
         resource: String,
     },
-    /// [`Backend::lock_held`].
+    /// [`crate::Backend::lock_held`].
     CheckLock {
         /// Instance.
         instance: InstanceAddr,
         /// Resource name.
         resource: String,
     },
-    /// [`Backend::read_location`].
+    /// [`crate::Backend::read_location`].
     ReadLocation {
         /// Instance.
         instance: InstanceAddr,
     },
-    /// [`Backend::write_location`].
+    /// [`crate::Backend::write_location`].
     WriteLocation {
         /// Instance.
         instance: InstanceAddr,
@@ -139,66 +141,6 @@ impl Op {
                 | Op::ReadLocation { .. }
                 | Op::CheckLock { .. }
         )
-    }
-
-    /// Runs the call on `backend`.
-    pub async fn run(&self, backend: &dyn Backend) -> Result<OpResult, BackendError> {
-        Ok(match self {
-            Op::Probe {
-                instance,
-                databases,
-            } => OpResult::Probe(backend.probe(instance, databases).await?),
-            Op::Positions {
-                instance,
-                databases,
-            } => OpResult::Positions(backend.positions(instance, databases).await?),
-            Op::SetReadOnly {
-                instance,
-                databases,
-                read_only,
-            } => {
-                backend
-                    .set_read_only(instance, databases, *read_only)
-                    .await?;
-                OpResult::Done
-            }
-            Op::Recover {
-                instance,
-                databases,
-            } => {
-                backend.recover(instance, databases).await?;
-                OpResult::Done
-            }
-            Op::MirrorFailover {
-                instance,
-                databases,
-                kind,
-                ..
-            } => OpResult::Partner(backend.mirror_failover(instance, databases, *kind).await?),
-            Op::AcquireLock { instance, resource } => {
-                OpResult::Lock(backend.acquire_lock(instance, resource).await?)
-            }
-            Op::ReleaseLock { instance, resource } => {
-                backend.release_lock(instance, resource).await?;
-                OpResult::Done
-            }
-            Op::CheckLock { instance, resource } => {
-                OpResult::LockHeld(backend.lock_held(instance, resource).await?)
-            }
-            Op::ReadLocation { instance } => {
-                OpResult::Location(backend.read_location(instance).await?)
-            }
-            Op::WriteLocation {
-                instance,
-                record,
-                expected_epoch,
-            } => {
-                backend
-                    .write_location(instance, record, *expected_epoch)
-                    .await?;
-                OpResult::Done
-            }
-        })
     }
 
     /// The result a what-if run assumes for a mutating call it does not make.

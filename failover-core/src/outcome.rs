@@ -1,9 +1,21 @@
 //! How a run ends, and what it learned on the way (warnings, data-loss estimate, window).
+//!
+//! Refusals and failures are typed: [`Refusal`] says why a run changed nothing, [`Failure`]
+//! why a run that changed something failed. Each has a `Display` (the operator's text, what
+//! to check and what to do) and a stable machine-readable [`Refusal::code`] /
+//! [`Failure::code`] (`snake_case`, also the `code` field of their JSON form), so programs
+//! and tests match variants, never wording.
 
-use crate::backend::Position;
-use crate::model::{DatabaseName, InstanceAddr};
+use crate::error::BackendError;
+use crate::model::{DatabaseName, InstanceAddr, Store};
+use crate::server::{DbState, Position};
+use crate::state::StateName;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
+
+/// Per-database lag in positions (`None`: unknown).
+pub type Lag = Vec<(DatabaseName, Option<u64>)>;
 
 /// The end of every run: exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,17 +31,19 @@ pub enum Outcome {
     /// A safety check refused the run before any change.
     Refused {
         /// Why, and what to do.
-        reason: String,
+        refusal: Box<Refusal>,
     },
     /// A change was made, then the run failed and undid it: the source is back in service.
     RolledBack {
         /// Why the run failed.
-        reason: String,
+        failure: Box<Failure>,
     },
     /// The run failed and could not put things back: run `restore`.
     NeedsRestore {
-        /// Why.
-        reason: String,
+        /// Why the run failed.
+        failure: Box<Failure>,
+        /// Why undoing it did not work, when an undo was tried.
+        undo: Option<UndoFailure>,
         /// The databases known or suspected to be left read-only, per instance.
         left_read_only: Vec<(InstanceAddr, Vec<DatabaseName>)>,
     },
@@ -63,6 +77,66 @@ impl Outcome {
             Outcome::Cancelled { .. } => "cancelled",
         }
     }
+
+    /// The machine-readable reason: the refusal's or the failure's code (`None` for a
+    /// success or a cancellation).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Refused { refusal } => Some(refusal.code()),
+            Outcome::RolledBack { failure } | Outcome::NeedsRestore { failure, .. } => {
+                Some(failure.code())
+            }
+            Outcome::Succeeded { .. } | Outcome::Cancelled { .. } => None,
+        }
+    }
+
+    /// The refusal, when the run was refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Outcome::Refused { refusal } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// The failure, when the run rolled back or needs restore.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Outcome::RolledBack { failure } | Outcome::NeedsRestore { failure, .. } => {
+                Some(failure)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Outcome {
+    /// Rolled back because of `failure`.
+    pub fn rolled_back(failure: Failure) -> Self {
+        Outcome::RolledBack {
+            failure: Box::new(failure),
+        }
+    }
+
+    /// Needs restore because of `failure` (and `undo`, when the undo did not work).
+    pub fn needs_restore(
+        failure: Failure,
+        undo: Option<UndoFailure>,
+        left_read_only: Vec<(InstanceAddr, Vec<DatabaseName>)>,
+    ) -> Self {
+        Outcome::NeedsRestore {
+            failure: Box::new(failure),
+            undo,
+            left_read_only,
+        }
+    }
+}
+
+impl From<Refusal> for Outcome {
+    fn from(refusal: Refusal) -> Self {
+        Outcome::Refused {
+            refusal: Box::new(refusal),
+        }
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -75,21 +149,22 @@ impl fmt::Display for Outcome {
                 }
                 Ok(())
             }
-            Outcome::Refused { reason } => write!(f, "refused before any change: {reason}"),
-            Outcome::RolledBack { reason } => {
-                write!(
-                    f,
-                    "failed and rolled back (the source is in service again): {reason}"
-                )
-            }
+            Outcome::Refused { refusal } => write!(f, "refused before any change: {refusal}"),
+            Outcome::RolledBack { failure } => write!(
+                f,
+                "failed and rolled back (the source is in service again): {failure}"
+            ),
             Outcome::NeedsRestore {
-                reason,
+                failure,
+                undo,
                 left_read_only,
             } => {
-                write!(f, "failed and needs restore: {reason}")?;
+                write!(f, "failed and needs restore: {failure}")?;
+                if let Some(u) = undo {
+                    write!(f, "; {u}")?;
+                }
                 for (i, dbs) in left_read_only {
-                    let names: Vec<_> = dbs.iter().map(|d| d.as_str()).collect();
-                    write!(f, "; left read-only on {i}: {}", names.join(", "))?;
+                    write!(f, "; left read-only on {i}: {}", names(dbs))?;
                 }
                 write!(
                     f,
@@ -99,6 +174,628 @@ impl fmt::Display for Outcome {
             Outcome::Cancelled { detail } => write!(f, "cancelled: {detail}"),
         }
     }
+}
+
+/// Which store a check was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreRole {
+    /// The topology's active store (the source of a planned failover).
+    Active,
+    /// The topology's backup store (the target of a planned failover).
+    Backup,
+    /// The store a disaster recovery promotes.
+    DisasterRecoveryTarget,
+    /// The store the location record names (restore).
+    Recorded,
+}
+
+impl fmt::Display for StoreRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreRole::Active => "the active store",
+            StoreRole::Backup => "the backup store",
+            StoreRole::DisasterRecoveryTarget => "the disaster-recovery target",
+            StoreRole::Recorded => "the recorded CMS store",
+        })
+    }
+}
+
+/// Why an instance of a store cannot serve the CMS databases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum ServingProblem {
+    /// The probe failed.
+    Unprobed {
+        /// The instance.
+        instance: InstanceAddr,
+        /// The probe's error (`None`: it was not probed).
+        error: Option<BackendError>,
+    },
+    /// Databases are missing.
+    MissingDatabases {
+        /// The instance.
+        instance: InstanceAddr,
+        /// The missing databases.
+        databases: Vec<DatabaseName>,
+    },
+    /// The instance is mirror for some databases and principal for others.
+    SplitRoles {
+        /// The instance.
+        instance: InstanceAddr,
+        /// The databases it holds mirror copies of.
+        mirror_for: Vec<DatabaseName>,
+    },
+    /// The instance holds mirror copies of every database.
+    MirrorCopies {
+        /// The instance.
+        instance: InstanceAddr,
+    },
+}
+
+impl fmt::Display for ServingProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServingProblem::Unprobed {
+                instance,
+                error: Some(e),
+            } => write!(f, "{instance} cannot be probed: {e}"),
+            ServingProblem::Unprobed {
+                instance,
+                error: None,
+            } => write!(f, "{instance} was not probed"),
+            ServingProblem::MissingDatabases {
+                instance,
+                databases,
+            } => write!(f, "{instance} has no database {}", names(databases)),
+            ServingProblem::SplitRoles {
+                instance,
+                mirror_for,
+            } => write!(
+                f,
+                "{instance} is mirror for {} but principal for the others (split roles: fail the mirror sessions over to one partner first)",
+                names(mirror_for)
+            ),
+            ServingProblem::MirrorCopies { instance } => {
+                write!(f, "{instance} holds mirror copies")
+            }
+        }
+    }
+}
+
+/// Why a run changed nothing. `Display` is the operator's text; [`Refusal::code`] is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Refusal {
+    /// The journal holds a run that did not finish.
+    UnfinishedRun {
+        /// Its id.
+        run_id: String,
+        /// Its mode (`planned`, `disaster-recovery`, `restore`).
+        mode: String,
+        /// The last step it started.
+        last_state: Option<StateName>,
+        /// The mode that settles it (`restore`, or `disaster-recovery` run again).
+        settle_with: String,
+    },
+    /// The journal cannot be read.
+    JournalUnreadable {
+        /// The error.
+        error: String,
+    },
+    /// The journal cannot be written, so no change may be made.
+    JournalUnwritable {
+        /// The error.
+        error: String,
+    },
+    /// A location record could not be read on a reachable instance.
+    LocationUnreadable {
+        /// The read errors.
+        errors: Vec<BackendError>,
+    },
+    /// Different stores hold location records that no rule can order.
+    RecordTie {
+        /// The epoch they share.
+        epoch: u64,
+        /// The stores they name.
+        stores: Vec<Store>,
+    },
+    /// Planned: the CMS is already recorded active on the backup store.
+    AlreadyOnBackup {
+        /// The backup store.
+        backup: Store,
+        /// The recorded epoch.
+        epoch: u64,
+    },
+    /// Planned: the record names another store than the topology's active store.
+    RecordedElsewhere {
+        /// The store the record names.
+        recorded: Store,
+        /// Its epoch.
+        epoch: u64,
+        /// The topology's active store.
+        expected: Store,
+    },
+    /// Restore: the record names a store outside the topology.
+    RecordedOutsideTopology {
+        /// The store the record names.
+        recorded: Store,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// No partner of a store can serve the CMS databases.
+    StoreUnusable {
+        /// Which store.
+        role: StoreRole,
+        /// The store.
+        store: Store,
+        /// What is wrong with each partner.
+        problems: Vec<ServingProblem>,
+    },
+    /// Planned: a source database is not ONLINE.
+    SourceNotOnline {
+        /// The source instance.
+        instance: InstanceAddr,
+        /// The database.
+        database: DatabaseName,
+        /// Its state.
+        state: DbState,
+    },
+    /// Planned: a source database is already read-only (an interrupted run?).
+    SourceReadOnly {
+        /// The source instance.
+        instance: InstanceAddr,
+        /// The database.
+        database: DatabaseName,
+    },
+    /// Planned: the target already has writable copies.
+    TargetWritable {
+        /// The target instance.
+        instance: InstanceAddr,
+        /// The writable databases.
+        databases: Vec<DatabaseName>,
+    },
+    /// Disaster recovery: the old source answered with an error, so it may be up.
+    OldSourceAnswers {
+        /// The instance.
+        instance: InstanceAddr,
+        /// Its error.
+        error: BackendError,
+    },
+    /// Restore: a copy outside the recorded store cannot be checked.
+    CannotCheckOtherCopy {
+        /// Why it cannot be checked.
+        problem: ServingProblem,
+    },
+    /// The serving instances changed between the first check and the check under the lock.
+    ServingChanged {
+        /// Before the lock.
+        before: Vec<InstanceAddr>,
+        /// Under the lock.
+        after: Vec<InstanceAddr>,
+    },
+    /// Another run holds the failover lock.
+    LockHeld {
+        /// The lock resource.
+        resource: String,
+        /// Where it is held.
+        holders: Vec<InstanceAddr>,
+    },
+    /// The lock could not be taken.
+    LockFailed {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// The lock was lost before the fence.
+    LockLost {
+        /// Where it was lost.
+        instances: Vec<InstanceAddr>,
+    },
+    /// Planned: replication positions could not be read.
+    PositionsUnreadable {
+        /// The error.
+        error: BackendError,
+    },
+    /// Planned: replication did not catch up in time; the source was not fenced.
+    ReplicationTimeout {
+        /// The replication timeout.
+        timeout: Duration,
+        /// The lag at the deadline.
+        lag: Lag,
+    },
+    /// A call returned a result of the wrong kind (a backend bug).
+    UnexpectedResult {
+        /// The step.
+        state: StateName,
+    },
+    /// What-if: the run would be blocked.
+    WouldBeBlocked {
+        /// What would block it.
+        blockers: Vec<String>,
+    },
+}
+
+impl Refusal {
+    /// The stable machine-readable code (the `code` field of the JSON form).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnfinishedRun { .. } => "unfinished_run",
+            Refusal::JournalUnreadable { .. } => "journal_unreadable",
+            Refusal::JournalUnwritable { .. } => "journal_unwritable",
+            Refusal::LocationUnreadable { .. } => "location_unreadable",
+            Refusal::RecordTie { .. } => "record_tie",
+            Refusal::AlreadyOnBackup { .. } => "already_on_backup",
+            Refusal::RecordedElsewhere { .. } => "recorded_elsewhere",
+            Refusal::RecordedOutsideTopology { .. } => "recorded_outside_topology",
+            Refusal::StoreUnusable { .. } => "store_unusable",
+            Refusal::SourceNotOnline { .. } => "source_not_online",
+            Refusal::SourceReadOnly { .. } => "source_read_only",
+            Refusal::TargetWritable { .. } => "target_writable",
+            Refusal::OldSourceAnswers { .. } => "old_source_answers",
+            Refusal::CannotCheckOtherCopy { .. } => "cannot_check_other_copy",
+            Refusal::ServingChanged { .. } => "serving_changed",
+            Refusal::LockHeld { .. } => "lock_held",
+            Refusal::LockFailed { .. } => "lock_failed",
+            Refusal::LockLost { .. } => "lock_lost",
+            Refusal::PositionsUnreadable { .. } => "positions_unreadable",
+            Refusal::ReplicationTimeout { .. } => "replication_timeout",
+            Refusal::UnexpectedResult { .. } => "unexpected_result",
+            Refusal::WouldBeBlocked { .. } => "would_be_blocked",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::UnfinishedRun {
+                run_id,
+                mode,
+                last_state,
+                settle_with,
+            } => write!(
+                f,
+                "an earlier {mode} run ({run_id}) did not finish (last step {}); if it is no longer running, {}",
+                last_state.map(|s| s.as_str()).unwrap_or("none"),
+                if settle_with == "restore" {
+                    "run `cms-failover restore` first"
+                } else {
+                    "run the same disaster recovery again first (or `cms-failover restore`)"
+                }
+            ),
+            Refusal::JournalUnreadable { error } => write!(f, "cannot read the journal: {error}"),
+            Refusal::JournalUnwritable { error } => {
+                write!(f, "cannot write the journal: {error}")
+            }
+            Refusal::LocationUnreadable { errors } => write!(
+                f,
+                "cannot read the active-location record ({}); without it the current CMS location is unknown. Fix access, then run again",
+                join(errors)
+            ),
+            Refusal::RecordTie { epoch, stores } => write!(
+                f,
+                "location records name different stores ({}) at the same epoch {epoch} and nothing recorded orders them; check which store holds the newest CMS data (`cms-failover status`), fence the other by hand, then run again",
+                join(stores)
+            ),
+            Refusal::AlreadyOnBackup { backup, epoch } => write!(
+                f,
+                "the CMS is already recorded active on the backup store {backup} (epoch {epoch}); nothing to fail over"
+            ),
+            Refusal::RecordedElsewhere {
+                recorded,
+                epoch,
+                expected,
+            } => write!(
+                f,
+                "the CMS is recorded active on {recorded} (epoch {epoch}), not on the topology's active store {expected}; update the topology file"
+            ),
+            Refusal::RecordedOutsideTopology { recorded, epoch } => write!(
+                f,
+                "the CMS is recorded active on {recorded} (epoch {epoch}), which is not in the topology; update the topology file"
+            ),
+            Refusal::StoreUnusable {
+                role,
+                store,
+                problems,
+            } => {
+                let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                match role {
+                    StoreRole::Recorded => {
+                        write!(f, "{role} {store} cannot be used: {}", problems.join("; "))
+                    }
+                    _ => write!(f, "{role} cannot be used: {}", problems.join("; ")),
+                }
+            }
+            Refusal::SourceNotOnline {
+                instance,
+                database,
+                state,
+            } => write!(
+                f,
+                "{database} on the source {instance} is {state}, not ONLINE"
+            ),
+            Refusal::SourceReadOnly { instance, database } => write!(
+                f,
+                "{database} on the source {instance} is already READ_ONLY: an earlier failover may have been interrupted; run `cms-failover restore` first"
+            ),
+            Refusal::TargetWritable {
+                instance,
+                databases,
+            } => write!(
+                f,
+                "{} already writable on the target {instance}: the target is already active (two writable copies!); run `cms-failover status` and `cms-failover restore`",
+                names(databases)
+            ),
+            Refusal::OldSourceAnswers { instance, error } => write!(
+                f,
+                "cannot tell whether the old source is down: {instance} answered with an error ({error}); fix access to it, or make sure it is down, then run again"
+            ),
+            Refusal::CannotCheckOtherCopy { problem } => write!(
+                f,
+                "cannot verify that no other copy is writable: {problem}. Bring it back (or fence it by hand), then run restore again"
+            ),
+            Refusal::ServingChanged { before, after } => write!(
+                f,
+                "the serving instances changed while the lock was taken (was {}, now {}); run again",
+                join(before),
+                join(after)
+            ),
+            Refusal::LockHeld { resource, holders } => write!(
+                f,
+                "another failover or restore holds the lock `{resource}` on {}; wait for it to finish (check `cms-failover status`)",
+                join(holders)
+            ),
+            Refusal::LockFailed { errors } => {
+                write!(f, "could not take the failover lock: {}", join(errors))
+            }
+            Refusal::LockLost { instances } => write!(
+                f,
+                "the failover lock was lost on {} (connection dropped); nothing was changed",
+                join(instances)
+            ),
+            Refusal::PositionsUnreadable { error } => {
+                write!(f, "cannot read replication positions: {error}")
+            }
+            Refusal::ReplicationTimeout { timeout, lag } => write!(
+                f,
+                "replication did not catch up within {timeout:?} ({}); the source was not fenced. Check the backup service / replication link, then try again or raise the replication timeout",
+                describe_lag(lag)
+            ),
+            Refusal::UnexpectedResult { state } => {
+                write!(f, "unexpected result in step {state} (a backend bug)")
+            }
+            Refusal::WouldBeBlocked { blockers } => write!(
+                f,
+                "what-if: the run would be blocked: {}",
+                blockers.join("; ")
+            ),
+        }
+    }
+}
+
+/// Why a run that changed something failed (the reason of [`Outcome::RolledBack`] and
+/// [`Outcome::NeedsRestore`]). `Display` is the operator's text; [`Failure::code`] is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Failure {
+    /// Planned: fencing the source failed.
+    FenceFailed {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// Disaster recovery: the old source is reachable and refused the fence.
+    OldSourceRefusedFence {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// The source's positions after the fence could not be read.
+    FencedPositionsUnreadable {
+        /// The error (`None`: nothing was returned).
+        error: Option<BackendError>,
+    },
+    /// The backup's positions could not be read while it caught up.
+    BackupPositionsUnreadable {
+        /// The error (`None`: a result of the wrong kind).
+        error: Option<BackendError>,
+    },
+    /// The backup did not reach the fenced positions in time.
+    CatchUpTimeout {
+        /// The catch-up timeout.
+        timeout: Duration,
+        /// The lag at the deadline.
+        lag: Lag,
+    },
+    /// Forcing service on the backup's mirror failed.
+    ForceFailed {
+        /// The error (`None`: a result of the wrong kind).
+        error: Option<BackendError>,
+    },
+    /// `RESTORE … WITH RECOVERY` on the target failed.
+    RecoveryFailed {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// Making the target read-write failed.
+    OpenFailed {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// Recording the new location failed and the record is not there.
+    RecordFailed {
+        /// The write's error.
+        error: BackendError,
+        /// The read-back's error (`None`: read back, and it is not this run's record).
+        read_back: Option<BackendError>,
+    },
+    /// Restore: the copies outside the recorded store could not be fenced.
+    OthersNotFenced {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// The verification of the end state found problems.
+    EndStateWrong {
+        /// The problems.
+        problems: Vec<String>,
+    },
+    /// The operator cancelled; the undo that followed did not work.
+    Cancelled {
+        /// Where it was cancelled.
+        detail: String,
+    },
+}
+
+impl Failure {
+    /// The stable machine-readable code (the `code` field of the JSON form).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::FenceFailed { .. } => "fence_failed",
+            Failure::OldSourceRefusedFence { .. } => "old_source_refused_fence",
+            Failure::FencedPositionsUnreadable { .. } => "fenced_positions_unreadable",
+            Failure::BackupPositionsUnreadable { .. } => "backup_positions_unreadable",
+            Failure::CatchUpTimeout { .. } => "catch_up_timeout",
+            Failure::ForceFailed { .. } => "force_failed",
+            Failure::RecoveryFailed { .. } => "recovery_failed",
+            Failure::OpenFailed { .. } => "open_failed",
+            Failure::RecordFailed { .. } => "record_failed",
+            Failure::OthersNotFenced { .. } => "others_not_fenced",
+            Failure::EndStateWrong { .. } => "end_state_wrong",
+            Failure::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::FenceFailed { errors } => {
+                write!(f, "fencing the source failed: {}", join(errors))
+            }
+            Failure::OldSourceRefusedFence { errors } => write!(
+                f,
+                "the old source is reachable but could not be fenced ({}); fix that, or use a planned failover",
+                join(errors)
+            ),
+            Failure::FencedPositionsUnreadable { error: Some(e) } => {
+                write!(f, "cannot read the fenced positions: {e}")
+            }
+            Failure::FencedPositionsUnreadable { error: None } => {
+                write!(f, "no fenced positions returned")
+            }
+            Failure::BackupPositionsUnreadable { error: Some(e) } => {
+                write!(f, "cannot read the backup's positions: {e}")
+            }
+            Failure::BackupPositionsUnreadable { error: None } => {
+                write!(f, "cannot read the backup's positions: unexpected result")
+            }
+            Failure::CatchUpTimeout { timeout, lag } => write!(
+                f,
+                "the backup did not reach the fenced positions within {timeout:?} ({})",
+                describe_lag(lag)
+            ),
+            Failure::ForceFailed { error: Some(e) } => {
+                write!(f, "forcing service on the backup mirror failed: {e}")
+            }
+            Failure::ForceFailed { error: None } => write!(
+                f,
+                "forcing service on the backup mirror failed: unexpected result"
+            ),
+            Failure::RecoveryFailed { errors } => {
+                write!(f, "bringing the target online failed: {}", join(errors))
+            }
+            Failure::OpenFailed { errors } => {
+                write!(f, "making the target writable failed: {}", join(errors))
+            }
+            Failure::RecordFailed {
+                error,
+                read_back: None,
+            } => write!(f, "recording the new location failed: {error}"),
+            Failure::RecordFailed {
+                error,
+                read_back: Some(e),
+            } => write!(
+                f,
+                "recording the new location failed: {error}; reading it back failed: {e}"
+            ),
+            Failure::OthersNotFenced { errors } => write!(
+                f,
+                "could not fence the copies outside the recorded store ({}); the recorded store was left read-only so that two copies are never writable",
+                join(errors)
+            ),
+            Failure::EndStateWrong { problems } => {
+                write!(f, "the end state is not right: {}", problems.join("; "))
+            }
+            Failure::Cancelled { detail } => write!(f, "{detail}"),
+        }
+    }
+}
+
+/// Why undoing a failed run did not put the source back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum UndoFailure {
+    /// The target could not be fenced again, so the source's fence was kept.
+    TargetNotRefenced {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// The source's fence could not be undone.
+    FenceNotUndone {
+        /// The errors.
+        errors: Vec<BackendError>,
+    },
+    /// The undo ran but the source could not be confirmed read-write.
+    NotConfirmed,
+}
+
+impl UndoFailure {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UndoFailure::TargetNotRefenced { .. } => "target_not_refenced",
+            UndoFailure::FenceNotUndone { .. } => "fence_not_undone",
+            UndoFailure::NotConfirmed => "not_confirmed",
+        }
+    }
+}
+
+impl fmt::Display for UndoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UndoFailure::TargetNotRefenced { errors } => write!(
+                f,
+                "the target could not be fenced again ({}), so the source was left read-only to avoid two writable copies",
+                join(errors)
+            ),
+            UndoFailure::FenceNotUndone { errors } => {
+                write!(f, "undoing the fence failed: {}", join(errors))
+            }
+            UndoFailure::NotConfirmed => write!(f, "the undo could not be confirmed"),
+        }
+    }
+}
+
+/// `a, b, c` for database names.
+pub(crate) fn names(d: &[DatabaseName]) -> String {
+    d.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `xds behind by 3, lis position unknown`.
+pub fn describe_lag(lag: &[(DatabaseName, Option<u64>)]) -> String {
+    lag.iter()
+        .map(|(d, l)| match l {
+            Some(l) => format!("{d} behind by {l}"),
+            None => format!("{d} position unknown"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Per-database data-loss estimate of a disaster recovery.
@@ -124,5 +821,63 @@ impl fmt::Display for DataLossEstimate {
                 self.database
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Operation};
+
+    fn err() -> BackendError {
+        BackendError::new(ErrorKind::Unreachable, Operation::Probe, "a.test", "down")
+    }
+
+    /// `code()` is the serde tag, so the JSON form and the method never disagree.
+    #[test]
+    fn codes_are_the_json_tags() {
+        let refusals = [
+            Refusal::LockHeld {
+                resource: "r".into(),
+                holders: vec![],
+            },
+            Refusal::LockFailed {
+                errors: vec![err()],
+            },
+            Refusal::WouldBeBlocked { blockers: vec![] },
+            Refusal::UnexpectedResult {
+                state: StateName::Fencing,
+            },
+        ];
+        for r in refusals {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["code"], r.code());
+            let back: Refusal = serde_json::from_value(v).unwrap();
+            assert_eq!(back, r);
+        }
+        let failures = [
+            Failure::FenceFailed {
+                errors: vec![err()],
+            },
+            Failure::EndStateWrong { problems: vec![] },
+        ];
+        for fl in failures {
+            let v = serde_json::to_value(&fl).unwrap();
+            assert_eq!(v["code"], fl.code());
+        }
+        let o = Outcome::NeedsRestore {
+            failure: Box::new(Failure::OpenFailed {
+                errors: vec![err()],
+            }),
+            undo: Some(UndoFailure::NotConfirmed),
+            left_read_only: vec![],
+        };
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["outcome"], "needs_restore");
+        assert_eq!(v["failure"]["code"], "open_failed");
+        assert_eq!(v["undo"]["code"], "not_confirmed");
+        assert_eq!(o.code(), Some("open_failed"));
+        let back: Outcome = serde_json::from_value(v).unwrap();
+        assert_eq!(back, o);
     }
 }

@@ -8,8 +8,7 @@ fn document() -> String {
         "# The failover state machine\n\n\
          Generated from `failover_core::machine::TRANSITIONS` by `cargo test -p failover-core --test diagram`\n\
          (set `UPDATE_DOCS=1` to rewrite it). Every state is named for what it waits for; the\n\
-         machine checks at run time (debug builds, so in every test) that each transition it\n\
-         takes is in this table.\n\n```mermaid\n",
+         machine checks on every transition, in every build, that it is in this table.\n\n```mermaid\n",
     );
     s.push_str(&mermaid());
     s.push_str("```\n\n| from | to | when |\n|---|---|---|\n");

@@ -23,7 +23,7 @@ use failover_core::driver::{Observer, RunEvent};
 use failover_core::{
     Backend, BackendError, CancelHandle, DatabaseName, DatabasePosition, Driver, FailoverRequest,
     InstanceAddr, InstanceProbe, LocationRecord, LockAttempt, MemoryJournal, MirrorFailoverKind,
-    Mode, Outcome, ReplicaStatus, RunReport, StateName, Store, Topology,
+    Mode, Outcome, RunReport, StateName, Store, Topology,
 };
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -298,9 +298,6 @@ impl Backend for Interposer {
         d: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
         interpose!(self, self.inner.positions(i, d))
-    }
-    async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
-        self.inner.replicas(i).await
     }
     async fn set_read_only(
         &self,
@@ -590,11 +587,17 @@ async fn restore_until_converged(
         if !dr {
             check_single_writer(estate, before)?;
         }
-        let nothing_to_do = matches!(&report.outcome, Outcome::Refused { reason } if reason.contains("already active"));
         if matches!(report.outcome, Outcome::Succeeded { .. }) {
-            return converged(&estate.snapshot(), topo, reachable_only).map(|_| ());
-        }
-        if nothing_to_do && converged(&estate.snapshot(), topo, reachable_only).is_ok() {
+            converged(&estate.snapshot(), topo, reachable_only)?;
+            // The interrupted run is settled: nothing unfinished is left in the journal.
+            let records = failover_core::Journal::records(journal).map_err(|e| e.to_string())?;
+            let left = failover_core::journal::unfinished_runs(&records);
+            if !left.is_empty() {
+                return Err(format!(
+                    "converged but the journal still holds unfinished runs: {:?}",
+                    left.iter().map(|u| &u.run_id).collect::<Vec<_>>()
+                ));
+            }
             return Ok(());
         }
         if attempt == 3 {
@@ -799,10 +802,10 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
                 check_loss_estimate(&estate, start, &report, &topo, sc)?;
             }
         }
-        Outcome::Refused { reason } => {
+        Outcome::Refused { refusal } => {
             let changed = db_changes_between(&estate, start, end);
             if !changed.is_empty() {
-                return Err(format!("refused ({reason}) but changed: {changed:?}"));
+                return Err(format!("refused ({refusal}) but changed: {changed:?}"));
             }
         }
         Outcome::RolledBack { .. } | Outcome::Cancelled { .. } => {
@@ -936,9 +939,6 @@ impl Backend for WithGuard {
         d: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
         self.backend.positions(i, d).await
-    }
-    async fn replicas(&self, i: &InstanceAddr) -> Result<Vec<ReplicaStatus>, BackendError> {
-        self.backend.replicas(i).await
     }
     async fn set_read_only(
         &self,

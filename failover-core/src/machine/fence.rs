@@ -1,0 +1,229 @@
+//! The fence: the source's databases become read-only (writes stop). Planned: a failed fence
+//! is probed to learn what it changed. Disaster recovery: an unreachable source is expected;
+//! a reachable one that refuses stops the run. Restore: every writable copy outside the
+//! recorded store.
+
+use super::{Action, Cause, Ctx, Results, Run, S, State, errors_of, promote, release};
+use crate::error::ErrorKind;
+use crate::op::{Op, OpResult};
+use crate::outcome::{Failure, Outcome};
+use crate::request::Mode;
+use std::time::Duration;
+
+pub(super) fn enter_fencing(ctx: &mut Ctx, run: &mut Run, now: Duration) -> Action {
+    let ops: Vec<Op> = run
+        .plan
+        .to_fence
+        .iter()
+        .map(|(i, d)| Op::SetReadOnly {
+            instance: i.clone(),
+            databases: d.clone(),
+            read_only: true,
+        })
+        .collect();
+    if ctx.f.window_start.is_none() && !matches!(ctx.req.mode, Mode::Restore) {
+        ctx.f.window_start = Some(now);
+    }
+    // Known or suspected fenced from now on: an undo covers them whatever the answer.
+    run.fenced.extend(run.plan.to_fence.iter().cloned());
+    let st = &ctx.req.settings;
+    let (timeout, description) = match ctx.req.mode {
+        Mode::Restore => (
+            st.step_timeout,
+            "fence every writable copy outside the recorded store",
+        ),
+        Mode::DisasterRecovery { .. } => (
+            st.dr_fence_timeout,
+            "try to fence the old source (it is expected to be unreachable)",
+        ),
+        Mode::Planned => (
+            st.step_timeout,
+            "fence the source: set every CMS database read-only",
+        ),
+    };
+    ctx.batch(
+        S::Fencing,
+        description,
+        "replication caught up; lock held",
+        "source databases become READ_ONLY (writes stop)",
+        ops,
+        timeout,
+        true,
+    )
+}
+
+pub(super) fn on_fenced(ctx: &mut Ctx, mut run: Box<Run>, results: Results) -> State {
+    let errors = errors_of(results);
+    match &ctx.req.mode {
+        Mode::Restore if errors.is_empty() => promote(run),
+        Mode::Restore => {
+            let left_read_only = run.fenced.clone();
+            release(
+                run.locks,
+                Outcome::needs_restore(Failure::OthersNotFenced { errors }, None, left_read_only),
+            )
+        }
+        Mode::DisasterRecovery { .. } => {
+            let (gone, refused): (Vec<_>, Vec<_>) = errors
+                .into_iter()
+                .partition(|e| matches!(e.kind, ErrorKind::Unreachable | ErrorKind::Timeout));
+            if !refused.is_empty() {
+                // The old source is up and refused the fence: promoting now would make two
+                // writable copies.
+                return State::ProbingFence {
+                    run,
+                    failure: Failure::OldSourceRefusedFence { errors: refused },
+                };
+            }
+            if !gone.is_empty() {
+                let text: Vec<String> = gone.iter().map(|e| e.to_string()).collect();
+                ctx.f.warnings.push(format!(
+                    "the old source could not be fenced ({}); if it comes back, it must not take writes: run `cms-failover restore` once it is reachable",
+                    text.join("; ")
+                ));
+                run.fenced.clear();
+            }
+            State::ReadingPositions(run)
+        }
+        Mode::Planned if !errors.is_empty() => State::ProbingFence {
+            run,
+            failure: Failure::FenceFailed { errors },
+        },
+        Mode::Planned if ctx.cancel => State::UndoingFence {
+            run,
+            cause: Cause::Cancelled("cancelled right after the fence".into()),
+        },
+        Mode::Planned => State::ReadingPositions(run),
+    }
+}
+
+pub(super) fn enter_probing(ctx: &mut Ctx, run: &Run) -> Action {
+    let ops = ctx.probes(run.plan.to_fence.iter().map(|(i, _)| i));
+    let timeout = ctx.req.settings.undo_timeout;
+    ctx.batch(
+        S::ProbingFence,
+        "find out which databases the failed fence changed",
+        "fence failed",
+        "nothing",
+        ops,
+        timeout,
+        true,
+    )
+}
+
+/// A failed fence that changed something (or may have) is undone; one that changed
+/// nothing ends rolled back at once.
+pub(super) fn on_probed(mut run: Box<Run>, failure: Failure, results: Results) -> State {
+    let fenced_or_unknown = results.into_iter().any(|r| match r {
+        Ok(OpResult::Probe(p)) => p.databases.iter().any(|d| d.read_only),
+        _ => true,
+    });
+    if fenced_or_unknown {
+        State::UndoingFence {
+            run,
+            cause: Cause::Failed(failure),
+        }
+    } else {
+        run.fenced.clear();
+        release(run.locks, Outcome::rolled_back(failure))
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::error::ErrorKind;
+    use crate::machine::S;
+    use crate::machine::script::*;
+    use crate::outcome::{Failure, Outcome};
+
+    #[test]
+    fn failed_fence_that_changed_nothing_rolls_back_at_once() {
+        let mut w = World::planned();
+        w.fail(S::Fencing, |_| true, 9);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::RolledBack { .. },
+                    Some(Failure::FenceFailed { .. })
+                )
+            ),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ProbingFence, S::ReleasingLocks])
+        );
+        assert!(w.writable(&a()));
+    }
+
+    #[test]
+    fn failed_fence_that_did_land_is_undone() {
+        let mut w = World::planned();
+        // The fence lands, then the answer is lost.
+        w.fail_after_effect(S::Fencing, ErrorKind::Timeout);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::RolledBack { .. },
+                    Some(Failure::FenceFailed { .. })
+                )
+            ),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ProbingFence, S::UndoingFence])
+        );
+        assert!(w.writable(&a()));
+    }
+
+    #[test]
+    fn cancelled_right_after_the_fence_undoes_it() {
+        let mut w = World::planned();
+        w.cancel_in(S::Fencing);
+        let (o, h) = w.run(planned());
+        assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
+        assert!(h.windows(2).any(|p| p == [S::Fencing, S::UndoingFence]));
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    #[test]
+    fn dr_old_source_that_refuses_the_fence_stops_the_run() {
+        let mut w = World::dr();
+        w.fail_kind(S::Fencing, |_| true, ErrorKind::Permission, 9);
+        let (o, h) = w.run(dr());
+        assert!(
+            matches!(o.failure(), Some(Failure::OldSourceRefusedFence { .. })),
+            "{o}"
+        );
+        assert!(h.contains(&S::ProbingFence) && !h.contains(&S::OpeningTarget));
+    }
+
+    #[test]
+    fn dr_unreachable_old_source_is_a_warning() {
+        let mut w = World::dr();
+        // The old source goes down just as it is fenced.
+        w.on_nth(S::Fencing, 1, |w| w.set_down(&a()));
+        let mut m = crate::machine::Machine::new(dr());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(
+            m.history()
+                .windows(2)
+                .any(|p| p == [S::ReadingPositions, S::OpeningTarget])
+        );
+        assert!(!m.findings().warnings.is_empty());
+    }
+
+    pub(crate) const SCENARIOS: &[fn()] = &[
+        failed_fence_that_changed_nothing_rolls_back_at_once,
+        failed_fence_that_did_land_is_undone,
+        cancelled_right_after_the_fence_undoes_it,
+        dr_old_source_that_refuses_the_fence_stops_the_run,
+        dr_unreachable_old_source_is_a_warning,
+    ];
+}

@@ -1,0 +1,759 @@
+//! Preflight: probe every instance and read every location record, then decide the run.
+//!
+//! [`plan`] is a pure function from what was observed to a [`Plan`] or a typed [`Refusal`].
+//! It runs twice: before the lock (to know what to lock) and again under the lock.
+
+use super::{Action, Ctx, Locked, Results, Run, S, State, promote, release, restore};
+use crate::error::{BackendError, ErrorKind};
+use crate::model::{DatabaseName, InstanceAddr, Store};
+use crate::op::{Op, OpResult};
+use crate::outcome::{Outcome, Refusal, ServingProblem, StoreRole};
+use crate::request::{FailoverRequest, Mode};
+use crate::server::{DbState, InstanceProbe, LocationRecord, MirrorRole, MirrorState};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What preflight observed: each instance's probe and location record.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// The probe of each instance.
+    pub probes: BTreeMap<InstanceAddr, Result<InstanceProbe, BackendError>>,
+    /// The location record read on each instance (`Ok(None)`: no record).
+    pub records: BTreeMap<InstanceAddr, Result<Option<LocationRecord>, BackendError>>,
+    /// The highest epoch known from elsewhere (the journal): a new epoch exceeds it too,
+    /// even when the instance holding it is down.
+    pub epoch_floor: u64,
+}
+
+/// What a run will do, decided by [`plan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The instance serving the CMS before the run (planned; disaster recovery when it is
+    /// reachable; `None` for restore).
+    pub source: Option<InstanceAddr>,
+    /// The instance being made (or kept) active.
+    pub target: InstanceAddr,
+    /// The store being made active.
+    pub target_store: Store,
+    /// Databases to fence per instance (planned/DR: the source; restore: the other store).
+    pub to_fence: Vec<(InstanceAddr, Vec<DatabaseName>)>,
+    /// Databases of the target that are RESTORING and need recovery.
+    pub to_recover: Vec<DatabaseName>,
+    /// Disaster recovery: the target is a mirror whose service must be forced.
+    pub force_mirror: Option<InstanceAddr>,
+    /// Planned: the principal to give the role back to once the target serves.
+    pub repoint_to: Option<InstanceAddr>,
+    /// The location record read on each instance.
+    pub records: BTreeMap<InstanceAddr, Option<LocationRecord>>,
+    /// The winning record ([`crate::location::winning_record`]), if any.
+    pub winner: Option<LocationRecord>,
+    /// Reachable instances whose record is not the winner (with the epoch they hold): the
+    /// winner is re-published to them under the lock.
+    pub stale: Vec<(InstanceAddr, Option<u64>)>,
+    /// The highest epoch known from the journal.
+    pub epoch_floor: u64,
+    /// The instances that answered the probe.
+    pub reachable: Vec<InstanceAddr>,
+    /// What the operator should know that does not stop the run.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The instances to lock: the target, the source and every instance to fence.
+    pub fn lock_instances(&self) -> Vec<InstanceAddr> {
+        let mut v: Vec<InstanceAddr> = Vec::new();
+        let fence = self.to_fence.iter().map(|(i, _)| i);
+        for i in std::iter::once(&self.target)
+            .chain(self.source.iter())
+            .chain(fence)
+        {
+            if !v.contains(i) {
+                v.push(i.clone());
+            }
+        }
+        v
+    }
+
+    /// The highest epoch ever seen: on any instance read, or in the journal. A commit
+    /// writes one more.
+    pub fn max_epoch(&self) -> u64 {
+        crate::location::max_epoch(self.records.values().flatten()).max(self.epoch_floor)
+    }
+}
+
+impl Observations {
+    pub(super) fn probe_of(&self, i: &InstanceAddr) -> Result<&InstanceProbe, ServingProblem> {
+        match self.probes.get(i) {
+            Some(Ok(p)) => Ok(p),
+            Some(Err(e)) => Err(ServingProblem::Unprobed {
+                instance: i.clone(),
+                error: Some(e.clone()),
+            }),
+            None => Err(ServingProblem::Unprobed {
+                instance: i.clone(),
+                error: None,
+            }),
+        }
+    }
+
+    /// The partner of `store` that serves the databases (every database present, none a
+    /// mirror copy), preferring the principal.
+    pub(super) fn serving(
+        &self,
+        store: &Store,
+        dbs: &[DatabaseName],
+    ) -> Result<InstanceAddr, Vec<ServingProblem>> {
+        let mut problems = Vec::new();
+        for i in store.instances() {
+            let p = match self.probe_of(i) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let missing: Vec<DatabaseName> = dbs
+                .iter()
+                .filter(|d| p.database(d).is_none())
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                problems.push(ServingProblem::MissingDatabases {
+                    instance: i.clone(),
+                    databases: missing,
+                });
+                continue;
+            }
+            let mirrors: Vec<DatabaseName> = p
+                .databases
+                .iter()
+                .filter(|d| {
+                    d.mirroring
+                        .as_ref()
+                        .is_some_and(|m| m.role == MirrorRole::Mirror)
+                })
+                .map(|d| d.name.clone())
+                .collect();
+            if mirrors.is_empty() {
+                return Ok(i.clone());
+            }
+            if mirrors.len() < dbs.len() {
+                problems.push(ServingProblem::SplitRoles {
+                    instance: i.clone(),
+                    mirror_for: mirrors,
+                });
+            } else {
+                problems.push(ServingProblem::MirrorCopies {
+                    instance: i.clone(),
+                });
+            }
+        }
+        Err(problems)
+    }
+
+    pub(super) fn writable_dbs(&self, i: &InstanceAddr) -> Vec<DatabaseName> {
+        match self.probes.get(i) {
+            Some(Ok(p)) => p
+                .databases
+                .iter()
+                .filter(|d| d.is_writable())
+                .map(|d| d.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The records that were read.
+    fn read_records(&self) -> BTreeMap<InstanceAddr, Option<LocationRecord>> {
+        self.records
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i.clone(), r.clone())))
+            .collect()
+    }
+
+    fn read(&self) -> impl Iterator<Item = &LocationRecord> {
+        self.records
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+    }
+
+    /// The winning record ([`crate::location::winning_record`]).
+    pub(super) fn winner(&self) -> Result<Option<&LocationRecord>, Box<Refusal>> {
+        crate::location::winning_record(self.read())
+    }
+
+    /// The winning record; [`plan`] refuses a tie before any mode looks at it.
+    pub(super) fn recorded_active(&self) -> Option<&LocationRecord> {
+        self.winner().ok().flatten()
+    }
+
+    /// The databases of `tgt` that are RESTORING outside a mirroring session.
+    fn to_recover(&self, tgt: &InstanceAddr, dbs: &[DatabaseName]) -> Vec<DatabaseName> {
+        match self.probe_of(tgt) {
+            Ok(p) => dbs
+                .iter()
+                .filter(|d| {
+                    p.database(d)
+                        .is_some_and(|d| d.state == DbState::Restoring && d.mirroring.is_none())
+                })
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn reachable(&self) -> Vec<InstanceAddr> {
+        self.probes
+            .iter()
+            .filter(|(_, p)| p.is_ok())
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+
+    fn session_synchronized(&self, serving: &InstanceAddr) -> bool {
+        match self.probes.get(serving) {
+            Some(Ok(p)) => p.databases.iter().all(|d| {
+                d.mirroring
+                    .as_ref()
+                    .is_some_and(|m| m.state == MirrorState::Synchronized && m.safety_full)
+            }),
+            _ => false,
+        }
+    }
+
+    fn is_mirror(&self, i: &InstanceAddr) -> bool {
+        self.probe_of(i).is_ok_and(|p| {
+            p.databases.iter().any(|d| {
+                d.mirroring
+                    .as_ref()
+                    .is_some_and(|m| m.role == MirrorRole::Mirror)
+            })
+        })
+    }
+
+    /// A plan with the fields every mode fills the same way.
+    pub(super) fn plan_for(
+        &self,
+        target: InstanceAddr,
+        target_store: Store,
+        dbs: &[DatabaseName],
+        warnings: Vec<String>,
+    ) -> Plan {
+        let winner = self.recorded_active().cloned();
+        let stale = match &winner {
+            Some(w) => self
+                .records
+                .iter()
+                .filter(|(i, _)| matches!(self.probes.get(*i), Some(Ok(_))))
+                .filter_map(|(i, r)| match r {
+                    Ok(r) if r.as_ref() != Some(w) => {
+                        Some((i.clone(), r.as_ref().map(|r| r.epoch)))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Plan {
+            winner,
+            stale,
+            epoch_floor: self.epoch_floor,
+            source: None,
+            to_recover: self.to_recover(&target, dbs),
+            target,
+            target_store,
+            to_fence: Vec::new(),
+            force_mirror: None,
+            repoint_to: None,
+            records: self.read_records(),
+            reachable: self.reachable(),
+            warnings,
+        }
+    }
+}
+
+/// Decides the run from what preflight observed: the plan, or why the run must not start.
+/// Pure: no IO, no clock.
+pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refusal>> {
+    let dbs = &req.topology.databases;
+    // A record that could not be read on a reachable instance might be the newest one:
+    // deciding without it could undo a committed failover.
+    let mut warnings = Vec::new();
+    let mut unread_reachable = Vec::new();
+    for (i, r) in &obs.records {
+        if let Err(e) = r {
+            if matches!(obs.probes.get(i), Some(Ok(_))) {
+                unread_reachable.push(e.clone());
+            } else {
+                warnings.push(format!(
+                    "the location record on {i} could not be read (instance unreachable)"
+                ));
+            }
+        }
+    }
+    if !unread_reachable.is_empty() {
+        return Err(Refusal::LocationUnreadable {
+            errors: unread_reachable,
+        }
+        .into());
+    }
+    obs.winner()?;
+    match &req.mode {
+        Mode::Planned => plan_planned(req, obs, dbs, warnings),
+        Mode::DisasterRecovery { target } => plan_dr(req, obs, target, dbs, warnings),
+        Mode::Restore => restore::plan_restore(req, obs, dbs, warnings),
+    }
+}
+
+fn plan_planned(
+    req: &FailoverRequest,
+    obs: &Observations,
+    dbs: &[DatabaseName],
+    mut warnings: Vec<String>,
+) -> Result<Plan, Box<Refusal>> {
+    let topo = &req.topology;
+    if let Some(r) = obs.recorded_active() {
+        if r.active.principal == topo.backup.principal {
+            return Err(Refusal::AlreadyOnBackup {
+                backup: topo.backup.clone(),
+                epoch: r.epoch,
+            }
+            .into());
+        }
+        if r.active.principal != topo.active.principal {
+            return Err(Refusal::RecordedElsewhere {
+                recorded: r.active.clone(),
+                epoch: r.epoch,
+                expected: topo.active.clone(),
+            }
+            .into());
+        }
+    }
+    let src = obs
+        .serving(&topo.active, dbs)
+        .map_err(|p| unusable(StoreRole::Active, &topo.active, p))?;
+    let p = obs
+        .probe_of(&src)
+        .map_err(|e| unusable(StoreRole::Active, &topo.active, vec![e]))?;
+    for d in p.databases.iter().filter(|d| dbs.contains(&d.name)) {
+        if d.state != DbState::Online {
+            return Err(Refusal::SourceNotOnline {
+                instance: src,
+                database: d.name.clone(),
+                state: d.state.clone(),
+            }
+            .into());
+        }
+        if d.read_only {
+            return Err(Refusal::SourceReadOnly {
+                instance: src,
+                database: d.name.clone(),
+            }
+            .into());
+        }
+    }
+    let tgt = obs
+        .serving(&topo.backup, dbs)
+        .map_err(|p| unusable(StoreRole::Backup, &topo.backup, p))?;
+    let writable = obs.writable_dbs(&tgt);
+    if !writable.is_empty() {
+        return Err(Refusal::TargetWritable {
+            instance: tgt,
+            databases: writable,
+        }
+        .into());
+    }
+    for (store, which) in [(&topo.backup, "backup"), (&topo.active, "source")] {
+        for i in store.instances() {
+            if *i != tgt
+                && *i != src
+                && let Err(e) = obs.probe_of(i)
+            {
+                warnings.push(format!("{which} mirror partner not reachable: {e}"));
+            }
+        }
+    }
+    let repoint_to = (tgt != topo.backup.principal && obs.session_synchronized(&tgt))
+        .then(|| topo.backup.principal.clone());
+    let mut plan = obs.plan_for(tgt, topo.backup.clone(), dbs, warnings);
+    plan.to_fence = vec![(src.clone(), dbs.to_vec())];
+    plan.source = Some(src);
+    plan.repoint_to = repoint_to;
+    Ok(plan)
+}
+
+pub(super) fn unusable(role: StoreRole, store: &Store, problems: Vec<ServingProblem>) -> Refusal {
+    Refusal::StoreUnusable {
+        role,
+        store: store.clone(),
+        problems,
+    }
+}
+
+fn plan_dr(
+    req: &FailoverRequest,
+    obs: &Observations,
+    target: &Store,
+    dbs: &[DatabaseName],
+    mut warnings: Vec<String>,
+) -> Result<Plan, Box<Refusal>> {
+    let topo = &req.topology;
+    // A disaster recovery already recorded and serving on the target (re-run after a
+    // crash past its commit point) goes through again: every step is idempotent, and the
+    // run settles the interrupted one.
+    // The target: its serving partner, or its mirror to be forced.
+    let tgt = match obs.serving(target, dbs) {
+        Ok(t) => t,
+        Err(problems) => {
+            let mirror = target.mirror.as_ref().filter(|m| {
+                obs.probe_of(m)
+                    .is_ok_and(|p| dbs.iter().all(|d| p.database(d).is_some()))
+            });
+            match mirror {
+                Some(m) if obs.probe_of(&target.principal).is_err() => m.clone(),
+                _ => {
+                    return Err(
+                        unusable(StoreRole::DisasterRecoveryTarget, target, problems).into(),
+                    );
+                }
+            }
+        }
+    };
+    // The old source: reachable or not, it is fenced if it can be.
+    let mut source = None;
+    let mut to_fence = Vec::new();
+    match obs.serving(&topo.active, dbs) {
+        Ok(src) => {
+            let w = obs.writable_dbs(&src);
+            if !w.is_empty() {
+                to_fence = vec![(src.clone(), w)];
+            }
+            source = Some(src);
+        }
+        Err(problems) => {
+            // Only "cannot be reached" means gone: any other error means the source is up
+            // and might still take writes.
+            for i in topo.active.instances() {
+                if let Some(Err(err)) = obs.probes.get(i)
+                    && !matches!(err.kind, ErrorKind::Unreachable | ErrorKind::Timeout)
+                {
+                    return Err(Refusal::OldSourceAnswers {
+                        instance: i.clone(),
+                        error: err.clone(),
+                    }
+                    .into());
+                }
+            }
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            warnings.push(format!(
+                "the old source is not reachable (expected in disaster recovery): {}",
+                text.join("; ")
+            ));
+        }
+    }
+    let force_mirror = obs.is_mirror(&tgt).then(|| tgt.clone());
+    let mut plan = obs.plan_for(tgt, target.clone(), dbs, warnings);
+    plan.source = source;
+    plan.to_fence = to_fence;
+    plan.force_mirror = force_mirror;
+    Ok(plan)
+}
+
+/// The first step: probe every instance and read its location record.
+pub(super) fn enter(ctx: &mut Ctx) -> Action {
+    let req = &ctx.req;
+    let mut instances: Vec<&InstanceAddr> = Vec::new();
+    let stores: [&Store; 2] = match &req.mode {
+        Mode::Planned | Mode::Restore => [&req.topology.active, &req.topology.backup],
+        Mode::DisasterRecovery { target } => [&req.topology.active, target],
+    };
+    for i in stores.iter().flat_map(|s| s.instances()) {
+        if !instances.contains(&i) {
+            instances.push(i);
+        }
+    }
+    let mut ops = Vec::with_capacity(instances.len() * 2);
+    for i in instances {
+        ops.push(Op::Probe {
+            instance: i.clone(),
+            databases: req.topology.databases.clone(),
+        });
+        ops.push(Op::ReadLocation {
+            instance: i.clone(),
+        });
+    }
+    let st = &req.settings;
+    let timeout = if matches!(req.mode, Mode::DisasterRecovery { .. }) {
+        st.dr_fence_timeout
+            .max(st.step_timeout.min(Duration::from_secs(10)))
+    } else {
+        st.step_timeout
+    };
+    ctx.batch(
+        S::Preflight,
+        "probe every instance and read the recorded CMS location",
+        "none",
+        "nothing",
+        ops,
+        timeout,
+        true,
+    )
+}
+
+/// Plans from the results; before the lock, goes to take it; under the lock, starts the run.
+pub(super) fn on_results(
+    ctx: &mut Ctx,
+    locked: Option<Locked>,
+    ops: &[Op],
+    results: Results,
+    now: Duration,
+) -> State {
+    let mut obs = Observations {
+        epoch_floor: ctx.epoch_floor,
+        ..Observations::default()
+    };
+    for (op, r) in ops.iter().zip(results) {
+        match (op, r) {
+            (Op::Probe { instance, .. }, Ok(OpResult::Probe(p))) => {
+                obs.probes.insert(instance.clone(), Ok(p));
+            }
+            (Op::Probe { instance, .. }, Err(e)) => {
+                obs.probes.insert(instance.clone(), Err(e));
+            }
+            (Op::ReadLocation { instance }, Ok(OpResult::Location(l))) => {
+                obs.records.insert(instance.clone(), Ok(l));
+            }
+            (Op::ReadLocation { instance }, Err(e)) => {
+                obs.records.insert(instance.clone(), Err(e));
+            }
+            _ => {
+                let unexpected = Refusal::UnexpectedResult {
+                    state: S::Preflight,
+                };
+                return ctx.refuse(locks_of(locked), unexpected);
+            }
+        }
+    }
+    ctx.f.blockers.clear();
+    let plan = plan(&ctx.req, &obs);
+    ctx.f.probes = obs.probes;
+    let plan = match plan {
+        Ok(p) => p,
+        Err(refusal) => return ctx.refuse(locks_of(locked), *refusal),
+    };
+    ctx.f.warnings.clone_from(&plan.warnings);
+    let Some(Locked { locks, serving }) = locked else {
+        return State::AcquiringLocks(Box::new(plan));
+    };
+    let now_serving = plan.lock_instances();
+    if now_serving != serving {
+        return ctx.refuse(
+            locks,
+            Refusal::ServingChanged {
+                before: serving,
+                after: now_serving,
+            },
+        );
+    }
+    if ctx.cancel {
+        return release(
+            locks,
+            Outcome::Cancelled {
+                detail: "cancelled before any change".into(),
+            },
+        );
+    }
+    let run = Box::new(Run {
+        plan,
+        locks,
+        fenced: Vec::new(),
+    });
+    if run.plan.stale.is_empty() {
+        begin(ctx, run, now)
+    } else {
+        State::RepublishingRecord(run)
+    }
+}
+
+/// The mode's first step after the checks under the lock.
+pub(super) fn begin(ctx: &Ctx, run: Box<Run>, now: Duration) -> State {
+    if ctx.cancel {
+        return release(
+            run.locks,
+            Outcome::Cancelled {
+                detail: "cancelled before any change".into(),
+            },
+        );
+    }
+    match &ctx.req.mode {
+        Mode::Planned => State::AwaitingReplication {
+            run,
+            deadline: now + ctx.req.settings.replication_timeout,
+        },
+        Mode::DisasterRecovery { .. } => State::Fencing(run),
+        Mode::Restore if run.plan.to_fence.is_empty() => promote(run),
+        Mode::Restore => State::Fencing(run),
+    }
+}
+
+fn locks_of(locked: Option<Locked>) -> Vec<InstanceAddr> {
+    locked.map(|l| l.locks).unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::machine::script::*;
+
+    #[test]
+    fn refused_before_the_lock_takes_nothing() {
+        let mut w = World::planned();
+        w.set_writable(&b(), true);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::TargetWritable { instance, .. }) if *instance == b()),
+            "{o}"
+        );
+        assert_eq!(h, [S::Preflight, S::Done]);
+        assert!(w.mutations().is_empty());
+    }
+
+    #[test]
+    fn unreadable_record_on_a_reachable_instance_refuses() {
+        let mut w = World::planned();
+        w.fail(S::Preflight, |op| matches!(op, Op::ReadLocation { .. }), 1);
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::LocationUnreadable { .. })),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn planned_refuses_a_source_that_is_read_only_already() {
+        let mut w = World::planned();
+        w.set_writable(&a(), false);
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::SourceReadOnly { .. })),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn planned_refuses_when_already_recorded_on_the_backup() {
+        let mut w = World::planned();
+        w.record_everywhere(record(3, &topology().backup));
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::AlreadyOnBackup { epoch: 3, .. })),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn unreachable_source_makes_the_active_store_unusable() {
+        let mut w = World::planned();
+        w.set_down(&a());
+        let (o, _) = w.run(planned());
+        match o.refusal() {
+            Some(Refusal::StoreUnusable {
+                role: StoreRole::Active,
+                problems,
+                ..
+            }) => assert!(matches!(
+                problems.as_slice(),
+                [ServingProblem::Unprobed { error: Some(_), .. }]
+            )),
+            _ => panic!("{o}"),
+        }
+    }
+
+    /// The serving instance changed between the check and the check under the lock.
+    #[test]
+    fn serving_change_under_the_lock_refuses_and_releases() {
+        let mut w = World::dr();
+        // First preflight: the source answers; under the lock it is down.
+        w.on_nth(S::Preflight, 2, |w| w.set_down(&a()));
+        let (o, h) = w.run(dr());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::ServingChanged { .. })),
+            "{o}"
+        );
+        assert_eq!(
+            h,
+            [
+                S::Preflight,
+                S::AcquiringLocks,
+                S::Preflight,
+                S::ReleasingLocks,
+                S::Done
+            ]
+        );
+    }
+
+    #[test]
+    fn cancelled_under_the_lock_changes_nothing() {
+        let mut w = World::planned();
+        w.cancel_in(S::AcquiringLocks);
+        let (o, h) = w.run(planned());
+        assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
+        assert!(h.contains(&S::ReleasingLocks));
+        assert!(
+            w.mutations()
+                .iter()
+                .all(|op| !matches!(op, Op::SetReadOnly { .. }))
+        );
+    }
+
+    #[test]
+    fn plan_is_pure_and_names_the_lock_instances() {
+        let w = World::planned();
+        let obs = w.observe(&planned());
+        let p = plan(&planned(), &obs).unwrap();
+        assert_eq!(p.source, Some(a()));
+        assert_eq!(p.target, b());
+        assert_eq!(p.lock_instances(), vec![b(), a()]);
+        assert_eq!(plan(&planned(), &obs).unwrap(), p);
+    }
+
+    #[test]
+    fn records_of_different_stores_at_one_epoch_are_refused_in_every_mode() {
+        for req in [planned(), dr(), restore()] {
+            let mut w = World::planned();
+            w.set_record(&a(), record(3, &topology().active));
+            w.set_record(&b(), record(3, &topology().backup));
+            let (o, h) = w.run(req);
+            match o.refusal() {
+                Some(Refusal::RecordTie { epoch: 3, stores }) => assert_eq!(stores.len(), 2),
+                _ => panic!("{o}"),
+            }
+            assert_eq!(h, [S::Preflight, S::Done]);
+            assert!(w.mutations().is_empty());
+        }
+    }
+
+    /// A new epoch exceeds the journal's highest even when no reachable instance holds it.
+    #[test]
+    fn a_new_epoch_exceeds_the_journal_floor() {
+        let mut w = World::planned();
+        w.record_everywhere(record(2, &topology().active));
+        let mut m = crate::machine::Machine::new(planned()).with_epoch_floor(7);
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(o, Outcome::Succeeded { epoch: Some(8), .. }),
+            "{o}"
+        );
+    }
+
+    pub(crate) const SCENARIOS: &[fn()] = &[
+        refused_before_the_lock_takes_nothing,
+        unreadable_record_on_a_reachable_instance_refuses,
+        planned_refuses_a_source_that_is_read_only_already,
+        planned_refuses_when_already_recorded_on_the_backup,
+        unreachable_source_makes_the_active_store_unusable,
+        serving_change_under_the_lock_refuses_and_releases,
+        cancelled_under_the_lock_changes_nothing,
+    ];
+}

@@ -1,0 +1,314 @@
+//! Promotion: force the backup's mirror when its principal is down (disaster recovery),
+//! bring RESTORING copies online, make the target read-write, and give the principal role
+//! back to the store's designated principal (planned).
+
+use super::{Action, Cause, Ctx, Results, Run, S, State, errors_of, promote, release, restore};
+use crate::model::InstanceAddr;
+use crate::op::{Op, OpResult};
+use crate::outcome::{Failure, Outcome};
+use crate::request::Mode;
+use crate::server::MirrorFailoverKind;
+
+pub(super) fn enter_forcing(ctx: &mut Ctx, mirror: &InstanceAddr) -> Action {
+    let op = Op::MirrorFailover {
+        instance: mirror.clone(),
+        databases: ctx.dbs().to_vec(),
+        kind: MirrorFailoverKind::Forced,
+        expected_partner: mirror.clone(),
+    };
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::ForcingMirror,
+        "force service on the backup's mirror (its principal is down)",
+        "the backup principal is unreachable and its mirror is reachable",
+        "the mirror becomes principal; the mirroring session is suspended (unsent log is lost)",
+        vec![op],
+        timeout,
+        true,
+    )
+}
+
+pub(super) fn on_forced(
+    ctx: &mut Ctx,
+    mut run: Box<Run>,
+    mirror: InstanceAddr,
+    results: Results,
+) -> State {
+    match results.into_iter().next() {
+        Some(Ok(OpResult::Partner(p))) => {
+            // Servers report the partner as they name it (often NETBIOS\INST); the
+            // topology's name for the instance we forced is what clients use.
+            if p != mirror {
+                ctx.f.warnings.push(format!(
+                    "the server reports the new principal as {p}; using the topology's name {mirror}"
+                ));
+            }
+            run.plan.target = mirror;
+            promote(run)
+        }
+        Some(Err(e)) => State::UndoingFence {
+            run,
+            cause: Cause::Failed(Failure::ForceFailed { error: Some(e) }),
+        },
+        _ => State::UndoingFence {
+            run,
+            cause: Cause::Failed(Failure::ForceFailed { error: None }),
+        },
+    }
+}
+
+pub(super) fn enter_recovering(ctx: &mut Ctx, run: &Run) -> Action {
+    let op = Op::Recover {
+        instance: run.plan.target.clone(),
+        databases: run.plan.to_recover.clone(),
+    };
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::Recovering,
+        "bring RESTORING copies on the target online",
+        "the target has caught up",
+        "RESTORE … WITH RECOVERY (cannot be undone: the copy stops receiving log)",
+        vec![op],
+        timeout,
+        true,
+    )
+}
+
+pub(super) fn on_recovered(ctx: &mut Ctx, run: Box<Run>, results: Results) -> State {
+    let errors = errors_of(results);
+    if errors.is_empty() {
+        return State::OpeningTarget(run);
+    }
+    let failure = Failure::RecoveryFailed { errors };
+    if matches!(ctx.req.mode, Mode::Restore) {
+        let left_read_only = restore::left_read_only(&run, ctx.dbs());
+        return release(
+            run.locks,
+            Outcome::needs_restore(failure, None, left_read_only),
+        );
+    }
+    State::UndoingFence {
+        run,
+        cause: Cause::Failed(failure),
+    }
+}
+
+pub(super) fn enter_opening(ctx: &mut Ctx, run: &Run) -> Action {
+    let op = Op::SetReadOnly {
+        instance: run.plan.target.clone(),
+        databases: ctx.dbs().to_vec(),
+        read_only: false,
+    };
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::OpeningTarget,
+        "make the target's databases read-write",
+        "every other copy is read-only",
+        "target databases become READ_WRITE",
+        vec![op],
+        timeout,
+        true,
+    )
+}
+
+pub(super) fn on_opened(ctx: &mut Ctx, run: Box<Run>, results: Results) -> State {
+    let errors = errors_of(results);
+    if matches!(ctx.req.mode, Mode::Restore) {
+        if errors.is_empty() {
+            return State::Verifying(run);
+        }
+        let left_read_only = restore::left_read_only(&run, ctx.dbs());
+        return release(
+            run.locks,
+            Outcome::needs_restore(Failure::OpenFailed { errors }, None, left_read_only),
+        );
+    }
+    if !errors.is_empty() {
+        return State::UndoingPromotion {
+            run,
+            cause: Cause::Failed(Failure::OpenFailed { errors }),
+        };
+    }
+    if ctx.cancel {
+        return State::UndoingPromotion {
+            run,
+            cause: Cause::Cancelled("cancelled after the target was opened".into()),
+        };
+    }
+    match run.plan.repoint_to.clone() {
+        Some(principal) if principal != run.plan.target => {
+            State::RepointingMirror { run, principal }
+        }
+        _ => State::RecordingLocation(run),
+    }
+}
+
+pub(super) fn enter_repointing(ctx: &mut Ctx, run: &Run, principal: &InstanceAddr) -> Action {
+    let op = Op::MirrorFailover {
+        instance: run.plan.target.clone(),
+        databases: ctx.dbs().to_vec(),
+        kind: MirrorFailoverKind::Planned,
+        expected_partner: principal.clone(),
+    };
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::RepointingMirror,
+        "give the principal role back to the target store's designated principal",
+        "the mirroring session is SYNCHRONIZED with safety FULL",
+        "mirroring roles swap (planned, no data loss)",
+        vec![op],
+        timeout,
+        true,
+    )
+}
+
+/// Repointing is best effort: the mirror partner serving is a working end state.
+pub(super) fn on_repointed(
+    ctx: &mut Ctx,
+    mut run: Box<Run>,
+    principal: InstanceAddr,
+    results: Results,
+) -> State {
+    match results.into_iter().next() {
+        Some(Ok(OpResult::Partner(_))) => run.plan.target = principal,
+        Some(Err(e)) => ctx.f.warnings.push(format!(
+            "could not give the principal role back to {principal} ({e}); the CMS is served by the mirror partner"
+        )),
+        _ => {}
+    }
+    State::RecordingLocation(run)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::machine::S;
+    use crate::machine::script::*;
+    use crate::outcome::{Failure, Outcome, UndoFailure};
+
+    #[test]
+    fn failed_open_fences_the_target_again_then_undoes_the_fence() {
+        let mut w = World::planned();
+        w.fail_after_effect(S::OpeningTarget, crate::error::ErrorKind::Timeout);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (Outcome::RolledBack { .. }, Some(Failure::OpenFailed { .. }))
+            ),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::OpeningTarget, S::UndoingPromotion])
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::UndoingPromotion, S::UndoingFence])
+        );
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    #[test]
+    fn cancelled_after_the_open_is_undone() {
+        let mut w = World::planned();
+        w.cancel_in(S::OpeningTarget);
+        let (o, _) = w.run(planned());
+        assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    #[test]
+    fn failed_recovery_undoes_the_fence() {
+        let mut w = World::planned();
+        w.set_restoring(&b());
+        w.fail(S::Recovering, |_| true, 9);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::RolledBack { .. },
+                    Some(Failure::RecoveryFailed { .. })
+                )
+            ),
+            "{o}"
+        );
+        assert!(h.windows(2).any(|p| p == [S::Recovering, S::UndoingFence]));
+    }
+
+    #[test]
+    fn planned_on_a_mirror_partner_gives_the_role_back() {
+        let mut w = World::planned_mirrored();
+        let (o, h) = w.run(planned_mirrored());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::OpeningTarget, S::RepointingMirror])
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::RepointingMirror, S::RecordingLocation])
+        );
+    }
+
+    #[test]
+    fn dr_force_failure_undoes_the_fence() {
+        let mut w = World::dr_mirrored();
+        w.fail(S::ForcingMirror, |_| true, 9);
+        let (o, h) = w.run(dr_mirrored());
+        assert!(
+            matches!(o.failure(), Some(Failure::ForceFailed { .. })),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ForcingMirror, S::UndoingFence])
+        );
+    }
+
+    #[test]
+    fn dr_forced_mirror_with_a_restoring_copy_is_recovered() {
+        let mut w = World::dr_mirrored();
+        // xds is a mirror copy; lis a log-shipped copy (RESTORING, no mirroring session).
+        w.set_restoring_unmirrored_db(&bm(), 1);
+        let (o, h) = w.run(dr_mirrored());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(h.windows(2).any(|p| p == [S::ForcingMirror, S::Recovering]));
+    }
+
+    #[test]
+    fn target_that_cannot_be_fenced_again_needs_restore() {
+        let mut w = World::planned();
+        w.fail(S::OpeningTarget, |_| true, 9);
+        w.fail(S::UndoingPromotion, |_| true, 9);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                &o,
+                Outcome::NeedsRestore {
+                    failure,
+                    undo: Some(UndoFailure::TargetNotRefenced { .. }),
+                    ..
+                } if matches!(**failure, Failure::OpenFailed { .. })
+            ),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::UndoingPromotion, S::ReleasingLocks])
+        );
+    }
+
+    pub(crate) const SCENARIOS: &[fn()] = &[
+        failed_open_fences_the_target_again_then_undoes_the_fence,
+        cancelled_after_the_open_is_undone,
+        failed_recovery_undoes_the_fence,
+        planned_on_a_mirror_partner_gives_the_role_back,
+        dr_force_failure_undoes_the_fence,
+        dr_forced_mirror_with_a_restoring_copy_is_recovered,
+        target_that_cannot_be_fenced_again_needs_restore,
+    ];
+}

@@ -1,0 +1,649 @@
+//! Test support for the machine's unit tests: a scripted world that answers the machine's
+//! calls from a few flags per instance (no backend, no runtime, no clock: time advances by
+//! 10 ms per step and jumps to each sleep's end), with hooks that fail, answer or change
+//! things at chosen steps. Also records every transition taken, so a test can check that
+//! the unit tests take every row of `TRANSITIONS`.
+
+use super::{Action, Machine, StateName, TRANSITIONS};
+use crate::error::{BackendError, ErrorKind};
+use crate::model::{DatabaseName, InstanceAddr, Store, Topology};
+use crate::op::{Op, OpResult};
+use crate::outcome::Outcome;
+use crate::request::{FailoverRequest, Mode, Settings};
+use crate::server::*;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+thread_local! {
+    static TAKEN: RefCell<BTreeSet<(StateName, StateName)>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Records a transition (called by the machine in test builds).
+pub(crate) fn taken(from: StateName, to: StateName) {
+    TAKEN.with(|t| t.borrow_mut().insert((from, to)));
+}
+
+fn addr(s: &str) -> InstanceAddr {
+    InstanceAddr::parse(s).unwrap()
+}
+/// The active store's principal.
+pub(crate) fn a() -> InstanceAddr {
+    addr("a.test")
+}
+/// The backup store's principal.
+pub(crate) fn b() -> InstanceAddr {
+    addr("b.test")
+}
+/// The active store's mirror.
+pub(crate) fn am() -> InstanceAddr {
+    addr("am.test")
+}
+/// The backup store's mirror.
+pub(crate) fn bm() -> InstanceAddr {
+    addr("bm.test")
+}
+/// A store outside the topology.
+pub(crate) fn elsewhere() -> Store {
+    Store::new(addr("x.test"), None).unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        step_timeout: Duration::from_secs(1),
+        replication_timeout: Duration::from_secs(3),
+        catch_up_timeout: Duration::from_secs(1),
+        poll_interval: Duration::from_secs(1),
+        catch_up_poll_interval: Duration::from_millis(100),
+        ..Settings::default()
+    }
+}
+
+fn topo(active: Store, backup: Store) -> Topology {
+    Topology::new(active, backup, DatabaseName::cms_defaults()).unwrap()
+}
+
+/// A and B, unmirrored.
+pub(crate) fn topology() -> Topology {
+    topo(
+        Store::new(a(), None).unwrap(),
+        Store::new(b(), None).unwrap(),
+    )
+}
+
+fn req(t: Topology, mode: Mode) -> FailoverRequest {
+    let mut r = FailoverRequest::new("run-1", t, mode).unwrap();
+    r.settings = settings();
+    r
+}
+
+/// A planned failover A → B.
+pub(crate) fn planned() -> FailoverRequest {
+    req(topology(), Mode::Planned)
+}
+/// A disaster recovery to B.
+pub(crate) fn dr() -> FailoverRequest {
+    req(
+        topology(),
+        Mode::DisasterRecovery {
+            target: topology().backup,
+        },
+    )
+}
+/// A disaster recovery back to A, with the topology swapped (B active, A its backup).
+pub(crate) fn dr_back() -> FailoverRequest {
+    let t = topology();
+    req(
+        topo(t.backup.clone(), t.active.clone()),
+        Mode::DisasterRecovery { target: t.active },
+    )
+}
+/// A restore.
+pub(crate) fn restore() -> FailoverRequest {
+    req(topology(), Mode::Restore)
+}
+/// A planned failover A (mirror AM) → B (mirror BM), with BM serving B's databases.
+pub(crate) fn planned_mirrored() -> FailoverRequest {
+    req(
+        topo(
+            Store::new(a(), Some(am())).unwrap(),
+            Store::new(b(), Some(bm())).unwrap(),
+        ),
+        Mode::Planned,
+    )
+}
+/// A disaster recovery from A to B (mirror BM) with A and B down.
+pub(crate) fn dr_mirrored() -> FailoverRequest {
+    let backup = Store::new(b(), Some(bm())).unwrap();
+    req(
+        topo(Store::new(a(), None).unwrap(), backup.clone()),
+        Mode::DisasterRecovery { target: backup },
+    )
+}
+/// A location record naming `store`.
+pub(crate) fn record(epoch: u64, store: &Store) -> LocationRecord {
+    LocationRecord {
+        epoch,
+        active: store.clone(),
+        run_id: format!("earlier-{epoch}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Inst {
+    up: bool,
+    active_side: bool,
+    dbs: Vec<DatabaseProbe>,
+    record: Option<LocationRecord>,
+}
+
+type Answer = Box<dyn FnMut(&Op) -> Option<Result<OpResult, BackendError>>>;
+type Change = Box<dyn FnOnce(&mut World)>;
+
+enum Hook {
+    Answer {
+        state: StateName,
+        f: Answer,
+        left: usize,
+    },
+    AfterEffect {
+        state: StateName,
+        kind: ErrorKind,
+    },
+}
+
+/// The scripted world.
+pub(crate) struct World {
+    inst: BTreeMap<InstanceAddr, Inst>,
+    hooks: Vec<Hook>,
+    changes: Vec<(StateName, usize, Change)>,
+    seen: BTreeMap<StateName, usize>,
+    cancel_in: Option<StateName>,
+    cancel_on_sleep: bool,
+    lag: u64,
+    behind: u64,
+    log: Vec<Op>,
+}
+
+fn db(name: &DatabaseName, read_only: bool) -> DatabaseProbe {
+    DatabaseProbe {
+        name: name.clone(),
+        state: DbState::Online,
+        read_only,
+        mirroring: None,
+    }
+}
+
+fn mirroring(role: MirrorRole, partner: InstanceAddr) -> Option<MirrorInfo> {
+    Some(MirrorInfo {
+        role,
+        state: MirrorState::Synchronized,
+        partner: Some(partner),
+        safety_full: true,
+        failover_lsn: None,
+    })
+}
+
+impl World {
+    fn with(instances: Vec<(InstanceAddr, bool, bool)>) -> Self {
+        let dbs = DatabaseName::cms_defaults();
+        let inst = instances
+            .into_iter()
+            .map(|(i, active_side, read_only)| {
+                let dbs = dbs.iter().map(|d| db(d, read_only)).collect();
+                (
+                    i,
+                    Inst {
+                        up: true,
+                        active_side,
+                        dbs,
+                        record: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            inst,
+            hooks: Vec::new(),
+            changes: Vec::new(),
+            seen: BTreeMap::new(),
+            cancel_in: None,
+            cancel_on_sleep: false,
+            lag: 0,
+            behind: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// A writable, B a read-only standby, caught up.
+    pub(crate) fn planned() -> Self {
+        Self::with(vec![(a(), true, false), (b(), false, true)])
+    }
+
+    /// The same estate, for a disaster recovery.
+    pub(crate) fn dr() -> Self {
+        Self::planned()
+    }
+
+    /// A (principal, mirrored to AM) writable; B holds mirror copies, BM serves them as a
+    /// read-only standby in a synchronized session.
+    pub(crate) fn planned_mirrored() -> Self {
+        let mut w = Self::with(vec![
+            (a(), true, false),
+            (am(), true, false),
+            (b(), false, false),
+            (bm(), false, true),
+        ]);
+        w.mirror(&a(), &am());
+        w.mirror(&bm(), &b());
+        w
+    }
+
+    /// A and B down; BM holds mirror copies of B's databases.
+    pub(crate) fn dr_mirrored() -> Self {
+        let mut w = Self::with(vec![
+            (a(), true, false),
+            (b(), false, false),
+            (bm(), false, false),
+        ]);
+        w.mirror(&b(), &bm());
+        w.set_down(&a());
+        w.set_down(&b());
+        w
+    }
+
+    fn mirror(&mut self, principal: &InstanceAddr, mirror: &InstanceAddr) {
+        for d in &mut self.inst.get_mut(principal).unwrap().dbs {
+            d.mirroring = mirroring(MirrorRole::Principal, mirror.clone());
+        }
+        for d in &mut self.inst.get_mut(mirror).unwrap().dbs {
+            d.state = DbState::Restoring;
+            d.read_only = false;
+            d.mirroring = mirroring(MirrorRole::Mirror, principal.clone());
+        }
+    }
+
+    fn inst(&mut self, i: &InstanceAddr) -> &mut Inst {
+        self.inst.get_mut(i).expect("instance of the world")
+    }
+
+    /// Makes every database of `i` read-write (`true`) or read-only.
+    pub(crate) fn set_writable(&mut self, i: &InstanceAddr, writable: bool) {
+        for d in &mut self.inst(i).dbs {
+            d.read_only = !writable;
+        }
+    }
+    /// Makes every database of `i` RESTORING (outside any mirroring session).
+    pub(crate) fn set_restoring(&mut self, i: &InstanceAddr) {
+        for d in &mut self.inst(i).dbs {
+            d.state = DbState::Restoring;
+            d.read_only = false;
+        }
+    }
+    /// Makes database number `n` of `i` RESTORING outside any mirroring session.
+    pub(crate) fn set_restoring_unmirrored_db(&mut self, i: &InstanceAddr, n: usize) {
+        let d = &mut self.inst(i).dbs[n];
+        d.state = DbState::Restoring;
+        d.mirroring = None;
+    }
+    /// Takes `i` down: every call to it fails as unreachable.
+    pub(crate) fn set_down(&mut self, i: &InstanceAddr) {
+        self.inst(i).up = false;
+    }
+    /// The backup store lags the source by `n` before the fence (and after it).
+    pub(crate) fn set_lag(&mut self, n: u64) {
+        self.lag = n;
+    }
+    /// The backup is `n` behind the fenced positions.
+    pub(crate) fn set_target_behind(&mut self, n: u64) {
+        self.behind = n;
+    }
+    /// Brings `i` back up.
+    pub(crate) fn set_up(&mut self, i: &InstanceAddr) {
+        self.inst(i).up = true;
+    }
+    /// Writes `r` on `i` only.
+    pub(crate) fn set_record(&mut self, i: &InstanceAddr, r: LocationRecord) {
+        self.inst(i).record = Some(r);
+    }
+    /// The record `i` holds.
+    pub(crate) fn record_on(&self, i: &InstanceAddr) -> Option<LocationRecord> {
+        self.inst[i].record.clone()
+    }
+    /// Writes `r` on every instance.
+    pub(crate) fn record_everywhere(&mut self, r: LocationRecord) {
+        for i in self.inst.values_mut() {
+            i.record = Some(r.clone());
+        }
+    }
+
+    /// Calls in `state` for which `pred` holds fail (fatal, no effect), `times` times.
+    pub(crate) fn fail(&mut self, state: StateName, pred: fn(&Op) -> bool, times: usize) {
+        self.fail_kind(state, pred, ErrorKind::Fatal, times);
+    }
+    /// Like [`World::fail`] with an error of `kind`.
+    pub(crate) fn fail_kind(
+        &mut self,
+        state: StateName,
+        pred: fn(&Op) -> bool,
+        kind: ErrorKind,
+        times: usize,
+    ) {
+        self.answer(
+            state,
+            move |op| pred(op).then(|| Err(error(kind, op))),
+            times,
+        );
+    }
+    /// Calls in `state` take effect, then fail with `kind` (the answer is lost).
+    pub(crate) fn fail_after_effect(&mut self, state: StateName, kind: ErrorKind) {
+        self.hooks.push(Hook::AfterEffect { state, kind });
+    }
+    /// Calls in `state` get `f`'s answer where it gives one, `times` times.
+    pub(crate) fn answer(
+        &mut self,
+        state: StateName,
+        f: impl FnMut(&Op) -> Option<Result<OpResult, BackendError>> + 'static,
+        times: usize,
+    ) {
+        self.hooks.push(Hook::Answer {
+            state,
+            f: Box::new(f),
+            left: times,
+        });
+    }
+    /// Runs `f` just before the `n`-th step of `state` (1-based) is answered.
+    pub(crate) fn on_nth(
+        &mut self,
+        state: StateName,
+        n: usize,
+        f: impl FnOnce(&mut World) + 'static,
+    ) {
+        self.changes.push((state, n, Box::new(f)));
+    }
+    /// The operator cancels while the first step of `state` runs.
+    pub(crate) fn cancel_in(&mut self, state: StateName) {
+        self.cancel_in = Some(state);
+    }
+    /// The operator cancels during the first sleep.
+    pub(crate) fn cancel_on_sleep(&mut self) {
+        self.cancel_on_sleep = true;
+    }
+
+    /// Every change (mutating call) actually made, in order.
+    pub(crate) fn mutations(&self) -> Vec<Op> {
+        self.log.clone()
+    }
+    /// Whether every database of `i` is writable.
+    pub(crate) fn writable(&self, i: &InstanceAddr) -> bool {
+        self.inst[i].dbs.iter().all(|d| d.is_writable())
+    }
+    /// Whether any database of `i` is writable.
+    pub(crate) fn any_writable(&self, i: &InstanceAddr) -> bool {
+        self.inst[i].dbs.iter().any(|d| d.is_writable())
+    }
+
+    /// What preflight would observe now.
+    pub(crate) fn observe(&self, req: &FailoverRequest) -> super::Observations {
+        let mut obs = super::Observations::default();
+        let mut w = Self {
+            inst: self.inst.clone(),
+            ..Self::with(Vec::new())
+        };
+        for i in req.topology.instances() {
+            let p = match w.effect(&Op::Probe {
+                instance: i.clone(),
+                databases: req.topology.databases.clone(),
+            }) {
+                Ok(OpResult::Probe(p)) => Ok(p),
+                Err(e) => Err(e),
+                _ => unreachable!(),
+            };
+            obs.probes.insert(i.clone(), p);
+            let r = match w.effect(&Op::ReadLocation {
+                instance: i.clone(),
+            }) {
+                Ok(OpResult::Location(l)) => Ok(l),
+                Err(e) => Err(e),
+                _ => unreachable!(),
+            };
+            obs.records.insert(i.clone(), r);
+        }
+        obs
+    }
+
+    /// Runs `req` to its end: the outcome and the states entered.
+    pub(crate) fn run(&mut self, req: FailoverRequest) -> (Outcome, Vec<StateName>) {
+        let mut m = Machine::new(req);
+        let o = self.drive(&mut m);
+        (o, m.history().to_vec())
+    }
+
+    /// Drives `m` to its end the way the driver does (what-if skips the changes).
+    pub(crate) fn drive(&mut self, m: &mut Machine) -> Outcome {
+        let what_if = m.request().what_if;
+        let mut now = Duration::ZERO;
+        let mut action = m.start(now);
+        for _ in 0..1000 {
+            match action {
+                Action::Finished(o) => {
+                    assert_eq!(m.state(), StateName::Done);
+                    return o;
+                }
+                Action::Sleep { until, .. } => {
+                    assert!(until >= now, "sleeps go forward");
+                    now = until;
+                    if std::mem::take(&mut self.cancel_on_sleep) {
+                        m.request_cancel();
+                    }
+                    action = m.on_timer(now);
+                }
+                Action::Execute(batch) => {
+                    let n = self.seen.entry(batch.state).or_default();
+                    *n += 1;
+                    let n = *n;
+                    let mut i = 0;
+                    while i < self.changes.len() {
+                        if self.changes[i].0 == batch.state && self.changes[i].1 == n {
+                            let (_, _, f) = self.changes.remove(i);
+                            f(self);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                    let results = batch
+                        .ops
+                        .iter()
+                        .map(|op| {
+                            if what_if && !op.is_dry_run_safe() {
+                                Ok(op.assumed_result())
+                            } else {
+                                self.call(batch.state, op)
+                            }
+                        })
+                        .collect::<Vec<_>>();
+                    if self.cancel_in == Some(batch.state) {
+                        self.cancel_in = None;
+                        m.request_cancel();
+                    }
+                    now += Duration::from_millis(10);
+                    action = m.on_results(results, now);
+                }
+            }
+        }
+        panic!("the run did not end in 1000 steps: {:?}", m.history());
+    }
+
+    fn call(&mut self, state: StateName, op: &Op) -> Result<OpResult, BackendError> {
+        for h in &mut self.hooks {
+            match h {
+                Hook::Answer { state: s, f, left } if *s == state && *left > 0 => {
+                    if let Some(r) = f(op) {
+                        *left -= 1;
+                        return r;
+                    }
+                }
+                Hook::AfterEffect { state: s, kind } if *s == state => {
+                    let kind = *kind;
+                    let _ = self.effect(op);
+                    self.log_op(op);
+                    return Err(error(kind, op));
+                }
+                _ => {}
+            }
+        }
+        let r = self.effect(op);
+        if r.is_ok() {
+            self.log_op(op);
+        }
+        r
+    }
+
+    fn log_op(&mut self, op: &Op) {
+        if op.is_mutating() {
+            self.log.push(op.clone());
+        }
+    }
+
+    /// What `op` does to the world, and its answer.
+    fn effect(&mut self, op: &Op) -> Result<OpResult, BackendError> {
+        let (lag, behind) = (self.lag, self.behind);
+        let i = self.inst(op.instance());
+        if !i.up {
+            return Err(error(ErrorKind::Unreachable, op));
+        }
+        Ok(match op {
+            Op::Probe { instance, .. } => OpResult::Probe(InstanceProbe {
+                instance: instance.clone(),
+                version: "Microsoft SQL Server 2019".into(),
+                databases: i.dbs.clone(),
+            }),
+            Op::Positions { databases, .. } => {
+                let p = if i.active_side {
+                    100
+                } else {
+                    100 - lag - behind
+                };
+                OpResult::Positions(
+                    databases
+                        .iter()
+                        .map(|d| DatabasePosition {
+                            database: d.clone(),
+                            position: Some(Position(p)),
+                        })
+                        .collect(),
+                )
+            }
+            Op::SetReadOnly {
+                databases,
+                read_only,
+                ..
+            } => {
+                for d in i.dbs.iter_mut().filter(|d| databases.contains(&d.name)) {
+                    d.read_only = *read_only;
+                }
+                OpResult::Done
+            }
+            Op::Recover { databases, .. } => {
+                for d in i.dbs.iter_mut().filter(|d| databases.contains(&d.name)) {
+                    if d.state == DbState::Restoring && d.mirroring.is_none() {
+                        d.state = DbState::Online;
+                    }
+                }
+                OpResult::Done
+            }
+            Op::MirrorFailover {
+                instance,
+                kind: MirrorFailoverKind::Forced,
+                ..
+            } => {
+                for d in i.dbs.iter_mut() {
+                    if let Some(m) = &mut d.mirroring
+                        && m.role == MirrorRole::Mirror
+                    {
+                        m.role = MirrorRole::Principal;
+                        m.state = MirrorState::Suspended;
+                        d.state = DbState::Online;
+                    }
+                }
+                OpResult::Partner(instance.clone())
+            }
+            Op::MirrorFailover {
+                instance,
+                expected_partner,
+                kind: MirrorFailoverKind::Planned,
+                ..
+            } => {
+                let served = i.dbs.clone();
+                let partner = self.inst(expected_partner);
+                let mirror_copies = partner.dbs.clone();
+                partner.dbs = served;
+                for d in &mut partner.dbs {
+                    d.mirroring = mirroring(MirrorRole::Principal, instance.clone());
+                }
+                self.inst(instance).dbs = mirror_copies;
+                for d in &mut self.inst(instance).dbs {
+                    d.mirroring = mirroring(MirrorRole::Mirror, expected_partner.clone());
+                }
+                OpResult::Partner(expected_partner.clone())
+            }
+            Op::AcquireLock { .. } => OpResult::Lock(LockAttempt::Granted),
+            Op::ReleaseLock { .. } => OpResult::Done,
+            Op::CheckLock { .. } => OpResult::LockHeld(true),
+            Op::ReadLocation { .. } => OpResult::Location(i.record.clone()),
+            Op::WriteLocation { record, .. } => {
+                i.record = Some(record.clone());
+                OpResult::Done
+            }
+        })
+    }
+}
+
+fn error(kind: ErrorKind, op: &Op) -> BackendError {
+    BackendError::new(kind, op.operation(), op.instance(), "scripted failure")
+}
+
+/// Every transition row is taken by at least one unit test of the phase files.
+#[test]
+fn the_unit_tests_take_every_transition() {
+    let lists: &[&[fn()]] = &[
+        super::preflight::tests::SCENARIOS,
+        super::lock::tests::SCENARIOS,
+        super::replication::tests::SCENARIOS,
+        super::fence::tests::SCENARIOS,
+        super::promote::tests::SCENARIOS,
+        super::commit::tests::SCENARIOS,
+        super::verify::tests::SCENARIOS,
+        super::undo::tests::SCENARIOS,
+        super::restore::tests::SCENARIOS,
+    ];
+    TAKEN.with(|t| t.borrow_mut().clear());
+    for scenario in lists.iter().flat_map(|l| l.iter()) {
+        scenario();
+    }
+    let taken = TAKEN.with(|t| t.borrow().clone());
+    let missing: Vec<String> = TRANSITIONS
+        .iter()
+        .filter(|(a, b, _)| !taken.contains(&(*a, *b)))
+        .map(|(a, b, why)| format!("{a} -> {b} ({why})"))
+        .collect();
+    assert!(missing.is_empty(), "no unit test takes: {missing:#?}");
+}
+
+/// An illegal transition panics in every build.
+#[test]
+#[should_panic(expected = "is not in TRANSITIONS")]
+fn an_illegal_transition_is_caught() {
+    let mut m = Machine::new(planned());
+    let _ = m.start(Duration::ZERO);
+    m.go(super::State::Verifying(Box::new(super::Run {
+        plan: World::planned().observe(&planned()).plan_for(
+            b(),
+            topology().backup,
+            &DatabaseName::cms_defaults(),
+            vec![],
+        ),
+        locks: vec![],
+        fenced: vec![],
+    })));
+}
