@@ -11,6 +11,7 @@ pub mod listener;
 pub mod service;
 pub mod sim;
 pub mod sql;
+pub mod state;
 pub mod tds;
 
 pub use service::*;

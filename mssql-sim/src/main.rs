@@ -1,14 +1,15 @@
 //! `mssql-sim`: serve a simulated SQL Server estate over TDS on loopback ports.
 
-use backend_fake::Estate;
 use clap::Parser;
-use failover_core::{DatabaseName, DbState, InstanceAddr};
-use mssql_sim::estate_file::{DEFAULT_VERSION, EstateFile};
+use failover_core::InstanceAddr;
+use mssql_sim::estate_file::EstateFile;
+use mssql_sim::state::{self, StateStore};
 use mssql_sim::{SimOptions, Simulator};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A SQL Server simulator speaking TDS 7.4 (plaintext) over a backend-fake estate.
@@ -41,6 +42,12 @@ struct Args {
     /// File holding the `sa` password (first line); else MSSQL_SIM_PASSWORD is used.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Keep each instance's databases, flags, positions, mirroring roles and location
+    /// records in DIR across a crash and restart (written atomically after every change);
+    /// sessions and application locks do not survive, as on a real server. Overrides the
+    /// estate file's `state_dir`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Advance the estate's logical clock every this many milliseconds (0: only statements
     /// advance it), so replication links and workloads progress with time.
     #[arg(long, value_name = "MS", default_value_t = 0)]
@@ -65,43 +72,43 @@ fn password(args: &Args) -> Result<String, String> {
 
 async fn run(args: Args) -> Result<(), String> {
     let sa_password = password(&args)?;
-    let (estate, options) = match &args.estate {
+    let (file, host, file_state_dir) = match &args.estate {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let file = EstateFile::parse(&text).map_err(|e| e.to_string())?;
-            let (estate, ports) = file
-                .build(|v| std::env::var(v).ok())
-                .map_err(|e| e.to_string())?;
-            (
-                estate,
-                SimOptions {
-                    ports,
-                    ..SimOptions::default()
-                },
-            )
+            let base = path.parent().unwrap_or(Path::new("."));
+            let dir = file.state_dir.as_ref().map(|d| base.join(d));
+            (file, SimOptions::default().host, dir)
         }
-        None => {
-            let estate = Estate::new();
-            estate
-                .add_instance(&args.instance, DEFAULT_VERSION)
-                .map_err(|e| e.to_string())?;
-            for db in DatabaseName::cms_defaults() {
-                estate
-                    .add_database(&args.instance, &db, DbState::Online, false, 0)
-                    .map_err(|e| e.to_string())?;
-            }
-            let ports = [(args.instance.clone(), args.listen.port())]
-                .into_iter()
-                .collect();
-            (
-                estate,
-                SimOptions {
-                    host: args.listen.ip(),
-                    ports,
-                },
-            )
-        }
+        None => (
+            EstateFile::single(args.instance.clone(), args.listen.port()),
+            args.listen.ip(),
+            None,
+        ),
+    };
+    let env = |v: &str| std::env::var(v).ok();
+    let state_dir = args.state_dir.clone().or(file_state_dir);
+    let saved = match &state_dir {
+        Some(dir) => state::load(dir).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let (estate, ports) = match (&saved, &state_dir) {
+        (Some(saved), Some(dir)) => saved
+            .build(&file, env, &dir.join(state::STATE_FILE))
+            .map_err(|e| e.to_string())?,
+        _ => file.build(env).map_err(|e| e.to_string())?,
+    };
+    let store = match &state_dir {
+        Some(dir) => Some(Arc::new(
+            StateStore::open(dir, estate.clone()).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let options = SimOptions {
+        host,
+        ports,
+        state: store.clone(),
     };
     estate.add_login("sa", &sa_password);
     let sim = Simulator::start(estate.clone(), options)
@@ -121,6 +128,9 @@ async fn run(args: Args) -> Result<(), String> {
             loop {
                 every.tick().await;
                 estate.advance(1);
+                if let Some(store) = &store {
+                    store.save_or_log();
+                }
             }
         })
     });

@@ -2,6 +2,7 @@
 
 use crate::listener::{bind, run_listener};
 use crate::sql::exec::{InstanceService, Shared};
+use crate::state::{DurableService, StateStore};
 use backend_fake::Estate;
 use failover_core::InstanceAddr;
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ pub struct SimOptions {
     pub host: IpAddr,
     /// Fixed ports per instance; instances not listed get an ephemeral port (port 0).
     pub ports: HashMap<InstanceAddr, u16>,
+    /// Where the durable state is saved after every request (`None`: not durable).
+    pub state: Option<Arc<StateStore>>,
 }
 
 impl Default for SimOptions {
@@ -24,6 +27,7 @@ impl Default for SimOptions {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: HashMap::new(),
+            state: None,
         }
     }
 }
@@ -66,10 +70,9 @@ impl Simulator {
                 addr,
                 source,
             })?;
-            let service = Arc::new(InstanceService::new(
-                estate.clone(),
-                instance.clone(),
-                shared.clone(),
+            let service = Arc::new(DurableService::new(
+                InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
+                options.state.clone(),
             ));
             tasks.push(tokio::spawn(run_listener(
                 service,
