@@ -348,35 +348,30 @@ pub struct DurableSession<T> {
 }
 
 impl<T: Session> Session for DurableSession<T> {
-    fn execute(&mut self, request: Request) -> impl Future<Output = Reply> + Send + '_ {
-        async move {
-            let reply = self.inner.execute(request).await;
-            if let Some(store) = &self.store {
-                store.save_or_log();
-            }
-            reply
+    async fn execute(&mut self, request: Request) -> Reply {
+        let reply = self.inner.execute(request).await;
+        if let Some(store) = &self.store {
+            store.save_or_log();
         }
+        reply
     }
 }
 
 impl<S: Service> Service for DurableService<S> {
     type Session = DurableSession<S::Session>;
 
-    fn login(
+    async fn login(
         &self,
         login: LoginRequest,
-    ) -> impl Future<Output = Result<(Self::Session, LoginAccepted), LoginRefused>> + Send + '_
-    {
-        async move {
-            let (inner, accepted) = self.inner.login(login).await?;
-            Ok((
-                DurableSession {
-                    inner,
-                    store: self.store.clone(),
-                },
-                accepted,
-            ))
-        }
+    ) -> Result<(Self::Session, LoginAccepted), LoginRefused> {
+        let (inner, accepted) = self.inner.login(login).await?;
+        Ok((
+            DurableSession {
+                inner,
+                store: self.store.clone(),
+            },
+            accepted,
+        ))
     }
 
     fn is_up(&self) -> bool {
