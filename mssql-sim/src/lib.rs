@@ -5,6 +5,7 @@
 //! instance on a loopback port.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod conn;
 pub mod estate_file;
 pub mod listener;
