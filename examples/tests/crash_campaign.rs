@@ -194,43 +194,12 @@ fn tsql(port: u16, batches: &[String]) -> Vec<Vec<Vec<Option<String>>>> {
     sets
 }
 
-/// Result sets printed by `tsql`: rows split on tabs, found by their `(N rows affected)`.
-fn tsql_sets(out: &str) -> Vec<Vec<Vec<Option<String>>>> {
-    let strip = |l: &str| -> String {
-        let mut s = l;
-        loop {
-            let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
-            if digits > 0 && s[digits..].starts_with("> ") {
-                s = &s[digits + 2..];
-            } else {
-                return s.to_string();
-            }
-        }
-    };
-    let lines: Vec<String> = out.lines().map(strip).collect();
-    let mut sets = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.trim();
-        if let Some(n) = t
-            .strip_prefix('(')
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse::<usize>().ok())
-            && t.ends_with("affected)")
-            && i > n
-        {
-            sets.push(
-                lines[i - n..i]
-                    .iter()
-                    .map(|r| {
-                        r.split('\t')
-                            .map(|v| (v != "NULL").then(|| v.to_string()))
-                            .collect()
-                    })
-                    .collect(),
-            );
-        }
-    }
-    sets
+/// Result sets printed by `tsql`, without their header lines.
+fn tsql_sets(out: &str) -> Vec<mssql_sim::freetds::TsqlSet> {
+    mssql_sim::freetds::tsql_sets(out)
+        .into_iter()
+        .map(|set| set.into_iter().skip(1).collect())
+        .collect()
 }
 
 /// What the independent client sees on one store.

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod conn;
 pub mod estate_file;
+pub mod freetds;
 pub mod listener;
 pub mod service;
 pub mod sim;

@@ -99,13 +99,7 @@ async fn lock(c: &mut Tib) -> String {
 
 #[tokio::test]
 async fn state_survives_sigkill_and_restart_but_sessions_and_locks_do_not() {
-    let dir = tempfile_dir();
-    std::fs::write(
-        dir.join("estate.toml"),
-        include_str!("../estate.example.toml"),
-    )
-    .unwrap();
-    let state = dir.join("state");
+    let (dir, state) = example_estate();
     let (mut sim, ports) = start(&dir, Some(&state));
 
     // Change every kind of durable state through clients.
@@ -182,13 +176,7 @@ async fn state_survives_sigkill_and_restart_but_sessions_and_locks_do_not() {
 
 #[test]
 fn a_damaged_state_file_is_refused_with_a_clear_error() {
-    let dir = tempfile_dir();
-    std::fs::write(
-        dir.join("estate.toml"),
-        include_str!("../estate.example.toml"),
-    )
-    .unwrap();
-    let state = dir.join("state");
+    let (dir, state) = example_estate();
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("state.json"), b"{\"format\": 1, \"instan").unwrap();
     let out = Command::new(BIN)
@@ -206,6 +194,18 @@ fn a_damaged_state_file_is_refused_with_a_clear_error() {
         err.contains("is damaged") && err.contains("move it aside"),
         "{err}"
     );
+}
+
+/// A fresh directory holding the example estate file, and the state dir to use.
+fn example_estate() -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile_dir();
+    std::fs::write(
+        dir.join("estate.toml"),
+        include_str!("../estate.example.toml"),
+    )
+    .unwrap();
+    let state = dir.join("state");
+    (dir, state)
 }
 
 /// A fresh directory under the system temp dir (removed by the OS, not by the test, so a
