@@ -63,12 +63,24 @@ struct Server {
     child: Option<Child>,
 }
 
+/// A port that is free now, below Linux's ephemeral range (32768-60999 by default) so the
+/// clients' own outgoing connections cannot take it while a server is down.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 6_000) as u16 * 2,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = if p >= 32_000 { 20_000 + p % 12_000 } else { p };
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 impl Server {
@@ -77,7 +89,18 @@ impl Server {
     fn new(root: &Path, instance: InstanceAddr, active: bool) -> Self {
         let dir = root.join(if active { "store-a" } else { "store-b" });
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        let server = Self {
+            instance,
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.write_estate(active);
+        server
+    }
+
+    fn write_estate(&self, active: bool) {
+        let (instance, port) = (&self.instance, self.port);
         let mut estate = format!("[[instance]]\nname = '{instance}'\nport = {port}\n");
         for db in ["xds", "lis"] {
             estate.push_str(&format!(
@@ -90,21 +113,43 @@ impl Server {
              [[location]]\ninstance = '{instance}'\nepoch = 1\nprincipal = '{}'\nrun_id = \"initial\"\n",
             a()
         ));
-        std::fs::write(dir.join("estate.toml"), estate).unwrap();
-        Self {
-            instance,
-            port,
-            dir,
-            child: None,
+        std::fs::write(self.dir.join("estate.toml"), estate).unwrap();
+    }
+
+    /// Starts the first time: another program may have taken the port since it was chosen,
+    /// so a port that cannot be bound is replaced by a new one (before any topology names it).
+    fn first_start(&mut self, active: bool) {
+        for _ in 0..10 {
+            if self.try_start().is_ok() {
+                return;
+            }
+            self.port = free_port();
+            self.write_estate(active);
         }
+        panic!("{} could not start on any port", self.instance);
+    }
+
+    /// Restarts on the same port and state dir (retrying while the port is still held).
+    fn start(&mut self) {
+        let mut last = String::new();
+        for _ in 0..50 {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} did not restart on port {}: {last}",
+            self.instance, self.port
+        );
     }
 
     fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// Starts (or restarts) the process on the same port and state dir.
-    fn start(&mut self) {
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none());
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(SIM_ROLE, "1")
@@ -123,12 +168,13 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert!(
-            line.starts_with("listening on "),
-            "{} did not start: {line:?}",
-            self.instance
-        );
+        if !line.starts_with("listening on ") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{} did not start: {line:?}", self.instance));
+        }
         self.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILL.
@@ -317,8 +363,8 @@ impl Trial {
         let root = tempfile::tempdir().unwrap();
         let mut a = Server::new(root.path(), a(), true);
         let mut b = Server::new(root.path(), b(), false);
-        a.start();
-        b.start();
+        a.first_start(true);
+        b.first_start(false);
         let work = common::Work::new();
         let topology = work.write(
             "topology.toml",
