@@ -53,13 +53,8 @@ pub async fn run_listener<S: Service>(
                         Ok((stream, _)) => {
                             if service.is_up() {
                                 conns.spawn(serve_connection(stream, service.clone()));
-                            } else {
-                                // Down: refuse this one and close the port right away.
-                                drop(stream);
-                                tracing::info!(%addr, "instance down: closing its port");
-                                listener = None;
-                                conns.abort_all();
                             }
+                            // Down: this one is dropped; the next tick closes the port.
                         }
                         Err(e) => tracing::warn!(%addr, error = %e, "accept failed"),
                     },
