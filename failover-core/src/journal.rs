@@ -329,9 +329,9 @@ impl FileJournal {
         #[cfg(feature = "failpoints")]
         failpoints::torn_append(f, line)?;
         let mut w = f;
-        if let Err(e) =
-            w.write_all(line)
-                .and_then(|()| if self.fsync { f.sync_data() } else { Ok(()) })
+        if let Err(e) = w
+            .write_all(line)
+            .and_then(|()| if self.fsync { f.sync_data() } else { Ok(()) })
         {
             // Take back whatever part of the record reached the file; the next append
             // checks again in case this fails too.
