@@ -984,48 +984,173 @@ impl Backend for WithGuard {
     }
 }
 
-/// The seed of the generated histories: fixed by default so every CI run checks the same
-/// histories (reproducible), `PROPTEST_RNG_SEED=<u64>` for another fixed one, and
-/// `CMS_FAILOVER_PROPTEST_RANDOM=1` to explore fresh random histories.
-pub fn rng_seed() -> proptest::test_runner::RngSeed {
-    use proptest::test_runner::RngSeed;
-    if std::env::var_os("CMS_FAILOVER_PROPTEST_RANDOM").is_some() {
-        RngSeed::Random
-    } else if let Some(seed) = std::env::var("PROPTEST_RNG_SEED")
+/// The seed used when neither the environment nor git gives one.
+pub const FALLBACK_SEED: u64 = 0x00C0_FFEE;
+
+/// Where the seed of the generated histories came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedSource {
+    /// `PROPTEST_RNG_SEED` (a replay, or set by CI).
+    Env,
+    /// `CMS_FAILOVER_PROPTEST_RANDOM`: a fresh random seed.
+    Random,
+    /// Derived from this commit (`git rev-parse HEAD`).
+    Commit(String),
+    /// [`FALLBACK_SEED`]: no variable and no git checkout.
+    Fallback,
+}
+
+/// The seed of the generated histories, and where it came from: `PROPTEST_RNG_SEED=<u64>`
+/// if set; a fresh random one with `CMS_FAILOVER_PROPTEST_RANDOM=1`; else derived from the
+/// commit being tested (the first 16 hex digits of `git rev-parse HEAD`), so the histories
+/// change with every commit and any run can be replayed; else [`FALLBACK_SEED`].
+pub fn seed() -> (u64, SeedSource) {
+    if let Some(seed) = std::env::var("PROPTEST_RNG_SEED")
         .ok()
-        .and_then(|s| s.parse().ok())
+        .and_then(|s| s.trim().parse().ok())
     {
-        RngSeed::Fixed(seed)
-    } else {
-        RngSeed::Fixed(0x00C0_FFEE)
+        return (seed, SeedSource::Env);
+    }
+    if std::env::var_os("CMS_FAILOVER_PROPTEST_RANDOM").is_some() {
+        use std::hash::{BuildHasher, RandomState};
+        return (RandomState::new().hash_one(0u8), SeedSource::Random);
+    }
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string());
+    match head
+        .as_deref()
+        .and_then(|h| u64::from_str_radix(h.get(..16)?, 16).ok())
+    {
+        Some(seed) => (seed, SeedSource::Commit(head.unwrap_or_default())),
+        None => (FALLBACK_SEED, SeedSource::Fallback),
     }
 }
 
-/// Runs `cases` generated scenarios through `factory` over real sockets (wire timing, hangs
-/// turned into late answers), panicking with the minimal failing scenario.
-pub fn run_wire_properties(factory: &dyn BackendFactory, cases: u32) {
-    use proptest::test_runner::{Config, TestRunner};
-    let mut runner = TestRunner::new(Config {
+/// The seed as proptest's [`RngSeed`](proptest::test_runner::RngSeed) (see [`seed`]).
+pub fn rng_seed() -> proptest::test_runner::RngSeed {
+    proptest::test_runner::RngSeed::Fixed(seed().0)
+}
+
+/// The command that replays a property test run with `seed` and `cases`: `test` is the
+/// `cargo test` selection, e.g. `-p failover-testkit --test props_fake -- shard_0 --exact`;
+/// `cases_var` the variable that sets the number of cases.
+pub fn replay_command(seed: u64, cases_var: &str, cases: u32, test: &str) -> String {
+    format!("PROPTEST_RNG_SEED={seed} {cases_var}={cases} cargo test {test}")
+}
+
+/// The proptest configuration of a property test run: `cases` cases from [`seed`] plus
+/// `shard` (so parallel shards and backends check different histories), printed to stderr
+/// with the replay command (the test harness shows it when the test fails), no failure
+/// persistence.
+pub fn proptest_config(
+    cases: u32,
+    cases_var: &str,
+    test: &str,
+    shard: u64,
+) -> proptest::test_runner::Config {
+    print_seed(cases, cases_var, test, &[shard]);
+    shard_config(cases, shard)
+}
+
+/// Prints the seed, where it came from and the replay command.
+fn print_seed(cases: u32, cases_var: &str, test: &str, shards: &[u64]) {
+    let (base, source) = seed();
+    let from = match &source {
+        SeedSource::Env => "PROPTEST_RNG_SEED".to_string(),
+        SeedSource::Random => "CMS_FAILOVER_PROPTEST_RANDOM".to_string(),
+        SeedSource::Commit(c) => format!("commit {c}"),
+        SeedSource::Fallback => "the fixed fallback (no git checkout)".to_string(),
+    };
+    eprintln!(
+        "property tests: {cases} cases, seed {base} + shard {shards:?} (from {from}); replay \
+         with:\n  {}",
+        replay_command(base, cases_var, cases, test)
+    );
+}
+
+fn shard_config(cases: u32, shard: u64) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
         cases,
-        rng_seed: rng_seed(),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed().0.wrapping_add(shard)),
         failure_persistence: None,
-        max_shrink_iters: 64,
-        ..Config::default()
-    });
-    let result = runner.run(&scenarios(), |sc| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let timing = Timing {
-            hang_as_delay: Some(Duration::from_millis(1600)),
-            ..Timing::wire()
-        };
-        rt.block_on(check(factory, &sc, timing))
-            .map_err(proptest::test_runner::TestCaseError::fail)
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+        ..proptest::test_runner::Config::default()
     }
 }
+
+/// The number of cases from `var`, else `default`.
+pub fn cases_from_env(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How many threads share a backend's wire cases: a wire case spends nearly all its time
+/// waiting on sockets and timers (measured: 40 cases, 21 s wall, 0.5 s CPU), so shards in
+/// parallel threads divide the wall time without competing for the CPU.
+pub const WIRE_SHARDS: u64 = 4;
+
+/// Runs `cases` generated scenarios through `factory` over real sockets (wire timing, hangs
+/// turned into late answers) in [`WIRE_SHARDS`] parallel shards, panicking with the minimal
+/// failing scenario and the replay command. `test` is the `cargo test` selection printed in
+/// the replay command; `backend` (0, 1, …) keeps each backend's histories apart.
+pub fn run_wire_properties(factory: &dyn BackendFactory, cases: u32, test: &str, backend: u64) {
+    let per_shard = cases.div_ceil(WIRE_SHARDS as u32);
+    let shards: Vec<u64> = (0..WIRE_SHARDS).map(|k| backend * 1000 + k).collect();
+    print_seed(cases, WIRE_CASES_VAR, test, &shards);
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = shards
+            .iter()
+            .map(|&shard| s.spawn(move || run_wire_shard(factory, per_shard, shard)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(r) => r.err(),
+                Err(_) => Some("a shard panicked (see its output above)".to_string()),
+            })
+            .collect()
+    });
+    if !failures.is_empty() {
+        panic!(
+            "{}\nreplay: {}",
+            failures.join("\n\n"),
+            replay_command(seed().0, WIRE_CASES_VAR, cases, test)
+        );
+    }
+}
+
+fn run_wire_shard(factory: &dyn BackendFactory, cases: u32, shard: u64) -> Result<(), String> {
+    use proptest::test_runner::{Config, TestRunner};
+    let config = Config {
+        max_shrink_iters: 64,
+        ..shard_config(cases, shard)
+    };
+    let mut runner = TestRunner::new(config);
+    runner
+        .run(&scenarios(), |sc| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let timing = Timing {
+                hang_as_delay: Some(Duration::from_millis(1600)),
+                ..Timing::wire()
+            };
+            rt.block_on(check(factory, &sc, timing))
+                .map_err(proptest::test_runner::TestCaseError::fail)
+        })
+        .map_err(|e| format!("shard {shard}: {e}"))
+}
+
+/// The variable that sets the number of wire property-test cases per backend.
+pub const WIRE_CASES_VAR: &str = "CMS_FAILOVER_WIRE_PROPTEST_CASES";
+/// The variable that sets the number of property-test cases against the fake (per shard).
+pub const FAKE_CASES_VAR: &str = "CMS_FAILOVER_PROPTEST_CASES";

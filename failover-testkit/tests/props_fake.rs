@@ -1,13 +1,15 @@
-//! Property tests of every mode against the in-memory fake (paused time).
+//! Property tests of every mode against the in-memory fake (paused time), in two shards
+//! (different seeds) that the test harness runs in parallel. `CMS_FAILOVER_PROPTEST_CASES`
+//! sets the number of cases per shard (default 25,000: 50,000 histories per CI run); the
+//! seed is derived from the commit and printed with the replay command.
 
-use failover_testkit::props::{FakeFactory, Timing, check, rng_seed, scenarios};
+use failover_testkit::props::{
+    FAKE_CASES_VAR, FakeFactory, Timing, cases_from_env, check, proptest_config, scenarios,
+};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
-    std::env::var("CMS_FAILOVER_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
+    cases_from_env(FAKE_CASES_VAR, 25_000)
 }
 
 fn run(sc: &failover_testkit::props::Scenario) -> Result<(), String> {
@@ -20,9 +22,29 @@ fn run(sc: &failover_testkit::props::Scenario) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), rng_seed: rng_seed(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(
+        cases(),
+        FAKE_CASES_VAR,
+        "-p failover-testkit --test props_fake -- every_mode_keeps_the_invariants_shard_0 --exact",
+        0,
+    ))]
     #[test]
-    fn every_mode_keeps_the_invariants(sc in scenarios()) {
+    fn every_mode_keeps_the_invariants_shard_0(sc in scenarios()) {
+        if let Err(e) = run(&sc) {
+            prop_assert!(false, "{e}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(
+        cases(),
+        FAKE_CASES_VAR,
+        "-p failover-testkit --test props_fake -- every_mode_keeps_the_invariants_shard_1 --exact",
+        1,
+    ))]
+    #[test]
+    fn every_mode_keeps_the_invariants_shard_1(sc in scenarios()) {
         if let Err(e) = run(&sc) {
             prop_assert!(false, "{e}");
         }

@@ -22,7 +22,7 @@ pub enum EstateFileError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EstateFile {
     /// Instances with their databases.
@@ -43,6 +43,10 @@ pub struct EstateFile {
     /// Active-location records.
     #[serde(default, rename = "location")]
     pub locations: Vec<LocationEntry>,
+    /// Keep the durable state in this directory (relative to the estate file), as
+    /// `--state-dir` does; the flag wins.
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// `[[instance]]`.
@@ -189,6 +193,32 @@ fn invalid(e: impl std::fmt::Display) -> EstateFileError {
 }
 
 impl EstateFile {
+    /// The estate served without a file: one instance `name` on `port` with read-write
+    /// ONLINE databases `xds` and `lis`.
+    pub fn single(name: InstanceAddr, port: u16) -> Self {
+        Self {
+            instances: vec![InstanceEntry {
+                name,
+                version: None,
+                port,
+                reachable: true,
+                databases: DatabaseName::cms_defaults()
+                    .into_iter()
+                    .map(|name| DatabaseEntry {
+                        name,
+                        state: None,
+                        read_only: false,
+                        position: 0,
+                    })
+                    .collect(),
+                tls_cert: None,
+                tls_key: None,
+                force_encryption: false,
+            }],
+            ..Self::default()
+        }
+    }
+
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, EstateFileError> {
         Ok(toml::from_str(text)?)

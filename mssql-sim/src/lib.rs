@@ -5,12 +5,15 @@
 //! instance on a loopback port.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod conn;
 pub mod estate_file;
+pub mod freetds;
 pub mod listener;
 pub mod service;
 pub mod sim;
 pub mod sql;
+pub mod state;
 pub mod tds;
 pub mod tls;
 

@@ -37,6 +37,11 @@ pub async fn run_listener<S: Service>(
     };
     let mut listener = Some(listener);
     let mut conns = JoinSet::new();
+    // One interval for the whole loop: its deadline is not reset by accepted connections
+    // or finished ones, so a client reconnecting every few ms cannot starve the up/down
+    // check (a `sleep` re-created in each `select!` would be).
+    let mut poll = tokio::time::interval(UP_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *shutdown.borrow() {
             break;
@@ -49,10 +54,11 @@ pub async fn run_listener<S: Service>(
                             if service.is_up() {
                                 conns.spawn(serve_connection(stream, service.clone()));
                             }
+                            // Down: this one is dropped; the next tick closes the port.
                         }
                         Err(e) => tracing::warn!(%addr, error = %e, "accept failed"),
                     },
-                    _ = tokio::time::sleep(UP_POLL) => {
+                    _ = poll.tick() => {
                         if !service.is_up() {
                             tracing::info!(%addr, "instance down: closing its port");
                             listener = None;
@@ -65,7 +71,7 @@ pub async fn run_listener<S: Service>(
             }
             None => {
                 tokio::select! {
-                    _ = tokio::time::sleep(UP_POLL) => {
+                    _ = poll.tick() => {
                         if service.is_up() {
                             match bind(addr) {
                                 Ok(l) => {

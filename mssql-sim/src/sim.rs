@@ -2,6 +2,7 @@
 
 use crate::listener::{bind, run_listener};
 use crate::sql::exec::{InstanceService, Shared};
+use crate::state::{DurableService, StateStore};
 use crate::tls::{ServerTls, WithTls};
 use backend_fake::Estate;
 use failover_core::InstanceAddr;
@@ -21,6 +22,8 @@ pub struct SimOptions {
     /// Certificate and encryption policy per instance; instances not listed have no
     /// certificate and answer PRELOGIN with ENCRYPT_NOT_SUP (plaintext only).
     pub tls: HashMap<InstanceAddr, ServerTls>,
+    /// Where the durable state is saved after every request (`None`: not durable).
+    pub state: Option<Arc<StateStore>>,
 }
 
 impl Default for SimOptions {
@@ -29,6 +32,7 @@ impl Default for SimOptions {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: HashMap::new(),
             tls: HashMap::new(),
+            state: None,
         }
     }
 }
@@ -105,7 +109,10 @@ impl Simulator {
                 source,
             })?;
             let service = Arc::new(WithTls::new(
-                InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
+                DurableService::new(
+                    InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
+                    options.state.clone(),
+                ),
                 options.tls.get(&instance).cloned(),
             ));
             tasks.push(tokio::spawn(run_listener(

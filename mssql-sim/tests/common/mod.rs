@@ -163,50 +163,9 @@ pub fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
     v.iter().map(|x| x.map(str::to_string)).collect()
 }
 
-/// Result sets printed by `tsql` on stdout: each is its header then rows, split on tabs,
-/// `NULL` as `None`. Sets are found by their `(N rows affected)` trailer.
-pub fn tsql_sets(out: &str) -> Vec<Vec<Vec<Option<String>>>> {
-    let strip = |l: &str| -> String {
-        let mut s = l;
-        loop {
-            let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
-            if digits > 0 && s[digits..].starts_with("> ") {
-                s = &s[digits + 2..];
-            } else {
-                return s.to_string();
-            }
-        }
-    };
-    let lines: Vec<String> = out.lines().map(strip).collect();
-    let mut sets = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.trim();
-        if let Some(n) = t
-            .strip_prefix('(')
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse::<usize>().ok())
-            && t.ends_with("affected)")
-            && i > n
-        {
-            let rows = lines[i - n - 1..i]
-                .iter()
-                .map(|r| {
-                    r.split('\t')
-                        .map(|v| {
-                            if v == "NULL" {
-                                None
-                            } else {
-                                Some(v.to_string())
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            sets.push(rows);
-        }
-    }
-    sets
-}
+/// Result sets printed by `tsql` (shared with the crash campaign).
+#[allow(unused_imports)]
+pub use mssql_sim::freetds::tsql_sets;
 
 /// An RPC payload calling `proc_name` by name with named parameters (NVARCHAR or INTN).
 pub fn rpc_payload(proc_name: &str, params: &[(&str, Result<&str, i32>)]) -> Vec<u8> {
