@@ -182,7 +182,7 @@ fn parse_typed_value(c: &mut Cur<'_>, ordinal: usize) -> Result<Value, RequestPa
             let sizes: &[u8] = match ty {
                 0x26 => &[1, 2, 4, 8],
                 0x68 => &[1],
-                0x6D | 0x6E | 0x6F => &[4, 8],
+                0x6D..=0x6F => &[4, 8],
                 _ => &[16],
             };
             if !sizes.contains(&max) {
