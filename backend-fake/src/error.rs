@@ -20,7 +20,7 @@
 //! | forced service with the principal reachable, or on the principal | 1455 | 16 | invalid state |
 //! | opening a mirror database (`USE`) | 954 | 14 | unreachable |
 //! | opening an OFFLINE database (`USE`) | 942 | 14 | fatal |
-//! | opening a RESTORING database (`USE`) | 927 | 14 | fatal |
+//! | opening a RESTORING database (`USE`) | 927 | 14 | invalid state |
 //! | `sp_releaseapplock` of a lock not held | 1223 | 16 | fatal (backends treat it as done) |
 //! | location record compare-and-swap conflict | 50000 | 16 | see [`LOCATION_CONFLICT`] |
 //! | internal error (fault) | 3624 | 20 | fatal |

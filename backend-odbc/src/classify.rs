@@ -94,6 +94,23 @@ mod tests {
     }
 
     #[test]
+    fn the_specific_error_before_the_generic_trailer_decides() {
+        // SQL Server sends 5011 then 5069, and 3101 then 3013; tiberius sees the first error.
+        assert_eq!(
+            classify_records(&[rec("42000", 5011), rec("42000", 5069)]),
+            (ErrorKind::Permission, Some(5011))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 3101), rec("42000", 3013)]),
+            (ErrorKind::Transient, Some(3101))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 927)]),
+            (ErrorKind::InvalidState, Some(927))
+        );
+    }
+
+    #[test]
     fn native_numbers_use_the_shared_table() {
         assert_eq!(
             classify_records(&[rec("42000", 5061), rec("42000", 5069)]),

@@ -28,6 +28,9 @@ const PASSWORD: &str = "S3cr;et}pw{=";
 enum Next {
     /// Fail with this SQL Server error number.
     Error(i32),
+    /// Fail one statement with these errors in order (SQL Server's specific error, then
+    /// its generic trailer such as 5069).
+    Errors(Vec<i32>),
     /// Run the first statement, then fail the second with this number.
     SecondFails(i32),
     /// Never answer (until the client sends an attention).
@@ -208,6 +211,24 @@ impl Session for Conn {
             match next {
                 None => Reply::Tokens(self.answer(&sql)),
                 Some(Next::Error(n)) => Reply::Tokens(error(n)),
+                Some(Next::Errors(ns)) => {
+                    let mut out: Vec<Output> = ns
+                        .iter()
+                        .map(|&n| {
+                            Output::Message(SqlMessage::new(
+                                n,
+                                16,
+                                1,
+                                format!("scripted error {n}"),
+                            ))
+                        })
+                        .collect();
+                    out.push(Output::Done {
+                        rows: None,
+                        error: true,
+                    });
+                    Reply::Tokens(out)
+                }
                 Some(Next::SecondFails(n)) => {
                     let mut out = vec![Output::Done {
                         rows: None,
@@ -351,6 +372,14 @@ async fn server_error_numbers_are_classified_through_sqlstate_and_native_number(
         (954, ErrorKind::Unreachable),
         (1418, ErrorKind::Unreachable),
         (229, ErrorKind::Permission),
+        (5011, ErrorKind::Permission),
+        (3101, ErrorKind::Transient),
+        (927, ErrorKind::InvalidState),
+        (5063, ErrorKind::InvalidState),
+        (1468, ErrorKind::InvalidState),
+        (1470, ErrorKind::InvalidState),
+        (1477, ErrorKind::InvalidState),
+        (3104, ErrorKind::InvalidState),
         (2812, ErrorKind::Fatal),
         (102, ErrorKind::Fatal),
     ];
@@ -361,6 +390,26 @@ async fn server_error_numbers_are_classified_through_sqlstate_and_native_number(
     }
     // Server errors leave the session usable: still one login.
     assert_eq!(s.logins(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_specific_error_decides_not_the_generic_trailer() {
+    let s = Server::start().await;
+    let b = s.backend(PASSWORD, Duration::from_secs(10));
+    s.script(&[Next::Errors(vec![5011, 5069])]);
+    let e = b.positions(&inst(), &dbs()).await.unwrap_err();
+    assert_eq!((e.kind, e.code), (ErrorKind::Permission, Some(5011)), "{e}");
+    assert!(e.message.contains("ALTER permission"), "{e}");
+    s.script(&[Next::Errors(vec![3101, 3013])]);
+    let e = b.positions(&inst(), &dbs()).await.unwrap_err();
+    assert_eq!((e.kind, e.code), (ErrorKind::Transient, Some(3101)), "{e}");
+    s.script(&[Next::Error(208)]);
+    let e = b.positions(&inst(), &dbs()).await.unwrap_err();
+    assert!(
+        e.message
+            .contains("create the view dbo.cms_failover_position"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,13 @@
 //! |---|---|---|---|
 //! | write_location | 2627, 2601 | invalid state | a concurrent writer inserted the first record |
 //! | read_location | 208 | (no error: `None`) | the location table was never created |
+//!
+//! and these additions to the server's message, saying what to do:
+//!
+//! | operation | number | addition |
+//! |---|---|---|
+//! | any | 5011 | the database is missing or the login may not alter it (ALTER permission) |
+//! | positions | 208 | the position view to create, its columns, and where |
 
 use crate::rows::RowError;
 use crate::transport::TransportError;
@@ -29,7 +36,13 @@ pub fn transport_error(op: Operation, instance: impl Display, e: TransportError)
             kind,
             code: Some(number),
             message,
-        } => BackendError::new(kind_for(op, number, kind), op, instance, message).with_code(number),
+        } => {
+            let message = match hint(op, number) {
+                Some(h) => format!("{message} ({h})"),
+                None => message,
+            };
+            BackendError::new(kind_for(op, number, kind), op, instance, message).with_code(number)
+        }
         TransportError::Failed {
             kind,
             code: None,
@@ -41,6 +54,29 @@ pub fn transport_error(op: Operation, instance: impl Display, e: TransportError)
             instance,
             format!("the lock session is gone (its locks were released): {message}"),
         ),
+    }
+}
+
+/// What the operator can do about error `number` from `op`, when the server's text does not
+/// say it. 5011 is "User does not have permission to alter database '%.*ls', the database
+/// does not exist, or the database is not in a state that allows access checks." (then 5069),
+/// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999>;
+/// ALTER DATABASE needs ALTER on the database,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options#permissions>.
+fn hint(op: Operation, number: i32) -> Option<&'static str> {
+    match (op, number) {
+        (_, 5011) => Some(
+            "check that the database exists on this instance and that the login has ALTER \
+             permission on it (db_owner, dbcreator or sysadmin)",
+        ),
+        (Operation::Positions, 208) => Some(
+            "the position view is missing: create the view dbo.cms_failover_position \
+             (database_name sysname, position bigint or numeric(25,0)) in the control database \
+             on both stores, over the mechanism that feeds the standby copy, or configure \
+             another position query; see failover-tsql/README.md, \"Replication positions on a \
+             real server\"",
+        ),
+        _ => None,
     }
 }
 
@@ -128,6 +164,22 @@ mod tests {
             ErrorKind::Fatal
         );
         assert!(location_missing(208) && !location_missing(911));
+        let e = server(Operation::SetReadOnly, 5011);
+        assert_eq!((e.kind, e.code), (ErrorKind::Permission, Some(5011)));
+        assert!(e.message.contains("ALTER permission"), "{e}");
+        let e = server(Operation::Positions, 208);
+        assert_eq!(e.code, Some(208));
+        assert!(
+            e.message
+                .contains("create the view dbo.cms_failover_position"),
+            "{e}"
+        );
+        assert!(!server(Operation::Probe, 208).message.contains("view"));
+        assert_eq!(server(Operation::Recover, 3101).kind, ErrorKind::Transient);
+        assert_eq!(
+            server(Operation::Recover, 927).kind,
+            ErrorKind::InvalidState
+        );
         let e = transport_error(
             Operation::WriteLocation,
             "a",

@@ -268,7 +268,7 @@ async fn run<S: Service>(
                 Err(e) => {
                     send_error(
                         wr,
-                        &SqlMessage::new(8016, 16, 1, e.to_string()),
+                        &SqlMessage::new(e.number, 16, 1, e.to_string()),
                         packet_size,
                         spid,
                     )
@@ -281,7 +281,7 @@ async fn run<S: Service>(
                 Err(e) => {
                     send_error(
                         wr,
-                        &SqlMessage::new(8016, 16, 1, e.to_string()),
+                        &SqlMessage::new(e.number, 16, 1, e.to_string()),
                         packet_size,
                         spid,
                     )

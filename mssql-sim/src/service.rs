@@ -143,6 +143,15 @@ pub enum Output {
     },
     /// A stored procedure's return status (RETURNSTATUS).
     ReturnStatus(i32),
+    /// An output parameter's value (RETURNVALUE), e.g. the handle `sp_prepare` returns.
+    ReturnValue {
+        /// The parameter's position in the call (0-based).
+        ordinal: u16,
+        /// Its name as the client sent it (may be empty).
+        name: String,
+        /// Its value: integers are sent as `int`, NULL as a NULL `int`, strings as `nvarchar`.
+        value: Value,
+    },
 }
 
 /// What happens with a request.

@@ -3,7 +3,7 @@
 use super::parse::{Cond, Expr, Select, Stmt, TableName, TypeName, parse_batch};
 use crate::service::{
     ColType, Column, LoginAccepted, LoginRefused, LoginRequest, Output, Reply, Request, RpcCall,
-    Service, Session, SqlMessage, Value,
+    RpcParam, Service, Session, SqlMessage, Value,
 };
 use backend_fake::{DbRow, Estate, Fault, LOCATION_CONFLICT, SessionId, SqlError};
 use failover_core::{DatabaseName, InstanceAddr, LocationRecord, MirrorRole, Operation, Store};
@@ -90,6 +90,8 @@ impl Service for InstanceService {
             spid,
             db: "master".into(),
             vars: HashMap::new(),
+            prepared: HashMap::new(),
+            next_handle: 1,
         };
         if !l.database.is_empty()
             && !l.database.eq_ignore_ascii_case("master")
@@ -122,6 +124,9 @@ pub struct SqlSession {
     spid: u16,
     db: String,
     vars: HashMap<String, (TypeName, Value)>,
+    /// Statements prepared with `sp_prepare`/`sp_prepexec`: handle -> (declarations, text).
+    prepared: HashMap<i32, (Option<String>, String)>,
+    next_handle: i32,
 }
 
 impl Drop for SqlSession {
@@ -1268,96 +1273,196 @@ impl SqlSession {
             self.vars.clear();
             return self.run(std::slice::from_ref(&stmt)).await;
         }
-        if !call.proc_name.eq_ignore_ascii_case("sp_executesql") {
-            let m = SqlMessage::new(
+        let mut params = call.params;
+        match name.to_ascii_lowercase().as_str() {
+            // sp_executesql @stmt, @params, values…:
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-executesql-transact-sql
+            "sp_executesql" => {
+                let values = params.split_off(params.len().min(2));
+                let mut it = params.into_iter();
+                let sql = match statement_text(it.next(), "sp_executesql", "@statement") {
+                    Ok(s) => s,
+                    Err(m) => return error_reply(m),
+                };
+                let decl = it.next().map(|p| p.value);
+                self.exec_bound(&sql, decl.as_ref(), values, Vec::new())
+                    .await
+            }
+            // sp_prepare @handle OUTPUT, @params, @stmt [, @options]: returns the handle.
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-prepare-transact-sql
+            // sp_prepexec @handle OUTPUT, @params, @stmt [, values…]: prepares, then executes.
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-prepexec-transact-sql
+            proc @ ("sp_prepare" | "sp_prepexec") => {
+                if params.len() < 3 {
+                    let which = ["@handle", "@params", "@stmt"][params.len()];
+                    return error_reply(SqlMessage::new(
+                        201,
+                        16,
+                        4,
+                        format!(
+                            "Procedure or function '{proc}' expects parameter '{which}', which was not supplied."
+                        ),
+                    ));
+                }
+                let values = params.split_off(3);
+                let mut it = params.into_iter();
+                let handle_param = it.next().expect("three parameters");
+                let decl = it.next().expect("three parameters").value;
+                let sql = match statement_text(it.next(), proc, "@stmt") {
+                    Ok(s) => s,
+                    Err(m) => return error_reply(m),
+                };
+                let decl = match decl {
+                    Value::Str(d) => Some(d),
+                    _ => None,
+                };
+                let handle = self.next_handle;
+                self.next_handle += 1;
+                self.prepared.insert(handle, (decl.clone(), sql.clone()));
+                let ret = vec![Output::ReturnValue {
+                    ordinal: 0,
+                    name: handle_param.name,
+                    value: Value::Int(handle as i64),
+                }];
+                if proc == "sp_prepare" {
+                    let mut out = vec![Output::ReturnStatus(0)];
+                    out.extend(ret);
+                    return Reply::Tokens(out);
+                }
+                let decl = decl.map(Value::Str);
+                self.exec_bound(&sql, decl.as_ref(), values, ret).await
+            }
+            // sp_execute @handle [, values…]; sp_unprepare @handle. A handle this session did
+            // not prepare is error 8179 ("Could not find prepared statement with handle %d.").
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-execute-transact-sql
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-unprepare-transact-sql
+            proc @ ("sp_execute" | "sp_unprepare") => {
+                if params.is_empty() {
+                    return error_reply(SqlMessage::new(
+                        201,
+                        16,
+                        4,
+                        format!(
+                            "Procedure or function '{proc}' expects parameter '@handle', which was not supplied."
+                        ),
+                    ));
+                }
+                let values = params.split_off(1);
+                let handle = match params[0].value {
+                    Value::Int(h) => i32::try_from(h).unwrap_or(-1),
+                    _ => -1,
+                };
+                let Some((decl, sql)) = self.prepared.get(&handle).cloned() else {
+                    return error_reply(SqlMessage::new(
+                        8179,
+                        16,
+                        2,
+                        format!("Could not find prepared statement with handle {handle}."),
+                    ));
+                };
+                if proc == "sp_unprepare" {
+                    self.prepared.remove(&handle);
+                    return Reply::Tokens(vec![Output::ReturnStatus(0)]);
+                }
+                let decl = decl.map(Value::Str);
+                self.exec_bound(&sql, decl.as_ref(), values, Vec::new())
+                    .await
+            }
+            _ => error_reply(SqlMessage::new(
                 2812,
                 16,
                 62,
                 format!("Could not find stored procedure '{}'.", call.proc_name),
-            );
-            return Reply::Tokens(vec![
-                Output::Message(m),
-                Output::Done {
-                    rows: None,
-                    error: true,
-                },
-            ]);
+            )),
         }
-        let mut params = call.params.into_iter();
-        let Some(stmt) = params.next() else {
-            let m = SqlMessage::new(
-                201,
-                16,
-                4,
-                "Procedure or function 'sp_executesql' expects parameter '@statement', which was not supplied.",
-            );
-            return Reply::Tokens(vec![
-                Output::Message(m),
-                Output::Done {
-                    rows: None,
-                    error: true,
-                },
-            ]);
-        };
-        let Value::Str(sql) = stmt.value else {
-            let m = SqlMessage::new(
-                214,
-                16,
-                2,
-                "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.",
-            );
-            return Reply::Tokens(vec![
-                Output::Message(m),
-                Output::Done {
-                    rows: None,
-                    error: true,
-                },
-            ]);
-        };
-        // @params declares the types; the remaining parameters are the values.
-        let decl = params.next().map(|p| p.value);
-        let mut types: HashMap<String, TypeName> = HashMap::new();
-        if let Some(Value::Str(d)) = &decl
+    }
+
+    /// Runs `sql` with `values` bound to the variables `decl` declares (by name, or by
+    /// position for unnamed parameters), then RETURNSTATUS 0 and `trailer` (RETURNVALUEs).
+    async fn exec_bound(
+        &mut self,
+        sql: &str,
+        decl: Option<&Value>,
+        values: Vec<RpcParam>,
+        trailer: Vec<Output>,
+    ) -> Reply {
+        let mut declared: Vec<(String, TypeName)> = Vec::new();
+        if let Some(Value::Str(d)) = decl
             && !d.trim().is_empty()
         {
             match parse_batch(&format!("DECLARE {d}")) {
                 Ok(stmts) => {
                     if let Some(Stmt::Declare(vars)) = stmts.into_iter().next() {
-                        for (v, t, _) in vars {
-                            types.insert(v, t);
-                        }
+                        declared = vars.into_iter().map(|(v, t, _)| (v, t)).collect();
                     }
                 }
-                Err(m) => {
-                    return Reply::Tokens(vec![
-                        Output::Message(m),
-                        Output::Done {
-                            rows: None,
-                            error: true,
-                        },
-                    ]);
-                }
+                Err(m) => return error_reply(m),
             }
         }
         let mut bound = HashMap::new();
-        for p in params {
-            let name = p.name.to_ascii_lowercase();
-            let t = types.get(&name).copied().unwrap_or(match p.value {
-                Value::Int(_) => TypeName::BigInt,
-                Value::Bit(_) => TypeName::Bit,
-                _ => TypeName::NVarChar(4000),
-            });
+        for (i, p) in values.into_iter().enumerate() {
+            let name = if p.name.is_empty() {
+                match declared.get(i) {
+                    Some((n, _)) => n.clone(),
+                    None => continue,
+                }
+            } else {
+                p.name.to_ascii_lowercase()
+            };
+            let t = declared
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| *t)
+                .unwrap_or(match p.value {
+                    Value::Int(_) => TypeName::BigInt,
+                    Value::Bit(_) => TypeName::Bit,
+                    _ => TypeName::NVarChar(4000),
+                });
             bound.insert(name, (t, p.value));
         }
         self.vars = bound;
-        let reply = self.batch(&sql).await;
+        let reply = self.batch(sql).await;
         match reply {
             Reply::Tokens(mut t) => {
                 t.push(Output::ReturnStatus(0));
+                t.extend(trailer);
                 Reply::Tokens(t)
             }
             other => other,
         }
+    }
+}
+
+/// A reply of one error.
+fn error_reply(m: SqlMessage) -> Reply {
+    Reply::Tokens(vec![
+        Output::Message(m),
+        Output::Done {
+            rows: None,
+            error: true,
+        },
+    ])
+}
+
+/// The statement text parameter of a system procedure (`ntext`/`nchar`/`nvarchar`), or the
+/// error SQL Server gives: 201 when missing, 214 when of another type.
+fn statement_text(p: Option<RpcParam>, proc: &str, param: &str) -> Result<String, SqlMessage> {
+    match p.map(|p| p.value) {
+        Some(Value::Str(s)) => Ok(s),
+        None => Err(SqlMessage::new(
+            201,
+            16,
+            4,
+            format!(
+                "Procedure or function '{proc}' expects parameter '{param}', which was not supplied."
+            ),
+        )),
+        Some(_) => Err(SqlMessage::new(
+            214,
+            16,
+            2,
+            format!("Procedure expects parameter '{param}' of type 'ntext/nchar/nvarchar'."),
+        )),
     }
 }
 

@@ -17,6 +17,7 @@ const INFO: u8 = 0xAB;
 const LOGINACK: u8 = 0xAD;
 const ENVCHANGE: u8 = 0xE3;
 const RETURNSTATUS: u8 = 0x79;
+const RETURNVALUE: u8 = 0xAC;
 
 /// DONE status: more results follow.
 pub const DONE_MORE: u16 = 0x01;
@@ -122,6 +123,36 @@ impl TokenWriter {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// RETURNVALUE for an output parameter (MS-TDS 2.2.7.19,
+    /// <https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-tds/7091f6f6-b83d-4ed2-afeb-ba5013dfb18f>):
+    /// ordinal, name, status 0x01 (output parameter), user type, flags, TYPE_INFO, value.
+    pub fn return_value(&mut self, ordinal: u16, name: &str, value: &Value) {
+        self.buf.push(RETURNVALUE);
+        self.buf.extend_from_slice(&ordinal.to_le_bytes());
+        b_varchar(&mut self.buf, name);
+        self.buf.push(0x01);
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        self.buf.extend_from_slice(&0x0001u16.to_le_bytes());
+        match value {
+            Value::Str(s) => {
+                let mut bytes = utf16(s);
+                bytes.truncate(8000);
+                self.buf.push(0xE7);
+                self.buf.extend_from_slice(&8000u16.to_le_bytes());
+                self.buf.extend_from_slice(&COLLATION);
+                self.buf
+                    .extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                self.buf.extend_from_slice(&bytes);
+            }
+            Value::Int(i) => {
+                self.buf.extend_from_slice(&[0x26, 4, 4]);
+                self.buf.extend_from_slice(&(*i as i32).to_le_bytes());
+            }
+            Value::Bit(b) => self.buf.extend_from_slice(&[0x68, 1, 1, *b as u8]),
+            _ => self.buf.extend_from_slice(&[0x26, 4, 0]),
+        }
+    }
+
     /// COLMETADATA.
     pub fn col_metadata(&mut self, cols: &[Column]) {
         self.buf.push(COLMETADATA);
@@ -212,6 +243,11 @@ impl TokenWriter {
                 Output::Message(m) => self.message(m),
                 Output::DatabaseChanged { new, old } => self.env_string(1, new, old),
                 Output::ReturnStatus(v) => self.return_status(*v),
+                Output::ReturnValue {
+                    ordinal,
+                    name,
+                    value,
+                } => self.return_value(*ordinal, name, value),
             }
         }
         if rpc {
