@@ -120,7 +120,7 @@ fn classify_tiberius(e: tiberius::error::Error) -> Failure {
             ErrorKind::Unreachable,
             format!("connection lost: {message}"),
         ),
-        E::Tls(m) => broken(ErrorKind::Fatal, format!("TLS failed: {m}")),
+        E::Tls(m) => broken(ErrorKind::Fatal, failover_tsql::tls::refusal_message(&m)),
         E::Routing { host, port } => broken(
             ErrorKind::Fatal,
             format!("the server redirected to {host}:{port}; connect to that address instead"),
@@ -198,12 +198,34 @@ async fn connect(cfg: &TiberiusConfig, inst: &InstanceAddr) -> Result<TdsClient,
             })?
     };
     let _ = tcp.set_nodelay(true);
+    let plaintext = cfg.encryption == Encryption::Plaintext;
     Client::connect(c, tcp.compat_write())
         .await
-        .map_err(|e| match classify_tiberius(e) {
-            // A server error at login (18456) ends the connection too.
-            Failure::Server(e) | Failure::Broken(e) => e,
-        })
+        .map_err(|e| login_failure(plaintext, e))
+}
+
+/// Classifies a failed login: a refused certificate says which problem it was and what to
+/// set; with `plaintext` configured, a server that forces encryption says so.
+fn login_failure(plaintext: bool, e: tiberius::error::Error) -> TransportError {
+    use failover_tsql::tls;
+    let text = e.to_string();
+    let tls_failed = matches!(e, tiberius::error::Error::Tls(_));
+    let forced = matches!(&e, tiberius::error::Error::Server(t) if t.code() == 17835);
+    if plaintext && (tls_failed || forced || tls::CertProblem::recognise(&text).is_some()) {
+        // Configured NotSupported, tiberius built with TLS reads the server's ENCRYPT_REQ and
+        // starts TLS anyway; built without, it sends a plaintext LOGIN7 and gets 17835.
+        return TransportError::failed(
+            ErrorKind::Fatal,
+            format!("{} ({text})", tls::FORCED_ENCRYPTION),
+        );
+    }
+    if tls::CertProblem::recognise(&text).is_some() {
+        return TransportError::failed(ErrorKind::Fatal, tls::refusal_message(&text));
+    }
+    match classify_tiberius(e) {
+        // A server error at login (18456) ends the connection too.
+        Failure::Server(e) | Failure::Broken(e) => e,
+    }
 }
 
 fn value(d: ColumnData<'static>) -> Option<SqlValue> {

@@ -31,6 +31,7 @@ pub mod errors;
 pub mod lex;
 pub mod plan;
 pub mod rows;
+pub mod tls;
 pub mod transport;
 
 pub use backend::SqlBackend;
