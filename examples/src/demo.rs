@@ -247,16 +247,17 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         println!("{}", status::render_text(&after).trim_end());
         println!();
     }
-    let code = run.outcome.exit_code();
     let cx = Context {
         argv,
         confirmation: None,
         before: Some(before),
         after: Some(after),
         lags: observer.lags(),
+        plan_for_confirmation: false,
     };
     let doc = report_doc("demo", &run, cx);
     emit(&doc, a.json, Some(&report_path), &secrets)?;
+    let code = doc.exit_code;
     drop(backend);
     sim.shutdown().await;
     Ok(code)

@@ -5,6 +5,7 @@ use crate::failure::Failure;
 use crate::output::{render_plan, render_result};
 use crate::report::{self, Confirmation, Lags, ReportDoc};
 use crate::status::StatusDoc;
+use crate::verdict::Verdict;
 use failover_core::{Mode, RunReport};
 use std::path::Path;
 
@@ -22,10 +23,14 @@ pub struct Context {
     pub after: Option<StatusDoc>,
     /// The lags the progress saw during each wait.
     pub lags: Lags,
+    /// The run is the read-only plan of a real command, read to confirm it (not a what-if
+    /// the operator asked for): its refusal is the command's.
+    pub plan_for_confirmation: bool,
 }
 
 /// Builds the report document of `run`.
 pub fn report_doc(command: &str, run: &RunReport, cx: Context) -> ReportDoc {
+    let outcome = Verdict::of(run, run.what_if && !cx.plan_for_confirmation);
     ReportDoc {
         tool: "cms-failover",
         version: env!("CARGO_PKG_VERSION"),
@@ -33,8 +38,9 @@ pub fn report_doc(command: &str, run: &RunReport, cx: Context) -> ReportDoc {
         argv: cx.argv,
         operator: report::operator(),
         host: report::host(),
-        exit_code: run.outcome.exit_code(),
-        next_step: report::next_step(&run.outcome, run.what_if),
+        exit_code: outcome.exit_code,
+        next_step: report::next_step(&run.outcome, outcome.what_if),
+        outcome,
         confirmation: cx.confirmation,
         status_before: cx.before,
         status_after: cx.after,
@@ -82,6 +88,10 @@ pub fn emit(
         );
     } else if doc.run.what_if {
         print!("{}", report::redact_str(&render_plan(&doc.run), secrets));
+        println!(
+            "Outcome: {}",
+            report::redact_str(&doc.outcome.text, secrets)
+        );
     } else {
         let colour = crate::style::stdout_colour();
         print!(

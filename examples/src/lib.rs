@@ -14,7 +14,7 @@
 //!   demo over the TDS simulator.
 //! - [`backends`]: builds backend-tiberius or backend-odbc from the topology.
 //! - [`emit`], [`report`], [`output`], [`status`], [`progress`], [`style`]: what the operator
-//!   sees.
+//!   sees; [`verdict`]: how a command ended (a what-if says what *would* happen).
 #![warn(missing_docs)]
 
 pub mod app;
@@ -35,3 +35,4 @@ pub mod status;
 pub mod status_cmd;
 pub mod style;
 pub mod validate;
+pub mod verdict;

@@ -2,6 +2,7 @@
 //! self-contained HTML page (`--report`) with minijinja. Secrets are redacted from both.
 
 use crate::status::StatusDoc;
+use crate::verdict::Verdict;
 use failover_core::machine::StateName;
 use failover_core::{Outcome, RunReport};
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub struct ReportDoc {
     pub operator: String,
     /// Where.
     pub host: String,
+    /// How the command ended (a what-if: `would_succeed` / `would_be_refused`).
+    pub outcome: Verdict,
     /// The process exit code.
     pub exit_code: i32,
     /// What to do next.
@@ -199,6 +202,10 @@ pub fn format_ms(ms: u64) -> String {
 /// The document as JSON, secrets redacted.
 pub fn to_json(doc: &ReportDoc, secrets: &[&str]) -> serde_json::Value {
     let mut v = serde_json::to_value(doc).expect("report serializes");
+    // A what-if made no change: its run's outcome says what would happen, not `succeeded`.
+    if doc.outcome.what_if {
+        v["run"]["outcome"]["outcome"] = doc.outcome.code.into();
+    }
     redact(&mut v, secrets);
     v
 }
@@ -224,7 +231,7 @@ pub fn render_html(doc: &ReportDoc, secrets: &[&str]) -> Result<String, minijinj
     tmpl.render(minijinja::context! {
         doc => ctx,
         title => title(doc),
-        outcome_text => redact_str(&doc.run.outcome.to_string(), secrets),
+        outcome_text => redact_str(&doc.outcome.text, secrets),
         mermaid => mermaid,
     })
 }
@@ -236,12 +243,12 @@ pub fn title(doc: &ReportDoc) -> String {
         failover_core::Mode::DisasterRecovery { .. } => "Disaster-recovery failover",
         failover_core::Mode::Restore => "Restore",
     };
-    let wi = if doc.run.what_if {
+    let wi = if doc.outcome.what_if {
         " (what-if plan)"
     } else {
         ""
     };
-    format!("{mode}{wi} — {}", doc.run.outcome.label().replace('_', " "))
+    format!("{mode}{wi} — {}", doc.outcome.label())
 }
 
 #[cfg(test)]

@@ -81,20 +81,20 @@ pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result
     let report_run = driver.run(p.request.clone()).await;
     ctrl_c.abort();
     observer.finish();
-    let code = report_run.outcome.exit_code();
     let cx = Context {
         argv,
         confirmation: Some(confirmation),
         lags: observer.lags(),
         ..Context::default()
     };
-    finish(&p, &report_run, cx, &secrets)?;
-    Ok(code)
+    finish(&p, &report_run, cx, &secrets)
 }
 
-fn finish(p: &Prepared, run: &RunReport, cx: Context, secrets: &[&str]) -> Result<(), Failure> {
+/// Prints and writes the report of `run`; returns the exit code.
+fn finish(p: &Prepared, run: &RunReport, cx: Context, secrets: &[&str]) -> Result<i32, Failure> {
     let doc = report_doc(command_of(run), run, cx);
-    emit(&doc, p.json, p.report.as_deref(), secrets)
+    emit(&doc, p.json, p.report.as_deref(), secrets)?;
+    Ok(doc.exit_code)
 }
 
 /// Confirms the run as [`Prepared::confirm`] says: `--yes` alone goes on at once; a prompt
@@ -126,13 +126,12 @@ async fn confirm(
         eprintln!();
     }
     if !matches!(plan.outcome, Outcome::Succeeded { .. }) {
-        let code = plan.outcome.exit_code();
         let cx = Context {
             argv: argv.to_vec(),
+            plan_for_confirmation: true,
             ..Context::default()
         };
-        finish(p, &plan, cx, secrets)?;
-        return Ok(Confirmed::Stop(code));
+        return Ok(Confirmed::Stop(finish(p, &plan, cx, secrets)?));
     }
     eprint!("{}", restatement(&plan));
     if !ask_now {

@@ -106,9 +106,11 @@ fn demo_other_modes() {
 #[test]
 fn demo_planned_what_if() {
     let w = Work::new();
+    let report = w.path("what-if.html");
     let out = w
         .cmd()
-        .args(["demo", "--what-if", "--json", "--lag", "0"])
+        .args(["demo", "--what-if", "--json", "--lag", "0", "--report"])
+        .arg(&report)
         .output()
         .unwrap();
     let v = json(&out.stdout);
@@ -118,6 +120,20 @@ fn demo_planned_what_if() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["outcome"]["code"], "would_succeed");
+    // The HTML report has the what-if's own badge and never claims success.
+    let html = read(&report);
+    assert!(
+        html.contains(
+            r#"<span class="badge would_succeed" id="outcome-badge">would succeed</span>"#
+        ),
+        "{html}"
+    );
+    assert!(html.contains("(what-if plan) — would succeed"), "{html}");
+    assert!(
+        !html.contains("badge succeeded") && !html.contains("<p>succeeded"),
+        "a what-if report claims success"
     );
 }
 

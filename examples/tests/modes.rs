@@ -310,6 +310,14 @@ fn what_if_changes_nothing_and_prints_the_plan() {
             .iter()
             .any(|s| s["executed"] == false)
     );
+    // What-if never reports a change it did not make.
+    assert_eq!(v["outcome"]["code"], "would_succeed");
+    assert_eq!(v["run"]["outcome"]["outcome"], "would_succeed");
+    assert!(
+        !v.to_string().contains("\"succeeded"),
+        "a what-if claims success: {v}"
+    );
+    assert!(text.contains("Outcome: would succeed: "), "{text}");
     assert_eq!(sim.mutations(), before);
 }
 
@@ -326,8 +334,25 @@ fn what_if_reports_blockers() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    // A plan's blocker has its own exit code (10), distinct from a refused run (3).
+    assert_eq!(out.status.code(), Some(10), "{text}");
     assert!(text.contains("Blocks it right now:"), "{text}");
+    assert!(text.contains("Outcome: would be refused: "), "{text}");
+    assert_eq!(sim.mutations(), before);
+
+    // The same as JSON: the outcome says what would happen, nowhere "refused" as if it ran.
+    let out = w
+        .cmd()
+        .args(["failover", "--what-if", "--json", "--topology"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    let v = json(&out.stdout);
+    assert_eq!(v["outcome"]["code"], "would_be_refused");
+    assert_eq!(v["outcome"]["what_if"], true);
+    assert_eq!(v["exit_code"], 10);
+    assert_eq!(v["run"]["outcome"]["outcome"], "would_be_refused");
     assert_eq!(sim.mutations(), before);
 }
 
