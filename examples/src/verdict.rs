@@ -47,9 +47,9 @@ impl Verdict {
                 what_if,
                 exit_code: 0,
             },
-            Outcome::Refused { reason } => Self {
+            Outcome::Refused { refusal } => Self {
                 code: "would_be_refused",
-                text: format!("would be refused: {reason}; nothing was changed"),
+                text: format!("would be refused: {refusal}; nothing was changed"),
                 what_if,
                 exit_code: EXIT_WOULD_BE_REFUSED,
             },
@@ -112,11 +112,18 @@ mod tests {
         assert_eq!((real.code, real.exit_code), ("succeeded", 0));
 
         let no = Outcome::Refused {
-            reason: "lag 500".into(),
+            refusal: Box::new(failover_core::Refusal::JournalUnreadable {
+                error: "lag 500".into(),
+            }),
         };
         let v = Verdict::of(&run(no.clone(), true), true);
         assert_eq!((v.code, v.exit_code), ("would_be_refused", 10));
-        assert_eq!(v.text, "would be refused: lag 500; nothing was changed");
+        assert!(
+            v.text.starts_with("would be refused: ") && v.text.contains("lag 500"),
+            "{}",
+            v.text
+        );
+        assert!(v.text.ends_with("; nothing was changed"), "{}", v.text);
         // The plan read to confirm a real run is refused as that run would be.
         let v = Verdict::of(&run(no, true), false);
         assert_eq!((v.code, v.exit_code), ("refused", 3));
