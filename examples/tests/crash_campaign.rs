@@ -734,19 +734,6 @@ fn epoch_reuse_trial() -> Result<(), String> {
     r.map_err(|e| format!("{e}\n  runs:\n  {}", t.log.join("\n  ")))
 }
 
-/// The crash points a machine fix (issue 10, another change) is needed for: a disaster
-/// recovery killed after its commit point cannot be re-run ("already active … nothing to
-/// do") and leaves its run unfinished. Listed so the campaign reports them as known instead
-/// of failing; remove once the machine fix has landed (the campaign then says they pass).
-fn needs_machine_fix(mode: Mode, failure: &str) -> bool {
-    mode == Mode::Disaster && failure.contains("re-running the disaster recovery: Exit(3)")
-}
-
-/// Bug 2 (epoch reuse) is the machine fix's too: these are the ways it shows.
-fn needs_epoch_fix(failure: &str) -> bool {
-    failure.contains("the same epoch") || failure.contains("expected the CMS on")
-}
-
 fn campaign() -> ExitCode {
     let only = std::env::var("CMS_FAILOVER_CRASH_ONLY").ok();
     let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -765,18 +752,11 @@ fn campaign() -> ExitCode {
         replay("…")
     );
     let started = Instant::now();
-    let (mut passed, mut failed, mut known) = (0usize, Vec::new(), Vec::new());
-    let mut record = |name: String, mode: Mode, r: Result<(), String>, part: &str| match r {
+    let (mut passed, mut failed) = (0usize, Vec::new());
+    let mut record = |name: String, _mode: Mode, r: Result<(), String>, part: &str| match r {
         Ok(()) => {
             passed += 1;
             println!("ok    {name}");
-        }
-        Err(e) if needs_machine_fix(mode, &e) || part == "epoch" && needs_epoch_fix(&e) => {
-            println!(
-                "known {name} (needs the issue-10 machine fix): {}",
-                e.lines().next().unwrap_or_default()
-            );
-            known.push(name);
         }
         Err(e) => {
             println!("FAIL  {name}: {e}\n  replay: {}", replay(part));
@@ -829,14 +809,10 @@ fn campaign() -> ExitCode {
         }
     }
     println!(
-        "crash campaign finished in {:.0?}: {passed} passed, {} failed, {} known (need the machine fix)",
+        "crash campaign finished in {:.0?}: {passed} passed, {} failed",
         started.elapsed(),
-        failed.len(),
-        known.len()
+        failed.len()
     );
-    if !known.is_empty() {
-        println!("known failures: {known:?}");
-    }
     println!("{passed} passed, {} failed", failed.len());
     if failed.is_empty() {
         ExitCode::SUCCESS
