@@ -1,6 +1,6 @@
 //! `docs/architecture.md` keeps two generated blocks in step with the code: the crate graph
 //! (from every workspace member's `[dependencies]`) and the machine's phase files (from
-//! `failover-core/src/machine/`, each with the first line of its `//!` doc). Regenerate them
+//! `failover-core/src/machine/`, each with the first sentence of its `//!` doc). Regenerate them
 //! with `UPDATE_DOCS=1 cargo test -p failover-core --test architecture`.
 
 use std::collections::BTreeMap;
@@ -70,11 +70,18 @@ fn phases_block() -> String {
     let mut s = String::from("| file | what it holds |\n|---|---|\n");
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        let doc = text
+        // The first sentence of the module doc (which may span lines).
+        let para: Vec<&str> = text
             .lines()
-            .find_map(|l| l.strip_prefix("//!"))
-            .map(|l| l.trim().to_string())
-            .unwrap_or_default();
+            .map_while(|l| l.strip_prefix("//!"))
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let para = para.join(" ");
+        let doc = match para.find(". ") {
+            Some(i) => para[..=i].to_string(),
+            None => para,
+        };
         let rel = f.strip_prefix(root()).unwrap().display().to_string();
         s.push_str(&format!("| `{rel}` | {doc} |\n"));
     }
