@@ -753,7 +753,7 @@ fn campaign() -> ExitCode {
     );
     let started = Instant::now();
     let (mut passed, mut failed) = (0usize, Vec::new());
-    let mut record = |name: String, _mode: Mode, r: Result<(), String>, part: &str| match r {
+    let mut record = |name: String, r: Result<(), String>, part: &str| match r {
         Ok(()) => {
             passed += 1;
             println!("ok    {name}");
@@ -778,7 +778,6 @@ fn campaign() -> ExitCode {
         for k in 0..n {
             record(
                 format!("{part} crash after record {k}"),
-                mode,
                 trial(mode, Crash::AfterRecord(k)),
                 part,
             );
@@ -786,7 +785,7 @@ fn campaign() -> ExitCode {
     }
     if want("epoch") {
         let name = "epoch reuse: DR to B, restore, DR back to A, restore".to_string();
-        record(name, Mode::Restore, epoch_reuse_trial(), "epoch");
+        record(name, epoch_reuse_trial(), "epoch");
     }
     if want("random") {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -802,7 +801,6 @@ fn campaign() -> ExitCode {
             };
             record(
                 format!("random trial {i}: {mode:?} {crash:?}"),
-                mode,
                 trial(mode, crash),
                 "random",
             );
