@@ -99,7 +99,7 @@ impl LdapDirectory {
         if let Some(dn) = self.scp.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(dn);
         }
-        let dn = scp::find(ldap, dc, op, self.cfg.timeout).await?;
+        let dn = scp::find(ldap, dc, op).await?;
         *self.scp.lock().unwrap_or_else(|p| p.into_inner()) = Some(dn.clone());
         Ok(dn)
     }
@@ -161,12 +161,9 @@ impl Directory for LdapDirectory {
             let mods = swap_mods(expected, new);
             if mods.is_empty() {
                 // Nothing to change: succeed only if the value really is `new`.
-                let found = scp::read(&mut ldap, dc, op, &dn).await?;
-                return if &found == new {
-                    Ok(())
-                } else {
-                    Err(classify::conflict(dc, found))
-                };
+                return settled(scp::read(&mut ldap, dc, op, &dn).await?, new, |found| {
+                    classify::conflict(dc, found)
+                });
             }
             tracing::debug!(%dc, %dn, %expected, %new, "directory compare-and-swap");
             let res = ldap
@@ -179,15 +176,12 @@ impl Directory for LdapDirectory {
                     // Refused because a value to delete is absent (or a single value is
                     // already set): someone else changed it — unless it already is `new`
                     // (this is a retry of a swap whose answer was lost).
-                    let found = scp::read(&mut ldap, dc, op, &dn).await?;
-                    if &found == new {
-                        Ok(())
-                    } else {
-                        Err(DirectoryError {
+                    settled(scp::read(&mut ldap, dc, op, &dn).await?, new, |found| {
+                        DirectoryError {
                             found: Some(Box::new(found)),
                             ..e
-                        })
-                    }
+                        }
+                    })
                 }
                 Err(e) => Err(e),
             }
@@ -195,5 +189,19 @@ impl Directory for LdapDirectory {
         .await;
         let _ = ldap.unbind().await;
         r
+    }
+}
+
+/// After a swap that changed nothing or was refused: success when the DC already holds
+/// `new` (a retry of a swap whose answer was lost), else the conflict built from what it holds.
+fn settled(
+    found: CmsLocation,
+    new: &CmsLocation,
+    conflict: impl FnOnce(CmsLocation) -> DirectoryError,
+) -> Result<(), DirectoryError> {
+    if &found == new {
+        Ok(())
+    } else {
+        Err(conflict(found))
     }
 }

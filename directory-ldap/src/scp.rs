@@ -4,7 +4,6 @@ use crate::classify;
 use failover_core::{CmsLocation, DirectoryError, DirectoryOperation, ErrorKind, SqlServerName};
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use std::collections::HashSet;
-use std::time::Duration;
 
 /// The SCP's object class.
 pub const SCP_CLASS: &str = "msRTCSIP-GlobalTopologySetting";
@@ -57,7 +56,6 @@ pub(crate) async fn find(
     ldap: &mut Ldap,
     dc: &str,
     op: DirectoryOperation,
-    _timeout: Duration,
 ) -> Result<String, DirectoryError> {
     let root = search(
         ldap,
