@@ -215,6 +215,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         FailoverRequest::new(new_run_id(), topo.clone(), mode).expect("valid demo request");
     req.what_if = a.what_if;
     req.settings = config.settings.clone();
+    req.settings.epoch_clock = crate::validate::epoch_clock();
     say(&format!(
         "\n== Running {} through the {} backend ==",
         demo_title(&req.mode, a.what_if),

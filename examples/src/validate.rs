@@ -73,6 +73,15 @@ pub struct Prepared {
     pub confirm: Confirm,
 }
 
+/// The operator's wall clock in Unix seconds: the lower bound of a new epoch (see
+/// `failover_core::Settings::epoch_clock`), so a commit made while the store holding the
+/// newest record was down still orders after it.
+pub fn epoch_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A fresh run id: `YYYYMMDDTHHMMSSZ-<pid>`.
 pub fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -282,6 +291,7 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     })?;
     request.what_if = run.what_if;
     request.settings = config.settings.clone();
+    request.settings.epoch_clock = epoch_clock();
     if let Some(r) = &run.report {
         check_report_path(r)?;
     }

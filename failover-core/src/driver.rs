@@ -277,14 +277,16 @@ impl Driver {
         let started_unix_ms = unix_ms();
         let mut steps: Vec<StepRecord> = Vec::new();
         let mut seq = 0u64;
-        let mut machine = Machine::new(req.clone());
+        let mut machine = Machine::new(req.clone()).with_epoch_floor(req.settings.epoch_clock);
 
         let mut pre_refusal: Option<Box<Refusal>> = None;
         let mut interrupted: Vec<String> = Vec::new();
         if let Some(j) = &self.journal {
             match j.records() {
                 Ok(records) => {
-                    machine = machine.with_epoch_floor(journal_max_epoch(&records));
+                    machine = machine.with_epoch_floor(
+                        journal_max_epoch(&records).max(req.settings.epoch_clock),
+                    );
                     let unfinished = unfinished_runs(&records);
                     // A planned run on top of a half-done one is refused; restore settles it and a
                     // disaster recovery (forced, idempotent) may be re-run to resume one.

@@ -125,6 +125,15 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// The `sp_getapplock` resource name.
     pub lock_resource: String,
+    /// The operator's wall clock when the run started, in Unix seconds (0: none): a lower
+    /// bound for the run's new epoch. A commit made while the store holding the newest
+    /// record was unreachable cannot see that record; taking the epoch from the clock as
+    /// well (a hybrid logical clock) still orders it after every earlier commit, as long
+    /// as the machines' clocks are closer than the time between the two commits (AD's
+    /// Kerberos already requires them within 5 minutes). Equal epochs on different stores
+    /// remain a refusal ([`crate::Refusal::RecordTie`]), never a silent choice.
+    #[serde(default)]
+    pub epoch_clock: u64,
 }
 
 impl Default for Settings {
@@ -141,6 +150,7 @@ impl Default for Settings {
             max_retries: 3,
             retry_backoff: Duration::from_millis(250),
             lock_resource: "cms-failover".to_string(),
+            epoch_clock: 0,
         }
     }
 }

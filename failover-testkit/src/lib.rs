@@ -19,6 +19,7 @@
 pub mod cases;
 pub mod directory;
 mod harness;
+pub mod history;
 pub mod props;
 
 pub use harness::{FakeHarness, Harness, Served};

@@ -182,7 +182,7 @@ impl Timing {
     }
 }
 
-fn fault_config(sc: &Scenario, t: &Timing) -> FaultConfig {
+pub(crate) fn fault_config(sc: &Scenario, t: &Timing) -> FaultConfig {
     let r = sc.fault_rate;
     let rates = FaultRates::none()
         .transient(r * 0.4)
@@ -202,7 +202,7 @@ fn fault_config(sc: &Scenario, t: &Timing) -> FaultConfig {
     cfg
 }
 
-fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverRequest {
+pub(crate) fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverRequest {
     let mode = match kind {
         Kind::Planned => Mode::Planned,
         Kind::Disaster => Mode::DisasterRecovery {
@@ -380,7 +380,7 @@ pub enum RunResult {
 
 /// Runs a request with an optional crash point and cancellation.
 #[allow(clippy::too_many_arguments)] // a test harness: each knob is one scenario field
-async fn run_one(
+pub(crate) async fn run_one(
     factory: &dyn BackendFactory,
     estate: &Estate,
     journal: &MemoryJournal,
@@ -465,7 +465,7 @@ fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
 }
 
 /// Invariant 1 over a history slice: never two writable copies.
-fn check_single_writer(estate: &Estate, from: usize) -> Result<(), String> {
+pub(crate) fn check_single_writer(estate: &Estate, from: usize) -> Result<(), String> {
     for m in &estate.history()[from..] {
         if m.database.is_some() && m.writable_after.len() > 1 {
             return Err(format!(
@@ -522,7 +522,7 @@ fn check_no_data_loss(
 }
 
 /// The store of every writable (reachable) copy, if they all agree.
-fn converged(
+pub(crate) fn converged(
     snap: &Snapshot,
     topo: &Topology,
     reachable_only: bool,
@@ -556,7 +556,8 @@ fn converged(
 }
 
 /// Restores until converged: up to three attempts with faults on, then one without.
-async fn restore_until_converged(
+#[allow(clippy::too_many_arguments)] // a test harness: each knob is one scenario field
+pub(crate) async fn restore_until_converged(
     factory: &dyn BackendFactory,
     estate: &Estate,
     journal: &MemoryJournal,
@@ -564,6 +565,7 @@ async fn restore_until_converged(
     t: &Timing,
     reachable_only: bool,
     dr: bool,
+    clock: u64,
 ) -> Result<(), String> {
     for attempt in 0..4 {
         if attempt == 3 {
@@ -578,7 +580,11 @@ async fn restore_until_converged(
         }
         let before = estate.history().len();
         let kind = if dr { Kind::Disaster } else { Kind::Restore };
-        let req = request(kind, topo, &format!("settle-{attempt}"), t);
+        let mut req = request(kind, topo, &format!("settle-{attempt}"), t);
+        // The operator's clock moves on (a minute per attempt) when one was given.
+        if clock > 0 {
+            req.settings.epoch_clock = clock + 60 * (attempt + 1);
+        }
         let RunResult::Finished(report) =
             run_one(factory, estate, journal, req, None, None, None, None).await
         else {
@@ -653,7 +659,8 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
                 return Err(format!("what-if restore changed things: {changed:?}"));
             }
         }
-        return restore_until_converged(factory, &estate, &journal, &topo, &t, false, false).await;
+        return restore_until_converged(factory, &estate, &journal, &topo, &t, false, false, 0)
+            .await;
     }
 
     if sc.source_down {
@@ -767,7 +774,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
     let report = match result {
         RunResult::Crashed => {
             // Invariant 5: resume by restore.
-            return restore_until_converged(factory, &estate, &journal, &topo, &t, dr, dr).await;
+            return restore_until_converged(factory, &estate, &journal, &topo, &t, dr, dr, 0).await;
         }
         RunResult::Finished(r) => r,
     };
@@ -819,7 +826,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             // Restore needs the recorded store; while a disaster's source is down, the
             // operator re-runs the disaster recovery instead.
             let rerun = dr && sc.source_down;
-            restore_until_converged(factory, &estate, &journal, &topo, &t, dr, rerun).await?;
+            restore_until_converged(factory, &estate, &journal, &topo, &t, dr, rerun, 0).await?;
         }
     }
     if report.states.last() != Some(&StateName::Done) {
