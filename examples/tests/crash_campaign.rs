@@ -305,12 +305,17 @@ enum Mode {
 }
 
 /// How a trial's run is interrupted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Crash {
     /// Not at all.
     None,
     /// `abort()` right after the k-th journal record (0-based) of the run.
     AfterRecord(usize),
+    /// `abort()` inside a step, right after the k-th backend call (0-based) returned: its
+    /// effect landed, its result is neither journaled nor acted on.
+    AfterCall(usize),
+    /// No crash; count the backend calls into this file (the `driver::op_done` points).
+    CountCalls(PathBuf),
     /// SIGKILL of the CLI after this long.
     KillCli(Duration),
     /// SIGKILL of the source server after this long (restarted once the CLI is done).
@@ -428,20 +433,37 @@ impl Trial {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Crash::AfterRecord(k) = crash {
-            let fp = if k == 0 {
+        let abort_after = |k: usize| {
+            if k == 0 {
                 "return(abort)".to_string()
             } else {
                 format!("{k}*off->return(abort)")
-            };
-            cmd.env("FAILPOINTS", format!("journal::appended={fp}"));
+            }
+        };
+        match &crash {
+            Crash::AfterRecord(k) => {
+                cmd.env(
+                    "FAILPOINTS",
+                    format!("journal::appended={}", abort_after(*k)),
+                );
+            }
+            Crash::AfterCall(k) => {
+                cmd.env("FAILPOINTS", format!("driver::op_done={}", abort_after(*k)));
+            }
+            Crash::CountCalls(path) => {
+                cmd.env(
+                    "FAILPOINTS",
+                    format!("driver::op_done=return(count:{})", path.display()),
+                );
+            }
+            _ => {}
         }
         let mut child = cmd.spawn().unwrap();
         let started = Instant::now();
-        let (kill_at, whom) = match crash {
-            Crash::KillCli(d) => (Some(d), "cli"),
-            Crash::KillSource(d) => (Some(d), "source"),
-            Crash::KillTarget(d) => (Some(d), "target"),
+        let (kill_at, whom) = match &crash {
+            Crash::KillCli(d) => (Some(*d), "cli"),
+            Crash::KillSource(d) => (Some(*d), "source"),
+            Crash::KillTarget(d) => (Some(*d), "target"),
             _ => (None, ""),
         };
         let mut killed_server = None;
@@ -622,8 +644,8 @@ fn trial(mode: Mode, crash: Crash) -> Result<(), String> {
     if mode == Mode::Disaster {
         t.a.kill(); // the source is down: the reason for a disaster recovery
     }
-    let ended = t.run(mode, crash);
-    if matches!(crash, Crash::AfterRecord(_)) && ended != Ended::Killed {
+    let ended = t.run(mode, crash.clone());
+    if matches!(crash, Crash::AfterRecord(_) | Crash::AfterCall(_)) && ended != Ended::Killed {
         return Err(format!(
             "the crash point was not reached (is the `failpoints` feature on?): {}",
             t.log.join("\n  ")
@@ -644,9 +666,9 @@ fn trial(mode: Mode, crash: Crash) -> Result<(), String> {
     r.map_err(|e| format!("{e}\n  runs:\n  {}", t.log.join("\n  ")))
 }
 
-/// How many journal records an uninterrupted run of `mode` writes (the crash points), and
-/// how long it took (the range of the timed kills).
-fn records_of(mode: Mode) -> (usize, Duration) {
+/// How many journal records and backend calls an uninterrupted run of `mode` makes (the
+/// crash points), and how long it took (the range of the timed kills).
+fn records_of(mode: Mode) -> (usize, usize, Duration) {
     let mut t = Trial::new();
     if mode == Mode::Restore {
         let e = t.run(
@@ -659,16 +681,20 @@ fn records_of(mode: Mode) -> (usize, Duration) {
         t.a.kill();
     }
     let before = t.records().len();
+    let counted = t.work.dir.path().join("calls");
     let started = Instant::now();
-    let e = t.run(mode, Crash::None);
+    let e = t.run(mode, Crash::CountCalls(counted.clone()));
     let took = started.elapsed();
+    let calls = std::fs::read_to_string(&counted)
+        .map(|c| c.lines().count())
+        .unwrap_or(0);
     assert_eq!(
         e,
         Ended::Exit(0),
         "{mode:?} without a crash: {}",
         t.log.join("\n")
     );
-    (t.records().len() - before, took)
+    (t.records().len() - before, calls, took)
 }
 
 struct PlannedProbe {
@@ -769,16 +795,29 @@ fn campaign() -> ExitCode {
         ("disaster", Mode::Disaster),
         ("restore", Mode::Restore),
     ] {
-        let (n, d) = records_of(mode);
+        let (n, calls, d) = records_of(mode);
         took.push(d);
         if !want(part) {
             continue;
         }
-        println!("{part}: {n} journal records, a crash after each ({d:.0?} uncrashed)");
+        println!(
+            "{part}: {n} journal records and {calls} backend calls, a crash after each ({d:.0?} uncrashed)"
+        );
+        assert!(
+            calls > 0,
+            "no backend call was counted: is the `failpoints` feature on?"
+        );
         for k in 0..n {
             record(
                 format!("{part} crash after record {k}"),
                 trial(mode, Crash::AfterRecord(k)),
+                part,
+            );
+        }
+        for k in 0..calls {
+            record(
+                format!("{part} crash inside a step, after call {k}"),
+                trial(mode, Crash::AfterCall(k)),
                 part,
             );
         }

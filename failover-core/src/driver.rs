@@ -457,7 +457,13 @@ impl Driver {
                                 )
                                 .await
                                 {
-                                    Ok(r) => r,
+                                    Ok(r) => {
+                                        // A crash point inside the step: the call's effect
+                                        // landed, its result is not yet journaled or acted on.
+                                        #[cfg(feature = "failpoints")]
+                                        crate::journal::failpoints::op_done();
+                                        r
+                                    }
                                     Err(_) => Err(BackendError::new(
                                         ErrorKind::Timeout,
                                         op.operation(),

@@ -367,6 +367,9 @@ impl Journal for FileJournal {
 /// - `journal::appended`: right after a record is durable. `return(abort)` aborts the
 ///   process there (a SIGKILL-like stop: no unwinding, no destructors), e.g.
 ///   `FAILPOINTS='journal::appended=3*off->return(abort)'` dies after the 4th record.
+/// - `driver::op_done`: inside a step, right after one backend call returned (its effect
+///   landed, its result not yet journaled or acted on). `return(abort)` aborts there;
+///   `return(count:PATH)` appends one line to PATH per call (to count the crash points).
 /// - `journal::torn_append`: `return(N)` writes only the first N bytes of the record and
 ///   fails the append (an interrupted write); `return(abort:N)` writes N bytes and aborts.
 #[cfg(feature = "failpoints")]
@@ -386,6 +389,26 @@ pub mod failpoints {
         fail::fail_point!("journal::appended", |arg: Option<String>| {
             if arg.as_deref() == Some("abort") {
                 std::process::abort();
+            }
+        });
+    }
+
+    pub(crate) fn op_done() {
+        setup();
+        fail::fail_point!("driver::op_done", |arg: Option<String>| {
+            let arg = arg.unwrap_or_default();
+            if arg == "abort" {
+                std::process::abort();
+            }
+            if let Some(path) = arg.strip_prefix("count:") {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = f.write_all(b"1\n");
+                }
             }
         });
     }
