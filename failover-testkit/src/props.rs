@@ -580,7 +580,7 @@ pub(crate) async fn restore_until_converged(
         }
         let before = estate.history().len();
         let kind = if dr { Kind::Disaster } else { Kind::Restore };
-        let mut req = request(kind, topo, &format!("settle-{attempt}"), t);
+        let mut req = request(kind, topo, &format!("settle-{clock}-{attempt}"), t);
         // The operator's clock moves on (a minute per attempt) when one was given.
         if clock > 0 {
             req.settings.epoch_clock = clock + 60 * (attempt + 1);

@@ -88,8 +88,10 @@ pub(super) fn on_confirmed(
     results: Results,
     now: Duration,
 ) -> State {
+    // Landed only if the record read back is exactly this run's (a run id alone could be
+    // reused by a caller; the epoch and the store make it this commit).
     let read_back = match results.into_iter().next() {
-        Some(Ok(OpResult::Location(Some(r)))) if r.run_id == ctx.req.run_id => {
+        Some(Ok(OpResult::Location(Some(r)))) if r == new_record(ctx, &run) => {
             return committed(ctx, run, now);
         }
         Some(Err(e)) => Some(e),
@@ -249,6 +251,32 @@ pub(super) mod tests {
             ),
             "{o}"
         );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ConfirmingRecord, S::UndoingPromotion])
+        );
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    /// A record read back with this run's id but another epoch or store is not this commit
+    /// (a caller may reuse run ids): the promotion is undone, not committed.
+    #[test]
+    fn a_read_back_with_our_run_id_but_another_record_is_not_our_commit() {
+        let mut w = World::planned();
+        w.fail(S::RecordingLocation, |_| true, 9);
+        let req = planned();
+        let run_id = req.run_id.clone();
+        w.answer(
+            S::ConfirmingRecord,
+            move |_| {
+                let mut r = record(7, &topology().active);
+                r.run_id = run_id.clone();
+                Some(Ok(crate::op::OpResult::Location(Some(r))))
+            },
+            1,
+        );
+        let (o, h) = w.run(req);
+        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
         assert!(
             h.windows(2)
                 .any(|p| p == [S::ConfirmingRecord, S::UndoingPromotion])
