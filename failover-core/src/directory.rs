@@ -159,6 +159,22 @@ impl DirectoryError {
     }
 }
 
+impl From<DirectoryError> for crate::error::BackendError {
+    /// The machine sees directory failures as call failures of the same kind; a conflict's
+    /// value found is in the message (the machine re-reads it anyway).
+    fn from(e: DirectoryError) -> Self {
+        let operation = match e.operation {
+            DirectoryOperation::Read => crate::error::Operation::ReadDirectory,
+            DirectoryOperation::CompareAndSwap => crate::error::Operation::SwapDirectory,
+        };
+        let message = match &e.found {
+            Some(f) => format!("{} (found {f})", e.message),
+            None => e.message.clone(),
+        };
+        crate::error::BackendError::new(e.kind, operation, &e.dc, message)
+    }
+}
+
 /// What the failover that swaps the value knows about the commit and a directory may keep
 /// beside the value: the fencing epoch and the run id of the location record it writes.
 ///

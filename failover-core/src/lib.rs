@@ -47,7 +47,8 @@ pub mod sql_record;
 pub use directory::{
     CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName, SwapStamp,
 };
-pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
+pub use driver::{CancelHandle, DirectoryReport, Driver, Observer, RunEvent, RunReport};
+pub use machine::{DcValue, DirectoryInfo};
 pub use journal::{FileJournal, Journal, MemoryJournal};
 pub use sql_record::SqlRecordDirectory;
 

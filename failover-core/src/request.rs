@@ -125,6 +125,14 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// The `sp_getapplock` resource name.
     pub lock_resource: String,
+    /// How long to wait, after the commit, for every domain controller to return the new
+    /// directory value (a DC that has not by then is reported, not a failure).
+    #[serde(with = "duration_ms", default = "default_directory_timeout")]
+    pub directory_timeout: Duration,
+}
+
+fn default_directory_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 impl Default for Settings {
@@ -141,6 +149,7 @@ impl Default for Settings {
             max_retries: 3,
             retry_backoff: Duration::from_millis(250),
             lock_resource: "cms-failover".to_string(),
+            directory_timeout: default_directory_timeout(),
         }
     }
 }

@@ -115,10 +115,10 @@ pub(super) fn on_confirmed(
                     .map(|d| d.name.clone())
                     .collect();
                 if !ro.is_empty() {
-                    still.push((op.instance().clone(), ro));
+                    still.push((op.instance().cloned().expect("a SQL call"), ro));
                 }
             }
-            _ => still.push((op.instance().clone(), ctx.dbs().to_vec())),
+            _ => still.push((op.instance().cloned().expect("a SQL call"), ctx.dbs().to_vec())),
         }
     }
     if !still.is_empty() {
