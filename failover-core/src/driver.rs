@@ -2,9 +2,9 @@
 //! errors, concurrent batches, the journal, progress events and cancellation.
 
 use crate::backend::{Backend, InstanceProbe};
+use crate::directory::Directory;
 use crate::error::{BackendError, ErrorKind};
 use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
-use crate::directory::Directory;
 use crate::machine::{Action, DcValue, DirectoryInfo, Machine, Progress, StateName};
 use crate::model::{InstanceAddr, Topology};
 use crate::op::{Op, OpResult};
@@ -362,8 +362,14 @@ impl Driver {
         let outcome = if let Some(refusal) = pre_refusal {
             Outcome::Refused { refusal }
         } else {
-            self.drive(&mut machine, directory.as_ref(), started, &mut steps, &mut seq)
-                .await
+            self.drive(
+                &mut machine,
+                directory.as_ref(),
+                started,
+                &mut steps,
+                &mut seq,
+            )
+            .await
         };
         if !req.what_if {
             if !matches!(req.mode, Mode::Planned) && matches!(outcome, Outcome::Succeeded { .. }) {

@@ -48,8 +48,8 @@ pub use directory::{
     CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName, SwapStamp,
 };
 pub use driver::{CancelHandle, DirectoryReport, Driver, Observer, RunEvent, RunReport};
-pub use machine::{DcValue, DirectoryInfo};
 pub use journal::{FileJournal, Journal, MemoryJournal};
+pub use machine::{DcValue, DirectoryInfo};
 pub use sql_record::SqlRecordDirectory;
 
 #[cfg(test)]

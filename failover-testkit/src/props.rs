@@ -202,7 +202,7 @@ fn fault_config(sc: &Scenario, t: &Timing) -> FaultConfig {
     cfg
 }
 
-fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverRequest {
+pub(crate) fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverRequest {
     let mode = match kind {
         Kind::Planned => Mode::Planned,
         Kind::Disaster => Mode::DisasterRecovery {
@@ -225,7 +225,7 @@ fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> FailoverReques
 /// Wraps a backend: crashes (the call never returns and the run is dropped) at call `n`,
 /// after applying it when `applied`; or pauses the first call after the lock is held until
 /// `resume` is notified (for concurrency checks).
-struct Interposer {
+pub(crate) struct Interposer {
     inner: Arc<dyn Backend>,
     calls: AtomicUsize,
     crash_at: Option<(usize, bool)>,
@@ -239,6 +239,27 @@ struct Interposer {
 }
 
 impl Interposer {
+    /// A backend that crashes at call `crash_at` (after applying it when `.1`), notifying
+    /// `crashed`.
+    pub(crate) fn crashing(
+        inner: Arc<dyn Backend>,
+        crash_at: Option<(usize, bool)>,
+        crashed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            crash_at,
+            crashed,
+            crashed_flag: AtomicBool::new(false),
+            pause_after_lock: None,
+            locked: AtomicBool::new(false),
+            paused_once: AtomicBool::new(false),
+            stall: None,
+            acquiring: AtomicUsize::new(0),
+        }
+    }
+
     async fn gate(&self, mutating_apply: bool) -> Option<bool> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some((k, applied)) = self.crash_at
@@ -465,7 +486,7 @@ fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
 }
 
 /// Invariant 1 over a history slice: never two writable copies.
-fn check_single_writer(estate: &Estate, from: usize) -> Result<(), String> {
+pub(crate) fn check_single_writer(estate: &Estate, from: usize) -> Result<(), String> {
     for m in &estate.history()[from..] {
         if m.database.is_some() && m.writable_after.len() > 1 {
             return Err(format!(

@@ -212,8 +212,16 @@ pub(super) fn on_republished(
 ) -> Box<Run> {
     // What the instances hold now guards the publish after the commit.
     for (op, r) in ops.iter().zip(&results) {
-        if let (Op::WriteLocation { instance, record, .. }, Ok(_)) = (op, r) {
-            run.plan.records.insert(instance.clone(), Some(record.clone()));
+        if let (
+            Op::WriteLocation {
+                instance, record, ..
+            },
+            Ok(_),
+        ) = (op, r)
+        {
+            run.plan
+                .records
+                .insert(instance.clone(), Some(record.clone()));
         }
     }
     warn_unpublished(ctx, ops, results);
@@ -404,7 +412,9 @@ pub(super) mod tests {
     #[test]
     fn ad_conflict_rolls_back_and_reports_the_value_found() {
         let mut w = World::planned().with_ad(2);
-        w.on_nth(S::OpeningTarget, 1, |w| w.set_directory(value(&elsewhere())));
+        w.on_nth(S::OpeningTarget, 1, |w| {
+            w.set_directory(value(&elsewhere()))
+        });
         let (o, _) = w.run(planned());
         match o.failure() {
             Some(Failure::RecordFailed {

@@ -136,8 +136,7 @@ pub(super) fn on_timer(
 ) -> State {
     if ctx.cancel {
         ctx.f.warnings.push(
-            "cancelled while waiting for directory replication; the failover itself is done"
-                .into(),
+            "cancelled while waiting for directory replication; the failover itself is done".into(),
         );
         return finish(ctx, run, &watch);
     }

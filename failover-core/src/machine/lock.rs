@@ -37,7 +37,9 @@ pub(super) fn on_acquired(ctx: &mut Ctx, plan: Box<Plan>, ops: &[Op], results: R
     let mut errors = Vec::new();
     for (op, r) in ops.iter().zip(results) {
         match r {
-            Ok(OpResult::Lock(LockAttempt::Granted)) => locks.push(op.instance().cloned().expect("a SQL call")),
+            Ok(OpResult::Lock(LockAttempt::Granted)) => {
+                locks.push(op.instance().cloned().expect("a SQL call"))
+            }
             Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),
             Err(e) => {
                 // The lock may have been granted before the error: release it too.

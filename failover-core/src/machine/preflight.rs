@@ -810,7 +810,12 @@ pub(super) mod tests {
         w.set_directory(value(&topology().backup));
         let (o, h) = w.run(planned());
         match o.refusal() {
-            Some(r @ Refusal::DirectoryMismatch { directory, expected }) => {
+            Some(
+                r @ Refusal::DirectoryMismatch {
+                    directory,
+                    expected,
+                },
+            ) => {
                 assert_eq!(*directory, value(&topology().backup));
                 assert_eq!(*expected, vec![topology().active]);
                 let text = r.to_string();

@@ -1,4 +1,5 @@
-//! Restore: put the recorded CMS store back into service. Its plan (which store, what to
+//! Restore: put the store the directory points at (for the SQL record: the recorded store)
+//! back into service. Its plan (which store, what to
 //! fence) lives here; its fence, recovery and opening reuse the other phases' operations and
 //! end differently (nothing to undo: a failure needs another restore).
 

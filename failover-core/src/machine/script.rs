@@ -244,7 +244,9 @@ impl World {
     pub(crate) fn with_ad(mut self, n: usize) -> Self {
         let v = value(&topology().active);
         self.ad = Some(Ad {
-            dcs: (1..=n).map(|i| (format!("dc{i:02}.cms.test"), v.clone())).collect(),
+            dcs: (1..=n)
+                .map(|i| (format!("dc{i:02}.cms.test"), v.clone()))
+                .collect(),
             lag: BTreeMap::new(),
             down: BTreeSet::new(),
         });
@@ -620,10 +622,7 @@ impl World {
         if !i.up {
             return Err(error(ErrorKind::Unreachable, op));
         }
-        let cur = i
-            .record
-            .as_ref()
-            .map_or(unrecorded, |r| value(&r.active));
+        let cur = i.record.as_ref().map_or(unrecorded, |r| value(&r.active));
         match op {
             Op::ReadDirectory { .. } => Ok(OpResult::Directory(cur)),
             Op::SwapDirectory {

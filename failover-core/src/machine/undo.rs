@@ -118,7 +118,10 @@ pub(super) fn on_confirmed(
                     still.push((op.instance().cloned().expect("a SQL call"), ro));
                 }
             }
-            _ => still.push((op.instance().cloned().expect("a SQL call"), ctx.dbs().to_vec())),
+            _ => still.push((
+                op.instance().cloned().expect("a SQL call"),
+                ctx.dbs().to_vec(),
+            )),
         }
     }
     if !still.is_empty() {
