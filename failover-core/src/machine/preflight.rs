@@ -1,4 +1,5 @@
-//! Preflight: probe every instance and read every location record, then decide the run.
+//! Preflight: probe every instance, read every location record and where the directory says
+//! the CMS is, then decide the run.
 //!
 //! [`plan`] is a pure function from what was observed to a [`Plan`] or a typed [`Refusal`].
 //! It runs twice: before the lock (to know what to lock) and again under the lock.
