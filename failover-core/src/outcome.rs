@@ -759,7 +759,7 @@ impl fmt::Display for Failure {
                 ..
             } => write!(
                 f,
-                "recording the new location failed: {error}; reading it back failed: {e}"
+                "recording the new location failed: {error}; reading it back failed: {e}; the directory may hold the new value: run `cms-failover restore`, which follows the directory"
             ),
             Failure::OthersNotFenced { errors } => write!(
                 f,

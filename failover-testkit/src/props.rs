@@ -469,7 +469,8 @@ async fn run_one(
     result
 }
 
-fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
+/// The changes to databases and location records between two points of the history.
+pub fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
     estate.history()[from..to]
         .iter()
         .filter(|m| {

@@ -3,7 +3,7 @@
 //! nothing; a lagging DC is reported with its value.
 
 use backend_fake::fixtures::{self, Options};
-use backend_fake::{Change, FakeBackend, FakeDirectory};
+use backend_fake::{FakeBackend, FakeDirectory};
 use failover_core::{
     CmsLocation, Directory, Driver, FailoverRequest, Mode, Outcome, Refusal, StateName,
 };
@@ -115,19 +115,8 @@ async fn what_if_shows_the_swap_and_changes_nothing() {
         dir.value_on("dc01.cms.test"),
         Some(CmsLocation::of_store(&fx.topology.active))
     );
-    let changes: Vec<_> = fx.estate.history()[before..]
-        .iter()
-        .filter(|m| {
-            matches!(
-                m.change,
-                Change::ReadOnly { .. }
-                    | Change::State { .. }
-                    | Change::Role { .. }
-                    | Change::LocationWritten(_)
-            )
-        })
-        .map(|m| format!("{:?}", m.change))
-        .collect();
+    let changes =
+        failover_testkit::props::db_changes_between(&fx.estate, before, fx.estate.history().len());
     assert!(changes.is_empty(), "{changes:?}");
 }
 

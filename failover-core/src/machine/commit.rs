@@ -440,6 +440,36 @@ pub(super) mod tests {
         assert_eq!(w.directory_on(0), value(&topology().backup));
     }
 
+    /// The swap's answer was lost and the read-back failed too: the swap may have landed,
+    /// so after the undo the run needs a restore, which follows the directory.
+    #[test]
+    fn ad_unknown_swap_needs_restore_which_follows_the_directory() {
+        let mut w = World::planned().with_ad(1);
+        w.fail_after_effect(S::RecordingLocation, ErrorKind::Timeout);
+        w.fail_kind(S::ConfirmingRecord, |_| true, ErrorKind::Unreachable, 9);
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::NeedsRestore { .. },
+                    Some(Failure::RecordFailed {
+                        read_back: Some(_),
+                        ..
+                    })
+                )
+            ),
+            "{o}"
+        );
+        assert!(o.to_string().contains("restore"), "{o}");
+        let (o, _) = w.run(restore());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        assert!(w.writable(&b()) && !w.any_writable(&a()));
+    }
+
     /// A DC unreachable after the commit is reported, not a failure.
     #[test]
     fn ad_dc_unreachable_after_the_commit_is_a_warning() {
@@ -501,6 +531,7 @@ pub(super) mod tests {
         ad_swap_is_the_commit_and_the_record_follows_everywhere,
         ad_conflict_rolls_back_and_reports_the_value_found,
         ad_lost_answer_is_read_back_and_committed,
+        ad_unknown_swap_needs_restore_which_follows_the_directory,
         ad_dc_unreachable_after_the_commit_is_a_warning,
         ad_restore_follows_the_directory_and_records_it,
         ad_dr_rerun_after_the_swap_completes,
