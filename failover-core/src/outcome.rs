@@ -662,7 +662,7 @@ pub enum Failure {
         read_back: Option<BackendError>,
         /// The value read back, when it could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        found: Option<CmsLocation>,
+        found: Option<Box<CmsLocation>>,
     },
     /// Restore: the copies outside the recorded store could not be fenced.
     OthersNotFenced {

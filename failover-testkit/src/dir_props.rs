@@ -365,8 +365,11 @@ pub async fn check_directory(sc: &DirScenario) -> Result<(), String> {
             let named =
                 directory_names_the_writer(&fake, &estate.snapshot(), &topo, sc.source_down);
             // Someone else's value may only stand if it came after our swap landed.
-            if named.is_err() && !(behind && !fake.swaps().is_empty()) {
-                return Err(format!("after {o}: {}", named.unwrap_err()));
+            let theirs_after_ours = behind && !fake.swaps().is_empty();
+            if let Err(e) = named
+                && !theirs_after_ours
+            {
+                return Err(format!("after {o}: {e}"));
             }
             false
         }

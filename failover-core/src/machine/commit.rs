@@ -129,7 +129,7 @@ pub(super) fn on_confirmed(
         Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {
             return committed(ctx, run, now);
         }
-        Some(Ok(OpResult::Directory(v))) => (None, Some(v)),
+        Some(Ok(OpResult::Directory(v))) => (None, Some(Box::new(v))),
         Some(Err(e)) => (Some(e), None),
         _ => (None, None),
     };
@@ -421,7 +421,7 @@ pub(super) mod tests {
                 found: Some(f),
                 read_back: None,
                 ..
-            }) => assert_eq!(*f, value(&elsewhere())),
+            }) => assert_eq!(**f, value(&elsewhere())),
             _ => panic!("{o}"),
         }
         assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");

@@ -193,12 +193,15 @@ impl Observations {
 
     /// Where the directory says the CMS is: the value read from the directory, or (the SQL
     /// record) the winning record's store, the topology's active store when there is none.
-    pub(super) fn directory_value(&self, req: &FailoverRequest) -> Result<CmsLocation, Refusal> {
+    pub(super) fn directory_value(
+        &self,
+        req: &FailoverRequest,
+    ) -> Result<CmsLocation, Box<Refusal>> {
         match &self.directory {
             Some(Ok(v)) => Ok(v.clone()),
-            Some(Err(error)) => Err(Refusal::DirectoryUnreadable {
+            Some(Err(error)) => Err(Box::new(Refusal::DirectoryUnreadable {
                 error: error.clone(),
-            }),
+            })),
             None => Ok(CmsLocation::of_store(
                 self.recorded_active()
                     .map_or(&req.topology.active, |r| &r.active),
