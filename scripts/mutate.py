@@ -34,7 +34,8 @@ elif m == 5:  # inv 5: restore follows the recorded location
     sub('restore.rs', 'let (recorded, other) = match obs.recorded_active() {',
         'let (recorded, other) = match None::<&crate::server::LocationRecord> {')
 elif m == 6:  # inv 6: a lock held elsewhere refuses the run
-    sub('lock.rs', 'Ok(_) => holders.push(op.instance().clone()),', 'Ok(_) => locks.push(op.instance().clone()),')
+    sub('lock.rs', 'Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),',
+        'Ok(_) => locks.push(op.instance().cloned().expect("a SQL call")),')
     sub('lock.rs', 'let mut holders = Vec::new();', 'let holders: Vec<InstanceAddr> = Vec::new();')
     # ...and the re-check before the fence, which also guards it
     sub('lock.rs', '.filter(|(_, r)| !matches!(r, Ok(OpResult::LockHeld(true))))', '.filter(|(_, _r)| false)')
@@ -46,6 +47,9 @@ elif m == 7:  # inv 7: the data-loss estimate
 elif m == 8:  # inv 8: the outcome says what happened
     sub('undo.rs', 'Cause::Failed(failure) => Outcome::rolled_back(failure),',
         'Cause::Failed(_) => Outcome::Succeeded { active: run.plan.target.clone(), epoch: None },')
+elif m == 9:  # the directory: a swap read back without the new value is not a commit
+    sub('commit.rs', 'Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {',
+        'Some(Ok(OpResult::Directory(_))) => {')
 # let the invariants, not the table, catch it
 sub('mod.rs', 'is_legal(from, to),', 'true || is_legal(from, to),')
 for f, s in files.items():

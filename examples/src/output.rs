@@ -385,6 +385,7 @@ mod tests {
             data_loss: None,
             window: None,
             final_state: Vec::new(),
+            directory: None,
         }
     }
 

@@ -244,9 +244,40 @@ pub async fn locate_principal(
 }
 
 impl Op {
-    /// Runs the call on `backend`.
+    /// Runs the call on `backend`, or on `directory` for a directory call.
+    pub async fn run_on(
+        &self,
+        backend: &dyn Backend,
+        directory: &dyn crate::Directory,
+    ) -> Result<OpResult, BackendError> {
+        match self {
+            Op::ReadDirectory { dc } => Ok(OpResult::Directory(directory.read(dc).await?)),
+            Op::SwapDirectory {
+                dc,
+                expected,
+                new,
+                stamp,
+            } => {
+                directory
+                    .compare_and_swap_stamped(dc, expected, new, stamp)
+                    .await?;
+                Ok(OpResult::Done)
+            }
+            _ => self.run(backend).await,
+        }
+    }
+
+    /// Runs the call on `backend` (a directory call fails: use [`Op::run_on`]).
     pub async fn run(&self, backend: &dyn Backend) -> Result<OpResult, BackendError> {
         Ok(match self {
+            Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => {
+                return Err(BackendError::new(
+                    crate::ErrorKind::Fatal,
+                    self.operation(),
+                    self.target(),
+                    "a directory call needs a directory (Op::run_on)",
+                ));
+            }
             Op::Probe {
                 instance,
                 databases,

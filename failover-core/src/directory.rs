@@ -56,6 +56,11 @@ impl SqlServerName {
     pub fn instance(&self) -> Option<&InstanceName> {
         self.0.instance()
     }
+
+    /// The instance address this name denotes (no port).
+    pub fn to_addr(&self) -> InstanceAddr {
+        self.0.clone()
+    }
 }
 
 impl fmt::Display for SqlServerName {
@@ -154,6 +159,36 @@ impl DirectoryError {
     }
 }
 
+impl From<DirectoryError> for crate::error::BackendError {
+    /// The machine sees directory failures as call failures of the same kind; a conflict's
+    /// value found is in the message (the machine re-reads it anyway).
+    fn from(e: DirectoryError) -> Self {
+        let operation = match e.operation {
+            DirectoryOperation::Read => crate::error::Operation::ReadDirectory,
+            DirectoryOperation::CompareAndSwap => crate::error::Operation::SwapDirectory,
+        };
+        let message = match &e.found {
+            Some(f) => format!("{} (found {f})", e.message),
+            None => e.message.clone(),
+        };
+        crate::error::BackendError::new(e.kind, operation, &e.dc, message)
+    }
+}
+
+/// What the failover that swaps the value knows about the commit and a directory may keep
+/// beside the value: the fencing epoch and the run id of the location record it writes.
+///
+/// Active Directory has nowhere to keep them (the service control point holds the value
+/// only) and ignores the stamp; the SQL location record
+/// ([`crate::sql_record::SqlRecordDirectory`]) stores them in the record it writes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwapStamp {
+    /// The epoch of the commit (above every epoch seen on any instance and in the journal).
+    pub epoch: u64,
+    /// The run that commits.
+    pub run_id: String,
+}
+
 /// The directory operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,6 +226,13 @@ pub trait Directory: Send + Sync {
     /// reports (never a secret).
     fn describe_swap(&self, expected: &CmsLocation, new: &CmsLocation) -> Vec<String>;
 
+    /// Whether the value lives on the SQL instances themselves (the SQL location record): a
+    /// failover then swaps it on its target instance (named by its address, as in
+    /// [`Directory::domain_controllers`]) instead of on the first DC. `false` by default.
+    fn commit_on_target(&self) -> bool {
+        false
+    }
+
     /// Reads the value on `dc`. Read-only.
     /// Errors: `Unreachable`/`Timeout`; `Permission` (bind refused, no read access);
     /// `InvalidState` when the directory holds no usable value (no service control point,
@@ -209,6 +251,20 @@ pub trait Directory: Send + Sync {
         expected: &CmsLocation,
         new: &CmsLocation,
     ) -> Result<(), DirectoryError>;
+
+    /// [`Directory::compare_and_swap`] by a failover that carries `stamp`; a directory that
+    /// can keep the stamp beside the value stores it (and, when the value already is `new`
+    /// under an older stamp, refreshes the stamp). The default ignores it.
+    async fn compare_and_swap_stamped(
+        &self,
+        dc: &str,
+        expected: &CmsLocation,
+        new: &CmsLocation,
+        stamp: &SwapStamp,
+    ) -> Result<(), DirectoryError> {
+        let _ = stamp;
+        self.compare_and_swap(dc, expected, new).await
+    }
 }
 
 #[async_trait]
@@ -222,6 +278,9 @@ impl<D: Directory + ?Sized> Directory for std::sync::Arc<D> {
     fn describe_swap(&self, e: &CmsLocation, n: &CmsLocation) -> Vec<String> {
         (**self).describe_swap(e, n)
     }
+    fn commit_on_target(&self) -> bool {
+        (**self).commit_on_target()
+    }
     async fn read(&self, dc: &str) -> Result<CmsLocation, DirectoryError> {
         (**self).read(dc).await
     }
@@ -232,6 +291,15 @@ impl<D: Directory + ?Sized> Directory for std::sync::Arc<D> {
         n: &CmsLocation,
     ) -> Result<(), DirectoryError> {
         (**self).compare_and_swap(dc, e, n).await
+    }
+    async fn compare_and_swap_stamped(
+        &self,
+        dc: &str,
+        e: &CmsLocation,
+        n: &CmsLocation,
+        s: &SwapStamp,
+    ) -> Result<(), DirectoryError> {
+        (**self).compare_and_swap_stamped(dc, e, n, s).await
     }
 }
 

@@ -2,9 +2,10 @@
 //! errors, concurrent batches, the journal, progress events and cancellation.
 
 use crate::backend::{Backend, InstanceProbe};
+use crate::directory::Directory;
 use crate::error::{BackendError, ErrorKind};
 use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
-use crate::machine::{Action, Machine, Progress, StateName};
+use crate::machine::{Action, DcValue, DirectoryInfo, Machine, Progress, StateName};
 use crate::model::{InstanceAddr, Topology};
 use crate::op::{Op, OpResult};
 use crate::outcome::{DataLossEstimate, Outcome, Refusal};
@@ -178,6 +179,21 @@ pub struct RunReport {
     pub window: Option<Window>,
     /// The last probe of each instance (the final state where the run verified it).
     pub final_state: Vec<(InstanceAddr, Result<InstanceProbe, BackendError>)>,
+    /// The directory the run committed to: its DC and each DC's value after the commit.
+    #[serde(default)]
+    pub directory: Option<DirectoryReport>,
+}
+
+/// The directory step of a run, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryReport {
+    /// The directory's name (`ldap`, `sql-record`, `fake`).
+    pub name: String,
+    /// The DC the compare-and-swap went to (what-if: would go to); `None` when the run did
+    /// not get that far (or, restore, does not swap).
+    pub dc: Option<String>,
+    /// What each DC returned after the commit (empty when the run did not commit).
+    pub after: Vec<DcValue>,
 }
 
 impl RunReport {
@@ -193,6 +209,7 @@ impl RunReport {
 /// Runs failovers over a backend.
 pub struct Driver {
     backend: Arc<dyn Backend>,
+    directory: Option<Arc<dyn Directory>>,
     journal: Option<Arc<dyn Journal>>,
     observer: Option<Arc<dyn Observer>>,
     cancel: CancelHandle,
@@ -210,10 +227,29 @@ impl Driver {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Self {
             backend,
+            directory: None,
             journal: None,
             observer: None,
             cancel: CancelHandle::new(),
         }
+    }
+
+    /// Commits to `directory` (Active Directory's service control point, or a fake). Without
+    /// it, the directory is the SQL location record
+    /// ([`crate::SqlRecordDirectory`] over this driver's backend).
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The directory a run of `req` commits to.
+    fn directory_for(&self, req: &FailoverRequest) -> Arc<dyn Directory> {
+        self.directory.clone().unwrap_or_else(|| {
+            Arc::new(crate::SqlRecordDirectory::new(
+                self.backend.clone(),
+                req.topology.clone(),
+            ))
+        })
     }
 
     /// Journals every step to `journal`.
@@ -277,7 +313,13 @@ impl Driver {
         let started_unix_ms = unix_ms();
         let mut steps: Vec<StepRecord> = Vec::new();
         let mut seq = 0u64;
-        let mut machine = Machine::new(req.clone()).with_epoch_floor(req.settings.epoch_clock);
+        let directory = self.directory_for(&req);
+        let mut machine = Machine::new(req.clone())
+            .with_epoch_floor(req.settings.epoch_clock)
+            .with_directory(DirectoryInfo {
+                controllers: directory.domain_controllers(),
+                commit_on_target: directory.commit_on_target(),
+            });
 
         let mut pre_refusal: Option<Box<Refusal>> = None;
         let mut interrupted: Vec<String> = Vec::new();
@@ -324,8 +366,14 @@ impl Driver {
         let outcome = if let Some(refusal) = pre_refusal {
             Outcome::Refused { refusal }
         } else {
-            self.drive(&mut machine, started, &mut steps, &mut seq)
-                .await
+            self.drive(
+                &mut machine,
+                directory.as_ref(),
+                started,
+                &mut steps,
+                &mut seq,
+            )
+            .await
         };
         if !req.what_if {
             if !matches!(req.mode, Mode::Planned) && matches!(outcome, Outcome::Succeeded { .. }) {
@@ -378,12 +426,18 @@ impl Driver {
                 .iter()
                 .map(|(i, p)| (i.clone(), p.clone()))
                 .collect(),
+            directory: Some(DirectoryReport {
+                name: directory.name().to_string(),
+                dc: f.directory_dc.clone(),
+                after: f.directory_after.clone(),
+            }),
         }
     }
 
     async fn drive(
         &self,
         machine: &mut Machine,
+        directory: &dyn Directory,
         started: Instant,
         steps: &mut Vec<StepRecord>,
         seq: &mut u64,
@@ -453,7 +507,7 @@ impl Driver {
                                 attempt += 1;
                                 let r = match tokio::time::timeout(
                                     timeout,
-                                    op.run(self.backend.as_ref()),
+                                    op.run_on(self.backend.as_ref(), directory),
                                 )
                                 .await
                                 {
@@ -467,7 +521,7 @@ impl Driver {
                                     Err(_) => Err(BackendError::new(
                                         ErrorKind::Timeout,
                                         op.operation(),
-                                        op.instance(),
+                                        op.target(),
                                         format!("no answer within {timeout:?}"),
                                     )),
                                 };
@@ -506,7 +560,7 @@ impl Driver {
                         records.push(OpRecord {
                             op: op.clone(),
                             summary: op.to_string(),
-                            sql: self.backend.statements(op),
+                            sql: statements(self.backend.as_ref(), directory, op),
                             attempts,
                             duration_ms: took.as_millis() as u64,
                             error: r.as_ref().err().cloned(),
@@ -536,6 +590,16 @@ impl Driver {
     }
 }
 
+/// What a call sends, for what-if plans and reports: the backend's SQL, or the directory's
+/// request for its compare-and-swap (for LDAP, the modify as LDIF).
+fn statements(backend: &dyn Backend, directory: &dyn Directory, op: &Op) -> Vec<String> {
+    match op {
+        Op::SwapDirectory { expected, new, .. } => directory.describe_swap(expected, new),
+        Op::ReadDirectory { .. } => Vec::new(),
+        _ => backend.statements(op),
+    }
+}
+
 /// The highest epoch any journaled run wrote (or set out to write): a new epoch must exceed
 /// it even when the instance that holds it is down.
 pub fn journal_max_epoch(records: &[JournalRecord]) -> u64 {
@@ -548,6 +612,7 @@ pub fn journal_max_epoch(records: &[JournalRecord]) -> u64 {
         .flatten()
         .filter_map(|op| match op {
             Op::WriteLocation { record, .. } => Some(record.epoch),
+            Op::SwapDirectory { stamp, .. } => Some(stamp.epoch),
             _ => None,
         })
         .max()
@@ -573,11 +638,11 @@ pub async fn probe_all(
                 Err(_) => Err(BackendError::new(
                     ErrorKind::Timeout,
                     op.operation(),
-                    op.instance(),
+                    op.target(),
                     format!("no answer within {timeout:?}"),
                 )),
             };
-            (op.instance().clone(), r)
+            (op.instance().cloned().expect("a SQL call"), r)
         }
     });
     futures::future::join_all(futs).await

@@ -92,9 +92,15 @@ async fn what_if_never_calls_a_mutating_operation() {
     );
     let plan = report.plan();
     assert!(plan.iter().any(|s| s.description.contains("fence")));
+    let swap = plan
+        .iter()
+        .find(|s| s.description.contains("point the directory at the target"))
+        .expect("the directory step is in the plan");
+    // What-if shows the request the swap would send (here the SQL record's).
     assert!(
-        plan.iter()
-            .any(|s| s.description.contains("record the new active location"))
+        swap.ops[0].sql[0].contains("cms_failover_location"),
+        "{:?}",
+        swap.ops[0].sql
     );
     assert!(plan.iter().all(|s| !s.executed));
 }

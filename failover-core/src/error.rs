@@ -72,6 +72,10 @@ pub enum Operation {
     WriteLocation,
     /// Establishing a connection.
     Connect,
+    /// [`crate::Directory::read`].
+    ReadDirectory,
+    /// [`crate::Directory::compare_and_swap`].
+    SwapDirectory,
 }
 
 impl fmt::Display for Operation {

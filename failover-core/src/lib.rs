@@ -42,10 +42,15 @@ pub mod directory;
 pub mod driver;
 pub mod journal;
 pub mod location;
+pub mod sql_record;
 
-pub use directory::{CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName};
-pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
+pub use directory::{
+    CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName, SwapStamp,
+};
+pub use driver::{CancelHandle, DirectoryReport, Driver, Observer, RunEvent, RunReport};
 pub use journal::{FileJournal, Journal, MemoryJournal};
+pub use machine::{DcValue, DirectoryInfo};
+pub use sql_record::SqlRecordDirectory;
 
 #[cfg(test)]
 mod driver_tests;

@@ -1,5 +1,6 @@
 //! Commands the state machine asks the driver to run, and their results.
 
+use crate::directory::{CmsLocation, SwapStamp};
 use crate::error::Operation;
 use crate::model::{DatabaseName, InstanceAddr};
 use crate::server::{
@@ -88,12 +89,28 @@ pub enum Op {
         /// Compare-and-swap expectation.
         expected_epoch: Option<u64>,
     },
+    /// [`crate::Directory::read`]: where the directory says the CMS is, on one DC.
+    ReadDirectory {
+        /// The domain controller (for the SQL record: the instance's address).
+        dc: String,
+    },
+    /// [`crate::Directory::compare_and_swap_stamped`]: the commit point.
+    SwapDirectory {
+        /// The domain controller the change is sent to.
+        dc: String,
+        /// The value it must hold.
+        expected: CmsLocation,
+        /// The value it gets.
+        new: CmsLocation,
+        /// The commit's epoch and run id (kept beside the value where the directory can).
+        stamp: SwapStamp,
+    },
 }
 
 impl Op {
-    /// The instance the call goes to.
-    pub fn instance(&self) -> &InstanceAddr {
-        match self {
+    /// The SQL Server instance the call goes to (`None` for a directory call).
+    pub fn instance(&self) -> Option<&InstanceAddr> {
+        Some(match self {
             Op::Probe { instance, .. }
             | Op::Positions { instance, .. }
             | Op::SetReadOnly { instance, .. }
@@ -104,6 +121,15 @@ impl Op {
             | Op::CheckLock { instance, .. }
             | Op::ReadLocation { instance }
             | Op::WriteLocation { instance, .. } => instance,
+            Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => return None,
+        })
+    }
+
+    /// Where the call goes: the instance, or the domain controller.
+    pub fn target(&self) -> String {
+        match self {
+            Op::ReadDirectory { dc } | Op::SwapDirectory { dc, .. } => dc.clone(),
+            _ => self.instance().map(|i| i.to_string()).unwrap_or_default(),
         }
     }
 
@@ -120,6 +146,8 @@ impl Op {
             Op::CheckLock { .. } => Operation::CheckLock,
             Op::ReadLocation { .. } => Operation::ReadLocation,
             Op::WriteLocation { .. } => Operation::WriteLocation,
+            Op::ReadDirectory { .. } => Operation::ReadDirectory,
+            Op::SwapDirectory { .. } => Operation::SwapDirectory,
         }
     }
 
@@ -127,7 +155,10 @@ impl Op {
     pub fn is_dry_run_safe(&self) -> bool {
         matches!(
             self,
-            Op::Probe { .. } | Op::Positions { .. } | Op::ReadLocation { .. }
+            Op::Probe { .. }
+                | Op::Positions { .. }
+                | Op::ReadLocation { .. }
+                | Op::ReadDirectory { .. }
         )
     }
 
@@ -140,6 +171,7 @@ impl Op {
                 | Op::Positions { .. }
                 | Op::ReadLocation { .. }
                 | Op::CheckLock { .. }
+                | Op::ReadDirectory { .. }
         )
     }
 
@@ -222,6 +254,19 @@ impl fmt::Display for Op {
                 "record CMS active on {} (epoch {}) on {instance}",
                 record.active.principal, record.epoch
             ),
+            Op::ReadDirectory { dc } => {
+                write!(f, "read where the directory says the CMS is on {dc}")
+            }
+            Op::SwapDirectory {
+                dc,
+                expected,
+                new,
+                stamp,
+            } => write!(
+                f,
+                "point the directory at {new} instead of {expected} (epoch {}) on {dc}",
+                stamp.epoch
+            ),
         }
     }
 }
@@ -242,6 +287,8 @@ pub enum OpResult {
     LockHeld(bool),
     /// A location record.
     Location(Option<LocationRecord>),
+    /// Where the directory says the CMS is.
+    Directory(CmsLocation),
     /// A change that returns nothing.
     Done,
 }

@@ -6,6 +6,7 @@
 //! [`Failure::code`] (`snake_case`, also the `code` field of their JSON form), so programs
 //! and tests match variants, never wording.
 
+use crate::directory::CmsLocation;
 use crate::error::BackendError;
 use crate::model::{DatabaseName, InstanceAddr, Store};
 use crate::server::{DbState, Position};
@@ -408,6 +409,20 @@ pub enum Refusal {
         /// The step.
         state: StateName,
     },
+    /// Where the directory says the CMS is could not be read on the DC changes go to.
+    DirectoryUnreadable {
+        /// The read's error.
+        error: BackendError,
+    },
+    /// The directory does not point at the store this run expects (as the cmdlet's "The
+    /// Central Management Store database in Active Directory doesn't match the one in the
+    /// topology").
+    DirectoryMismatch {
+        /// What the directory holds.
+        directory: CmsLocation,
+        /// The stores it may point at for this run (planned: the topology's active store).
+        expected: Vec<Store>,
+    },
     /// What-if: the run would be blocked.
     WouldBeBlocked {
         /// What would block it.
@@ -441,6 +456,8 @@ impl Refusal {
             Refusal::ReplicationTimeout { .. } => "replication_timeout",
             Refusal::UnexpectedResult { .. } => "unexpected_result",
             Refusal::WouldBeBlocked { .. } => "would_be_blocked",
+            Refusal::DirectoryUnreadable { .. } => "directory_unreadable",
+            Refusal::DirectoryMismatch { .. } => "directory_mismatch",
         }
     }
 }
@@ -564,6 +581,22 @@ impl fmt::Display for Refusal {
             Refusal::UnexpectedResult { state } => {
                 write!(f, "unexpected result in step {state} (a backend bug)")
             }
+            Refusal::DirectoryUnreadable { error } => write!(
+                f,
+                "cannot read where the directory says the CMS is: {error}; nothing was changed"
+            ),
+            Refusal::DirectoryMismatch {
+                directory,
+                expected,
+            } => write!(
+                f,
+                "the Central Management Store in the directory ({directory}) doesn't match the one in the topology ({}); check the topology file, or wait for directory replication, then run again",
+                expected
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
             Refusal::WouldBeBlocked { blockers } => write!(
                 f,
                 "what-if: the run would be blocked: {}",
@@ -620,12 +653,16 @@ pub enum Failure {
         /// The errors.
         errors: Vec<BackendError>,
     },
-    /// Recording the new location failed and the record is not there.
+    /// Pointing the directory at the target (the commit point) failed, and reading it back
+    /// shows the new value is not there.
     RecordFailed {
-        /// The write's error.
+        /// The swap's error (a conflict: someone else changed the directory).
         error: BackendError,
-        /// The read-back's error (`None`: read back, and it is not this run's record).
+        /// The read-back's error (`None`: read back, and it is not the new value).
         read_back: Option<BackendError>,
+        /// The value read back, when it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        found: Option<Box<CmsLocation>>,
     },
     /// Restore: the copies outside the recorded store could not be fenced.
     OthersNotFenced {
@@ -708,13 +745,21 @@ impl fmt::Display for Failure {
             Failure::RecordFailed {
                 error,
                 read_back: None,
-            } => write!(f, "recording the new location failed: {error}"),
+                found,
+            } => {
+                write!(f, "recording the new location failed: {error}")?;
+                match found {
+                    Some(v) => write!(f, "; the directory holds {v}"),
+                    None => Ok(()),
+                }
+            }
             Failure::RecordFailed {
                 error,
                 read_back: Some(e),
+                ..
             } => write!(
                 f,
-                "recording the new location failed: {error}; reading it back failed: {e}"
+                "recording the new location failed: {error}; reading it back failed: {e}; the directory may hold the new value: run `cms-failover restore`, which follows the directory"
             ),
             Failure::OthersNotFenced { errors } => write!(
                 f,

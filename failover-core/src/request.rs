@@ -134,6 +134,14 @@ pub struct Settings {
     /// remain a refusal ([`crate::Refusal::RecordTie`]), never a silent choice.
     #[serde(default)]
     pub epoch_clock: u64,
+    /// How long to wait, after the commit, for every domain controller to return the new
+    /// directory value (a DC that has not by then is reported, not a failure).
+    #[serde(with = "duration_ms", default = "default_directory_timeout")]
+    pub directory_timeout: Duration,
+}
+
+fn default_directory_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 impl Default for Settings {
@@ -151,6 +159,7 @@ impl Default for Settings {
             retry_backoff: Duration::from_millis(250),
             lock_resource: "cms-failover".to_string(),
             epoch_clock: 0,
+            directory_timeout: default_directory_timeout(),
         }
     }
 }

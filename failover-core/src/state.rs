@@ -26,6 +26,8 @@ pub enum StateName {
     ConfirmingRecord,
     PublishingLocation,
     Verifying,
+    AwaitingDirectory,
+    DirectoryPause,
     UndoingPromotion,
     UndoingFence,
     ConfirmingUndo,
@@ -35,7 +37,7 @@ pub enum StateName {
 
 impl StateName {
     /// Every state, in rough order of a run.
-    pub const ALL: [StateName; 24] = [
+    pub const ALL: [StateName; 26] = [
         StateName::Preflight,
         StateName::AcquiringLocks,
         StateName::RepublishingRecord,
@@ -55,6 +57,8 @@ impl StateName {
         StateName::ConfirmingRecord,
         StateName::PublishingLocation,
         StateName::Verifying,
+        StateName::AwaitingDirectory,
+        StateName::DirectoryPause,
         StateName::UndoingPromotion,
         StateName::UndoingFence,
         StateName::ConfirmingUndo,
@@ -84,6 +88,8 @@ impl StateName {
             StateName::ConfirmingRecord => "ConfirmingRecord",
             StateName::PublishingLocation => "PublishingLocation",
             StateName::Verifying => "Verifying",
+            StateName::AwaitingDirectory => "AwaitingDirectory",
+            StateName::DirectoryPause => "DirectoryPause",
             StateName::UndoingPromotion => "UndoingPromotion",
             StateName::UndoingFence => "UndoingFence",
             StateName::ConfirmingUndo => "ConfirmingUndo",

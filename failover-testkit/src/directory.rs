@@ -134,6 +134,84 @@ impl DirectoryHarness for FakeDirectoryHarness {
     }
 }
 
+/// The SQL location record ([`failover_core::SqlRecordDirectory`]) over a fake estate: the
+/// first DC is `sql-a.cms.test\\RTC`; the side door writes and reads the estate's record.
+pub struct SqlRecordDirectoryHarness {
+    estate: backend_fake::Estate,
+    dir: failover_core::SqlRecordDirectory,
+}
+
+impl SqlRecordDirectoryHarness {
+    fn first(&self) -> failover_core::InstanceAddr {
+        failover_core::InstanceAddr::parse(&self.dir.domain_controllers()[0]).expect("address")
+    }
+
+    /// The estate behind it (to inject faults).
+    pub fn estate(&self) -> &backend_fake::Estate {
+        &self.estate
+    }
+}
+
+impl Default for SqlRecordDirectoryHarness {
+    fn default() -> Self {
+        use failover_core::{InstanceAddr, Store, Topology};
+        let addr = |s: &str| InstanceAddr::parse(s).expect("address");
+        let estate = backend_fake::Estate::new();
+        for i in [
+            "sql-a.cms.test\\RTC",
+            "sql-a2.cms.test\\RTC",
+            "sql-b.cms.test\\RTC",
+        ] {
+            estate.add_instance(&addr(i), "test").expect("instance");
+        }
+        let topology = Topology::new(
+            Store::new(
+                addr("sql-a.cms.test\\RTC"),
+                Some(addr("sql-a2.cms.test\\RTC")),
+            )
+            .expect("store"),
+            Store::new(addr("sql-b.cms.test\\RTC"), None).expect("store"),
+            failover_core::DatabaseName::cms_defaults(),
+        )
+        .expect("topology");
+        let backend = std::sync::Arc::new(backend_fake::FakeBackend::new(estate.clone()));
+        Self {
+            estate,
+            dir: failover_core::SqlRecordDirectory::new(backend, topology),
+        }
+    }
+}
+
+#[async_trait]
+impl DirectoryHarness for SqlRecordDirectoryHarness {
+    fn directory(&self) -> &dyn Directory {
+        &self.dir
+    }
+    async fn set_behind_our_back(&self, value: &CmsLocation) {
+        let i = self.first();
+        let epoch = self.estate.snapshot().instances[&i]
+            .location
+            .as_ref()
+            .map_or(0, |r| r.epoch);
+        let active = failover_core::Store::new(
+            value.backend.to_addr(),
+            value.mirror.as_ref().map(SqlServerName::to_addr),
+        )
+        .expect("store");
+        let record = failover_core::LocationRecord {
+            epoch: epoch + 10,
+            active,
+            run_id: "someone-else".into(),
+        };
+        self.estate.set_location(&i, Some(record)).expect("set");
+    }
+    async fn read_independently(&self) -> CmsLocation {
+        let i = self.first();
+        let r = self.estate.snapshot().instances[&i].location.clone();
+        CmsLocation::of_store(&r.expect("a record").active)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +220,56 @@ mod tests {
     #[tokio::test]
     async fn the_fake_directory_passes_the_suite() {
         run_all(&FakeDirectoryHarness::default()).await;
+    }
+
+    #[tokio::test]
+    async fn the_sql_record_directory_passes_the_suite() {
+        run_all(&SqlRecordDirectoryHarness::default()).await;
+    }
+
+    /// The record's epoch and run id live beside the value: a stamped swap writes the
+    /// stamp, a plain one the stored epoch + 1; a missing record reads as the active store;
+    /// a stamped swap onto the value already there under a lower epoch refreshes the stamp.
+    #[tokio::test]
+    async fn the_sql_record_keeps_epoch_and_run_id_beside_the_value() {
+        use failover_core::SwapStamp;
+        let h = SqlRecordDirectoryHarness::default();
+        let d = h.directory();
+        let dc = d.domain_controllers()[0].clone();
+        let [a, b, _] = values();
+        assert!(d.commit_on_target());
+        assert_eq!(d.read(&dc).await.unwrap(), a, "no record: the active store");
+        let stamp = SwapStamp {
+            epoch: 7,
+            run_id: "run-7".into(),
+        };
+        d.compare_and_swap_stamped(&dc, &a, &b, &stamp)
+            .await
+            .unwrap();
+        let rec = |h: &SqlRecordDirectoryHarness| {
+            h.estate().snapshot().instances[&h.first()]
+                .location
+                .clone()
+                .unwrap()
+        };
+        assert_eq!((rec(&h).epoch, rec(&h).run_id.as_str()), (7, "run-7"));
+        d.compare_and_swap(&dc, &b, &a).await.unwrap();
+        assert_eq!((rec(&h).epoch, rec(&h).run_id.as_str()), (8, "directory"));
+        // The value is already `a` at epoch 8: a stamp at 9 refreshes it, one at 8 does not.
+        let s9 = SwapStamp {
+            epoch: 9,
+            run_id: "run-9".into(),
+        };
+        d.compare_and_swap_stamped(&dc, &b, &a, &s9).await.unwrap();
+        assert_eq!(rec(&h).epoch, 9);
+        d.compare_and_swap_stamped(&dc, &b, &a, &stamp)
+            .await
+            .unwrap();
+        assert_eq!(rec(&h).epoch, 9, "never back to a lower epoch");
+        let e = d.read("sql-x.cms.test").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidState);
+        h.estate().set_reachable(&h.first(), false).unwrap();
+        assert_eq!(d.read(&dc).await.unwrap_err().kind, ErrorKind::Unreachable);
     }
 
     #[tokio::test]

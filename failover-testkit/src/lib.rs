@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod dir_props;
 pub mod directory;
 mod harness;
 pub mod history;

@@ -225,7 +225,7 @@ pub(crate) fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> Fai
 /// Wraps a backend: crashes (the call never returns and the run is dropped) at call `n`,
 /// after applying it when `applied`; or pauses the first call after the lock is held until
 /// `resume` is notified (for concurrency checks).
-struct Interposer {
+pub(crate) struct Interposer {
     inner: Arc<dyn Backend>,
     calls: AtomicUsize,
     crash_at: Option<(usize, bool)>,
@@ -239,6 +239,27 @@ struct Interposer {
 }
 
 impl Interposer {
+    /// A backend that crashes at call `crash_at` (after applying it when `.1`), notifying
+    /// `crashed`.
+    pub(crate) fn crashing(
+        inner: Arc<dyn Backend>,
+        crash_at: Option<(usize, bool)>,
+        crashed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            crash_at,
+            crashed,
+            crashed_flag: AtomicBool::new(false),
+            pause_after_lock: None,
+            locked: AtomicBool::new(false),
+            paused_once: AtomicBool::new(false),
+            stall: None,
+            acquiring: AtomicUsize::new(0),
+        }
+    }
+
     async fn gate(&self, mutating_apply: bool) -> Option<bool> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some((k, applied)) = self.crash_at
@@ -448,7 +469,8 @@ pub(crate) async fn run_one(
     result
 }
 
-fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
+/// The changes to databases and location records between two points of the history.
+pub fn db_changes_between(estate: &Estate, from: usize, to: usize) -> Vec<String> {
     estate.history()[from..to]
         .iter()
         .filter(|m| {

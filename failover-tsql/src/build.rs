@@ -501,5 +501,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             expected_epoch,
             ..
         } => vec![write_location(cfg, record, *expected_epoch)],
+        // Directory calls send no SQL (the directory describes its own request).
+        Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => Vec::new(),
     })
 }

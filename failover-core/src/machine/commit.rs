@@ -1,8 +1,13 @@
-//! The commit point: record the new location on the target with compare-and-swap (a failed
-//! write is read back: it may have landed), then copy the record to every other reachable
-//! instance.
+//! The commit point: point the directory at the target with one compare-and-swap (a failed
+//! or lost swap is read back: it may have landed), then copy the SQL location record to
+//! every reachable instance.
+//!
+//! The directory is the one commit path: Active Directory's service control point, or the
+//! SQL location record itself ([`crate::SqlRecordDirectory`], the default), swapped on the
+//! target instance with the run's epoch and run id.
 
 use super::{Action, Cause, Ctx, Results, Run, S, State};
+use crate::directory::{CmsLocation, SwapStamp};
 use crate::error::BackendError;
 use crate::op::{Op, OpResult};
 use crate::outcome::Failure;
@@ -10,7 +15,7 @@ use crate::request::Mode;
 use crate::server::LocationRecord;
 use std::time::Duration;
 
-fn new_record(ctx: &Ctx, run: &Run) -> LocationRecord {
+pub(super) fn new_record(ctx: &Ctx, run: &Run) -> LocationRecord {
     LocationRecord {
         epoch: run.plan.max_epoch() + 1,
         active: run.plan.target_store.clone(),
@@ -18,27 +23,42 @@ fn new_record(ctx: &Ctx, run: &Run) -> LocationRecord {
     }
 }
 
+/// The DC the swap goes to: the target instance for the SQL record, else the first DC.
+pub(super) fn write_dc(ctx: &Ctx, run: &Run) -> String {
+    if ctx.dir.commit_on_target {
+        run.plan.target.to_string()
+    } else {
+        ctx.dir.controllers.first().cloned().unwrap_or_default()
+    }
+}
+
+fn new_value(run: &Run) -> CmsLocation {
+    CmsLocation::of_store(&run.plan.target_store)
+}
+
 pub(super) fn enter_recording(ctx: &mut Ctx, run: &Run) -> Action {
     let record = new_record(ctx, run);
-    let tgt = run.plan.target.clone();
-    let expected_epoch = run
-        .plan
-        .records
-        .get(&tgt)
-        .cloned()
-        .flatten()
-        .map(|r| r.epoch);
+    let dc = write_dc(ctx, run);
+    ctx.f.directory_dc = Some(dc.clone());
     let timeout = ctx.req.settings.step_timeout;
-    let changes = format!("location record epoch {} on the target", record.epoch);
+    let new = new_value(run);
+    let changes = format!(
+        "the directory on {dc} points at {new} instead of {} (epoch {})",
+        run.plan.directory, record.epoch
+    );
     ctx.batch(
         S::RecordingLocation,
-        "record the new active location (the commit point)",
-        "target writable",
+        "point the directory at the target (the commit point)",
+        "target writable; the directory holds the value read under the lock",
         changes,
-        vec![Op::WriteLocation {
-            instance: tgt,
-            record,
-            expected_epoch,
+        vec![Op::SwapDirectory {
+            dc,
+            expected: run.plan.directory.clone(),
+            new,
+            stamp: SwapStamp {
+                epoch: record.epoch,
+                run_id: record.run_id,
+            },
         }],
         timeout,
         true,
@@ -60,27 +80,44 @@ fn committed(ctx: &mut Ctx, run: Box<Run>, now: Duration) -> State {
         ctx.f.window_end = Some(now);
     }
     if ctx.cancel {
-        ctx.f.warnings.push("cancellation ignored: the new location was already recorded, so the failover was finished".into());
+        ctx.f.warnings.push("cancellation ignored: the directory already pointed at the target, so the failover was finished".into());
     }
+    State::PublishingLocation { run, record }
+}
+
+/// Restore puts the directory's store back into service; when the SQL records name another
+/// store (a run that crashed between the directory swap and the publish), it publishes a
+/// new record (a new epoch) naming the directory's store.
+pub(super) fn after_restore_opened(ctx: &mut Ctx, run: Box<Run>) -> State {
+    let follows = run
+        .plan
+        .winner
+        .as_ref()
+        .is_none_or(|w| w.active == run.plan.target_store);
+    if follows {
+        return State::Verifying(run);
+    }
+    let record = new_record(ctx, &run);
+    ctx.f.epoch = Some(record.epoch);
     State::PublishingLocation { run, record }
 }
 
 pub(super) fn enter_confirming(ctx: &mut Ctx, run: &Run) -> Action {
     let timeout = ctx.req.settings.undo_timeout;
+    let dc = write_dc(ctx, run);
     ctx.batch(
         S::ConfirmingRecord,
-        "read back the location record",
-        "the write failed",
+        "read the directory back (the swap may have landed)",
+        "the swap failed or its answer was lost",
         "nothing",
-        vec![Op::ReadLocation {
-            instance: run.plan.target.clone(),
-        }],
+        vec![Op::ReadDirectory { dc }],
         timeout,
         true,
     )
 }
 
-/// The write failed: committed if this run's record is there, else undo the promotion.
+/// The swap failed: committed if the directory holds the new value, else undo the
+/// promotion (on a fresh deadline, like any failure before the commit).
 pub(super) fn on_confirmed(
     ctx: &mut Ctx,
     run: Box<Run>,
@@ -88,18 +125,21 @@ pub(super) fn on_confirmed(
     results: Results,
     now: Duration,
 ) -> State {
-    // Landed only if the record read back is exactly this run's (a run id alone could be
-    // reused by a caller; the epoch and the store make it this commit).
-    let read_back = match results.into_iter().next() {
-        Some(Ok(OpResult::Location(Some(r)))) if r == new_record(ctx, &run) => {
+    let (read_back, found) = match results.into_iter().next() {
+        Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {
             return committed(ctx, run, now);
         }
-        Some(Err(e)) => Some(e),
-        _ => None,
+        Some(Ok(OpResult::Directory(v))) => (None, Some(Box::new(v))),
+        Some(Err(e)) => (Some(e), None),
+        _ => (None, None),
     };
     State::UndoingPromotion {
         run,
-        cause: Cause::Failed(Failure::RecordFailed { error, read_back }),
+        cause: Cause::Failed(Failure::RecordFailed {
+            error,
+            read_back,
+            found,
+        }),
     }
 }
 
@@ -108,7 +148,12 @@ pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord
         .plan
         .records
         .iter()
-        .filter(|(i, _)| **i != run.plan.target && run.plan.reachable.contains(i))
+        .filter(|(i, _)| {
+            let written_by_swap = ctx.dir.commit_on_target
+                && !matches!(ctx.req.mode, Mode::Restore)
+                && **i == run.plan.target;
+            !written_by_swap && run.plan.reachable.contains(i)
+        })
         .map(|(i, r)| Op::WriteLocation {
             instance: i.clone(),
             record: record.clone(),
@@ -123,8 +168,8 @@ pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord
     };
     ctx.batch(
         S::PublishingLocation,
-        "copy the location record to the other reachable instances",
-        "recorded on the target",
+        "copy the location record to the reachable instances",
+        "the directory points at the target",
         "location records",
         ops,
         timeout,
@@ -161,10 +206,24 @@ pub(super) fn enter_republishing(ctx: &mut Ctx, run: &Run) -> Action {
 /// A copy that fails is a warning: the winner still wins by its epoch.
 pub(super) fn on_republished(
     ctx: &mut Ctx,
-    run: Box<Run>,
+    mut run: Box<Run>,
     ops: &[Op],
     results: Results,
 ) -> Box<Run> {
+    // What the instances hold now guards the publish after the commit.
+    for (op, r) in ops.iter().zip(&results) {
+        if let (
+            Op::WriteLocation {
+                instance, record, ..
+            },
+            Ok(_),
+        ) = (op, r)
+        {
+            run.plan
+                .records
+                .insert(instance.clone(), Some(record.clone()));
+        }
+    }
     warn_unpublished(ctx, ops, results);
     run
 }
@@ -174,7 +233,7 @@ fn warn_unpublished(ctx: &mut Ctx, ops: &[Op], results: Results) {
         if let Err(e) = r {
             ctx.f.warnings.push(format!(
                 "the location record could not be copied to {} ({e}); the record with the highest epoch wins",
-                op.instance()
+                op.target()
             ));
         }
     }
@@ -193,6 +252,8 @@ pub(super) mod tests {
     use crate::op::Op;
     use crate::outcome::{Failure, Outcome};
 
+    /// The swap writes the record on the target (the SQL record is the directory); the
+    /// publish copies it to the other instances.
     #[test]
     fn planned_records_epoch_one_and_publishes_it() {
         let mut w = World::planned();
@@ -209,9 +270,20 @@ pub(super) mod tests {
             .mutations()
             .into_iter()
             .filter(|op| matches!(op, Op::WriteLocation { .. }))
-            .map(|op| op.instance().clone())
+            .map(|op| op.instance().cloned().expect("a SQL call"))
             .collect();
-        assert_eq!(writes, [b(), a()]);
+        assert_eq!(writes, [a()]);
+        let swaps: Vec<_> = w
+            .mutations()
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::SwapDirectory { dc, stamp, .. } => Some((dc, stamp.epoch)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(swaps, [(b().to_string(), 1)]);
+        assert_eq!(w.record_on(&b()), w.record_on(&a()));
+        assert_eq!(w.record_on(&b()).unwrap().run_id, "run-1");
     }
 
     #[test]
@@ -251,32 +323,6 @@ pub(super) mod tests {
             ),
             "{o}"
         );
-        assert!(
-            h.windows(2)
-                .any(|p| p == [S::ConfirmingRecord, S::UndoingPromotion])
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&b()));
-    }
-
-    /// A record read back with this run's id but another epoch or store is not this commit
-    /// (a caller may reuse run ids): the promotion is undone, not committed.
-    #[test]
-    fn a_read_back_with_our_run_id_but_another_record_is_not_our_commit() {
-        let mut w = World::planned();
-        w.fail(S::RecordingLocation, |_| true, 9);
-        let req = planned();
-        let run_id = req.run_id.clone();
-        w.answer(
-            S::ConfirmingRecord,
-            move |_| {
-                let mut r = record(7, &topology().active);
-                r.run_id = run_id.clone();
-                Some(Ok(crate::op::OpResult::Location(Some(r))))
-            },
-            1,
-        );
-        let (o, h) = w.run(req);
-        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
         assert!(
             h.windows(2)
                 .any(|p| p == [S::ConfirmingRecord, S::UndoingPromotion])
@@ -341,7 +387,154 @@ pub(super) mod tests {
         assert_eq!(w.record_on(&a()), Some(record(2, &topology().backup)));
     }
 
+    /// Active Directory: the swap goes to the first DC, then the record is published to
+    /// every instance (the target too), and every DC returns the new value.
+    #[test]
+    fn ad_swap_is_the_commit_and_the_record_follows_everywhere() {
+        let mut w = World::planned().with_ad(2);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, epoch: Some(1) } if *active == b()),
+            "{o}"
+        );
+        let nb = value(&topology().backup);
+        assert_eq!((w.directory_on(0), w.directory_on(1)), (nb.clone(), nb));
+        assert_eq!(w.record_on(&a()).unwrap().epoch, 1);
+        assert_eq!(w.record_on(&a()), w.record_on(&b()));
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::AwaitingDirectory, S::ReleasingLocks])
+        );
+    }
+
+    /// Someone else changed the directory: the swap conflicts, the read-back shows their
+    /// value, and the fence is undone (nothing left fenced, the target fenced again).
+    #[test]
+    fn ad_conflict_rolls_back_and_reports_the_value_found() {
+        let mut w = World::planned().with_ad(2);
+        w.on_nth(S::OpeningTarget, 1, |w| {
+            w.set_directory(value(&elsewhere()))
+        });
+        let (o, _) = w.run(planned());
+        match o.failure() {
+            Some(Failure::RecordFailed {
+                found: Some(f),
+                read_back: None,
+                ..
+            }) => assert_eq!(**f, value(&elsewhere())),
+            _ => panic!("{o}"),
+        }
+        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        assert_eq!(w.directory_on(0), value(&elsewhere()), "their value stays");
+        assert_eq!(w.record_on(&a()), None, "no record was published");
+    }
+
+    /// The swap landed but its answer was lost: read back, committed.
+    #[test]
+    fn ad_lost_answer_is_read_back_and_committed() {
+        let mut w = World::planned().with_ad(1);
+        w.fail_after_effect(S::RecordingLocation, ErrorKind::Timeout);
+        let (o, _) = w.run(planned());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert_eq!(w.directory_on(0), value(&topology().backup));
+    }
+
+    /// The swap's answer was lost and the read-back failed too: the swap may have landed,
+    /// so after the undo the run needs a restore, which follows the directory.
+    #[test]
+    fn ad_unknown_swap_needs_restore_which_follows_the_directory() {
+        let mut w = World::planned().with_ad(1);
+        w.fail_after_effect(S::RecordingLocation, ErrorKind::Timeout);
+        w.fail_kind(S::ConfirmingRecord, |_| true, ErrorKind::Unreachable, 9);
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::NeedsRestore { .. },
+                    Some(Failure::RecordFailed {
+                        read_back: Some(_),
+                        ..
+                    })
+                )
+            ),
+            "{o}"
+        );
+        assert!(o.to_string().contains("restore"), "{o}");
+        let (o, _) = w.run(restore());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        assert!(w.writable(&b()) && !w.any_writable(&a()));
+    }
+
+    /// A DC unreachable after the commit is reported, not a failure.
+    #[test]
+    fn ad_dc_unreachable_after_the_commit_is_a_warning() {
+        let mut w = World::planned().with_ad(2);
+        w.on_nth(S::PublishingLocation, 1, |w| w.set_dc_up(1, false));
+        let mut m = w.machine(planned());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(
+            m.findings()
+                .warnings
+                .iter()
+                .any(|x| x.contains("dc02.cms.test could not be read")),
+            "{:?}",
+            m.findings().warnings
+        );
+    }
+
+    /// A crash between the directory swap and the publish leaves the directory on B and
+    /// the records on A: restore follows the directory, fences A and records B at a new
+    /// epoch everywhere.
+    #[test]
+    fn ad_restore_follows_the_directory_and_records_it() {
+        let mut w = World::planned().with_ad(2);
+        w.record_everywhere(record(2, &topology().active));
+        w.set_directory(value(&topology().backup));
+        let (o, h) = w.run(restore());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, epoch: Some(3) } if *active == b()),
+            "{o}"
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::OpeningTarget, S::PublishingLocation])
+        );
+        assert!(w.writable(&b()) && !w.any_writable(&a()));
+        for i in [a(), b()] {
+            let r = w.record_on(&i).unwrap();
+            assert_eq!((r.epoch, &r.active), (3, &topology().backup));
+        }
+    }
+
+    /// A disaster recovery re-run after its swap: the directory already names the target,
+    /// the swap is a no-op and the run completes.
+    #[test]
+    fn ad_dr_rerun_after_the_swap_completes() {
+        let mut w = World::dr().with_ad(1);
+        w.set_down(&a());
+        w.set_directory(value(&topology().backup));
+        let (o, _) = w.run(dr());
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
+            "{o}"
+        );
+        assert_eq!(w.record_on(&b()).unwrap().active, topology().backup);
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        ad_swap_is_the_commit_and_the_record_follows_everywhere,
+        ad_conflict_rolls_back_and_reports_the_value_found,
+        ad_lost_answer_is_read_back_and_committed,
+        ad_unknown_swap_needs_restore_which_follows_the_directory,
+        ad_dc_unreachable_after_the_commit_is_a_warning,
+        ad_restore_follows_the_directory_and_records_it,
+        ad_dr_rerun_after_the_swap_completes,
         planned_republishes_a_stale_record_before_the_gate,
         dr_republishes_before_the_fence,
         restore_republishes_then_opens,

@@ -37,11 +37,13 @@ pub(super) fn on_acquired(ctx: &mut Ctx, plan: Box<Plan>, ops: &[Op], results: R
     let mut errors = Vec::new();
     for (op, r) in ops.iter().zip(results) {
         match r {
-            Ok(OpResult::Lock(LockAttempt::Granted)) => locks.push(op.instance().clone()),
-            Ok(_) => holders.push(op.instance().clone()),
+            Ok(OpResult::Lock(LockAttempt::Granted)) => {
+                locks.push(op.instance().cloned().expect("a SQL call"))
+            }
+            Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),
             Err(e) => {
                 // The lock may have been granted before the error: release it too.
-                locks.push(op.instance().clone());
+                locks.push(op.instance().cloned().expect("a SQL call"));
                 errors.push(e);
             }
         }
@@ -95,7 +97,7 @@ pub(super) fn on_confirmed(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Re
         .iter()
         .zip(results)
         .filter(|(_, r)| !matches!(r, Ok(OpResult::LockHeld(true))))
-        .map(|(o, _)| o.instance().clone())
+        .map(|(o, _)| o.instance().cloned().expect("a SQL call"))
         .collect();
     if !lost.is_empty() {
         return ctx.refuse(run.locks, Refusal::LockLost { instances: lost });
@@ -138,7 +140,7 @@ pub(super) fn on_released(ctx: &mut Ctx, outcome: Outcome, ops: &[Op], results: 
         if let Err(e) = r {
             ctx.f.warnings.push(format!(
                 "releasing the lock on {} failed ({e}); it is released when the connection closes",
-                op.instance()
+                op.target()
             ));
         }
     }
@@ -174,7 +176,7 @@ pub(super) mod tests {
         let mut w = World::planned();
         w.answer(
             S::AcquiringLocks,
-            |op| (*op.instance() == a()).then_some(Ok(OpResult::Lock(LockAttempt::Held))),
+            |op| (op.instance() == Some(&a())).then_some(Ok(OpResult::Lock(LockAttempt::Held))),
             9,
         );
         let (o, h) = w.run(planned());
@@ -193,7 +195,7 @@ pub(super) mod tests {
     #[test]
     fn lock_error_refuses_and_releases_what_may_have_been_granted() {
         let mut w = World::planned();
-        w.fail(S::AcquiringLocks, |op| *op.instance() == a(), 9);
+        w.fail(S::AcquiringLocks, |op| op.instance() == Some(&a()), 9);
         let (o, _) = w.run(planned());
         assert!(
             matches!(o.refusal(), Some(Refusal::LockFailed { .. })),

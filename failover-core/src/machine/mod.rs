@@ -17,8 +17,9 @@
 //! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up) |
 //! | `fence.rs` | `Fencing`, `ProbingFence` |
 //! | `promote.rs` | `ForcingMirror`, `Recovering`, `OpeningTarget`, `RepointingMirror` |
-//! | `commit.rs` | `RecordingLocation`, `ConfirmingRecord`, `PublishingLocation` |
+//! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` |
 //! | `verify.rs` | `Verifying` |
+//! | `directory.rs` | `AwaitingDirectory`, `DirectoryPause` (every DC returns the new value) |
 //! | `undo.rs` | `UndoingPromotion`, `UndoingFence`, `ConfirmingUndo` |
 //! | `restore.rs` | the restore plan and what restore does differently in fence / promote |
 //!
@@ -29,6 +30,7 @@
 //! is not verified).
 
 mod commit;
+mod directory;
 mod fence;
 mod lock;
 mod preflight;
@@ -43,8 +45,10 @@ pub(crate) mod script;
 
 pub use crate::state::StateName;
 pub use preflight::{Observations, Plan, plan};
+
 pub use replication::{estimate, lags};
 
+use crate::directory::CmsLocation;
 use crate::error::BackendError;
 use crate::model::{DatabaseName, InstanceAddr};
 use crate::op::{Op, OpResult};
@@ -257,7 +261,16 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         "planned: mirror partner serves",
     ),
     (S::OpeningTarget, S::RecordingLocation, "writable"),
-    (S::OpeningTarget, S::Verifying, "restore: writable"),
+    (
+        S::OpeningTarget,
+        S::Verifying,
+        "restore: writable, the records name the directory's store",
+    ),
+    (
+        S::OpeningTarget,
+        S::PublishingLocation,
+        "restore: writable, the records do not name the directory's store",
+    ),
     (
         S::OpeningTarget,
         S::UndoingPromotion,
@@ -269,19 +282,52 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         S::RecordingLocation,
         "repointed (or left as is)",
     ),
-    (S::RecordingLocation, S::PublishingLocation, "recorded"),
-    (S::RecordingLocation, S::ConfirmingRecord, "write failed"),
+    (
+        S::RecordingLocation,
+        S::PublishingLocation,
+        "the directory points at the target (committed)",
+    ),
+    (
+        S::RecordingLocation,
+        S::ConfirmingRecord,
+        "swap failed / conflict / answer lost",
+    ),
     (
         S::ConfirmingRecord,
         S::PublishingLocation,
-        "the write did land",
+        "read back: the swap did land",
     ),
-    (S::ConfirmingRecord, S::UndoingPromotion, "not recorded"),
+    (
+        S::ConfirmingRecord,
+        S::UndoingPromotion,
+        "read back: not the new value",
+    ),
     (S::PublishingLocation, S::Verifying, "published"),
     (
         S::Verifying,
         S::ReleasingLocks,
-        "verified / verification failed",
+        "verification failed / what-if",
+    ),
+    (
+        S::Verifying,
+        S::AwaitingDirectory,
+        "verified: read the directory on every DC",
+    ),
+    (
+        S::AwaitingDirectory,
+        S::DirectoryPause,
+        "a DC still returns another value",
+    ),
+    (
+        S::AwaitingDirectory,
+        S::ReleasingLocks,
+        "every DC converged / timeout (reported)",
+    ),
+    (S::DirectoryPause, S::AwaitingDirectory, "poll again"),
+    (
+        S::DirectoryPause,
+        S::ReleasingLocks,
+        "cancelled: stop watching (reported)",
     ),
     (S::UndoingPromotion, S::UndoingFence, "target fenced again"),
     (
@@ -350,6 +396,45 @@ pub struct Findings {
     pub window_end: Option<Duration>,
     /// The last probe of each instance.
     pub probes: BTreeMap<InstanceAddr, Result<InstanceProbe, BackendError>>,
+    /// The DC the directory swap was sent to (what-if: would be sent to).
+    pub directory_dc: Option<String>,
+    /// What each watched DC returned at the end of the run.
+    pub directory_after: Vec<DcValue>,
+}
+
+/// What the machine knows of the directory it commits to (the driver fills it in from its
+/// [`crate::Directory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryInfo {
+    /// [`crate::Directory::domain_controllers`]: the one changes go to first.
+    pub controllers: Vec<String>,
+    /// [`crate::Directory::commit_on_target`]: the value is the SQL location record, read in
+    /// preflight with the records (the winning record names the store), swapped on the
+    /// target instance and watched on every reachable instance.
+    pub commit_on_target: bool,
+}
+
+impl DirectoryInfo {
+    /// The SQL location record (the default).
+    pub fn sql_record() -> Self {
+        Self {
+            controllers: Vec::new(),
+            commit_on_target: true,
+        }
+    }
+}
+
+/// What one domain controller returned after the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DcValue {
+    /// The DC (for the SQL record: the instance).
+    pub dc: String,
+    /// The value it returned (`None`: it could not be read).
+    pub value: Option<CmsLocation>,
+    /// Why it could not be read.
+    pub error: Option<String>,
+    /// Whether it returned the new value.
+    pub converged: bool,
 }
 
 /// The data every state after the lock carries: the plan and what the run did so far.
@@ -443,6 +528,16 @@ enum State {
         record: LocationRecord,
     },
     Verifying(Box<Run>),
+    AwaitingDirectory {
+        run: Box<Run>,
+        watch: directory::Watch,
+    },
+    DirectoryPause {
+        run: Box<Run>,
+        watch: directory::Watch,
+        until: Duration,
+        progress: Progress,
+    },
     UndoingPromotion {
         run: Box<Run>,
         cause: Cause,
@@ -484,6 +579,8 @@ impl State {
             State::ConfirmingRecord { .. } => S::ConfirmingRecord,
             State::PublishingLocation { .. } => S::PublishingLocation,
             State::Verifying(_) => S::Verifying,
+            State::AwaitingDirectory { .. } => S::AwaitingDirectory,
+            State::DirectoryPause { .. } => S::DirectoryPause,
             State::UndoingPromotion { .. } => S::UndoingPromotion,
             State::UndoingFence { .. } => S::UndoingFence,
             State::ConfirmingUndo { .. } => S::ConfirmingUndo,
@@ -507,6 +604,8 @@ struct Ctx {
     what_if_sample: Option<Vec<DatabasePosition>>,
     last_ops: Arc<[Op]>,
     history: Vec<StateName>,
+    /// The directory the run commits to.
+    dir: DirectoryInfo,
 }
 
 impl Ctx {
@@ -605,6 +704,7 @@ impl Machine {
                 what_if_sample: None,
                 last_ops: Arc::new([]),
                 history: vec![S::Preflight],
+                dir: DirectoryInfo::sql_record(),
             },
             state: State::Preflight(None),
         }
@@ -614,6 +714,12 @@ impl Machine {
     /// when no reachable instance holds it.
     pub fn with_epoch_floor(mut self, epoch: u64) -> Self {
         self.ctx.epoch_floor = epoch;
+        self
+    }
+
+    /// Commits to the directory `info` describes (default: [`DirectoryInfo::sql_record`]).
+    pub fn with_directory(mut self, info: DirectoryInfo) -> Self {
+        self.ctx.dir = info;
         self
     }
 
@@ -699,6 +805,12 @@ impl Machine {
             } => replication::on_catch_up_timer(
                 &self.ctx, run, fenced, deadline, until, progress, now,
             ),
+            State::DirectoryPause {
+                run,
+                watch,
+                until,
+                progress,
+            } => directory::on_timer(&mut self.ctx, run, watch, until, progress, now),
             other => other,
         };
         self.go(next);
@@ -738,6 +850,9 @@ impl Machine {
             }
             | State::CatchUpPause {
                 until, progress, ..
+            }
+            | State::DirectoryPause {
+                until, progress, ..
             } => Action::Sleep {
                 until: *until,
                 progress: progress.clone(),
@@ -757,6 +872,7 @@ impl Machine {
             State::ConfirmingRecord { run, .. } => commit::enter_confirming(ctx, run),
             State::PublishingLocation { run, record } => commit::enter_publishing(ctx, run, record),
             State::Verifying(run) => verify::enter(ctx, run),
+            State::AwaitingDirectory { watch, .. } => directory::enter(ctx, watch),
             State::UndoingPromotion { run, .. } => undo::enter_undoing_promotion(ctx, run),
             State::UndoingFence { run, .. } => undo::enter_undoing_fence(ctx, run),
             State::ConfirmingUndo { run, .. } => undo::enter_confirming(ctx, run),
@@ -797,7 +913,10 @@ impl Machine {
                 commit::on_confirmed(ctx, run, error, results, now)
             }
             State::PublishingLocation { run, .. } => commit::on_published(ctx, run, ops, results),
-            State::Verifying(run) => verify::on_results(ctx, run, ops, results),
+            State::Verifying(run) => verify::on_results(ctx, run, ops, results, now),
+            State::AwaitingDirectory { run, watch } => {
+                directory::on_results(ctx, run, watch, ops, results, now)
+            }
             State::UndoingPromotion { run, cause } => {
                 undo::on_undone_promotion(run, cause, results)
             }
@@ -806,7 +925,10 @@ impl Machine {
                 undo::on_confirmed(ctx, run, cause, ops, results)
             }
             State::ReleasingLocks { outcome, .. } => lock::on_released(ctx, outcome, ops, results),
-            s @ (State::ReplicationPause { .. } | State::CatchUpPause { .. } | State::Done(_)) => s,
+            s @ (State::ReplicationPause { .. }
+            | State::CatchUpPause { .. }
+            | State::DirectoryPause { .. }
+            | State::Done(_)) => s,
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Preflight: probe every instance and read every location record, then decide the run.
+//! Preflight: probe every instance, read every location record and where the directory says
+//! the CMS is, then decide the run.
 //!
 //! [`plan`] is a pure function from what was observed to a [`Plan`] or a typed [`Refusal`].
 //! It runs twice: before the lock (to know what to lock) and again under the lock.
 
 use super::{Action, Ctx, Locked, Results, Run, S, State, promote, release, restore};
+use crate::directory::CmsLocation;
 use crate::error::{BackendError, ErrorKind};
 use crate::model::{DatabaseName, InstanceAddr, Store};
 use crate::op::{Op, OpResult};
@@ -23,6 +25,10 @@ pub struct Observations {
     /// The highest epoch known from elsewhere (the journal): a new epoch exceeds it too,
     /// even when the instance holding it is down.
     pub epoch_floor: u64,
+    /// What the directory returned on the DC changes go to; `None` when the directory is the
+    /// SQL location record, whose value is the winning record's store (the topology's
+    /// active store when no instance holds a record).
+    pub directory: Option<Result<CmsLocation, BackendError>>,
 }
 
 /// What a run will do, decided by [`plan`].
@@ -56,6 +62,8 @@ pub struct Plan {
     pub reachable: Vec<InstanceAddr>,
     /// What the operator should know that does not stop the run.
     pub warnings: Vec<String>,
+    /// Where the directory says the CMS is (the compare-and-swap's expected value).
+    pub directory: CmsLocation,
 }
 
 impl Plan {
@@ -183,6 +191,24 @@ impl Observations {
         crate::location::winning_record(self.read())
     }
 
+    /// Where the directory says the CMS is: the value read from the directory, or (the SQL
+    /// record) the winning record's store, the topology's active store when there is none.
+    pub(super) fn directory_value(
+        &self,
+        req: &FailoverRequest,
+    ) -> Result<CmsLocation, Box<Refusal>> {
+        match &self.directory {
+            Some(Ok(v)) => Ok(v.clone()),
+            Some(Err(error)) => Err(Box::new(Refusal::DirectoryUnreadable {
+                error: error.clone(),
+            })),
+            None => Ok(CmsLocation::of_store(
+                self.recorded_active()
+                    .map_or(&req.topology.active, |r| &r.active),
+            )),
+        }
+    }
+
     /// The winning record; [`plan`] refuses a tie before any mode looks at it.
     pub(super) fn recorded_active(&self) -> Option<&LocationRecord> {
         self.winner().ok().flatten()
@@ -255,6 +281,8 @@ impl Observations {
                 .collect(),
             None => Vec::new(),
         };
+        // Set by `plan` from what the directory returned.
+        let directory = CmsLocation::of_store(&target_store);
         Plan {
             winner,
             stale,
@@ -269,6 +297,7 @@ impl Observations {
             records: self.read_records(),
             reachable: self.reachable(),
             warnings,
+            directory,
         }
     }
 }
@@ -299,11 +328,32 @@ pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refus
         .into());
     }
     obs.winner()?;
-    match &req.mode {
+    let directory = obs.directory_value(req)?;
+    // The directory must point where this run starts from (as the cmdlet checks the
+    // directory against the topology). For the SQL record the record checks of each mode
+    // say it first, with the epoch.
+    if obs.directory.is_some() {
+        let topo = &req.topology;
+        let expected: Vec<Store> = match &req.mode {
+            Mode::Planned => vec![topo.active.clone()],
+            Mode::DisasterRecovery { target } => vec![topo.active.clone(), target.clone()],
+            Mode::Restore => vec![topo.active.clone(), topo.backup.clone()],
+        };
+        if !expected.iter().any(|s| directory.points_at(s)) {
+            return Err(Refusal::DirectoryMismatch {
+                directory,
+                expected,
+            }
+            .into());
+        }
+    }
+    let mut plan = match &req.mode {
         Mode::Planned => plan_planned(req, obs, dbs, warnings),
         Mode::DisasterRecovery { target } => plan_dr(req, obs, target, dbs, warnings),
-        Mode::Restore => restore::plan_restore(req, obs, dbs, warnings),
-    }
+        Mode::Restore => restore::plan_restore(req, obs, &directory, dbs, warnings),
+    }?;
+    plan.directory = directory;
+    Ok(plan)
 }
 
 fn plan_planned(
@@ -483,6 +533,11 @@ pub(super) fn enter(ctx: &mut Ctx) -> Action {
             instance: i.clone(),
         });
     }
+    if !ctx.dir.commit_on_target
+        && let Some(dc) = ctx.dir.controllers.first()
+    {
+        ops.push(Op::ReadDirectory { dc: dc.clone() });
+    }
     let st = &req.settings;
     let timeout = if matches!(req.mode, Mode::DisasterRecovery { .. }) {
         st.dr_fence_timeout
@@ -492,7 +547,7 @@ pub(super) fn enter(ctx: &mut Ctx) -> Action {
     };
     ctx.batch(
         S::Preflight,
-        "probe every instance and read the recorded CMS location",
+        "probe every instance, read the recorded CMS location and the directory",
         "none",
         "nothing",
         ops,
@@ -527,6 +582,10 @@ pub(super) fn on_results(
             (Op::ReadLocation { instance }, Err(e)) => {
                 obs.records.insert(instance.clone(), Err(e));
             }
+            (Op::ReadDirectory { .. }, Ok(OpResult::Directory(v))) => {
+                obs.directory = Some(Ok(v));
+            }
+            (Op::ReadDirectory { .. }, Err(e)) => obs.directory = Some(Err(e)),
             _ => {
                 let unexpected = Refusal::UnexpectedResult {
                     state: S::Preflight,
@@ -747,7 +806,49 @@ pub(super) mod tests {
         );
     }
 
+    /// The directory does not point at the topology's active store: refused with both
+    /// values, before any change (the cmdlet's "doesn't match the one in the topology").
+    #[test]
+    fn a_directory_elsewhere_is_refused_with_both_values() {
+        let mut w = World::planned().with_ad(2);
+        w.set_directory(value(&topology().backup));
+        let (o, h) = w.run(planned());
+        match o.refusal() {
+            Some(
+                r @ Refusal::DirectoryMismatch {
+                    directory,
+                    expected,
+                },
+            ) => {
+                assert_eq!(*directory, value(&topology().backup));
+                assert_eq!(*expected, vec![topology().active]);
+                let text = r.to_string();
+                assert!(text.contains("b.test") && text.contains("a.test"), "{text}");
+                assert!(text.contains("doesn't match the one in the topology"));
+            }
+            _ => panic!("{o}"),
+        }
+        assert_eq!(o.exit_code(), 3);
+        assert_eq!(h, [S::Preflight, S::Done]);
+        assert!(w.mutations().is_empty());
+    }
+
+    /// The DC changes go to cannot be read: refused, nothing changed.
+    #[test]
+    fn an_unreadable_directory_is_refused() {
+        let mut w = World::planned().with_ad(2);
+        w.set_dc_up(0, false);
+        let (o, _) = w.run(planned());
+        assert!(
+            matches!(o.refusal(), Some(Refusal::DirectoryUnreadable { .. })),
+            "{o}"
+        );
+        assert!(w.mutations().is_empty());
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        a_directory_elsewhere_is_refused_with_both_values,
+        an_unreadable_directory_is_refused,
         refused_before_the_lock_takes_nothing,
         unreadable_record_on_a_reachable_instance_refuses,
         planned_refuses_a_source_that_is_read_only_already,

@@ -115,7 +115,7 @@ pub(super) fn on_opened(ctx: &mut Ctx, run: Box<Run>, results: Results) -> State
     let errors = errors_of(results);
     if matches!(ctx.req.mode, Mode::Restore) {
         if errors.is_empty() {
-            return State::Verifying(run);
+            return super::commit::after_restore_opened(ctx, run);
         }
         let left_read_only = restore::left_read_only(&run, ctx.dbs());
         return release(

@@ -527,7 +527,7 @@ pub(super) mod tests {
     #[test]
     fn fenced_positions_unreadable_undoes_the_fence() {
         let mut w = World::planned();
-        w.fail(S::ReadingPositions, |op| *op.instance() == a(), 9);
+        w.fail(S::ReadingPositions, |op| op.instance() == Some(&a()), 9);
         let (o, h) = w.run(planned());
         assert!(
             matches!(o.failure(), Some(Failure::FencedPositionsUnreadable { .. })),

@@ -1,21 +1,40 @@
-//! Restore: put the recorded CMS store back into service. Its plan (which store, what to
+//! Restore: put the store the directory points at (for the SQL record: the recorded store)
+//! back into service. Its plan (which store, what to
 //! fence) lives here; its fence, recovery and opening reuse the other phases' operations and
 //! end differently (nothing to undo: a failure needs another restore).
 
 use super::{Observations, Plan, Run};
+use crate::directory::CmsLocation;
 use crate::model::{DatabaseName, InstanceAddr};
 use crate::outcome::{Refusal, StoreRole};
 use crate::request::FailoverRequest;
 
-/// The restore plan: the recorded store is the target; every writable copy outside it is
-/// fenced.
+/// The restore plan: the store the directory points at is the target (Microsoft's recovery
+/// procedure starts from it); every writable copy outside it is fenced. For the SQL record
+/// that is the recorded store.
 pub(super) fn plan_restore(
     req: &FailoverRequest,
     obs: &Observations,
+    directory: &CmsLocation,
     dbs: &[DatabaseName],
     mut warnings: Vec<String>,
 ) -> Result<Plan, Box<Refusal>> {
     let topo = &req.topology;
+    if obs.directory.is_some() {
+        // `plan` checked that it points at one of the two stores.
+        let (followed, other) = if directory.points_at(&topo.backup) {
+            (&topo.backup, &topo.active)
+        } else {
+            (&topo.active, &topo.backup)
+        };
+        if let Some(w) = obs.recorded_active().filter(|w| w.active != *followed) {
+            warnings.push(format!(
+                "the location records name {} (epoch {}) but the directory points at {directory}: restore follows the directory and records it with a new epoch",
+                w.active, w.epoch
+            ));
+        }
+        return plan_on(obs, followed, other, dbs, warnings);
+    }
     let (recorded, other) = match obs.recorded_active() {
         Some(r) if r.active.principal == topo.backup.principal => (&topo.backup, &topo.active),
         Some(r) if r.active.principal == topo.active.principal => (&topo.active, &topo.backup),
@@ -28,6 +47,17 @@ pub(super) fn plan_restore(
         }
         None => (&topo.active, &topo.backup),
     };
+    plan_on(obs, recorded, other, dbs, warnings)
+}
+
+/// Restore onto `recorded`, fencing the writable copies of `other`.
+fn plan_on(
+    obs: &Observations,
+    recorded: &crate::model::Store,
+    other: &crate::model::Store,
+    dbs: &[DatabaseName],
+    mut warnings: Vec<String>,
+) -> Result<Plan, Box<Refusal>> {
     let tgt = obs
         .serving(recorded, dbs)
         .map_err(|problems| super::preflight::unusable(StoreRole::Recorded, recorded, problems))?;
@@ -93,7 +123,12 @@ pub(super) mod tests {
             "{o}"
         );
         assert!(h.contains(&S::OpeningTarget) && !h.contains(&S::Fencing));
-        assert!(h.ends_with(&[S::Verifying, S::ReleasingLocks, S::Done]));
+        assert!(h.ends_with(&[
+            S::Verifying,
+            S::AwaitingDirectory,
+            S::ReleasingLocks,
+            S::Done
+        ]));
     }
 
     #[test]

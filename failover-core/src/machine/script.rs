@@ -4,7 +4,8 @@
 //! things at chosen steps. Also records every transition taken, so a test can check that
 //! the unit tests take every row of `TRANSITIONS`.
 
-use super::{Action, Machine, StateName, TRANSITIONS};
+use super::{Action, DirectoryInfo, Machine, StateName, TRANSITIONS};
+use crate::directory::CmsLocation;
 use crate::error::{BackendError, ErrorKind};
 use crate::model::{DatabaseName, InstanceAddr, Store, Topology};
 use crate::op::{Op, OpResult};
@@ -152,8 +153,30 @@ enum Hook {
     },
 }
 
+/// An Active Directory: the value on each DC, and how many more reads each lagging DC
+/// returns its old value for.
+#[derive(Debug, Clone)]
+pub(crate) struct Ad {
+    dcs: Vec<(String, CmsLocation)>,
+    lag: BTreeMap<usize, usize>,
+    down: BTreeSet<usize>,
+}
+
+/// The value for `store` (no ports in the world's addresses).
+pub(crate) fn value(store: &Store) -> CmsLocation {
+    CmsLocation::of_store(store)
+}
+
+/// The store a value names.
+fn store_of(v: &CmsLocation) -> Store {
+    Store::new(v.backend.to_addr(), v.mirror.as_ref().map(|m| m.to_addr())).unwrap()
+}
+
 /// The scripted world.
 pub(crate) struct World {
+    ad: Option<Ad>,
+    /// What an instance without a record reads as (the topology's active store).
+    unrecorded: CmsLocation,
     inst: BTreeMap<InstanceAddr, Inst>,
     hooks: Vec<Hook>,
     changes: Vec<(StateName, usize, Change)>,
@@ -203,6 +226,8 @@ impl World {
             })
             .collect();
         Self {
+            ad: None,
+            unrecorded: value(&topology().active),
             inst,
             hooks: Vec::new(),
             changes: Vec::new(),
@@ -212,6 +237,53 @@ impl World {
             lag: 0,
             behind: 0,
             log: Vec::new(),
+        }
+    }
+
+    /// Adds an Active Directory of `n` DCs pointing at the topology's active store A.
+    pub(crate) fn with_ad(mut self, n: usize) -> Self {
+        let v = value(&topology().active);
+        self.ad = Some(Ad {
+            dcs: (1..=n)
+                .map(|i| (format!("dc{i:02}.cms.test"), v.clone()))
+                .collect(),
+            lag: BTreeMap::new(),
+            down: BTreeSet::new(),
+        });
+        self
+    }
+    /// DC number `i` (0-based) returns its old value for `reads` more reads after a change.
+    pub(crate) fn lag_dc(&mut self, i: usize, reads: usize) {
+        self.ad.as_mut().expect("an AD").lag.insert(i, reads);
+    }
+    /// DC number `i` is unreachable (`false`) or back.
+    pub(crate) fn set_dc_up(&mut self, i: usize, up: bool) {
+        let ad = self.ad.as_mut().expect("an AD");
+        if up {
+            ad.down.remove(&i);
+        } else {
+            ad.down.insert(i);
+        }
+    }
+    /// Someone else writes `v` on every DC.
+    pub(crate) fn set_directory(&mut self, v: CmsLocation) {
+        for d in &mut self.ad.as_mut().expect("an AD").dcs {
+            d.1 = v.clone();
+        }
+    }
+    /// What DC number `i` holds.
+    pub(crate) fn directory_on(&self, i: usize) -> CmsLocation {
+        self.ad.as_ref().expect("an AD").dcs[i].1.clone()
+    }
+    /// A machine for `req` committing to this world's directory.
+    pub(crate) fn machine(&self, req: FailoverRequest) -> Machine {
+        let m = Machine::new(req);
+        match &self.ad {
+            Some(ad) => m.with_directory(DirectoryInfo {
+                controllers: ad.dcs.iter().map(|d| d.0.clone()).collect(),
+                commit_on_target: false,
+            }),
+            None => m,
         }
     }
 
@@ -236,6 +308,7 @@ impl World {
         ]);
         w.mirror(&a(), &am());
         w.mirror(&bm(), &b());
+        w.unrecorded = value(&planned_mirrored().topology.active);
         w
     }
 
@@ -414,7 +487,7 @@ impl World {
 
     /// Runs `req` to its end: the outcome and the states entered.
     pub(crate) fn run(&mut self, req: FailoverRequest) -> (Outcome, Vec<StateName>) {
-        let mut m = Machine::new(req);
+        let mut m = self.machine(req);
         let o = self.drive(&mut m);
         (o, m.history().to_vec())
     }
@@ -505,10 +578,84 @@ impl World {
         }
     }
 
+    /// What a directory call does to the directory (AD, or the SQL records), and its answer.
+    fn directory_effect(&mut self, op: &Op) -> Result<OpResult, BackendError> {
+        if let Some(ad) = &mut self.ad {
+            let idx = ad
+                .dcs
+                .iter()
+                .position(|d| d.0 == op.target())
+                .expect("a DC of the world");
+            if ad.down.contains(&idx) {
+                return Err(error(ErrorKind::Unreachable, op));
+            }
+            return match op {
+                Op::ReadDirectory { .. } => {
+                    let primary = ad.dcs[0].1.clone();
+                    match ad.lag.get_mut(&idx) {
+                        // usize::MAX: never converges.
+                        Some(n) if *n > 0 && ad.dcs[idx].1 != primary => {
+                            if *n != usize::MAX {
+                                *n -= 1;
+                            }
+                        }
+                        _ => ad.dcs[idx].1 = primary,
+                    }
+                    Ok(OpResult::Directory(ad.dcs[idx].1.clone()))
+                }
+                Op::SwapDirectory { expected, new, .. } => {
+                    let cur = ad.dcs[idx].1.clone();
+                    if cur != *new {
+                        if cur != *expected {
+                            return Err(error(ErrorKind::InvalidState, op));
+                        }
+                        ad.dcs[idx].1 = new.clone();
+                    }
+                    Ok(OpResult::Done)
+                }
+                _ => unreachable!("a directory call"),
+            };
+        }
+        // The SQL record: the DC is an instance.
+        let unrecorded = self.unrecorded.clone();
+        let i = self.inst(&InstanceAddr::parse(&op.target()).expect("an instance"));
+        if !i.up {
+            return Err(error(ErrorKind::Unreachable, op));
+        }
+        let cur = i.record.as_ref().map_or(unrecorded, |r| value(&r.active));
+        match op {
+            Op::ReadDirectory { .. } => Ok(OpResult::Directory(cur)),
+            Op::SwapDirectory {
+                expected,
+                new,
+                stamp,
+                ..
+            } => {
+                let epoch = i.record.as_ref().map(|r| r.epoch);
+                if cur == *new && epoch.is_some_and(|e| e >= stamp.epoch) {
+                    return Ok(OpResult::Done);
+                }
+                if cur != *expected && cur != *new {
+                    return Err(error(ErrorKind::InvalidState, op));
+                }
+                i.record = Some(LocationRecord {
+                    epoch: stamp.epoch,
+                    active: store_of(new),
+                    run_id: stamp.run_id.clone(),
+                });
+                Ok(OpResult::Done)
+            }
+            _ => unreachable!("a directory call"),
+        }
+    }
+
     /// What `op` does to the world, and its answer.
     fn effect(&mut self, op: &Op) -> Result<OpResult, BackendError> {
         let (lag, behind) = (self.lag, self.behind);
-        let i = self.inst(op.instance());
+        let Some(addr) = op.instance().cloned() else {
+            return self.directory_effect(op);
+        };
+        let i = self.inst(&addr);
         if !i.up {
             return Err(error(ErrorKind::Unreachable, op));
         }
@@ -595,12 +742,13 @@ impl World {
                 i.record = Some(record.clone());
                 OpResult::Done
             }
+            Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => unreachable!("no instance"),
         })
     }
 }
 
 fn error(kind: ErrorKind, op: &Op) -> BackendError {
-    BackendError::new(kind, op.operation(), op.instance(), "scripted failure")
+    BackendError::new(kind, op.operation(), op.target(), "scripted failure")
 }
 
 /// Every transition row is taken by at least one unit test of the phase files.
@@ -616,6 +764,7 @@ fn the_unit_tests_take_every_transition() {
         super::verify::tests::SCENARIOS,
         super::undo::tests::SCENARIOS,
         super::restore::tests::SCENARIOS,
+        super::directory::tests::SCENARIOS,
     ];
     TAKEN.with(|t| t.borrow_mut().clear());
     for scenario in lists.iter().flat_map(|l| l.iter()) {

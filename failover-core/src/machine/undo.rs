@@ -5,7 +5,7 @@
 use super::{Action, Cause, Ctx, Results, Run, S, State, errors_of, release};
 use crate::model::DatabaseName;
 use crate::op::{Op, OpResult};
-use crate::outcome::{Outcome, UndoFailure};
+use crate::outcome::{Failure, Outcome, UndoFailure};
 
 pub(super) fn enter_undoing_promotion(ctx: &mut Ctx, run: &Run) -> Action {
     let op = Op::SetReadOnly {
@@ -115,10 +115,13 @@ pub(super) fn on_confirmed(
                     .map(|d| d.name.clone())
                     .collect();
                 if !ro.is_empty() {
-                    still.push((op.instance().clone(), ro));
+                    still.push((op.instance().cloned().expect("a SQL call"), ro));
                 }
             }
-            _ => still.push((op.instance().clone(), ctx.dbs().to_vec())),
+            _ => still.push((
+                op.instance().cloned().expect("a SQL call"),
+                ctx.dbs().to_vec(),
+            )),
         }
     }
     if !still.is_empty() {
@@ -128,6 +131,13 @@ pub(super) fn on_confirmed(
         );
     }
     let outcome = match cause {
+        // The directory could not be read back: the swap may have landed, so the directory
+        // may name the target that was just fenced again. Restore follows the directory.
+        Cause::Failed(
+            failure @ Failure::RecordFailed {
+                read_back: Some(_), ..
+            },
+        ) => Outcome::needs_restore(failure, None, Vec::new()),
         Cause::Failed(failure) => Outcome::rolled_back(failure),
         Cause::Cancelled(d) => Outcome::Cancelled {
             detail: format!("{d}; the fence was undone"),

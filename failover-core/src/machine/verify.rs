@@ -73,7 +73,13 @@ fn verify(ctx: &mut Ctx, probes: &Probes, target: &InstanceAddr) -> Vec<String> 
     problems
 }
 
-pub(super) fn on_results(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Results) -> State {
+pub(super) fn on_results(
+    ctx: &mut Ctx,
+    run: Box<Run>,
+    ops: &[Op],
+    results: Results,
+    now: std::time::Duration,
+) -> State {
     let mut probes = Probes::new();
     for (op, r) in ops.iter().zip(results) {
         let p = match r {
@@ -88,7 +94,7 @@ pub(super) fn on_results(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Resu
             }
             Err(e) => Err(e),
         };
-        probes.insert(op.instance().clone(), p);
+        probes.insert(op.instance().cloned().expect("a SQL call"), p);
     }
     // What-if hook: nothing changed, so the end state is not there to verify; what would
     // block the run is the outcome.
@@ -108,6 +114,15 @@ pub(super) fn on_results(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Resu
         let blockers = ctx.f.blockers.clone();
         return ctx.refuse(run.locks, Refusal::WouldBeBlocked { blockers });
     }
+    if ctx.what_if() {
+        // Nothing changed: there is no new value to watch for.
+        return succeeded(ctx, run);
+    }
+    super::directory::start(ctx, run, now)
+}
+
+/// Releases the locks and succeeds on the target.
+pub(super) fn succeeded(ctx: &Ctx, run: Box<Run>) -> State {
     let Run { plan, locks, .. } = *run;
     release(
         locks,
