@@ -20,6 +20,8 @@ pub mod cases;
 pub mod directory;
 mod harness;
 pub mod props;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use harness::{FakeHarness, Harness, Served};
 
