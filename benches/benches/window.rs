@@ -111,6 +111,7 @@ async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
         }
         Kind::Odbc => {
             let cfg = backend_odbc::OdbcConfig::freetds()
+                .with_encryption(backend_odbc::Encryption::Off)
                 .with_login(LOGIN_USER, failover_core::Secret::new(LOGIN_PASSWORD))
                 .with_endpoints(endpoints)
                 .with_timeouts(Duration::from_secs(10), Duration::from_secs(30));

@@ -238,9 +238,13 @@ pub async fn off_without_forced_encryption_completes(make: MakeClient<'_>) {
 }
 
 /// One `#[tokio::test]` per TLS case for the backend built by `$make`
-/// (`fn(&TlsEstate, ClientTls) -> Arc<dyn Backend>`).
+/// (`fn(&TlsEstate, ClientTls) -> Arc<dyn Backend>`): every case, or the ones listed after
+/// a `;`.
 #[macro_export]
 macro_rules! tls_tests {
+    ($make:expr; $($case:ident),+ $(,)?) => {
+        $crate::tls_tests!(@each $make; $($case,)+);
+    };
     ($make:expr) => {
         $crate::tls_tests!(@each $make;
             strict_with_the_right_ca_completes,
