@@ -9,7 +9,7 @@
 
 use backend_fake::fixtures::{self, Fixture};
 use failover_core::{Backend, Driver, FailoverRequest, Mode, Outcome, RunReport};
-use mssql_sim::{ServerTls, SimHandle, SimOptions, Simulator};
+use mssql_sim::{SimHandle, SimOptions, Simulator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,18 +17,7 @@ use test_pki::TestPki;
 
 pub use test_pki;
 
-/// Which certificate every instance presents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    /// Its own, signed by the test CA, valid for its host name and 127.0.0.1.
-    Valid,
-    /// Signed by the test CA, but only for [`test_pki::WRONG_NAME`].
-    WrongName,
-    /// Signed by the test CA, expired yesterday.
-    Expired,
-    /// Self-signed (signed by nobody the client trusts).
-    SelfSigned,
-}
+pub use mssql_sim::Served;
 
 /// How the backend under test is told to protect its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,24 +48,9 @@ impl TlsEstate {
         let instances = fixture.estate.instances();
         let pki = TestPki::generate(instances.iter().map(|i| i.to_string()))
             .expect("the test PKI is generated");
-        let mut options = SimOptions::default();
-        if served == Served::Valid {
-            options = options
-                .with_test_pki(&fixture.estate, &pki, force_encryption)
-                .expect("the simulator accepts the test certificates");
-        } else {
-            let ck = match served {
-                Served::WrongName => pki.wrong_name(),
-                Served::Expired => pki.expired(),
-                _ => pki.self_signed(),
-            };
-            for i in &instances {
-                let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)
-                    .expect("the simulator accepts the certificate")
-                    .with_force_encryption(force_encryption);
-                options = options.with_tls(i.clone(), tls);
-            }
-        }
+        let options = SimOptions::default()
+            .with_served_pki(&fixture.estate, &pki, served, force_encryption)
+            .expect("the simulator accepts the test certificates");
         let sim = Simulator::start(fixture.estate.clone(), options)
             .await
             .expect("the simulator starts");
