@@ -9,9 +9,8 @@
 
 mod common;
 
-use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError, fixtures};
+use backend_fake::{FaultConfig, fixtures};
 use common::{PW_VAR, Sim, Work};
-use failover_core::Operation;
 use std::path::{Path, PathBuf};
 
 /// The password every run logs in with.
@@ -102,10 +101,6 @@ fn dr() -> Vec<&'static str> {
     ]
 }
 
-fn fail(n: i32) -> Fault {
-    Fault::Error(SqlError::new(n, 16, 1, "ALTER DATABASE statement failed."))
-}
-
 #[test]
 fn the_scan_finds_the_password_in_either_encoding() {
     let utf16: Vec<u8> = PW.encode_utf16().flat_map(u16::to_le_bytes).collect();
@@ -157,44 +152,16 @@ fn no_mode_writes_the_password_anywhere() {
     let sim = Sim::standard();
     let w = Work::new();
     let t = sim.topology(&w, "");
-    sim.estate
-        .set_faults(FaultConfig::seeded(7).script(ScriptedFault::on(
-            &fixtures::backup(),
-            Operation::SetReadOnly,
-            1,
-            fail(5069),
-        )));
+    sim.fail_opening_the_target(7, false);
     assert_eq!(run_and_scan(&w, &t, "rolled-back", &planned, &secrets), 4);
-    sim.estate.set_faults(
-        FaultConfig::seeded(8)
-            .script(ScriptedFault::on(
-                &fixtures::backup(),
-                Operation::SetReadOnly,
-                1,
-                fail(5069),
-            ))
-            .script(ScriptedFault::on(
-                &fixtures::active(),
-                Operation::SetReadOnly,
-                2,
-                fail(5069),
-            )),
-    );
+    sim.fail_opening_the_target(8, true);
     assert_eq!(run_and_scan(&w, &t, "needs-restore", &planned, &secrets), 5);
     sim.estate.set_faults(FaultConfig::seeded(9));
     let restore = ["restore", "--yes", "--json"];
     assert_eq!(run_and_scan(&w, &t, "restore", &restore, &secrets), 0);
 
     // Refused by the certificate check, and by Force Encryption with --tls off.
-    let other = sim
-        .pki
-        .as_ref()
-        .unwrap()
-        .other_ca_cert()
-        .display()
-        .to_string();
-    let ca = sim.pki.as_ref().unwrap().ca_cert().display().to_string();
-    let wrong_ca = w.write("wrong-ca.toml", &common::read(&t).replace(&ca, &other));
+    let wrong_ca = sim.wrong_ca_topology(&w);
     assert_eq!(
         run_and_scan(&w, &wrong_ca, "wrong-ca", &planned, &secrets),
         3

@@ -82,22 +82,7 @@ fn trust_server_certificate_warns_in_the_output_the_json_the_report_and_the_log(
 fn strict_with_the_wrong_ca_file_is_refused_before_any_change() {
     let sim = Sim::standard();
     let w = Work::new();
-    let other = sim
-        .pki
-        .as_ref()
-        .unwrap()
-        .other_ca_cert()
-        .display()
-        .to_string();
-    let t = w.write(
-        "topology.toml",
-        &topology_text_with(
-            false,
-            &sim.endpoints(),
-            &format!("tls = \"strict\"\nca_file = '{other}'"),
-            "",
-        ),
-    );
+    let t = sim.wrong_ca_topology(&w);
     let before = sim.mutations();
     let out = w.run(&t, &["failover", "--yes"]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));

@@ -244,6 +244,41 @@ impl Sim {
         )
     }
 
+    /// A topology like [`Sim::topology`] whose `ca_file` is a CA that signed none of the
+    /// certificates ("the wrong CA").
+    pub fn wrong_ca_topology(&self, work: &Work) -> PathBuf {
+        let pki = self.pki.as_ref().expect("a TLS simulator");
+        let connection = format!(
+            "tls = \"strict\"\nca_file = '{}'",
+            pki.other_ca_cert().display()
+        );
+        work.write(
+            "topology-wrong-ca.toml",
+            &topology_text_with(self.mirrored, &self.endpoints(), &connection, ""),
+        )
+    }
+
+    /// Opening the target fails once (error 5069): a planned run rolls back. With
+    /// `and_undo`, undoing the fence fails too: it needs restore.
+    pub fn fail_opening_the_target(&self, seed: u64, and_undo: bool) {
+        let fail = || {
+            backend_fake::Fault::Error(backend_fake::SqlError::new(
+                5069,
+                16,
+                1,
+                "ALTER DATABASE statement failed.",
+            ))
+        };
+        let on = |i: InstanceAddr, nth| {
+            backend_fake::ScriptedFault::on(&i, failover_core::Operation::SetReadOnly, nth, fail())
+        };
+        let mut f = backend_fake::FaultConfig::seeded(seed).script(on(fixtures::backup(), 1));
+        if and_undo {
+            f = f.script(on(fixtures::active(), 2));
+        }
+        self.estate.set_faults(f);
+    }
+
     /// How many mutations the estate has seen.
     pub fn mutations(&self) -> usize {
         self.estate.history().len()
