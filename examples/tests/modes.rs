@@ -36,17 +36,7 @@ fn html_sections(html: &str) -> Vec<String> {
 }
 
 fn drdr_args() -> Vec<&'static str> {
-    vec![
-        "--force",
-        "--backup-sql-server-fqdn",
-        "sql-b.cms.test",
-        "--backup-sql-instance-name",
-        "RTC",
-        "--backup-mirror-sql-server-fqdn",
-        "sql-b2.cms.test",
-        "--backup-mirror-sql-instance-name",
-        "RTC",
-    ]
+    common::DR_FLAGS.to_vec()
 }
 
 #[test]

@@ -85,20 +85,9 @@ fn run_and_scan(w: &Work, t: &Path, name: &str, args: &[&str], secrets: &[&str])
 }
 
 fn dr() -> Vec<&'static str> {
-    vec![
-        "failover",
-        "--yes",
-        "--json",
-        "--force",
-        "--backup-sql-server-fqdn",
-        "sql-b.cms.test",
-        "--backup-sql-instance-name",
-        "RTC",
-        "--backup-mirror-sql-server-fqdn",
-        "sql-b2.cms.test",
-        "--backup-mirror-sql-instance-name",
-        "RTC",
-    ]
+    let mut a = vec!["failover", "--yes", "--json"];
+    a.extend(common::DR_FLAGS);
+    a
 }
 
 #[test]

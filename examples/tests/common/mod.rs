@@ -13,6 +13,19 @@ use std::path::{Path, PathBuf};
 /// The environment variable the test topologies name for the password.
 pub const PW_VAR: &str = "CMS_FAILOVER_TEST_PASSWORD";
 
+/// A disaster recovery to the fixture's backup store and its mirror.
+pub const DR_FLAGS: &[&str] = &[
+    "--force",
+    "--backup-sql-server-fqdn",
+    "sql-b.cms.test",
+    "--backup-sql-instance-name",
+    "RTC",
+    "--backup-mirror-sql-server-fqdn",
+    "sql-b2.cms.test",
+    "--backup-mirror-sql-instance-name",
+    "RTC",
+];
+
 /// Fast timeouts for the simulator.
 pub const FAST_TIMEOUTS: &str = r#"
 [timeouts]
