@@ -2,8 +2,10 @@
 //! endpoint overrides, credentials, encryption and timeouts.
 
 use crate::connstr::{self, escape_value};
+use crate::freetds_conf;
 use failover_core::{InstanceAddr, Secret};
 use failover_tsql::SqlConfig;
+pub use failover_tsql::tls::Trust;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,19 +22,28 @@ pub enum DriverKind {
 }
 
 /// Transport encryption for generated connection strings.
+///
+/// | | FreeTDS | Microsoft ODBC Driver 17/18 |
+/// |---|---|---|
+/// | `Off` | `Encryption=off` | `Encrypt=no` |
+/// | `Required(SystemRoots)` | `Encryption=require`, `ca file = system` (generated freetds.conf) | `Encrypt=yes;TrustServerCertificate=no` |
+/// | `Required(CaFile(p))` | `Encryption=require`, `ca file = p` (generated freetds.conf) | refused: the driver trusts the system store only |
+/// | `Required(TrustServerCertificate)` | `Encryption=require` (FreeTDS checks nothing without a CA file) | `Encrypt=yes;TrustServerCertificate=yes` |
+///
+/// See [`crate::freetds_conf`] for why FreeTDS needs the generated file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encryption {
-    /// Plaintext (for the simulator, which answers ENCRYPT_NOT_SUP). FreeTDS `Encryption=off`,
-    /// Microsoft `Encrypt=no`.
+    /// Plaintext: only for the simulator or a trusted loopback. FreeTDS still encrypts,
+    /// without checking the certificate, when the server forces encryption.
     Off,
-    /// TLS required. FreeTDS `Encryption=require` (certificate checks come from the `ca file`
-    /// setting of a freetds.conf section, selected with a template `ServerName=`);
-    /// Microsoft `Encrypt=yes;TrustServerCertificate=no|yes`.
-    Required {
-        /// Accept any server certificate (Microsoft `TrustServerCertificate=yes`). Only for
-        /// test servers.
-        trust_server_certificate: bool,
-    },
+    /// TLS required, the certificate checked as [`Trust`] says. The default.
+    Required(Trust),
+}
+
+impl Default for Encryption {
+    fn default() -> Self {
+        Self::Required(Trust::SystemRoots)
+    }
 }
 
 /// How to reach one instance.
@@ -63,6 +74,24 @@ pub enum ConfigError {
     /// Unknown `${…}` placeholder.
     #[error("connection string for {0} has an unknown placeholder `${{{1}}}`")]
     UnknownPlaceholder(String, String),
+    /// The Microsoft driver was given a CA file.
+    #[error(
+        "the Microsoft ODBC driver checks server certificates against the system trust store only and takes no CA file: add the CA to the system store (copy it to /usr/local/share/ca-certificates/ as .crt and run update-ca-certificates) and leave ca_file unset"
+    )]
+    CaFileUnsupported,
+    /// FreeTDS was asked to check another name than the host it connects to.
+    #[error(
+        "FreeTDS checks the certificate against the host it connects to and has no HostNameInCertificate: connect by the name in the certificate, or use the Microsoft driver"
+    )]
+    HostNameInCertificateUnsupported,
+    /// The generated freetds.conf could not be written.
+    #[error("cannot write the generated freetds.conf: {0}")]
+    FreeTdsConf(String),
+    /// `FREETDSCONF` names the operator's own file, which the backend will not replace.
+    #[error(
+        "FREETDSCONF is set to {}: with FreeTDS, certificate checks need the backend's generated freetds.conf; unset FREETDSCONF, or use a connection-string template with Servername= naming a section of that file that has `encryption = require` and `ca file`", .0.display()
+    )]
+    FreeTdsConfInUse(std::path::PathBuf),
     /// The password cannot be written into a FreeTDS connection string.
     #[error(
         "the password contains `}};`, which FreeTDS 1.3 cannot parse in a connection string; use a DSN with the password in odbc.ini, or change the password"
@@ -88,8 +117,12 @@ pub struct OdbcConfig {
     pub user: Option<String>,
     /// Its password (`None`: the DSN/template supplies it, or the login needs none).
     pub password: Option<Secret>,
-    /// Transport encryption for generated strings.
+    /// Transport encryption for generated strings (TLS with the system trust store by
+    /// default).
     pub encryption: Encryption,
+    /// The name the server certificate must carry when it differs from the host connected
+    /// to (Microsoft `HostNameInCertificate=`; FreeTDS cannot do it).
+    pub host_name_in_certificate: Option<String>,
     /// Initial database (default `master`, where the app lock must be taken).
     pub database: String,
     /// Login timeout (`SQL_ATTR_LOGIN_TIMEOUT`, and part of the hard bound of a call that has
@@ -104,7 +137,8 @@ pub struct OdbcConfig {
 }
 
 impl OdbcConfig {
-    /// FreeTDS (`[FreeTDS]` in odbcinst.ini), plaintext, generated connection strings.
+    /// FreeTDS (`[FreeTDS]` in odbcinst.ini), TLS required against the system trust store,
+    /// generated connection strings.
     pub fn freetds() -> Self {
         Self {
             driver_kind: DriverKind::FreeTds,
@@ -114,7 +148,8 @@ impl OdbcConfig {
             endpoints: HashMap::new(),
             user: None,
             password: None,
-            encryption: Encryption::Off,
+            encryption: Encryption::default(),
+            host_name_in_certificate: None,
             database: "master".into(),
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
@@ -127,9 +162,6 @@ impl OdbcConfig {
         Self {
             driver_kind: DriverKind::Microsoft,
             driver_name: "ODBC Driver 18 for SQL Server".into(),
-            encryption: Encryption::Required {
-                trust_server_certificate: false,
-            },
             ..Self::freetds()
         }
     }
@@ -144,6 +176,12 @@ impl OdbcConfig {
     /// Sets the endpoint override map.
     pub fn with_endpoints(mut self, endpoints: HashMap<InstanceAddr, SocketAddr>) -> Self {
         self.endpoints = endpoints;
+        self
+    }
+
+    /// Sets the encryption mode.
+    pub fn with_encryption(mut self, e: Encryption) -> Self {
+        self.encryption = e;
         self
     }
 
@@ -167,28 +205,10 @@ impl OdbcConfig {
                 let mut s = format!(
                     "Driver={{{}}};{}",
                     self.driver_name.replace('}', "}}"),
-                    self.address(&target)
+                    self.server_keywords(&target)?
                 );
                 s.push_str(&format!(";Database={}", escape_value(&self.database)));
-                match self.driver_kind {
-                    DriverKind::FreeTds => {
-                        s.push_str(";TDS_Version=7.4;ClientCharset=UTF-8");
-                        s.push_str(match self.encryption {
-                            Encryption::Off => ";Encryption=off",
-                            Encryption::Required { .. } => ";Encryption=require",
-                        });
-                    }
-                    DriverKind::Microsoft => match self.encryption {
-                        Encryption::Off => s.push_str(";Encrypt=no"),
-                        Encryption::Required {
-                            trust_server_certificate,
-                        } => s.push_str(if trust_server_certificate {
-                            ";Encrypt=yes;TrustServerCertificate=yes"
-                        } else {
-                            ";Encrypt=yes;TrustServerCertificate=no"
-                        }),
-                    },
-                }
+                s.push_str(&self.encryption_keywords()?);
                 s
             }
             ConnectionSpec::Dsn(name) => {
@@ -240,6 +260,66 @@ impl OdbcConfig {
             DriverKind::FreeTds => connstr::escape_value_freetds(v),
             DriverKind::Microsoft => Some(escape_value(v)),
         }
+    }
+
+    /// Where to connect: the flavour's server keywords, or for FreeTDS with a certificate
+    /// check the generated freetds.conf section that carries the CA file (`Servername=`).
+    fn server_keywords(&self, t: &Target) -> Result<String, ConfigError> {
+        let ca = match (&self.driver_kind, &self.encryption) {
+            (DriverKind::FreeTds, Encryption::Required(Trust::CaFile(p))) => {
+                p.display().to_string()
+            }
+            (DriverKind::FreeTds, Encryption::Required(Trust::SystemRoots)) => "system".into(),
+            _ => return Ok(self.address(t)),
+        };
+        let section = freetds_conf::ensure(&freetds_conf::Section {
+            host: t.host.clone(),
+            port: t.port,
+            instance: t.instance.clone(),
+            ca_file: ca,
+        })?;
+        Ok(format!("Servername={section}"))
+    }
+
+    /// The encryption keywords of generated strings (see [`Encryption`]).
+    fn encryption_keywords(&self) -> Result<String, ConfigError> {
+        Ok(match self.driver_kind {
+            DriverKind::FreeTds => {
+                if self.host_name_in_certificate.is_some() {
+                    return Err(ConfigError::HostNameInCertificateUnsupported);
+                }
+                let e = match self.encryption {
+                    Encryption::Off => "off",
+                    Encryption::Required(_) => "require",
+                };
+                format!(";TDS_Version=7.4;ClientCharset=UTF-8;Encryption={e}")
+            }
+            DriverKind::Microsoft => {
+                let mut s = match &self.encryption {
+                    Encryption::Off => ";Encrypt=no".to_string(),
+                    Encryption::Required(Trust::SystemRoots) => {
+                        ";Encrypt=yes;TrustServerCertificate=no".into()
+                    }
+                    Encryption::Required(Trust::TrustServerCertificate) => {
+                        ";Encrypt=yes;TrustServerCertificate=yes".into()
+                    }
+                    Encryption::Required(Trust::CaFile(_)) => {
+                        return Err(ConfigError::CaFileUnsupported);
+                    }
+                };
+                if let Some(h) = &self.host_name_in_certificate {
+                    s.push_str(&format!(";HostNameInCertificate={}", escape_value(h)));
+                }
+                s
+            }
+        })
+    }
+
+    /// The socket address and certificate name a strict client checks for `instance`, when
+    /// known without a lookup (for [`failover_tsql::tls::diagnose`]).
+    pub(crate) fn tls_target(&self, instance: &InstanceAddr) -> Option<(String, u16)> {
+        let t = self.target(instance);
+        Some((t.host, t.port.or(t.instance.is_none().then_some(1433))?))
     }
 
     fn target(&self, instance: &InstanceAddr) -> Target {
@@ -348,6 +428,7 @@ mod tests {
     fn freetds_with_endpoint_override() {
         let a = addr("sql-a.cms.test\\RTC");
         let cfg = OdbcConfig::freetds()
+            .with_encryption(Encryption::Off)
             .with_login("sa", Secret::new("p;w"))
             .with_endpoints(HashMap::from([(
                 a.clone(),
@@ -363,7 +444,7 @@ mod tests {
 
     #[test]
     fn named_instance_without_override_uses_browser_syntax() {
-        let cfg = OdbcConfig::freetds();
+        let cfg = OdbcConfig::freetds().with_encryption(Encryption::Off);
         let s = cfg.connection_string(&addr("sql-b.cms.test\\RTC")).unwrap();
         assert!(
             s.expose().contains("Server=sql-b.cms.test\\RTC;"),
@@ -422,5 +503,93 @@ mod tests {
             cfg.connection_string(&b),
             Err(ConfigError::UnknownPlaceholder(..))
         ));
+    }
+
+    #[test]
+    fn microsoft_encryption_keywords_and_host_name_in_certificate() {
+        let a = addr("sql-a.cms.test,1433");
+        let ms = |e: Encryption| OdbcConfig::microsoft().with_encryption(e);
+        let text = |c: &OdbcConfig| c.connection_string(&a).unwrap().expose().to_string();
+        assert!(text(&ms(Encryption::Off)).contains(";Encrypt=no;"));
+        assert!(
+            text(&ms(Encryption::default())).contains(";Encrypt=yes;TrustServerCertificate=no;")
+        );
+        assert!(
+            text(&ms(Encryption::Required(Trust::TrustServerCertificate)))
+                .contains(";Encrypt=yes;TrustServerCertificate=yes;")
+        );
+        assert_eq!(
+            ms(Encryption::Required(Trust::CaFile("/ca.pem".into())))
+                .connection_string(&a)
+                .unwrap_err(),
+            ConfigError::CaFileUnsupported
+        );
+        // The name is escaped like any value: braces, `;` and `}` cannot end the pair early.
+        let mut c = ms(Encryption::default());
+        c.host_name_in_certificate = Some("cms.contoso.com".into());
+        assert!(text(&c).contains(";HostNameInCertificate=cms.contoso.com;"));
+        c.host_name_in_certificate = Some("x;Encrypt=no}".into());
+        let s = text(&c);
+        assert!(
+            s.contains(";HostNameInCertificate={x;Encrypt=no}}};"),
+            "{s}"
+        );
+        let pairs = connstr::pairs(&s);
+        assert_eq!(
+            pairs
+                .iter()
+                .filter(|p| p.key.eq_ignore_ascii_case("Encrypt"))
+                .count(),
+            1,
+            "{s}"
+        );
+        let freetds = OdbcConfig {
+            host_name_in_certificate: Some("cms.contoso.com".into()),
+            ..OdbcConfig::freetds().with_encryption(Encryption::Off)
+        };
+        assert_eq!(
+            freetds.connection_string(&a).unwrap_err(),
+            ConfigError::HostNameInCertificateUnsupported
+        );
+    }
+
+    #[test]
+    fn freetds_certificate_checks_go_through_a_generated_section() {
+        let a = addr("sql-a.cms.test\\RTC");
+        let cfg = OdbcConfig::freetds()
+            .with_encryption(Encryption::Required(Trust::CaFile(
+                "/tmp/corp-ca.pem".into(),
+            )))
+            .with_login("sa", Secret::new("pw"))
+            .with_endpoints(HashMap::from([(
+                a.clone(),
+                "127.0.0.1:14331".parse().unwrap(),
+            )]));
+        let s = cfg.connection_string(&a).unwrap().expose().to_string();
+        let section = s
+            .split(';')
+            .find_map(|p| p.strip_prefix("Servername="))
+            .unwrap_or_else(|| panic!("{s}"));
+        assert!(s.contains(";Encryption=require;"), "{s}");
+        assert!(!s.contains("Server=") && !s.contains("Port="), "{s}");
+        let conf = std::fs::read_to_string(freetds_conf::init().unwrap()).unwrap();
+        let body = conf
+            .split(&format!("[{section}]\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{conf}"));
+        assert!(
+            body.contains("host = 127.0.0.1\n\tport = 14331\n")
+                && body.contains("ca file = /tmp/corp-ca.pem\n")
+                && body.contains("check certificate hostname = yes"),
+            "{conf}"
+        );
+        assert!(!conf.contains("pw"), "no secret in the file: {conf}");
+        // Trusting any certificate needs no section: FreeTDS checks nothing without a CA file.
+        let trust = cfg.with_encryption(Encryption::Required(Trust::TrustServerCertificate));
+        let s = trust.connection_string(&a).unwrap().expose().to_string();
+        assert!(
+            s.contains("Server=127.0.0.1;Port=14331") && s.contains(";Encryption=require;"),
+            "{s}"
+        );
     }
 }

@@ -24,9 +24,10 @@ pub mod classify;
 pub mod config;
 pub mod connstr;
 pub mod driver;
+pub mod freetds_conf;
 mod transport;
 
-pub use config::{ConfigError, ConnectionSpec, DriverKind, Encryption, OdbcConfig};
+pub use config::{ConfigError, ConnectionSpec, DriverKind, Encryption, OdbcConfig, Trust};
 pub use failover_core::Secret;
 pub use failover_tsql::SqlConfig;
 pub use transport::OdbcTransport;

@@ -8,7 +8,7 @@
 //! reused. That blocking thread may linger until the driver gives up (the ODBC query and
 //! login timeouts make the driver give up by itself in most cases).
 
-use crate::config::{ConfigError, OdbcConfig};
+use crate::config::{ConfigError, DriverKind, Encryption, OdbcConfig, Trust};
 use crate::driver::{self, OdbcConn, OdbcFailure};
 use crate::{classify, connstr};
 use async_trait::async_trait;
@@ -109,6 +109,30 @@ impl OdbcTransport {
     }
 }
 
+impl OdbcTransport {
+    /// After a failed connect with FreeTDS and a CA file: FreeTDS says only "unable to
+    /// connect", so check the server certificate the same way (that CA, the host FreeTDS
+    /// checks) and, when it is refused, say which problem it was and what to set.
+    async fn certificate_refusal(&self, instance: &InstanceAddr) -> Option<String> {
+        let Encryption::Required(Trust::CaFile(ca)) = &self.config.encryption else {
+            return None;
+        };
+        if self.config.driver_kind != DriverKind::FreeTds {
+            return None;
+        }
+        let (host, port) = self.config.tls_target(instance)?;
+        let (ca, budget) = (ca.clone(), self.config.connect_timeout);
+        let check = tokio::task::spawn_blocking(move || {
+            use std::net::ToSocketAddrs;
+            let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+            failover_tsql::tls::diagnose(addr, &host, &ca, budget)
+        });
+        let text = tokio::time::timeout(budget * 2, check).await.ok()?.ok()??;
+        failover_tsql::tls::CertProblem::recognise(&text)
+            .map(|_| failover_tsql::tls::refusal_message(&text))
+    }
+}
+
 fn whole_secs(d: Duration) -> f64 {
     d.as_secs_f64().ceil().max(1.0)
 }
@@ -179,7 +203,13 @@ impl Transport for OdbcTransport {
         *guard = conn;
         match outcome {
             Outcome::Ran(sets) => Ok(sets.into_iter().map(to_tsql).collect()),
-            Outcome::Connect(f) => Err(self.connect_failure(&conn_str, &f)),
+            Outcome::Connect(f) => Err(match self.certificate_refusal(batch.instance).await {
+                Some(refusal) => TransportError::failed(
+                    ErrorKind::Fatal,
+                    format!("{refusal} ({})", self.connect_failure(&conn_str, &f)),
+                ),
+                None => self.connect_failure(&conn_str, &f),
+            }),
             Outcome::Failed(f) if f.breaks_connection() => {
                 Err(session_lost(session, existed, self.failure(&f)))
             }
@@ -192,5 +222,14 @@ impl Transport for OdbcTransport {
 
     fn sql_config(&self) -> &SqlConfig {
         &self.config.sql
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.config.encryption {
+            Encryption::Required(Trust::TrustServerCertificate) => {
+                vec![failover_tsql::tls::UNVERIFIED_CERTIFICATE.to_string()]
+            }
+            _ => Vec::new(),
+        }
     }
 }

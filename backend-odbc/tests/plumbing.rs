@@ -10,6 +10,7 @@ use std::time::Duration;
 
 fn backend(endpoints: HashMap<InstanceAddr, std::net::SocketAddr>, call: Duration) -> OdbcBackend {
     let cfg = OdbcConfig::freetds()
+        .with_encryption(backend_odbc::Encryption::Off)
         .with_login("sa", Secret::new("Pl@in;Text}Secret"))
         .with_endpoints(endpoints)
         .with_timeouts(Duration::from_secs(1), call);

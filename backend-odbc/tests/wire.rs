@@ -315,6 +315,7 @@ impl Server {
 
     fn backend(&self, password: &str, call: Duration) -> OdbcBackend {
         let mut cfg = OdbcConfig::freetds()
+            .with_encryption(backend_odbc::Encryption::Off)
             .with_login("sa", Secret::new(password))
             .with_endpoints(HashMap::from([(inst(), self.addr)]))
             .with_timeouts(Duration::from_secs(5), call);

@@ -4,21 +4,9 @@ use failover_core::{InstanceAddr, Secret};
 use failover_tsql::SqlConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// How the server certificate is checked when TLS is on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Trust {
-    /// Against the system's trust store (default).
-    #[default]
-    SystemRoots,
-    /// Against this CA certificate (PEM/DER) in addition to the system's trust store.
-    CaFile(PathBuf),
-    /// Accept any certificate (`TrustServerCertificate=true`). Encrypts but does not
-    /// authenticate the server: only for test estates.
-    TrustServerCertificate,
-}
+pub use failover_tsql::tls::Trust;
 
 /// Transport encryption.
 #[derive(Debug, Clone, PartialEq, Eq)]

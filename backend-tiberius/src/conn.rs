@@ -101,6 +101,15 @@ impl Transport for TiberiusTransport {
     fn sql_config(&self) -> &SqlConfig {
         &self.cfg.sql
     }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.cfg.encryption {
+            Encryption::Required(Trust::TrustServerCertificate) => {
+                vec![failover_tsql::tls::UNVERIFIED_CERTIFICATE.to_string()]
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// How a failed call left its connection.

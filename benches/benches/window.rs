@@ -12,7 +12,10 @@
 //! `cargo bench -p benches --bench window` (prints a Markdown table).
 //! Environment: `BENCH_WINDOW_RUNS` (runs per cell, default 7), `BENCH_WINDOW_RTTS`
 //! (comma-separated milliseconds, default `0,1,5,20`), `BENCH_WINDOW_BACKENDS`
-//! (default `tiberius,odbc`), `BENCH_WINDOW_JOURNALS` (default `memory,file`).
+//! (default `tiberius,odbc`), `BENCH_WINDOW_JOURNALS` (default `memory,file`),
+//! `BENCH_WINDOW_TLS` (default `off,strict`: plaintext, or every instance serving a
+//! certificate from a test CA with Force Encryption on and the backend in `strict` mode
+//! trusting that CA; connections are reused, so the handshakes happen before the window).
 
 use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER};
 use benches::proxy::{DelayProxy, ProxyStats};
@@ -83,11 +86,22 @@ struct Sample {
     report: RunReport,
 }
 
-async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
+async fn one(kind: Kind, rtt: Duration, file_journal: bool, tls: bool) -> Sample {
     let fx = fixtures::standard();
-    let sim = Simulator::start(fx.estate.clone(), SimOptions::default())
+    let pki = tls.then(|| {
+        test_pki::TestPki::generate(fx.estate.instances().iter().map(|i| i.to_string()))
+            .expect("test PKI")
+    });
+    let options = match &pki {
+        Some(p) => SimOptions::default()
+            .with_test_pki(&fx.estate, p, true)
+            .expect("certificates"),
+        None => SimOptions::default(),
+    };
+    let sim = Simulator::start(fx.estate.clone(), options)
         .await
         .expect("simulator");
+    let ca = pki.as_ref().map(|p| p.ca_cert().to_path_buf());
     let stats = Arc::new(ProxyStats::default());
     let mut proxies = Vec::new();
     let mut endpoints = HashMap::new();
@@ -104,13 +118,24 @@ async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
                 LOGIN_USER,
                 backend_tiberius::Secret::new(LOGIN_PASSWORD),
             )
-            .with_encryption(backend_tiberius::Encryption::Plaintext)
+            .with_encryption(match &ca {
+                Some(ca) => backend_tiberius::Encryption::Required(
+                    backend_tiberius::Trust::CaFile(ca.clone()),
+                ),
+                None => backend_tiberius::Encryption::Plaintext,
+            })
             .with_call_timeout(Duration::from_secs(30));
             cfg.endpoints = endpoints;
             Arc::new(backend_tiberius::TiberiusBackend::new(cfg))
         }
         Kind::Odbc => {
             let cfg = backend_odbc::OdbcConfig::freetds()
+                .with_encryption(match &ca {
+                    Some(ca) => {
+                        backend_odbc::Encryption::Required(backend_odbc::Trust::CaFile(ca.clone()))
+                    }
+                    None => backend_odbc::Encryption::Off,
+                })
                 .with_login(LOGIN_USER, failover_core::Secret::new(LOGIN_PASSWORD))
                 .with_endpoints(endpoints)
                 .with_timeouts(Duration::from_secs(10), Duration::from_secs(30));
@@ -143,6 +168,7 @@ async fn one(kind: Kind, rtt: Duration, file_journal: bool) -> Sample {
     drop(driver);
     drop(proxies);
     sim.shutdown().await;
+    drop(pki);
     Sample {
         window_ms: w.duration_us as f64 / 1000.0,
         total_ms: report.duration_us as f64 / 1000.0,
@@ -200,6 +226,15 @@ fn main() {
     .iter()
     .map(|s| s == "file")
     .collect();
+    let tls_modes: Vec<bool> =
+        env_list("BENCH_WINDOW_TLS", if quick { "off" } else { "off,strict" })
+            .iter()
+            .map(|s| match s.as_str() {
+                "off" => false,
+                "strict" => true,
+                other => panic!("BENCH_WINDOW_TLS: unknown mode {other}"),
+            })
+            .collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -208,65 +243,68 @@ fn main() {
         .expect("runtime");
 
     println!(
-        "| backend | journal | RTT (ms) | applied RTT (ms) | window median (ms) | min–max (ms) | window / RTT | sequential round trips ((w − w₀)/RTT) | steps with calls | calls | exchanges at the proxy | catch-up polls | whole run (ms) |"
+        "| backend | TLS | journal | RTT (ms) | applied RTT (ms) | window median (ms) | min–max (ms) | window / RTT | sequential round trips ((w − w₀)/RTT) | steps with calls | calls | exchanges at the proxy | catch-up polls | whole run (ms) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &kind in &kinds {
-        for &file in &journals {
-            let mut base: Option<f64> = None;
-            for &rtt_ms in &rtts {
-                let rtt = Duration::from_millis(rtt_ms);
-                // One warm-up run (ODBC driver loading, first connections), not counted.
-                let _ = rt.block_on(one(kind, rtt, file));
-                let samples: Vec<Sample> = (0..runs)
-                    .map(|_| rt.block_on(one(kind, rtt, file)))
-                    .collect();
-                let mut w: Vec<f64> = samples.iter().map(|s| s.window_ms).collect();
-                let mut t: Vec<f64> = samples.iter().map(|s| s.total_ms).collect();
-                let mut applied: Vec<f64> =
-                    samples.iter().map(|s| 2.0 * s.mean_one_way_ms).collect();
-                let (lo, hi) = (
-                    w.iter().cloned().fold(f64::INFINITY, f64::min),
-                    w.iter().cloned().fold(0.0, f64::max),
-                );
-                let wm = median(&mut w).unwrap_or(0.0);
-                if rtt_ms == 0 {
-                    base = Some(wm);
-                }
-                let applied = median(&mut applied).unwrap_or(0.0);
-                let s0 = &samples[0];
-                let per_rtt = if rtt_ms > 0 {
-                    format!("{:.1}×", wm / rtt_ms as f64)
-                } else {
-                    "–".into()
-                };
-                let seq = match (base, rtt_ms) {
-                    (Some(b), r) if r > 0 => format!("{:.1}", (wm - b) / applied.max(0.001)),
-                    _ => "–".into(),
-                };
-                println!(
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                    kind.name(),
-                    if file { "file (fsync)" } else { "memory" },
-                    rtt_ms,
-                    applied,
-                    wm,
-                    lo,
-                    hi,
-                    per_rtt,
-                    seq,
-                    s0.steps,
-                    s0.calls,
-                    samples
-                        .iter()
-                        .map(|s| s.exchanges.to_string())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    samples.iter().map(|s| s.catch_up_polls).max().unwrap_or(0),
-                    median(&mut t).unwrap_or(0.0),
-                );
-                if rtt_ms == 5 && !file {
-                    breakdown(kind, &s0.report);
+        for &tls in &tls_modes {
+            for &file in &journals {
+                let mut base: Option<f64> = None;
+                for &rtt_ms in &rtts {
+                    let rtt = Duration::from_millis(rtt_ms);
+                    // One warm-up run (ODBC driver loading, first connections), not counted.
+                    let _ = rt.block_on(one(kind, rtt, file, tls));
+                    let samples: Vec<Sample> = (0..runs)
+                        .map(|_| rt.block_on(one(kind, rtt, file, tls)))
+                        .collect();
+                    let mut w: Vec<f64> = samples.iter().map(|s| s.window_ms).collect();
+                    let mut t: Vec<f64> = samples.iter().map(|s| s.total_ms).collect();
+                    let mut applied: Vec<f64> =
+                        samples.iter().map(|s| 2.0 * s.mean_one_way_ms).collect();
+                    let (lo, hi) = (
+                        w.iter().cloned().fold(f64::INFINITY, f64::min),
+                        w.iter().cloned().fold(0.0, f64::max),
+                    );
+                    let wm = median(&mut w).unwrap_or(0.0);
+                    if rtt_ms == 0 {
+                        base = Some(wm);
+                    }
+                    let applied = median(&mut applied).unwrap_or(0.0);
+                    let s0 = &samples[0];
+                    let per_rtt = if rtt_ms > 0 {
+                        format!("{:.1}×", wm / rtt_ms as f64)
+                    } else {
+                        "–".into()
+                    };
+                    let seq = match (base, rtt_ms) {
+                        (Some(b), r) if r > 0 => format!("{:.1}", (wm - b) / applied.max(0.001)),
+                        _ => "–".into(),
+                    };
+                    println!(
+                        "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                        kind.name(),
+                        if tls { "strict" } else { "off" },
+                        if file { "file (fsync)" } else { "memory" },
+                        rtt_ms,
+                        applied,
+                        wm,
+                        lo,
+                        hi,
+                        per_rtt,
+                        seq,
+                        s0.steps,
+                        s0.calls,
+                        samples
+                            .iter()
+                            .map(|s| s.exchanges.to_string())
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                        samples.iter().map(|s| s.catch_up_polls).max().unwrap_or(0),
+                        median(&mut t).unwrap_or(0.0),
+                    );
+                    if rtt_ms == 5 && !file && !tls {
+                        breakdown(kind, &s0.report);
+                    }
                 }
             }
         }

@@ -23,12 +23,35 @@ pub fn check(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
             "rebuild with `--features tls`, use `--backend odbc`, or set connection.tls = \"off\" (simulators and trusted loopback only)",
         ));
     }
+    if cfg.connection.tls == TlsMode::Off {
+        check_plaintext(cfg)?;
+    }
     if let Some(ca) = &cfg.connection.ca_file
         && std::fs::metadata(ca).is_err()
     {
         return Err(Failure::usage(
             format!("connection.ca_file `{}` cannot be read", ca.display()),
             "point connection.ca_file at the PEM file of the CA that signed the SQL Server certificates",
+        ));
+    }
+    Ok(())
+}
+
+/// `tls = "off"` sends the password in clear, so it is only for the simulator on this
+/// machine: every instance must have an `[endpoints]` entry on a loopback address.
+fn check_plaintext(cfg: &Config) -> Result<(), Failure> {
+    for i in cfg.topology.instances() {
+        let why = match cfg.endpoints.get(i) {
+            Some(a) if a.ip().is_loopback() => continue,
+            Some(a) => format!("{i} is reached at {a}, not on loopback"),
+            None => format!("{i} has no [endpoints] entry on loopback"),
+        };
+        return Err(Failure::usage(
+            format!(
+                "{}: connection.tls = \"off\" (no encryption, the password in clear) is only for the simulator on loopback, and {why}",
+                cfg.path.display()
+            ),
+            "set tls = \"strict\" with connection.ca_file (the CA of the SQL Server certificates); \"off\" needs every instance in [endpoints] on 127.0.0.1 or ::1",
         ));
     }
     Ok(())
@@ -68,7 +91,7 @@ pub fn build(
         #[cfg(feature = "odbc")]
         BackendKind::Odbc => {
             use crate::config::OdbcFlavour;
-            use backend_odbc::{ConnectionSpec, Encryption, OdbcBackend, OdbcConfig};
+            use backend_odbc::{ConnectionSpec, Encryption, OdbcBackend, OdbcConfig, Trust};
             let mut oc = match cfg.odbc.flavour {
                 OdbcFlavour::FreeTds => OdbcConfig::freetds(),
                 OdbcFlavour::Microsoft => OdbcConfig::microsoft(),
@@ -85,12 +108,15 @@ pub fn build(
             oc.endpoints = cfg.endpoints.iter().map(|(k, v)| (k.clone(), *v)).collect();
             oc.encryption = match cfg.connection.tls {
                 TlsMode::Off => Encryption::Off,
-                TlsMode::Strict => Encryption::Required {
-                    trust_server_certificate: false,
-                },
-                TlsMode::TrustServerCertificate => Encryption::Required {
-                    trust_server_certificate: true,
-                },
+                TlsMode::Strict => Encryption::Required(
+                    cfg.connection
+                        .ca_file
+                        .clone()
+                        .map_or(Trust::SystemRoots, Trust::CaFile),
+                ),
+                TlsMode::TrustServerCertificate => {
+                    Encryption::Required(Trust::TrustServerCertificate)
+                }
             };
             oc.sql = cfg.sql.clone();
             let oc = oc

@@ -82,7 +82,24 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     opts.workload_rate = 1;
     let fx = fixtures::build(&opts);
     let estate = fx.estate.clone();
-    let sim = Simulator::start(estate.clone(), SimOptions::default())
+    // TLS as a real estate has it: the demo's own CA, a certificate per instance, Force
+    // Encryption on, and the client in `strict` mode trusting that CA.
+    let pki = test_pki::TestPki::generate(estate.instances().iter().map(|i| i.to_string()))
+        .map_err(|e| {
+            Failure::usage(
+                format!("cannot make the demo's certificates: {e}"),
+                "check TMPDIR",
+            )
+        })?;
+    let sim_options = SimOptions::default()
+        .with_test_pki(&estate, &pki, true)
+        .map_err(|e| {
+            Failure::usage(
+                format!("cannot load the demo's certificates: {e}"),
+                "report this as a bug",
+            )
+        })?;
+    let sim = Simulator::start(estate.clone(), sim_options)
         .await
         .map_err(|e| {
             Failure::usage(
@@ -94,6 +111,10 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     for (i, addr) in sim.endpoints() {
         say(&format!("  {i:<24} {addr}"));
     }
+    say(&format!(
+        "TLS: strict, certificates from the demo's own CA {} (Force Encryption on)",
+        pki.ca_cert().display()
+    ));
 
     let journal_dir = tempfile::Builder::new()
         .prefix("cms-failover-demo-journal")
@@ -109,8 +130,8 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         endpoints: sim.endpoints().into_iter().collect(),
         settings: demo_settings(),
         connection: ConnectionOptions {
-            tls: TlsMode::Off,
-            ca_file: None,
+            tls: TlsMode::Strict,
+            ca_file: Some(pki.ca_cert().to_path_buf()),
         },
         odbc: OdbcOptions {
             driver: "FreeTDS".into(),
@@ -261,5 +282,6 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     let code = doc.exit_code;
     drop(backend);
     sim.shutdown().await;
+    drop(pki);
     Ok(code)
 }

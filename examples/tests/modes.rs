@@ -4,9 +4,8 @@
 
 mod common;
 
-use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError, fixtures};
+use backend_fake::{FaultConfig, fixtures};
 use common::{Sim, Work, json, read};
-use failover_core::Operation;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -37,17 +36,7 @@ fn html_sections(html: &str) -> Vec<String> {
 }
 
 fn drdr_args() -> Vec<&'static str> {
-    vec![
-        "--force",
-        "--backup-sql-server-fqdn",
-        "sql-b.cms.test",
-        "--backup-sql-instance-name",
-        "RTC",
-        "--backup-mirror-sql-server-fqdn",
-        "sql-b2.cms.test",
-        "--backup-mirror-sql-instance-name",
-        "RTC",
-    ]
+    common::DR_FLAGS.to_vec()
 }
 
 #[test]
@@ -429,15 +418,8 @@ fn rolled_back_then_needs_restore_then_restore() {
     let sim = Sim::standard();
     let w = Work::new();
     let t = sim.topology(&w, "");
-    let fail = |n| Fault::Error(SqlError::new(n, 16, 1, "ALTER DATABASE statement failed."));
     // Opening the target fails: the fence is undone (exit 4).
-    sim.estate
-        .set_faults(FaultConfig::seeded(7).script(ScriptedFault::on(
-            &fixtures::backup(),
-            Operation::SetReadOnly,
-            1,
-            fail(5069),
-        )));
+    sim.fail_opening_the_target(7, false);
     let out = w
         .cmd()
         .args(["failover", "--yes", "--topology"])
@@ -455,21 +437,7 @@ fn rolled_back_then_needs_restore_then_restore() {
     assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
 
     // Opening fails and so does undoing the fence: needs restore (exit 5).
-    sim.estate.set_faults(
-        FaultConfig::seeded(8)
-            .script(ScriptedFault::on(
-                &fixtures::backup(),
-                Operation::SetReadOnly,
-                1,
-                fail(5069),
-            ))
-            .script(ScriptedFault::on(
-                &fixtures::active(),
-                Operation::SetReadOnly,
-                2,
-                fail(5069),
-            )),
-    );
+    sim.fail_opening_the_target(8, true);
     let out = w
         .cmd()
         .args(["failover", "--yes", "--topology"])

@@ -29,6 +29,13 @@ pub trait Backend: Send + Sync {
         Vec::new()
     }
 
+    /// Warnings about how this backend is configured that belong in every run's report and
+    /// log (e.g. TLS without certificate validation). Never contains a secret. None by
+    /// default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reads the instance's version and the state, read-only flag and mirroring of each
     /// requested database (`sys.databases` joined to `sys.database_mirroring`).
     /// Read-only; never changes anything. Databases that do not exist are left out.
@@ -133,6 +140,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn statements(&self, op: &Op) -> Vec<String> {
         (**self).statements(op)
+    }
+    fn warnings(&self) -> Vec<String> {
+        (**self).warnings()
     }
     async fn probe(
         &self,

@@ -311,6 +311,10 @@ impl Driver {
     pub async fn run(&self, req: FailoverRequest) -> RunReport {
         let started = Instant::now();
         let started_unix_ms = unix_ms();
+        let backend_warnings = self.backend.warnings();
+        for w in &backend_warnings {
+            tracing::warn!(backend = self.backend.name(), "{w}");
+        }
         let mut steps: Vec<StepRecord> = Vec::new();
         let mut seq = 0u64;
         let directory = self.directory_for(&req);
@@ -417,7 +421,10 @@ impl Driver {
             steps,
             states: machine.history().to_vec(),
             outcome,
-            warnings: f.warnings.clone(),
+            warnings: backend_warnings
+                .into_iter()
+                .chain(f.warnings.iter().cloned())
+                .collect(),
             blockers: f.blockers.clone(),
             data_loss: f.data_loss.clone(),
             window,

@@ -48,6 +48,7 @@ fn healthy_with(ro: ReadOnly) -> MockBackend {
     let mut m = MockBackend::new();
     m.expect_name().return_const("mock".to_string());
     m.expect_statements().returning(|_| Vec::new());
+    m.expect_warnings().returning(Vec::new);
     m.expect_probe().returning(move |i, d| {
         let r = *ro
             .lock()
@@ -202,6 +203,7 @@ async fn a_hung_call_times_out_with_the_timeout_kind() {
     let mut m = MockBackend::new();
     m.expect_name().return_const("mock".to_string());
     m.expect_statements().returning(|_| Vec::new());
+    m.expect_warnings().returning(Vec::new);
     m.expect_read_location().returning(|_| Ok(None));
     m.expect_probe().returning(|i, _| {
         Err(BackendError::new(

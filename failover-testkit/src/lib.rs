@@ -22,6 +22,8 @@ pub mod directory;
 mod harness;
 pub mod history;
 pub mod props;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use harness::{FakeHarness, Harness, Served};
 

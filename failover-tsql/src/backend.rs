@@ -212,6 +212,10 @@ impl<T: Transport> Backend for SqlBackend<T> {
         build::statements(self.transport.sql_config(), op)
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.transport.warnings()
+    }
+
     async fn probe(
         &self,
         instance: &InstanceAddr,

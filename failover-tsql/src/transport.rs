@@ -126,6 +126,12 @@ pub trait Transport: Send + Sync {
     /// The settings that change which SQL is sent (position query, control database,
     /// mirror fallback).
     fn sql_config(&self) -> &SqlConfig;
+
+    /// Warnings about the driver's configuration for every run's report and log (TLS that
+    /// does not authenticate the server, for instance). None by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One cached driver session (`None`: not connected, never or since it was discarded).

@@ -18,5 +18,7 @@ pub mod tds;
 pub mod tls;
 
 pub use service::*;
+#[cfg(feature = "test-pki")]
+pub use sim::Served;
 pub use sim::{SimHandle, SimOptions, Simulator, StartError};
 pub use tls::{ServerTls, TlsConfigError, WithTls};

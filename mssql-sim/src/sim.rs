@@ -46,28 +46,61 @@ impl SimOptions {
 
     /// Serves every instance of `estate` with its own certificate from `pki` (subject and
     /// SAN = the instance's host, plus 127.0.0.1), Force Encryption as given. For broken
-    /// certificates (`pki.expired()`, …) use [`SimOptions::with_tls`].
+    /// certificates see [`SimOptions::with_served_pki`].
     #[cfg(feature = "test-pki")]
     pub fn with_test_pki(
-        mut self,
+        self,
         estate: &Estate,
         pki: &test_pki::TestPki,
         force_encryption: bool,
     ) -> Result<Self, crate::tls::TlsConfigError> {
+        self.with_served_pki(estate, pki, Served::Valid, force_encryption)
+    }
+
+    /// Serves every instance of `estate` with the certificate of `pki` that `served` names
+    /// (its own, or one a client must refuse), Force Encryption as given.
+    #[cfg(feature = "test-pki")]
+    pub fn with_served_pki(
+        mut self,
+        estate: &Estate,
+        pki: &test_pki::TestPki,
+        served: Served,
+        force_encryption: bool,
+    ) -> Result<Self, crate::tls::TlsConfigError> {
         for i in estate.instances() {
-            let ck =
-                pki.server(&i.to_string())
-                    .ok_or_else(|| crate::tls::TlsConfigError::File {
-                        what: "certificate",
-                        path: pki.dir().to_path_buf(),
-                        message: format!("the test PKI has no certificate for {i}"),
-                    })?;
+            let ck = match served {
+                Served::Valid => {
+                    pki.server(&i.to_string())
+                        .ok_or_else(|| crate::tls::TlsConfigError::File {
+                            what: "certificate",
+                            path: pki.dir().to_path_buf(),
+                            message: format!("the test PKI has no certificate for {i}"),
+                        })?
+                }
+                Served::WrongName => pki.wrong_name(),
+                Served::Expired => pki.expired(),
+                Served::SelfSigned => pki.self_signed(),
+            };
             let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)?
                 .with_force_encryption(force_encryption);
             self.tls.insert(i, tls);
         }
         Ok(self)
     }
+}
+
+/// Which certificate of a test PKI every instance presents ([`SimOptions::with_served_pki`]).
+#[cfg(feature = "test-pki")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Its own, signed by the test CA, for its host name and 127.0.0.1.
+    Valid,
+    /// Signed by the test CA, but only for `test_pki::WRONG_NAME`.
+    WrongName,
+    /// Signed by the test CA, expired.
+    Expired,
+    /// Self-signed (signed by nobody the client trusts).
+    SelfSigned,
 }
 
 /// Could not start the simulator.

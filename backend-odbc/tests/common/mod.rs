@@ -40,6 +40,7 @@ pub async fn serve(estate: Estate) -> SimHandle {
 /// A FreeTDS plaintext backend for `sim` with the fixture login and `timeout` per call.
 pub fn backend_with(sim: &SimHandle, timeout: Duration) -> OdbcBackend {
     let cfg = OdbcConfig::freetds()
+        .with_encryption(backend_odbc::Encryption::Off)
         .with_login(LOGIN_USER, Secret::new(LOGIN_PASSWORD))
         .with_endpoints(sim.endpoint_map())
         .with_timeouts(Duration::from_secs(5), timeout);

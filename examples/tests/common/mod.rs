@@ -13,6 +13,19 @@ use std::path::{Path, PathBuf};
 /// The environment variable the test topologies name for the password.
 pub const PW_VAR: &str = "CMS_FAILOVER_TEST_PASSWORD";
 
+/// A disaster recovery to the fixture's backup store and its mirror.
+pub const DR_FLAGS: &[&str] = &[
+    "--force",
+    "--backup-sql-server-fqdn",
+    "sql-b.cms.test",
+    "--backup-sql-instance-name",
+    "RTC",
+    "--backup-mirror-sql-server-fqdn",
+    "sql-b2.cms.test",
+    "--backup-mirror-sql-instance-name",
+    "RTC",
+];
+
 /// Fast timeouts for the simulator.
 pub const FAST_TIMEOUTS: &str = r#"
 [timeouts]
@@ -80,10 +93,25 @@ impl Work {
     }
 }
 
-/// A topology file's text for the fixture instances, with the given endpoints.
+/// The `[connection]` of a plaintext topology: only for the simulator on loopback.
+pub const PLAINTEXT: &str = "tls = \"off\"";
+
+/// A topology file's text for the fixture instances, with the given endpoints, in explicit
+/// plaintext ([`PLAINTEXT`]; for servers that are never connected to, or simulators without
+/// certificates).
 pub fn topology_text(
     mirrored: bool,
     endpoints: &[(InstanceAddr, SocketAddr)],
+    extra: &str,
+) -> String {
+    topology_text_with(mirrored, endpoints, PLAINTEXT, extra)
+}
+
+/// [`topology_text`] with `connection` as the body of the `[connection]` section.
+pub fn topology_text_with(
+    mirrored: bool,
+    endpoints: &[(InstanceAddr, SocketAddr)],
+    connection: &str,
     extra: &str,
 ) -> String {
     let q = |a: &InstanceAddr| format!("'{a}'");
@@ -99,7 +127,7 @@ pub fn topology_text(
         t.push_str(&format!("mirror = {}\n", q(&fixtures::backup_mirror())));
     }
     t.push_str(&format!(
-        "\n[login]\nuser = \"{}\"\npassword_env = \"{PW_VAR}\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
+        "\n[login]\nuser = \"{}\"\npassword_env = \"{PW_VAR}\"\n\n[connection]\n{connection}\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
         fixtures::LOGIN_USER
     ));
     for (i, a) in endpoints {
@@ -155,19 +183,42 @@ pub struct Sim {
     rt: tokio::runtime::Runtime,
     /// Whether the fixture is mirrored.
     pub mirrored: bool,
+    /// The certificates every instance serves (`None`: plaintext only).
+    pub pki: Option<test_pki::TestPki>,
 }
 
 impl Sim {
-    /// Starts the fixture built from `opts`.
+    /// Starts the fixture built from `opts` over TLS, as a real estate: a certificate per
+    /// instance from a test CA and Force Encryption on. Its [`Sim::topology`] says
+    /// `tls = "strict"` with that CA as `ca_file`.
     pub fn start(opts: fixtures::Options) -> Self {
+        Self::start_with(opts, true)
+    }
+
+    /// Starts the fixture without certificates: its [`Sim::topology`] says `tls = "off"`.
+    pub fn start_plaintext(opts: fixtures::Options) -> Self {
+        Self::start_with(opts, false)
+    }
+
+    fn start_with(opts: fixtures::Options, tls: bool) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let fx = fixtures::build(&opts);
+        let pki = tls.then(|| {
+            test_pki::TestPki::generate(fx.estate.instances().iter().map(|i| i.to_string()))
+                .unwrap()
+        });
+        let options = match &pki {
+            Some(p) => SimOptions::default()
+                .with_test_pki(&fx.estate, p, true)
+                .unwrap(),
+            None => SimOptions::default(),
+        };
         let handle = rt
-            .block_on(Simulator::start(fx.estate.clone(), SimOptions::default()))
+            .block_on(Simulator::start(fx.estate.clone(), options))
             .unwrap();
         Self {
             estate: fx.estate,
@@ -175,6 +226,16 @@ impl Sim {
             handle: Some(handle),
             rt,
             mirrored: opts.mirrored,
+            pki,
+        }
+    }
+
+    /// The body of this simulator's `[connection]` section: `strict` with the test CA, or
+    /// explicit plaintext.
+    pub fn connection(&self) -> String {
+        match &self.pki {
+            Some(p) => format!("tls = \"strict\"\nca_file = '{}'", p.ca_cert().display()),
+            None => PLAINTEXT.into(),
         }
     }
 
@@ -192,8 +253,43 @@ impl Sim {
     pub fn topology(&self, work: &Work, extra: &str) -> PathBuf {
         work.write(
             "topology.toml",
-            &topology_text(self.mirrored, &self.endpoints(), extra),
+            &topology_text_with(self.mirrored, &self.endpoints(), &self.connection(), extra),
         )
+    }
+
+    /// A topology like [`Sim::topology`] whose `ca_file` is a CA that signed none of the
+    /// certificates ("the wrong CA").
+    pub fn wrong_ca_topology(&self, work: &Work) -> PathBuf {
+        let pki = self.pki.as_ref().expect("a TLS simulator");
+        let connection = format!(
+            "tls = \"strict\"\nca_file = '{}'",
+            pki.other_ca_cert().display()
+        );
+        work.write(
+            "topology-wrong-ca.toml",
+            &topology_text_with(self.mirrored, &self.endpoints(), &connection, ""),
+        )
+    }
+
+    /// Opening the target fails once (error 5069): a planned run rolls back. With
+    /// `and_undo`, undoing the fence fails too: it needs restore.
+    pub fn fail_opening_the_target(&self, seed: u64, and_undo: bool) {
+        let fail = || {
+            backend_fake::Fault::Error(backend_fake::SqlError::new(
+                5069,
+                16,
+                1,
+                "ALTER DATABASE statement failed.",
+            ))
+        };
+        let on = |i: InstanceAddr, nth| {
+            backend_fake::ScriptedFault::on(&i, failover_core::Operation::SetReadOnly, nth, fail())
+        };
+        let mut f = backend_fake::FaultConfig::seeded(seed).script(on(fixtures::backup(), 1));
+        if and_undo {
+            f = f.script(on(fixtures::active(), 2));
+        }
+        self.estate.set_faults(f);
     }
 
     /// How many mutations the estate has seen.

@@ -4,41 +4,18 @@
 
 use super::Tib;
 use backend_fake::fixtures::{self, Options};
-use failover_core::InstanceAddr;
-use mssql_sim::{ServerTls, SimHandle, SimOptions, Simulator};
+use mssql_sim::{SimHandle, SimOptions, Simulator};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use test_pki::{CertKey, TestPki};
+use test_pki::TestPki;
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-/// Which certificate each instance presents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    /// Its own, signed by the test CA.
-    Valid,
-    /// Signed by the CA for another name.
-    WrongName,
-    /// Expired.
-    Expired,
-    /// Self-signed.
-    SelfSigned,
-}
-
-fn pick<'a>(pki: &'a TestPki, i: &InstanceAddr, served: Served) -> &'a CertKey {
-    match served {
-        Served::Valid => pki
-            .server(&i.to_string())
-            .expect("a certificate per instance"),
-        Served::WrongName => pki.wrong_name(),
-        Served::Expired => pki.expired(),
-        Served::SelfSigned => pki.self_signed(),
-    }
-}
+pub use mssql_sim::Served;
 
 /// Starts the fixture estate `o` with every instance serving `served`, Force Encryption
 /// as given. Returns the simulator, the fixture and the PKI (keep it alive: it owns the files).
@@ -50,18 +27,9 @@ pub async fn start_tls(
     let f = fixtures::build(o);
     let instances = f.estate.instances();
     let pki = TestPki::generate(instances.iter().map(|i| i.to_string())).unwrap();
-    let mut options = SimOptions::default();
-    if served == Served::Valid {
-        options = options.with_test_pki(&f.estate, &pki, force).unwrap();
-    } else {
-        for i in &instances {
-            let ck = pick(&pki, i, served);
-            let tls = ServerTls::from_pem_files(&ck.cert, &ck.key)
-                .unwrap()
-                .with_force_encryption(force);
-            options = options.with_tls(i.clone(), tls);
-        }
-    }
+    let options = SimOptions::default()
+        .with_served_pki(&f.estate, &pki, served, force)
+        .unwrap();
     let sim = Simulator::start(f.estate.clone(), options).await.unwrap();
     (sim, f, pki)
 }
