@@ -156,7 +156,13 @@ pub fn emit(
         crate::json::print(&v);
         return match written {
             Some(Err(f)) => Err(f.shown()),
-            _ => Ok(()),
+            Some(Ok(())) => {
+                if let Some(path) = report {
+                    eprintln!("Report written to {}", path.display());
+                }
+                Ok(())
+            }
+            None => Ok(()),
         };
     }
     if doc.run.what_if {

@@ -37,7 +37,7 @@ pub fn timeline(doc: &ReportDoc) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" id="timeline-svg" class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-label="Timeline of the run">"#
+        r#"<svg id="timeline-svg" class="timeline" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-label="Timeline of the run">"#
     );
     let _ = write!(
         o,
@@ -47,9 +47,15 @@ pub fn timeline(doc: &ReportDoc) -> String {
     );
     if let Some(w) = &r.window {
         let (a, b) = (x(w.start_ms as f64), x(w.end_ms as f64));
+        // The label reads leftwards from the band when the band is in the right half.
+        let (tx, anchor) = if a > LEFT + plot / 2.0 {
+            (b, "end")
+        } else {
+            (a, "start")
+        };
         let _ = write!(
             o,
-            r##"<g id="timeline-window"><rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#b42318" fill-opacity="0.18" stroke="#b42318" stroke-dasharray="3 2"/><text x="{a:.1}" y="14" font-size="11" fill="#b42318">write-unavailability window (fence → commit): {}</text></g>"##,
+            r##"<g id="timeline-window"><rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#b42318" fill-opacity="0.18" stroke="#b42318" stroke-dasharray="3 2"/><text x="{tx:.1}" y="14" font-size="11" fill="#b42318" text-anchor="{anchor}">write-unavailability window (fence → commit): {}</text></g>"##,
             top - 4.0,
             (b - a).max(2.0),
             rows_h + curve_h + 8.0,
@@ -83,18 +89,25 @@ pub fn timeline(doc: &ReportDoc) -> String {
     if !doc.lag_curve.is_empty() {
         let base = top + rows_h + curve_h;
         let max = doc.lag_curve.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64;
-        let pts: Vec<String> = doc
+        let y = |lag: u64| base - (curve_h - 10.0) * (lag as f64 / max);
+        let mut pts: Vec<String> = doc
             .lag_curve
             .iter()
             .map(|(at, lag)| {
                 let ms = at.saturating_sub(r.started_unix_ms) as f64;
-                format!(
-                    "{:.1},{:.1}",
-                    x(ms),
-                    base - (curve_h - 10.0) * (*lag as f64 / max)
-                )
+                format!("{:.1},{:.1}", x(ms), y(*lag))
             })
             .collect();
+        // A poll that finds the backup caught up reports no lag: the wait's end is lag 0.
+        for row in rows.iter().filter(|w| w.wait) {
+            if doc.lags.get(&row.state).is_some_and(|l| l.caught_up) {
+                pts.push(format!(
+                    "{:.1},{:.1}",
+                    x((row.started_ms + row.elapsed_ms) as f64),
+                    y(0)
+                ));
+            }
+        }
         let _ = write!(
             o,
             r##"<g id="timeline-lag"><line x1="{LEFT}" y1="{base:.1}" x2="{:.1}" y2="{base:.1}" stroke="#d0d7de"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">replication lag</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text><polyline fill="none" stroke="#1a7f37" stroke-width="2" points="{}"/></g>"##,
@@ -162,7 +175,7 @@ pub fn state_diagram() -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" id="state-diagram" viewBox="0 0 {width:.0} {height:.0}" width="100%" role="img" aria-label="The failover state machine"><title>The failover state machine ({} states, {} transitions)</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#57606a"/></marker></defs>"##,
+        r##"<svg id="state-diagram" viewBox="0 0 {width:.0} {height:.0}" width="100%" role="img" aria-label="The failover state machine"><title>The failover state machine ({} states, {} transitions)</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#57606a"/></marker></defs>"##,
         pos.len(),
         TRANSITIONS.len()
     );

@@ -274,17 +274,7 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
         }
         None => new_run_id(),
     };
-    // The pool pair is symmetric: a disaster recovery to the file's [active] store comes
-    // from its [backup] store (the CMS was failed over there before).
-    let topology = match &mode {
-        Mode::DisasterRecovery { target }
-            if target.principal == config.topology.active.principal =>
-        {
-            crate::pair::swapped(&config.topology)
-        }
-        _ => config.topology.clone(),
-    };
-    let mut request = FailoverRequest::new(run_id, topology, mode).map_err(|e| {
+    let mut request = FailoverRequest::new(run_id, config.topology.clone(), mode).map_err(|e| {
         Failure::usage(
             e.to_string(),
             "name a backup store that is not the topology's active store",

@@ -695,8 +695,9 @@ fn crash_then_resume_from_the_journal() {
 
 #[test]
 fn summary_collapses_polls_and_shows_time() {
-    // Replication gains one change per operation on the workload: the wait takes polls.
-    let mut opts = fixtures::Options::default().lag(40);
+    // Replication gains one change per operation on the workload: the wait takes polls
+    // (the status read before the run, for the report, takes some of the lag first).
+    let mut opts = fixtures::Options::default().lag(100);
     opts.link_rate = 2;
     opts.workload_rate = 1;
     let sim = Sim::start(opts);
