@@ -617,3 +617,99 @@ pub fn render_text(s: &StatusDoc) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_fake::fixtures;
+    use failover_core::DbState;
+
+    fn copy(instance: InstanceAddr, writable: bool, reachable: bool) -> InstanceStatus {
+        InstanceStatus {
+            label: Label::Unreachable,
+            role: String::new(),
+            reachable,
+            error: (!reachable).then(|| "connection refused".to_string()),
+            version: None,
+            databases: if reachable {
+                fixtures::databases()
+                    .into_iter()
+                    .map(|name| DatabaseProbe {
+                        name,
+                        state: DbState::Online,
+                        read_only: !writable,
+                        mirroring: None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            location: None,
+            positions: Vec::new(),
+            instance,
+        }
+    }
+
+    fn codes(s: &StatusDoc) -> Vec<ProblemCode> {
+        s.problems.iter().map(|p| p.code).collect()
+    }
+
+    #[test]
+    fn health_and_labels() {
+        let t = fixtures::build(&fixtures::Options::default()).topology;
+        let (a, b) = (fixtures::active(), fixtures::backup());
+
+        let s = build(
+            &t,
+            vec![copy(a.clone(), true, true), copy(b.clone(), false, true)],
+            &[],
+        );
+        assert_eq!((s.exit_code(), s.healthy()), (0, true));
+        assert_eq!(s.instance(&a).unwrap().label, Label::Active);
+        assert_eq!(s.instance(&b).unwrap().label, Label::Standby);
+
+        // Two writable copies: split brain, the most severe (21).
+        let s = build(
+            &t,
+            vec![copy(a.clone(), true, true), copy(b.clone(), true, true)],
+            &[],
+        );
+        assert!(codes(&s).contains(&ProblemCode::TwoWritable));
+        assert_eq!(s.exit_code(), EXIT_TWO_WRITABLE);
+
+        // The source dead: writable nowhere (20) and unreachable (24); no `restore` advice.
+        let s = build(
+            &t,
+            vec![copy(a.clone(), true, false), copy(b.clone(), false, true)],
+            &[],
+        );
+        assert_eq!(
+            codes(&s),
+            [
+                ProblemCode::NoneWritable,
+                ProblemCode::NoneWritable,
+                ProblemCode::Unreachable
+            ]
+        );
+        assert_eq!(s.exit_code(), EXIT_NONE_WRITABLE);
+        assert_eq!(s.instance(&a).unwrap().label, Label::Unreachable);
+        let none = &s.problems[0].text;
+        assert!(
+            none.contains("`restore` cannot help") && none.contains("--force"),
+            "{none}"
+        );
+
+        // Only an instance unreachable (a standby): 24.
+        let s = build(
+            &t,
+            vec![copy(a.clone(), true, true), copy(b.clone(), false, false)],
+            &[],
+        );
+        assert_eq!(s.exit_code(), EXIT_UNREACHABLE);
+
+        // The hook for the directory check.
+        let mut s = build(&t, vec![copy(a, true, true), copy(b, false, true)], &[]);
+        s.add_problem(ProblemCode::DirectoryDisagrees, "the directory names sql-b");
+        assert_eq!(s.exit_code(), EXIT_DIRECTORY_DISAGREES);
+    }
+}

@@ -5,7 +5,8 @@
 mod common;
 
 use backend_fake::fixtures;
-use common::{Sim, Work, json};
+use common::{Sim, Work, json, label_of};
+use failover_core::InstanceAddr;
 
 #[test]
 fn failover_then_failback_with_no_file_edit() {
@@ -86,26 +87,10 @@ fn failover_then_failback_with_no_file_edit() {
     let out = w.run(&t, &["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = json(&out.stdout);
-    let label = |i: String| {
-        s["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["instance"] == i)
-            .map(|x| x["label"].as_str().unwrap().to_string())
-    };
-    assert_eq!(
-        label(fixtures::active().to_string()).as_deref(),
-        Some("active")
-    );
-    assert_eq!(
-        label(fixtures::backup().to_string()).as_deref(),
-        Some("fenced")
-    );
-    assert_eq!(
-        label(fixtures::active_mirror().to_string()).as_deref(),
-        Some("mirror")
-    );
+    let label = |i: InstanceAddr| label_of(&s, &i);
+    assert_eq!(label(fixtures::active()).as_deref(), Some("active"));
+    assert_eq!(label(fixtures::backup()).as_deref(), Some("fenced"));
+    assert_eq!(label(fixtures::active_mirror()).as_deref(), Some("mirror"));
 }
 
 #[test]

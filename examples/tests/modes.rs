@@ -5,8 +5,8 @@
 mod common;
 
 use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError, fixtures};
-use common::{Sim, Work, json, read};
-use failover_core::Operation;
+use common::{Sim, Work, json, label_of, read};
+use failover_core::{InstanceAddr, Operation};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -170,19 +170,9 @@ fn planned_failover_tiberius_with_json_and_report() {
     assert_eq!(s["healthy"], true);
     assert_eq!(s["active"]["epoch"], 2);
     // Labelled by what each copy is now, not by the file's [active] / [backup].
-    let label = |i: String| {
-        s["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["instance"] == i)
-            .map(|x| x["label"].as_str().unwrap().to_string())
-    };
-    assert_eq!(
-        label(fixtures::active().to_string()).as_deref(),
-        Some("fenced")
-    );
-    assert_eq!(label(b()).as_deref(), Some("active"));
+    let label = |i: InstanceAddr| label_of(&s, &i);
+    assert_eq!(label(fixtures::active()).as_deref(), Some("fenced"));
+    assert_eq!(label(fixtures::backup()).as_deref(), Some("active"));
     assert_eq!(s["active"]["store"]["principal"], b());
     assert_eq!(s["instances"].as_array().unwrap().len(), 4);
     assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 0);

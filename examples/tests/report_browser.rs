@@ -58,9 +58,11 @@ fn the_demo_report_renders_in_chromium() {
     };
     let w = Work::new();
     let report = w.path("demo.html");
+    // Enough lag that the wait still polls after the status read before the run (each
+    // simulated operation lets replication gain a change), so the lag curve has points.
     let out = w
         .cmd()
-        .args(["demo", "--lag", "40", "--report"])
+        .args(["demo", "--lag", "120", "--report"])
         .arg(&report)
         .output()
         .unwrap();
