@@ -8,11 +8,30 @@ use std::ffi::OsString;
 
 /// Runs the command line `args` (including the program name) and returns the exit code.
 pub fn main_with(args: Vec<OsString>) -> i32 {
+    // Under `--json`, every failure is one JSON object on stdout too (kind `error`).
+    let json = args.iter().skip(1).any(|a| a == "--json");
+    let command = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.starts_with('-'))
+        .map_or_else(|| "cms-failover".to_string(), |a| a.into_owned());
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return e.exit_code();
+            let code = e.exit_code();
+            if json && code != 0 {
+                let what = e.kind().to_string();
+                let f = crate::failure::Failure {
+                    code,
+                    what: format!("bad command line: {what}"),
+                    next: "see `cms-failover --help`".into(),
+                    shown: false,
+                };
+                crate::json::print(&crate::json::error_doc(&command, &f));
+            }
+            return code;
         }
     };
     logging::init(cli.verbose, cli.quiet);
@@ -44,7 +63,12 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("{f}");
+            if !f.shown {
+                eprintln!("{f}");
+                if json {
+                    crate::json::print(&crate::json::error_doc(&command, &f));
+                }
+            }
             f.code
         }
     }

@@ -30,8 +30,9 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fail the CMS over: planned to the topology's backup store, or disaster recovery to a
-    /// named store with --force --backup-sql-server-fqdn.
+    /// Fail the CMS over: planned to the partner of the store it is recorded on now (so the
+    /// same command fails back), or disaster recovery to a named store with --force
+    /// --backup-sql-server-fqdn.
     Failover(FailoverArgs),
     /// Put the recorded CMS store back into service after an interrupted or failed run
     /// (clear a fence left behind, verify, release the lock; settles unfinished journal runs).
@@ -117,6 +118,12 @@ pub struct FailoverArgs {
     /// Common options.
     #[command(flatten)]
     pub run: RunArgs,
+    /// Assert the direction: the store the CMS must move to (a server of it,
+    /// `fqdn[\instance]`, or the file section `active` / `backup`). Without it, `failover`
+    /// moves the CMS to the partner of wherever it is recorded now (failback is the same
+    /// command); with it, a run that would go the other way is refused.
+    #[arg(long, value_name = "POOL|SERVER")]
+    pub to: Option<String>,
     /// Disaster recovery: do not wait for replication (data may be lost). Needs
     /// --backup-sql-server-fqdn. Still asks for `yes` unless --yes is given.
     #[arg(long)]

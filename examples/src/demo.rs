@@ -275,6 +275,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         before: Some(before),
         after: Some(after),
         lags: observer.lags(),
+        lag_curve: observer.lag_curve(),
         plan_for_confirmation: false,
     };
     let doc = report_doc("demo", &run, cx);

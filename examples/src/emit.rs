@@ -2,11 +2,12 @@
 //! HTML report file.
 
 use crate::failure::Failure;
+use crate::output::ExpectedFailures;
 use crate::output::{render_plan, render_result};
-use crate::report::{self, Confirmation, Lags, ReportDoc};
+use crate::report::{self, Confirmation, Lags, Outage, ReportDoc};
 use crate::status::StatusDoc;
 use crate::verdict::Verdict;
-use failover_core::{Mode, RunReport};
+use failover_core::{Mode, Outcome, RunReport};
 use std::path::Path;
 
 /// What a report needs besides the run: the command line, how it was confirmed, and the
@@ -23,6 +24,8 @@ pub struct Context {
     pub after: Option<StatusDoc>,
     /// The lags the progress saw during each wait.
     pub lags: Lags,
+    /// The total lag at each poll (ms since the Unix epoch, lag).
+    pub lag_curve: Vec<(u64, u64)>,
     /// The run is the read-only plan of a real command, read to confirm it (not a what-if
     /// the operator asked for): its refusal is the command's.
     pub plan_for_confirmation: bool,
@@ -40,13 +43,74 @@ pub fn report_doc(command: &str, run: &RunReport, cx: Context) -> ReportDoc {
         host: report::host(),
         exit_code: outcome.exit_code,
         next_step: report::next_step(&run.outcome, outcome.what_if),
+        outage: outage(run),
+        after_success: after_success(run, outcome.what_if),
         outcome,
         confirmation: cx.confirmation,
         status_before: cx.before,
         status_after: cx.after,
         run: run.clone(),
         lags: cx.lags,
+        lag_curve: cx.lag_curve,
     }
+}
+
+/// A disaster recovery's outage: since the first call that failed on the source because
+/// it was unreachable (or timed out).
+pub fn outage(run: &RunReport) -> Option<Outage> {
+    if !matches!(run.mode, Mode::DisasterRecovery { .. }) || run.what_if {
+        return None;
+    }
+    let expected = ExpectedFailures::of(&run.mode, &run.topology);
+    let mut since = None;
+    let mut instances: Vec<String> = Vec::new();
+    for s in &run.steps {
+        for e in s
+            .ops
+            .iter()
+            .flat_map(|o| o.retried_errors.iter().chain(o.error.iter()))
+            .filter(|e| expected.covers(e))
+        {
+            since.get_or_insert(s.started_unix_ms);
+            if !instances.contains(&e.instance) {
+                instances.push(e.instance.clone());
+            }
+        }
+    }
+    let since = since?;
+    Some(Outage {
+        since_unix_ms: since,
+        text: format!(
+            "source unreachable since {} (first failed probe of {})",
+            report::format_unix_ms(since),
+            instances.join(", ")
+        ),
+        instances,
+    })
+}
+
+/// What to do after a successful disaster recovery: keep the returning old principal
+/// fenced, then fail back with the same command.
+pub fn after_success(run: &RunReport, what_if: bool) -> Vec<String> {
+    let (Mode::DisasterRecovery { target }, Outcome::Succeeded { .. }, false) =
+        (&run.mode, &run.outcome, what_if)
+    else {
+        return Vec::new();
+    };
+    let old = &run.topology.active;
+    let dbs: Vec<&str> = run.topology.databases.iter().map(|d| d.as_str()).collect();
+    let old_all: Vec<String> = old.instances().map(|i| i.to_string()).collect();
+    vec![
+        format!(
+            "Keep the old principal {} fenced when it returns: it still believes it serves the CMS. Before it rejoins the network, set its CMS databases ({}) read-only (`ALTER DATABASE … SET READ_ONLY`), or keep its SQL Server stopped; `cms-failover status` labels it `fenced` when it is read-only and exits 21 (two writable copies) if it comes back writable.",
+            old_all.join(" / "),
+            dbs.join(", ")
+        ),
+        format!(
+            "To fail back once {} is repaired and its databases re-seeded from {}: run `cms-failover failover --what-if -t <topology>`, then the same without --what-if. `failover` moves the CMS to the partner of wherever it is recorded now, so no file edit is needed.",
+            old.principal, target.principal
+        ),
+    ]
 }
 
 /// The command name of a `failover` / `restore` run.
@@ -74,7 +138,9 @@ pub fn write_report(path: &Path, doc: &ReportDoc, secrets: &[&str]) -> Result<()
     })
 }
 
-/// Prints the document (JSON or text) and writes the report, if asked.
+/// Prints the document (JSON or text) and writes the report, if asked. Under `--json` the
+/// report is written first, so a failure to write it is part of the one JSON document
+/// (`report_error`) and the returned failure is marked as already shown.
 pub fn emit(
     doc: &ReportDoc,
     json: bool,
@@ -82,11 +148,24 @@ pub fn emit(
     secrets: &[&str],
 ) -> Result<(), Failure> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::to_json(doc, secrets)).expect("json")
-        );
-    } else if doc.run.what_if {
+        let mut v = crate::json::run_doc(doc, secrets);
+        let written = report.map(|p| write_report(p, doc, secrets));
+        if let Some(Err(f)) = &written {
+            v["report_error"] = serde_json::json!({ "what": f.what, "next": f.next });
+        }
+        crate::json::print(&v);
+        return match written {
+            Some(Err(f)) => Err(f.shown()),
+            Some(Ok(())) => {
+                if let Some(path) = report {
+                    eprintln!("Report written to {}", path.display());
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        };
+    }
+    if doc.run.what_if {
         print!("{}", report::redact_str(&render_plan(&doc.run), secrets));
         println!(
             "Outcome: {}",
@@ -98,6 +177,15 @@ pub fn emit(
             "{}",
             report::redact_str(&render_result(&doc.run, colour, &doc.lags), secrets)
         );
+        if let Some(o) = &doc.outage {
+            println!("Outage: {}", o.text);
+        }
+        for line in &doc.after_success {
+            println!(
+                "{} {line}",
+                crate::style::paint("Next:", crate::style::Tone::Warn, colour)
+            );
+        }
     }
     if let Some(path) = report {
         write_report(path, doc, secrets)?;

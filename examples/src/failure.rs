@@ -16,6 +16,8 @@ pub struct Failure {
     pub what: String,
     /// What to do next.
     pub next: String,
+    /// Already shown to the operator (in the `--json` document): not printed again.
+    pub shown: bool,
 }
 
 impl Failure {
@@ -25,6 +27,7 @@ impl Failure {
             code: EXIT_USAGE,
             what: what.into(),
             next: next.into(),
+            shown: false,
         }
     }
     /// Refused before any change (exit 3).
@@ -33,7 +36,16 @@ impl Failure {
             code: EXIT_REFUSED,
             what: what.into(),
             next: next.into(),
+            shown: false,
         }
+    }
+}
+
+impl Failure {
+    /// The same failure, marked as already shown.
+    pub fn shown(mut self) -> Self {
+        self.shown = true;
+        self
     }
 }
 

@@ -12,7 +12,10 @@
 //! - [`prompt`]: the confirmation prompt.
 //! - [`run`]: `failover` / `restore`; [`status_cmd`]: `status`; [`demo`]: the zero-setup
 //!   demo over the TDS simulator.
+//! - [`pair`]: the pool pair, so `failover` also fails back.
 //! - [`backends`]: builds backend-tiberius or backend-odbc from the topology.
+//! - [`json`]: the `--json` documents (schema `docs/report.schema.json`); [`svg`]: the
+//!   report's timeline and state diagram.
 //! - [`emit`], [`report`], [`output`], [`status`], [`progress`], [`style`]: what the operator
 //!   sees; [`verdict`]: how a command ended (a what-if says what *would* happen).
 #![warn(missing_docs)]
@@ -24,8 +27,10 @@ pub mod config;
 pub mod demo;
 pub mod emit;
 pub mod failure;
+pub mod json;
 pub mod logging;
 pub mod output;
+pub mod pair;
 pub mod progress;
 pub mod prompt;
 pub mod report;
@@ -34,5 +39,6 @@ pub mod secret;
 pub mod status;
 pub mod status_cmd;
 pub mod style;
+pub mod svg;
 pub mod validate;
 pub mod verdict;

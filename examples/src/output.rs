@@ -174,6 +174,8 @@ pub struct SummaryRow {
     pub label: String,
     /// How many polls (1 for a plain step).
     pub polls: usize,
+    /// When it started, ms into the run.
+    pub started_ms: u64,
     /// Wall time from the step's (first poll's) start to the next step's start, ms.
     pub elapsed_ms: u64,
     /// Whether it is a wait (polls and pauses).
@@ -223,6 +225,7 @@ pub fn summary_rows(r: &RunReport) -> Vec<SummaryRow> {
             state: wait.unwrap_or(s.state),
             label,
             polls: usize::from(wait.is_none_or(|w| w == s.state)),
+            started_ms: s.started_ms,
             elapsed_ms: s.duration_ms,
             wait: wait.is_some(),
         });
@@ -269,7 +272,13 @@ pub fn render_result(r: &RunReport, colour: bool, lags: &Lags) -> String {
     } else {
         let _ = writeln!(o, "Time: {} in all", format_ms(total));
     }
-    if let Some(w) = &r.window {
+    // A disaster recovery's outage began when the source died, not at the fence: the
+    // window is not shown for it (the outage is, by the caller).
+    if let Some(w) = r
+        .window
+        .as_ref()
+        .filter(|_| !matches!(r.mode, Mode::DisasterRecovery { .. }))
+    {
         let _ = writeln!(
             o,
             "Write-unavailability window (fence -> new store writable): {}",

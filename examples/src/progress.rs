@@ -20,6 +20,8 @@ pub struct ProgressObserver {
     preflights: Mutex<usize>,
     /// The total lag at the first and last poll of each wait.
     lags: Mutex<Lags>,
+    /// The total lag at each poll (ms since the Unix epoch, lag), for the report's curve.
+    curve: Mutex<Vec<(u64, u64)>>,
     /// Failures the run expects (the dead source in disaster recovery): shown once each.
     expected: ExpectedFailures,
     /// How many expected failures each instance had.
@@ -46,6 +48,7 @@ impl ProgressObserver {
             last: Mutex::new(None),
             preflights: Mutex::new(0),
             lags: Mutex::new(Lags::new()),
+            curve: Mutex::new(Vec::new()),
             expected,
             expected_seen: Mutex::new(BTreeMap::new()),
         }
@@ -66,6 +69,11 @@ impl ProgressObserver {
                 None => tracing::info!("{msg}"),
             }
         }
+    }
+
+    /// The total lag at each poll whose lag was fully known: (ms since the Unix epoch, lag).
+    pub fn lag_curve(&self) -> Vec<(u64, u64)> {
+        lock(&self.curve).clone()
     }
 
     /// The total lag at the first and the last poll of each wait seen so far.
@@ -207,6 +215,12 @@ impl Observer for ProgressObserver {
                 let known: Vec<u64> = p.lag.iter().filter_map(|(_, l)| *l).collect();
                 let total: u64 = known.iter().sum();
                 let all_known = known.len() == p.lag.len();
+                if all_known {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    lock(&self.curve).push((at, total));
+                }
                 if let Some(state) = *lock(&self.last) {
                     let now = all_known.then_some(total);
                     let mut lags = lock(&self.lags);

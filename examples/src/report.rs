@@ -38,12 +38,20 @@ pub struct ReportDoc {
     pub status_before: Option<StatusDoc>,
     /// The status after the run, where it was read (demo).
     pub status_after: Option<StatusDoc>,
+    /// Disaster recovery: when the source was first seen unreachable (the outage began
+    /// then, not at the fence).
+    pub outage: Option<Outage>,
+    /// What to do after a success (disaster recovery: keep the old principal fenced when it
+    /// returns; how to fail back).
+    pub after_success: Vec<String>,
     /// The run.
     pub run: RunReport,
     /// The total lag at the first and last poll of each wait, as the progress saw it (for
     /// the text summary).
     #[serde(skip)]
     pub lags: Lags,
+    /// The total lag at each poll of the waits: (ms since the Unix epoch, lag).
+    pub lag_curve: Vec<(u64, u64)>,
 }
 
 /// The total lag of one wait as the progress observer saw it (`None`: unknown).
@@ -59,6 +67,18 @@ pub struct WaitLag {
 
 /// Per wait (`AwaitingReplication`, `AwaitingCatchUp`), its lag.
 pub type Lags = BTreeMap<StateName, WaitLag>;
+
+/// A disaster recovery's outage: the source has been unreachable since its first failed
+/// call in this run (the earliest the tool knows of).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outage {
+    /// The start of the step whose call first failed on the source, ms since the Unix epoch.
+    pub since_unix_ms: u64,
+    /// The source instances that failed.
+    pub instances: Vec<String>,
+    /// For people: `source unreachable since 2026-… (first failed probe)`.
+    pub text: String,
+}
 
 /// How a run was confirmed, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,40 +219,24 @@ pub fn format_ms(ms: u64) -> String {
     }
 }
 
-/// The document as JSON, secrets redacted.
-pub fn to_json(doc: &ReportDoc, secrets: &[&str]) -> serde_json::Value {
-    let mut v = serde_json::to_value(doc).expect("report serializes");
-    // A what-if made no change: its run's outcome says what would happen, not `succeeded`.
-    if doc.outcome.what_if {
-        v["run"]["outcome"]["outcome"] = doc.outcome.code.into();
-    }
-    redact(&mut v, secrets);
-    v
-}
-
-/// Renders the self-contained HTML report (embedded CSS, no scripts, no external links).
+/// Renders the self-contained HTML report (embedded CSS, no scripts, no external links)
+/// from the document's JSON form ([`crate::json::run_doc`]).
 pub fn render_html(doc: &ReportDoc, secrets: &[&str]) -> Result<String, minijinja::Error> {
-    let ctx = to_json(doc, secrets);
+    let ctx = crate::json::run_doc(doc, secrets);
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.add_filter("ts", |v: u64| format_unix_ms(v));
-    env.add_filter("ms", |v: u64| format_ms(v));
-    env.add_filter("us", |v: u64| {
-        format_ms(v / 1000).replace(" ms", &format!(".{:03} ms", v % 1000))
-    });
-    env.add_filter("tojson_pretty", |v: minijinja::Value| {
-        serde_json::to_string_pretty(&v).unwrap_or_default()
-    });
+    env.add_filter("ms", |v: f64| format_ms(v as u64));
+    env.add_filter("ts", |v: String| v.replace('T', " ").replace('Z', " UTC"));
     env.add_template("report.html", TEMPLATE)?;
     let tmpl = env.get_template("report.html")?;
-    let mermaid = failover_core::machine::mermaid();
     tmpl.render(minijinja::context! {
         doc => ctx,
         title => title(doc),
         outcome_text => redact_str(&doc.outcome.text, secrets),
-        mermaid => mermaid,
+        timeline => crate::svg::timeline(doc),
+        diagram => crate::svg::state_diagram(),
     })
 }
 

@@ -1,7 +1,6 @@
 //! Running `failover` / `restore`: build the backend, confirm (restate, then ask), run with
 //! live progress and Ctrl-C handling, then report.
 
-use crate::backends;
 use crate::cli::{FailoverArgs, RestoreArgs};
 use crate::emit::{Context, command_of, emit, report_doc};
 use crate::failure::Failure;
@@ -10,7 +9,9 @@ use crate::output::{ExpectedFailures, render_plan, restatement};
 use crate::progress::ProgressObserver;
 use crate::prompt::{Answer, ask};
 use crate::report::{Confirmation, operator};
+use crate::status::{self, StatusDoc};
 use crate::validate::{Confirm, Prepared, failover_mode, prepare};
+use crate::{backends, pair};
 use failover_core::{CancelHandle, Driver, Journal, Mode, Outcome, RunReport};
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ pub const EXIT_CANCELLED: i32 = 130;
 /// `failover`: validates, then runs.
 pub async fn failover(a: FailoverArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
     let mode = failover_mode(&a)?;
-    run_prepared(prepare(&a.run, mode)?, argv, quiet).await
+    let p = prepare(&a.run, mode)?;
+    run_oriented(p, a.to.as_deref(), argv, quiet).await
 }
 
 /// `restore`: validates, then runs.
@@ -39,6 +41,18 @@ enum Confirmed {
 /// Runs a prepared failover/restore: confirmation, the run with progress and Ctrl-C
 /// handling, then the output and the report.
 pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result<i32, Failure> {
+    run_oriented(p, None, argv, quiet).await
+}
+
+/// [`run_prepared`] for `failover`: a planned failover first turns the pool pair towards
+/// the partner of the store the CMS is recorded on now ([`pair::orient`]) and checks
+/// `--to` against that direction.
+pub async fn run_oriented(
+    mut p: Prepared,
+    to: Option<&str>,
+    argv: Vec<String>,
+    quiet: bool,
+) -> Result<i32, Failure> {
     let backend = backends::build(
         p.backend,
         &p.config,
@@ -46,6 +60,28 @@ pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result
         &p.password,
         p.config.settings.step_timeout,
     )?;
+    if matches!(p.request.mode, Mode::Planned) {
+        let file = p.config.topology.clone();
+        let d = pair::orient(backend.as_ref(), &file, p.config.settings.step_timeout).await;
+        if let Some(to) = to {
+            pair::check_to(to, &d, &file)?;
+        }
+        p.request.topology = d.topology;
+    } else if let Some(to) = to {
+        let target = match &p.request.mode {
+            Mode::DisasterRecovery { target } => target.clone(),
+            _ => p.request.topology.backup.clone(),
+        };
+        let d = pair::Direction {
+            topology: failover_core::Topology {
+                backup: target,
+                ..p.request.topology.clone()
+            },
+            failback: false,
+        };
+        pair::check_to(to, &d, &p.config.topology)?;
+    }
+    let p = p;
     let secrets = [p.password.expose()];
     let mut driver = Driver::new(backend.clone());
     if let Some(j) = &p.journal {
@@ -57,6 +93,7 @@ pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result
         Confirmed::Stop(code) => return Ok(code),
     };
 
+    let before = status_now(&p, backend.as_ref()).await;
     let cancel = CancelHandle::new();
     let observer = Arc::new(ProgressObserver::new(
         stderr_is_terminal(),
@@ -81,13 +118,33 @@ pub async fn run_prepared(p: Prepared, argv: Vec<String>, quiet: bool) -> Result
     let report_run = driver.run(p.request.clone()).await;
     ctrl_c.abort();
     observer.finish();
+    let after = status_now(&p, backend.as_ref()).await;
     let cx = Context {
         argv,
         confirmation: Some(confirmation),
+        before: Some(before),
+        after: Some(after),
         lags: observer.lags(),
+        lag_curve: observer.lag_curve(),
         ..Context::default()
     };
     finish(&p, &report_run, cx, &secrets)
+}
+
+/// The estate's status now (read-only), for the report's before and after.
+async fn status_now(p: &Prepared, backend: &dyn failover_core::Backend) -> StatusDoc {
+    let records = p
+        .journal
+        .as_ref()
+        .and_then(|j| j.records().ok())
+        .unwrap_or_default();
+    status::gather(
+        backend,
+        &p.request.topology,
+        &records,
+        p.config.settings.step_timeout,
+    )
+    .await
 }
 
 /// Prints and writes the report of `run`; returns the exit code.

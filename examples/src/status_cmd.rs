@@ -47,14 +47,13 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
     )
     .await;
     if a.json {
-        let mut v = serde_json::to_value(&doc).expect("json");
-        report::redact(&mut v, &[password.expose()]);
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        crate::json::print(&crate::json::status_doc(&doc, &[password.expose()]));
     } else {
         print!(
             "{}",
             report::redact_str(&status::render_text(&doc), &[password.expose()])
         );
     }
-    Ok(0)
+    // Unhealthy estates exit non-zero: the most severe problem's code (README exit table).
+    Ok(doc.exit_code())
 }

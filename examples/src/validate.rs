@@ -166,7 +166,7 @@ pub fn load_config(conn: &ConnArgs) -> Result<Config, Failure> {
     let mut config = Config::load(&conn.topology).map_err(|e| {
         Failure::usage(
             format!("invalid topology file: {e}"),
-            "fix the topology file (the format is in examples/README.md and examples/topology.example.toml)",
+            "fix the topology file: `[active]` and `[backup]` each need `principal = 'fqdn[\\instance]'`, `[login]` needs `user` and `password_env` or `password_file`; every key is described in the operating guide (docs/operating.md in the source tree)",
         )
     })?;
     if let Some(t) = &conn.tls {

@@ -5,7 +5,8 @@
 mod common;
 
 use backend_fake::{FaultConfig, fixtures};
-use common::{Sim, Work, json, read};
+use common::{Sim, Work, json, label_of, read};
+use failover_core::{InstanceAddr, Operation};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -71,9 +72,12 @@ fn planned_failover_tiberius_with_json_and_report() {
     assert_eq!(v["operator"], "tester");
     assert_eq!(v["run"]["backend"], "tiberius");
     assert_eq!(v["run"]["what_if"], false);
-    assert_eq!(v["run"]["outcome"]["outcome"], "succeeded");
-    assert_eq!(v["run"]["outcome"]["active"], b());
-    assert_eq!(v["run"]["mode"]["mode"], "planned");
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["kind"], "run");
+    assert_eq!(v["outcome"]["code"], "succeeded");
+    assert_eq!(v["outcome"]["active"], b());
+    assert_eq!(v["outcome"]["epoch"].as_u64(), sim.epoch());
+    assert_eq!(v["run"]["mode"], "planned");
     let steps = v["run"]["steps"].as_array().unwrap();
     assert!(steps.len() >= 8);
     for s in steps {
@@ -82,10 +86,10 @@ fn planned_failover_tiberius_with_json_and_report() {
             "description",
             "precondition",
             "changes",
-            "started_unix_ms",
+            "started_at",
             "duration_ms",
             "executed",
-            "ops",
+            "calls",
         ] {
             assert!(!s[k].is_null(), "step lacks {k}: {s}");
         }
@@ -94,7 +98,7 @@ fn planned_failover_tiberius_with_json_and_report() {
         .iter()
         .find(|s| s["state"] == "Fencing")
         .expect("a fence step");
-    let sql = fence["ops"][0]["sql"].as_array().unwrap();
+    let sql = fence["calls"][0]["sql"].as_array().unwrap();
     assert!(
         sql.iter().any(|q| q
             .as_str()
@@ -102,7 +106,13 @@ fn planned_failover_tiberius_with_json_and_report() {
             .contains("ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE")),
         "{sql:?}"
     );
-    assert!(v["run"]["window"]["duration_us"].as_u64().is_some());
+    assert!(v["run"]["window"]["duration_ms"].as_f64().is_some());
+    assert!(
+        v["run"]["window"]["fenced_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     assert_eq!(v["run"]["final_state"].as_array().unwrap().len(), 4);
     assert!(
         !out.stdout
@@ -147,10 +157,16 @@ fn planned_failover_tiberius_with_json_and_report() {
         .arg(w.journal())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(0), "healthy after the failover");
     let s = json(&out.stdout);
-    assert_eq!(s["active"]["record"]["epoch"], epoch);
-    assert_eq!(s["active"]["record"]["active"]["principal"], b());
+    assert_eq!(s["kind"], "status");
+    assert_eq!(s["healthy"], true);
+    assert_eq!(s["active"]["epoch"], epoch);
+    // Labelled by what each copy is now, not by the file's [active] / [backup].
+    let label = |i: InstanceAddr| label_of(&s, &i);
+    assert_eq!(label(fixtures::active()).as_deref(), Some("fenced"));
+    assert_eq!(label(fixtures::backup()).as_deref(), Some("active"));
+    assert_eq!(s["active"]["store"]["principal"], b());
     assert_eq!(s["instances"].as_array().unwrap().len(), 4);
     assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 0);
 }
@@ -305,7 +321,7 @@ fn what_if_changes_nothing_and_prints_the_plan() {
     );
     // What-if never reports a change it did not make.
     assert_eq!(v["outcome"]["code"], "would_succeed");
-    assert_eq!(v["run"]["outcome"]["outcome"], "would_succeed");
+    assert_eq!(v["outcome"]["reason"], serde_json::Value::Null);
     assert!(
         !v.to_string().contains("\"succeeded"),
         "a what-if claims success: {v}"
@@ -345,7 +361,7 @@ fn what_if_reports_blockers() {
     assert_eq!(v["outcome"]["code"], "would_be_refused");
     assert_eq!(v["outcome"]["what_if"], true);
     assert_eq!(v["exit_code"], 10);
-    assert_eq!(v["run"]["outcome"]["outcome"], "would_be_refused");
+    assert!(v["outcome"]["reason"].is_string(), "{v}");
     assert_eq!(sim.mutations(), before);
 }
 
@@ -373,9 +389,9 @@ fn disaster_recovery_with_mirror() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = json(&out.stdout);
-    assert_eq!(v["run"]["mode"]["mode"], "disaster_recovery");
+    assert_eq!(v["run"]["mode"], "disaster_recovery");
     assert_eq!(
-        v["run"]["mode"]["target"]["mirror"],
+        v["run"]["target"]["mirror"],
         fixtures::backup_mirror().to_string()
     );
     let dl = v["run"]["data_loss"]
@@ -554,6 +570,24 @@ fn crash_then_resume_from_the_journal() {
     let s = json(&out.stdout);
     assert_eq!(s["unfinished_runs"].as_array().unwrap().len(), 1, "{s}");
     assert_eq!(s["unfinished_runs"][0]["fenced"], true);
+    // Unhealthy: writable nowhere (exit 20, more severe than the unfinished run's 22); the
+    // recorded store's principal is read-only, so it is labelled fenced.
+    assert_eq!(out.status.code(), Some(20), "{s}");
+    let codes: Vec<&str> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"none_writable") && codes.contains(&"unfinished_run"),
+        "{codes:?}"
+    );
+    assert_eq!(
+        s["instances"][0]["instance"],
+        fixtures::active().to_string()
+    );
+    assert_eq!(s["instances"][0]["label"], "fenced");
 
     // A new failover is refused until the interrupted run is settled.
     let out = w
@@ -624,8 +658,9 @@ fn crash_then_resume_from_the_journal() {
 
 #[test]
 fn summary_collapses_polls_and_shows_time() {
-    // Replication gains one change per operation on the workload: the wait takes polls.
-    let mut opts = fixtures::Options::default().lag(40);
+    // Replication gains one change per operation on the workload: the wait takes polls
+    // (the status read before the run, for the report, takes some of the lag first).
+    let mut opts = fixtures::Options::default().lag(100);
     opts.link_rate = 2;
     opts.workload_rate = 1;
     let sim = Sim::start(opts);

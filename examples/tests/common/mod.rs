@@ -328,3 +328,12 @@ pub fn json(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
+
+/// The `label` (`active`, `fenced`, …) a `status --json` document gives `instance`.
+pub fn label_of(status: &serde_json::Value, instance: &InstanceAddr) -> Option<String> {
+    status["instances"]
+        .as_array()?
+        .iter()
+        .find(|x| x["instance"] == instance.to_string())
+        .and_then(|x| x["label"].as_str().map(str::to_string))
+}

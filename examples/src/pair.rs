@@ -1,0 +1,135 @@
+//! The pool pair: the topology's two stores are a symmetric pair, so `failover` moves the
+//! CMS to the partner of wherever the location records say it is now. After a failover,
+//! the same command fails back; no file edit is needed. `--to` asserts the direction.
+
+use crate::failure::Failure;
+use failover_core::{Backend, InstanceAddr, Store, Topology};
+use std::time::Duration;
+
+/// Which way a planned failover goes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Direction {
+    /// The topology with the store the CMS is on now as `active` and its partner as
+    /// `backup`.
+    pub topology: Topology,
+    /// Whether it is the file's `[backup]` → `[active]` (a failback).
+    pub failback: bool,
+}
+
+/// The file's topology turned so that `active` is the store holding the newest location
+/// record (read-only reads; instances that do not answer are skipped; with no readable
+/// record, or a tie, the file's order is kept and the run's own checks decide).
+pub async fn orient(backend: &dyn Backend, topology: &Topology, timeout: Duration) -> Direction {
+    let mut records = Vec::new();
+    for i in topology.instances() {
+        if let Ok(Ok(Some(r))) = tokio::time::timeout(timeout, backend.read_location(i)).await {
+            records.push(r);
+        }
+    }
+    let on_backup = matches!(
+        failover_core::location::winning_record(records.iter()),
+        Ok(Some(r)) if r.active.principal == topology.backup.principal
+    );
+    if on_backup {
+        Direction {
+            topology: swapped(topology),
+            failback: true,
+        }
+    } else {
+        Direction {
+            topology: topology.clone(),
+            failback: false,
+        }
+    }
+}
+
+/// The same pair the other way round.
+pub fn swapped(t: &Topology) -> Topology {
+    Topology {
+        active: t.backup.clone(),
+        backup: t.active.clone(),
+        databases: t.databases.clone(),
+    }
+}
+
+/// Whether `to` names `store`: its file section (`active` / `backup`, from `file`), an
+/// instance of it (`host[\instance][,port]`), or its principal's host name.
+fn names(to: &str, store: &Store, file: &Topology) -> bool {
+    let section = if store == &file.active {
+        "active"
+    } else {
+        "backup"
+    };
+    if to.eq_ignore_ascii_case(section) {
+        return true;
+    }
+    if let Ok(addr) = InstanceAddr::parse(to)
+        && store.contains(&addr)
+    {
+        return true;
+    }
+    store
+        .instances()
+        .any(|i| i.host().to_string().eq_ignore_ascii_case(to))
+}
+
+/// Checks `--to` against the direction: fine when it names the target; refused (exit 3,
+/// nothing changed) when it names the store the CMS is on now; bad input (exit 2) when it
+/// names neither store.
+pub fn check_to(to: &str, d: &Direction, file: &Topology) -> Result<(), Failure> {
+    let (from, target) = (&d.topology.active, &d.topology.backup);
+    if names(to, target, file) {
+        return Ok(());
+    }
+    if names(to, from, file) {
+        return Err(Failure::refused(
+            format!(
+                "--to {to} names {from}, but the CMS is recorded on {from} now: this failover would move it to {target}; nothing was changed"
+            ),
+            format!(
+                "run `cms-failover status` to see where the CMS is; drop --to, or give --to {}",
+                target.principal
+            ),
+        ));
+    }
+    Err(Failure::usage(
+        format!(
+            "--to {to} names neither store of the topology ({} / {})",
+            file.active.principal, file.backup.principal
+        ),
+        "give a server of the target store (fqdn[\\instance]) or the file section `active` / `backup`",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_fake::fixtures;
+
+    #[test]
+    fn to_must_name_the_target() {
+        let t = fixtures::build(&fixtures::Options::default().mirrored(true)).topology;
+        let forward = Direction {
+            topology: t.clone(),
+            failback: false,
+        };
+        let back = Direction {
+            topology: swapped(&t),
+            failback: true,
+        };
+        let b = fixtures::backup().to_string();
+        let a = fixtures::active().to_string();
+        assert_eq!(check_to(&b, &forward, &t), Ok(()));
+        assert_eq!(check_to("backup", &forward, &t), Ok(()));
+        assert_eq!(check_to("SQL-B.cms.test", &forward, &t), Ok(()));
+        assert_eq!(check_to(&a, &back, &t), Ok(()));
+        assert_eq!(check_to("active", &back, &t), Ok(()));
+        let e = check_to(&a, &forward, &t).unwrap_err();
+        assert_eq!(e.code, 3);
+        assert!(e.what.contains("recorded on"), "{}", e.what);
+        assert_eq!(
+            check_to("sql-z.cms.test", &forward, &t).unwrap_err().code,
+            2
+        );
+    }
+}
