@@ -2,7 +2,8 @@
 //! errors, concurrent batches, the journal, progress events and cancellation.
 
 use crate::backend::{Backend, InstanceProbe};
-use crate::error::{BackendError, ErrorKind};
+use crate::backup_service::BackupServiceGate;
+use crate::error::{BackendError, ErrorKind, Operation};
 use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
 use crate::machine::{Action, Machine, Progress, StateName};
 use crate::model::{InstanceAddr, Topology};
@@ -193,6 +194,7 @@ impl RunReport {
 /// Runs failovers over a backend.
 pub struct Driver {
     backend: Arc<dyn Backend>,
+    backup_service: Option<Arc<dyn BackupServiceGate>>,
     journal: Option<Arc<dyn Journal>>,
     observer: Option<Arc<dyn Observer>>,
     cancel: CancelHandle,
@@ -210,6 +212,7 @@ impl Driver {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Self {
             backend,
+            backup_service: None,
             journal: None,
             observer: None,
             cancel: CancelHandle::new(),
@@ -226,6 +229,56 @@ impl Driver {
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Reads the Backup Service's status through `gate` for runs whose settings gate on it
+    /// (`Settings::backup_service`).
+    pub fn with_backup_service(mut self, gate: Arc<dyn BackupServiceGate>) -> Self {
+        self.backup_service = Some(gate);
+        self
+    }
+
+    /// Makes one call: the Backup Service status through the gate, anything else on the
+    /// backend.
+    async fn execute(&self, op: &Op) -> Result<OpResult, BackendError> {
+        let Op::BackupServiceStatus { instance } = op else {
+            return op.run(self.backend.as_ref()).await;
+        };
+        let error = |kind, message: String| {
+            BackendError::new(kind, Operation::BackupServiceStatus, instance, message)
+        };
+        match &self.backup_service {
+            Some(g) => g
+                .cms_status()
+                .await
+                .map(OpResult::BackupService)
+                .map_err(|e| error(e.kind, e.message)),
+            None => Err(error(
+                ErrorKind::Fatal,
+                "the run gates on the Backup Service but no status command is configured (add the topology's [backup_service] section)".into(),
+            )),
+        }
+    }
+
+    /// How long one attempt of `op` may take: the batch's timeout, and for the gate at least
+    /// its command's own timeout (plus a second for it to be killed and reaped).
+    fn call_timeout(&self, op: &Op, batch: Duration) -> Duration {
+        match (op, &self.backup_service) {
+            (Op::BackupServiceStatus { .. }, Some(g)) => {
+                batch.max(g.timeout() + Duration::from_secs(1))
+            }
+            _ => batch,
+        }
+    }
+
+    /// What the call sends, for reports: the backend's SQL, or the gate's argv.
+    fn statements(&self, op: &Op) -> Vec<String> {
+        match (op, &self.backup_service) {
+            (Op::BackupServiceStatus { .. }, Some(g)) => {
+                vec![serde_json::to_string(&g.describe()).unwrap_or_default()]
+            }
+            _ => self.backend.statements(op),
+        }
     }
 
     /// Uses `cancel` to stop runs.
@@ -438,7 +491,7 @@ impl Driver {
                     let started_unix_ms = unix_ms();
                     let futures = batch.ops.iter().map(|op| {
                         let retry = batch.retry;
-                        let timeout = batch.timeout;
+                        let timeout = self.call_timeout(op, batch.timeout);
                         let settings = &settings;
                         async move {
                             let t0 = Instant::now();
@@ -449,11 +502,7 @@ impl Driver {
                             let mut retried = Vec::new();
                             loop {
                                 attempt += 1;
-                                let r = match tokio::time::timeout(
-                                    timeout,
-                                    op.run(self.backend.as_ref()),
-                                )
-                                .await
+                                let r = match tokio::time::timeout(timeout, self.execute(op)).await
                                 {
                                     Ok(r) => r,
                                     Err(_) => Err(BackendError::new(
@@ -498,7 +547,7 @@ impl Driver {
                         records.push(OpRecord {
                             op: op.clone(),
                             summary: op.to_string(),
-                            sql: self.backend.statements(op),
+                            sql: self.statements(op),
                             attempts,
                             duration_ms: took.as_millis() as u64,
                             error: r.as_ref().err().cloned(),

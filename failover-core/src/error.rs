@@ -72,6 +72,8 @@ pub enum Operation {
     WriteLocation,
     /// Establishing a connection.
     Connect,
+    /// [`crate::BackupServiceGate::cms_status`].
+    BackupServiceStatus,
 }
 
 impl fmt::Display for Operation {

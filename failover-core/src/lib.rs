@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backup_service;
 pub mod error;
 pub mod model;
 pub mod secret;
@@ -43,6 +44,7 @@ pub mod driver;
 pub mod journal;
 pub mod location;
 
+pub use backup_service::{BackupServiceError, BackupServiceGate, BackupServiceSettings};
 pub use directory::{CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName};
 pub use driver::{CancelHandle, Driver, Observer, RunEvent, RunReport};
 pub use journal::{FileJournal, Journal, MemoryJournal};

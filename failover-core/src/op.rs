@@ -88,6 +88,11 @@ pub enum Op {
         /// Compare-and-swap expectation.
         expected_epoch: Option<u64>,
     },
+    /// [`crate::BackupServiceGate::cms_status`] (run by the driver's gate, not the backend).
+    BackupServiceStatus {
+        /// The source whose pool's Backup Service exports the CMS (for messages).
+        instance: InstanceAddr,
+    },
 }
 
 impl Op {
@@ -103,7 +108,8 @@ impl Op {
             | Op::ReleaseLock { instance, .. }
             | Op::CheckLock { instance, .. }
             | Op::ReadLocation { instance }
-            | Op::WriteLocation { instance, .. } => instance,
+            | Op::WriteLocation { instance, .. }
+            | Op::BackupServiceStatus { instance } => instance,
         }
     }
 
@@ -120,6 +126,7 @@ impl Op {
             Op::CheckLock { .. } => Operation::CheckLock,
             Op::ReadLocation { .. } => Operation::ReadLocation,
             Op::WriteLocation { .. } => Operation::WriteLocation,
+            Op::BackupServiceStatus { .. } => Operation::BackupServiceStatus,
         }
     }
 
@@ -127,7 +134,10 @@ impl Op {
     pub fn is_dry_run_safe(&self) -> bool {
         matches!(
             self,
-            Op::Probe { .. } | Op::Positions { .. } | Op::ReadLocation { .. }
+            Op::Probe { .. }
+                | Op::Positions { .. }
+                | Op::ReadLocation { .. }
+                | Op::BackupServiceStatus { .. }
         )
     }
 
@@ -140,6 +150,7 @@ impl Op {
                 | Op::Positions { .. }
                 | Op::ReadLocation { .. }
                 | Op::CheckLock { .. }
+                | Op::BackupServiceStatus { .. }
         )
     }
 
@@ -222,6 +233,11 @@ impl fmt::Display for Op {
                 "record CMS active on {} (epoch {}) on {instance}",
                 record.active.principal, record.epoch
             ),
+            Op::BackupServiceStatus { instance } => write!(
+                f,
+                "read the Backup Service status of {} (source {instance})",
+                crate::backup_service::CMS_MODULE
+            ),
         }
     }
 }
@@ -244,4 +260,6 @@ pub enum OpResult {
     Location(Option<LocationRecord>),
     /// A change that returns nothing.
     Done,
+    /// The Backup Service's status of the CMS module.
+    BackupService(crate::backup_service::ModuleStatus),
 }

@@ -125,6 +125,9 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// The `sp_getapplock` resource name.
     pub lock_resource: String,
+    /// Planned: gate on the Skype for Business Backup Service's status instead of SQL
+    /// positions (its copies share no log with the source); `None`: SQL positions.
+    pub backup_service: Option<crate::backup_service::BackupServiceSettings>,
 }
 
 impl Default for Settings {
@@ -141,6 +144,7 @@ impl Default for Settings {
             max_retries: 3,
             retry_backoff: Duration::from_millis(250),
             lock_resource: "cms-failover".to_string(),
+            backup_service: None,
         }
     }
 }
@@ -199,7 +203,7 @@ impl FailoverRequest {
     }
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -31,11 +31,13 @@ pub enum StateName {
     ConfirmingUndo,
     ReleasingLocks,
     Done,
+    AwaitingBackupService,
+    BackupServicePause,
 }
 
 impl StateName {
     /// Every state, in rough order of a run.
-    pub const ALL: [StateName; 24] = [
+    pub const ALL: [StateName; 26] = [
         StateName::Preflight,
         StateName::AcquiringLocks,
         StateName::RepublishingRecord,
@@ -60,6 +62,8 @@ impl StateName {
         StateName::ConfirmingUndo,
         StateName::ReleasingLocks,
         StateName::Done,
+        StateName::AwaitingBackupService,
+        StateName::BackupServicePause,
     ];
 
     /// The name as text.
@@ -89,6 +93,8 @@ impl StateName {
             StateName::ConfirmingUndo => "ConfirmingUndo",
             StateName::ReleasingLocks => "ReleasingLocks",
             StateName::Done => "Done",
+            StateName::AwaitingBackupService => "AwaitingBackupService",
+            StateName::BackupServicePause => "BackupServicePause",
         }
     }
 }

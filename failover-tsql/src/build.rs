@@ -501,5 +501,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             expected_epoch,
             ..
         } => vec![write_location(cfg, record, *expected_epoch)],
+        // Not SQL: the driver's Backup Service gate runs the operator's command.
+        Op::BackupServiceStatus { .. } => Vec::new(),
     })
 }

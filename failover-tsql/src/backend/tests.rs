@@ -473,6 +473,7 @@ async fn run(b: &SqlBackend<Scripted>, op: &Op) {
             record,
             expected_epoch,
         } => b.write_location(instance, record, *expected_epoch).await,
+        Op::BackupServiceStatus { .. } => unreachable!("not a SQL call"),
     };
     r.unwrap_or_else(|e| panic!("{op:?}: {e}"));
 }
