@@ -18,6 +18,7 @@
 
 pub mod cases;
 pub mod directory;
+pub mod gate;
 mod harness;
 pub mod props;
 
