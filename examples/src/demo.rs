@@ -119,6 +119,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
             connection_string: None,
         },
         sql: failover_tsql::SqlConfig::default(),
+        sections: Default::default(),
     };
     let password = Secret::new(fixtures::LOGIN_PASSWORD);
     let secrets = [password.expose()];

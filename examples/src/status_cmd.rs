@@ -46,15 +46,29 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
         config.settings.step_timeout,
     )
     .await;
+    // The directory on each DC (crate::status_directory), when the topology has one.
+    let dir = crate::status_directory::build(&config)?;
+    let dir_status = match &dir {
+        Some((d, _)) => Some(
+            crate::status_directory::gather(d.as_ref(), &doc, config.settings.step_timeout).await,
+        ),
+        None => None,
+    };
+    let mut secrets = vec![password.expose()];
+    secrets.extend(dir.as_ref().map(|(_, pw)| pw.expose()));
     if a.json {
         let mut v = serde_json::to_value(&doc).expect("json");
-        report::redact(&mut v, &[password.expose()]);
+        if let Some(d) = &dir_status {
+            v["directory"] = serde_json::to_value(d).expect("json");
+        }
+        report::redact(&mut v, &secrets);
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
-        print!(
-            "{}",
-            report::redact_str(&status::render_text(&doc), &[password.expose()])
-        );
+        let mut text = status::render_text(&doc);
+        if let Some(d) = &dir_status {
+            text.push_str(&crate::status_directory::render_text(d));
+        }
+        print!("{}", report::redact_str(&text, &secrets));
     }
     Ok(0)
 }
