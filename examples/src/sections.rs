@@ -277,3 +277,82 @@ pub fn gate(cfg: &BackupServiceConfig) -> std::sync::Arc<dyn failover_core::Back
     }
     std::sync::Arc::new(cmd)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const BASE: &str = "[active]\nprincipal = 'a.cms.test'\n[backup]\nprincipal = 'b.cms.test'\n";
+
+    fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(Path::new("/etc/cms/t.toml"), &format!("{BASE}{extra}"))
+    }
+
+    #[test]
+    fn the_example_sections_parse_when_uncommented() {
+        let text = include_str!("../topology.example.toml");
+        let start = text.find("# [backup_service]").unwrap();
+        let tail: String = text[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                let key = l.split(" = ").next().unwrap_or("");
+                l.starts_with('[')
+                    || l.trim_start().starts_with('"')
+                    || (l.contains(" = ")
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&tail).unwrap_or_else(|e| panic!("{e}\n{tail}"));
+        let b = c.sections.backup_service.unwrap();
+        assert_eq!(b.command[0], "ssh");
+        assert_eq!(b.timeout, Duration::from_secs(30));
+        assert_eq!(b.pool.as_deref(), Some("pool01.contoso.com"));
+        assert_eq!(b.settings.final_state_timeout, Duration::from_secs(600));
+        assert_eq!(c.settings.backup_service, Some(b.settings));
+        let d = c.sections.directory.unwrap();
+        assert_eq!(d.url, "ldaps://dc01.contoso.com");
+        assert_eq!(d.domain_controllers, ["ldaps://dc02.contoso.com"]);
+        assert!(d.scp_dn.unwrap().starts_with("CN=Topology Settings"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let key = |extra: &str| parse(extra).unwrap_err().key.unwrap_or_default();
+        assert_eq!(
+            key(
+                "[directory]\nurl = \"ldaps://dc\"\nbind = \"kerberos\"\nuser = \"u\"\npassword_env = \"P\"\n"
+            ),
+            "directory.bind"
+        );
+        assert_eq!(
+            key("[directory]\nurl = \"ldap://dc\"\nuser = \"u\"\npassword_env = \"P\"\n"),
+            "directory.url"
+        );
+        assert_eq!(
+            key("[directory]\nurl = \"ldaps://dc\"\nuser = \"u\"\n"),
+            "directory"
+        );
+        assert_eq!(
+            key("[backup_service]\ncommand = \"ssh x\"\n"),
+            "backup_service.command"
+        );
+        assert_eq!(
+            key("[backup_service]\ncommand = [\"x\"]\npoll_interval = \"soon\"\n"),
+            "backup_service.poll_interval"
+        );
+        // No sections: SQL positions and the SQL record, as before.
+        let c = parse("").unwrap();
+        assert!(c.sections.backup_service.is_none() && c.sections.directory.is_none());
+        assert!(c.settings.backup_service.is_none());
+        // Relative password files are relative to the topology file.
+        let c = parse("[directory]\nurl = \"ldap://dc\"\nstarttls = true\nuser = \"u\"\npassword_file = \"ad-pw\"\n").unwrap();
+        assert_eq!(
+            c.sections.directory.unwrap().password,
+            crate::secret::PasswordSource::File("/etc/cms/ad-pw".into())
+        );
+    }
+}

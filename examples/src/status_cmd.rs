@@ -32,6 +32,8 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
     let dir = a.journal_dir.clone().unwrap_or_else(default_journal_dir);
     let records = journal_records(&dir)?;
     let (user, password) = load_login(&config)?;
+    // The directory on each DC (crate::status_directory), when the topology has one.
+    let directory = crate::status_directory::build(&config)?;
     let backend = backends::build(
         a.conn.backend,
         &config,
@@ -46,16 +48,14 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
         config.settings.step_timeout,
     )
     .await;
-    // The directory on each DC (crate::status_directory), when the topology has one.
-    let dir = crate::status_directory::build(&config)?;
-    let dir_status = match &dir {
+    let dir_status = match &directory {
         Some((d, _)) => Some(
             crate::status_directory::gather(d.as_ref(), &doc, config.settings.step_timeout).await,
         ),
         None => None,
     };
     let mut secrets = vec![password.expose()];
-    secrets.extend(dir.as_ref().map(|(_, pw)| pw.expose()));
+    secrets.extend(directory.as_ref().map(|(_, pw)| pw.expose()));
     if a.json {
         let mut v = serde_json::to_value(&doc).expect("json");
         if let Some(d) = &dir_status {

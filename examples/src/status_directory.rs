@@ -199,3 +199,69 @@ pub async fn preflight_lines(
         )],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_fake::fixtures;
+    use backend_fake::{FakeBackend, FakeDirectory};
+
+    #[tokio::test]
+    async fn status_shows_each_dc_and_flags_disagreement_with_the_record() {
+        let fx = fixtures::build(&fixtures::Options::default());
+        let backend = FakeBackend::new(fx.estate.clone());
+        let doc = crate::status::gather(&backend, &fx.topology, &[], Duration::from_secs(5)).await;
+        let record_store = doc
+            .active
+            .as_ref()
+            .expect("the fixture records A")
+            .record
+            .active
+            .clone();
+        let dir = FakeDirectory::new(CmsLocation::of_store(&record_store), 2);
+        let s = gather(&dir, &doc, Duration::from_secs(5)).await;
+        assert_eq!(s.domain_controllers.len(), 2);
+        assert!(
+            s.domain_controllers
+                .iter()
+                .all(|d| d.agrees_with_record == Some(true))
+        );
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+
+        // Someone points dc02 at the backup store: it disagrees with the record and with dc01.
+        dir.change_behind_our_back("dc02.cms.test", CmsLocation::of_store(&fx.topology.backup));
+        let s = gather(&dir, &doc, Duration::from_secs(5)).await;
+        assert_eq!(s.domain_controllers[1].agrees_with_record, Some(false));
+        let text = render_text(&s);
+        assert!(
+            text.contains("dc02.cms.test: BackEndServer") && text.contains("DISAGREES"),
+            "{text}"
+        );
+        assert!(
+            s.warnings.iter().any(|w| w.contains("replication")),
+            "{:?}",
+            s.warnings
+        );
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["domain_controllers"][1]["agrees_with_record"], false);
+
+        // An unreachable DC is reported with its error.
+        dir.set_fault(
+            "dc01.cms.test",
+            Some(backend_fake::DirectoryFault::Unreachable),
+        );
+        let s = gather(&dir, &doc, Duration::from_secs(5)).await;
+        assert!(s.domain_controllers[0].error.is_some());
+        let lines = preflight_lines(&dir, &fx.topology, Duration::from_secs(5)).await;
+        assert!(
+            lines[0].starts_with("warning: the directory cannot be read"),
+            "{lines:?}"
+        );
+        dir.set_fault("dc01.cms.test", None);
+        let lines = preflight_lines(&dir, &fx.topology, Duration::from_secs(5)).await;
+        assert!(
+            lines[0].contains("the topology's active store"),
+            "{lines:?}"
+        );
+    }
+}
