@@ -298,3 +298,26 @@ fn the_example_topology_documents_both_sections() {
     assert!(text.contains("[backup_service]") && text.contains("[directory]"));
     let _ = PW_VAR;
 }
+
+#[test]
+fn the_demo_shows_the_in_process_directory_before_and_after() {
+    let w = Work::new();
+    let report = w.path("demo.html");
+    let out = w
+        .cmd()
+        .args(["demo", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout.matches("Directory (fake)").count(), 2, "{stdout}");
+    assert!(stdout.contains("dc01.cms.test: BackEndServer"), "{stdout}");
+    // Until the directory is the commit point, the report flags that it still names the old
+    // store after the failover.
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("dc01.cms.test"),
+        "the report shows the directory"
+    );
+}
