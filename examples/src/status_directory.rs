@@ -13,19 +13,19 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A directory and its bind password (kept to scrub it from every output).
+pub type Built = (Arc<dyn Directory>, Secret);
+
 /// The directory of `cfg` and its bind password (for redaction), or `None` without a
 /// `[directory]` section. Reads the password and the CA file now; connects to nothing.
-pub fn build(cfg: &Config) -> Result<Option<(Arc<dyn Directory>, Secret)>, Failure> {
+pub fn build(cfg: &Config) -> Result<Option<Built>, Failure> {
     let Some(d) = &cfg.sections.directory else {
         return Ok(None);
     };
     build_ldap(d, cfg.settings.step_timeout).map(Some)
 }
 
-fn build_ldap(
-    d: &DirectoryConfig,
-    timeout: Duration,
-) -> Result<(Arc<dyn Directory>, Secret), Failure> {
+fn build_ldap(d: &DirectoryConfig, timeout: Duration) -> Result<Built, Failure> {
     let password = d.password.load().map_err(|e| {
         Failure::usage(
             e.to_string().replace("SQL login's", "directory bind"),
