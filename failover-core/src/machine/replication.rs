@@ -679,6 +679,13 @@ pub(super) mod tests {
     use crate::machine::script::*;
     use crate::outcome::{Failure, Outcome, Refusal};
 
+    /// The run undid the fence from `state` and the source serves alone again.
+    fn rolled_back_from(w: &World, o: &Outcome, h: &[S], state: S) {
+        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
+        assert!(h.windows(2).any(|p| p == [state, S::UndoingFence]), "{h:?}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
     #[test]
     fn lagging_replication_is_polled_until_it_catches_up() {
         let mut w = World::planned();
@@ -745,12 +752,7 @@ pub(super) mod tests {
             matches!(o.failure(), Some(Failure::CatchUpTimeout { .. })),
             "{o}"
         );
-        assert!(matches!(o, Outcome::RolledBack { .. }));
-        assert!(
-            h.windows(2)
-                .any(|p| p == [S::AwaitingCatchUp, S::UndoingFence])
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        rolled_back_from(&w, &o, &h, S::AwaitingCatchUp);
     }
 
     #[test]
@@ -988,12 +990,7 @@ pub(super) mod tests {
             ),
             "{o}"
         );
-        assert!(matches!(o, Outcome::RolledBack { .. }));
-        assert!(
-            h.windows(2)
-                .any(|p| p == [S::AwaitingBackupService, S::UndoingFence])
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        rolled_back_from(&w, &o, &h, S::AwaitingBackupService);
     }
 
     #[test]
