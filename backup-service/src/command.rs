@@ -1,7 +1,7 @@
 //! Running the operator's status command: an argv array (no shell), a timeout, bounded output.
 
-use crate::status::{self, ParseError, ServiceStatus};
-use failover_core::ErrorKind;
+use crate::status::{self, ModuleStatus, ParseError, ServiceStatus};
+use failover_core::{BackupServiceError, BackupServiceGate, ErrorKind};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -191,6 +191,41 @@ impl StatusCommand {
             });
         }
         Ok((String::from_utf8_lossy(&stdout).into_owned(), stderr))
+    }
+}
+
+impl From<GateError> for BackupServiceError {
+    fn from(e: GateError) -> Self {
+        BackupServiceError {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The planned failover's gate: each read runs the command once and picks the
+/// [`CMS_MODULE`](crate::CMS_MODULE) from its output (a missing module is an error).
+#[async_trait::async_trait]
+impl BackupServiceGate for StatusCommand {
+    fn describe(&self) -> Vec<String> {
+        self.argv.clone()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn cms_status(&self) -> Result<ModuleStatus, BackupServiceError> {
+        let status = self.run().await?;
+        match status.cms() {
+            Ok(m) => Ok(m.clone()),
+            Err(error) => Err(GateError::Output {
+                program: self.program(),
+                error,
+                stderr: String::new(),
+            }
+            .into()),
+        }
     }
 }
 

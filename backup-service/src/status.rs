@@ -27,80 +27,10 @@
 //! so a number is refused with the conversion to use instead.
 
 use serde_json::{Map, Value};
-use std::fmt;
 
-/// The Backup Service module that copies the Central Management Store.
-pub const CMS_MODULE: &str = "CentralMgmt.CMSMaster";
-
-/// A module's export state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ExportState {
-    /// Nothing left to back up and everything imported by the backup pool.
-    FinalState,
-    /// Everything available fits in one batch (no backlog).
-    SteadyState,
-    /// A backlog is building up.
-    NonSteadyState,
-    /// Not initialised (or this pool is not the CMS master).
-    NotInitialized,
-    /// Backing up failed; pending changes unknown.
-    ErrorState,
-}
-
-/// A module's import state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ImportState {
-    /// Importing works.
-    NormalState,
-    /// Importing failed.
-    ErrorState,
-}
-
-impl ExportState {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "finalstate" => Self::FinalState,
-            "steadystate" => Self::SteadyState,
-            "nonsteadystate" => Self::NonSteadyState,
-            "notinitialized" => Self::NotInitialized,
-            "errorstate" => Self::ErrorState,
-            _ => return None,
-        })
-    }
-}
-
-impl ImportState {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "normalstate" => Self::NormalState,
-            "errorstate" => Self::ErrorState,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for ExportState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-impl fmt::Display for ImportState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-/// One module's states.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ModuleStatus {
-    /// `Identity`, e.g. `CentralMgmt.CMSMaster`.
-    pub identity: String,
-    /// `ExportStatus`.
-    pub export: ExportState,
-    /// `ImportStatus`.
-    pub import: ImportState,
-}
+pub use failover_core::backup_service::{
+    CMS_MODULE, ExportState, ImportState, ModuleStatus, Readiness,
+};
 
 /// The status of one pool's Backup Service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -120,51 +50,6 @@ impl ServiceStatus {
             .ok_or_else(|| ParseError::NoCmsModule {
                 found: self.modules.iter().map(|m| m.identity.clone()).collect(),
             })
-    }
-}
-
-/// Where a failover stands with respect to the Backup Service's copy of the CMS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    /// Nothing is left to copy: go on.
-    Ready,
-    /// Changes are still being copied: wait and ask again.
-    Copying(ExportState),
-    /// Waiting cannot help: the reason, for the operator.
-    Blocked(String),
-}
-
-impl ModuleStatus {
-    /// Before the fence the source still takes changes, so `FinalState` cannot be demanded:
-    /// `SteadyState` (no backlog) is enough to start; a backlog is waited out.
-    pub fn before_fence(&self) -> Readiness {
-        match self.export {
-            ExportState::FinalState | ExportState::SteadyState => Readiness::Ready,
-            ExportState::NonSteadyState => Readiness::Copying(self.export),
-            _ => self.blocked(),
-        }
-    }
-
-    /// After the fence nothing new is written, so the copy is complete only in `FinalState`.
-    pub fn after_fence(&self) -> Readiness {
-        match self.export {
-            ExportState::FinalState => Readiness::Ready,
-            ExportState::SteadyState | ExportState::NonSteadyState => {
-                Readiness::Copying(self.export)
-            }
-            _ => self.blocked(),
-        }
-    }
-
-    fn blocked(&self) -> Readiness {
-        Readiness::Blocked(match self.export {
-            ExportState::NotInitialized => format!(
-                "{CMS_MODULE} reports ExportStatus NotInitialized: this pool is not exporting the CMS (a pool that is not the CMS master shows this, so check that the status command queries the source pool, e.g. Get-CsBackupServiceStatus -PoolFqdn <source pool>), or the Backup Service has not made its first export yet"
-            ),
-            _ => format!(
-                "{CMS_MODULE} reports ExportStatus ErrorState: the Backup Service failed to back up changes, so whether the standby copy is complete is unknown; check the Backup Service's event log on the source pool, force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE}, or use disaster recovery (--force) if the source is gone"
-            ),
-        })
     }
 }
 
@@ -371,8 +256,8 @@ fn module(v: &Value) -> Result<ModuleStatus, ParseError> {
         }
         None => return Err(ParseError::Shape("a module without Identity".into())),
     };
-    let export = state(o, "ExportStatus", &identity, ExportState::parse)?;
-    let import = state(o, "ImportStatus", &identity, ImportState::parse)?;
+    let export = state(o, "ExportStatus", &identity, ExportState::from_name)?;
+    let import = state(o, "ImportStatus", &identity, ImportState::from_name)?;
     Ok(ModuleStatus {
         identity,
         export,
@@ -493,41 +378,5 @@ mod tests {
             parse(other, None).unwrap().cms(),
             Err(ParseError::NoCmsModule { found }) if found == ["ConfServices.DataConf"]
         ));
-    }
-
-    fn m(export: ExportState) -> ModuleStatus {
-        ModuleStatus {
-            identity: CMS_MODULE.into(),
-            export,
-            import: ImportState::NormalState,
-        }
-    }
-
-    #[test]
-    fn readiness_before_and_after_the_fence() {
-        use ExportState::*;
-        assert_eq!(m(FinalState).before_fence(), Readiness::Ready);
-        assert_eq!(m(SteadyState).before_fence(), Readiness::Ready);
-        assert_eq!(
-            m(NonSteadyState).before_fence(),
-            Readiness::Copying(NonSteadyState)
-        );
-        assert_eq!(m(FinalState).after_fence(), Readiness::Ready);
-        assert_eq!(
-            m(SteadyState).after_fence(),
-            Readiness::Copying(SteadyState)
-        );
-        assert_eq!(
-            m(NonSteadyState).after_fence(),
-            Readiness::Copying(NonSteadyState)
-        );
-        for s in [NotInitialized, ErrorState] {
-            for r in [m(s).before_fence(), m(s).after_fence()] {
-                assert!(
-                    matches!(r, Readiness::Blocked(ref why) if why.contains(&s.to_string())),
-                    "{r:?}"
-                );
-            }
-        }
     }
 }

@@ -173,3 +173,39 @@ async fn arguments_are_passed_without_a_shell() {
     assert_eq!(s.cms().unwrap().export, ExportState::FinalState);
     assert!(!Path::new("pwned").exists());
 }
+
+#[tokio::test]
+async fn as_the_core_gate_it_reads_the_cms_module_and_carries_stderr() {
+    use failover_core::BackupServiceGate;
+    let dir = tempfile::tempdir().unwrap();
+    let ok = script(dir.path(), "ok", &printing("SteadyState", "NormalState"));
+    let gate = cmd(&ok, LONG);
+    assert_eq!(gate.describe(), vec![ok.display().to_string()]);
+    assert_eq!(gate.timeout(), LONG);
+    let m = gate.cms_status().await.unwrap();
+    assert_eq!(m.export, ExportState::SteadyState);
+
+    let failing = script(
+        dir.path(),
+        "fail",
+        "echo 'Permission denied (publickey)' >&2\nexit 255",
+    );
+    let e = cmd(&failing, LONG).cms_status().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fatal);
+    assert!(e.message.contains("Permission denied (publickey)"), "{e}");
+
+    let other = script(
+        dir.path(),
+        "other",
+        r#"echo '[{"Identity":"ConfServices.DataConf","ExportStatus":"FinalState","ImportStatus":"NormalState"}]'"#,
+    );
+    let e = cmd(&other, LONG).cms_status().await.unwrap_err();
+    assert!(e.message.contains("no CentralMgmt.CMSMaster module"), "{e}");
+
+    let hang = script(dir.path(), "hang2", "exec sleep 100000");
+    let e = cmd(&hang, Duration::from_millis(200))
+        .cms_status()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+}

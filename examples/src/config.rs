@@ -142,6 +142,8 @@ pub struct Config {
     pub odbc: OdbcOptions,
     /// SQL text options (position query, control database) shared by the SQL backends.
     pub sql: failover_tsql::SqlConfig,
+    /// `[backup_service]` and `[directory]`.
+    pub sections: crate::sections::Sections,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +159,8 @@ struct RawFile {
     connection: Option<RawConnection>,
     odbc: Option<RawOdbc>,
     sql: Option<Spanned<toml::Value>>,
+    backup_service: Option<crate::sections::RawBackupService>,
+    directory: Option<crate::sections::RawDirectory>,
 }
 
 #[derive(Deserialize)]
@@ -176,7 +180,7 @@ struct RawLogin {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum RawDuration {
+pub(crate) enum RawDuration {
     Seconds(u64),
     Text(String),
 }
@@ -238,7 +242,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-struct Ctx<'a> {
+/// The file being parsed, for error positions.
+pub(crate) struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
 }
@@ -252,7 +257,51 @@ impl Ctx<'_> {
         (line, col)
     }
 
-    fn err(
+    /// `p`, relative to the topology file's directory when relative.
+    pub(crate) fn relative(&self, p: &str) -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_relative() {
+            self.path.parent().map_or(p.clone(), |d| d.join(&p))
+        } else {
+            p
+        }
+    }
+
+    /// Where a section's password comes from: `password_env` or `password_file` (one of them).
+    pub(crate) fn password(
+        &self,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        section: &str,
+        anchor: std::ops::Range<usize>,
+    ) -> Result<PasswordSource, ConfigError> {
+        match (env, file) {
+            (Some(v), None) => {
+                let name = v.get_ref();
+                if name.is_empty() || name.contains('=') || name.contains('\0') {
+                    return Err(self.err(
+                        Some(v.span()),
+                        Some(&format!("{section}.password_env")),
+                        "give the name of an environment variable (not the password itself)",
+                    ));
+                }
+                Ok(PasswordSource::Env(name.clone()))
+            }
+            (None, Some(f)) => Ok(PasswordSource::File(self.relative(f.get_ref()))),
+            (Some(v), Some(_)) => Err(self.err(
+                Some(v.span()),
+                Some(&format!("{section}.password_env")),
+                "give either password_env or password_file, not both",
+            )),
+            (None, None) => Err(self.err(
+                Some(anchor),
+                Some(section),
+                "add password_env = \"VARIABLE\" or password_file = \"PATH\" (passwords are never written in the topology or on the command line)",
+            )),
+        }
+    }
+
+    pub(crate) fn err(
         &self,
         span: Option<std::ops::Range<usize>>,
         key: Option<&str>,
@@ -299,7 +348,7 @@ impl Ctx<'_> {
             .map_err(|e| self.validation(span, &format!("{name}.mirror"), e))
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &self,
         v: &Option<Spanned<RawDuration>>,
         key: &str,
@@ -381,34 +430,8 @@ impl Config {
                         "the user name must not be empty",
                     ));
                 }
-                let password = match (&l.password_env, &l.password_file) {
-                    (Some(v), None) => {
-                        let name = v.get_ref();
-                        if name.is_empty() || name.contains('=') || name.contains('\0') {
-                            return Err(cx.err(Some(v.span()), Some("login.password_env"), "give the name of an environment variable (not the password itself)"));
-                        }
-                        PasswordSource::Env(name.clone())
-                    }
-                    (None, Some(f)) => {
-                        let p = PathBuf::from(f.get_ref());
-                        let p = if p.is_relative() {
-                            path.parent().map_or(p.clone(), |d| d.join(&p))
-                        } else {
-                            p
-                        };
-                        PasswordSource::File(p)
-                    }
-                    (Some(v), Some(_)) => {
-                        return Err(cx.err(
-                            Some(v.span()),
-                            Some("login.password_env"),
-                            "give either password_env or password_file, not both",
-                        ));
-                    }
-                    (None, None) => {
-                        return Err(cx.err(Some(l.user.span()), Some("login"), "add password_env = \"VARIABLE\" or password_file = \"PATH\" (passwords are never written in the topology or on the command line)"));
-                    }
-                };
+                let password =
+                    cx.password(&l.password_env, &l.password_file, "login", l.user.span())?;
                 Some(LoginConfig {
                     user: user.to_string(),
                     password,
@@ -573,6 +596,18 @@ impl Config {
                 })?,
         };
 
+        let sections = crate::sections::Sections {
+            backup_service: raw
+                .backup_service
+                .as_ref()
+                .map(|b| b.parse(&cx))
+                .transpose()?,
+            directory: raw.directory.as_ref().map(|d| d.parse(&cx)).transpose()?,
+        };
+        if let Some(b) = &sections.backup_service {
+            settings.backup_service = Some(b.settings.clone());
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
             topology,
@@ -582,6 +617,7 @@ impl Config {
             connection,
             odbc,
             sql,
+            sections,
         })
     }
 }

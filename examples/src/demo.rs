@@ -140,6 +140,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
             connection_string: None,
         },
         sql: failover_tsql::SqlConfig::default(),
+        sections: Default::default(),
     };
     let password = Secret::new(fixtures::LOGIN_PASSWORD);
     let secrets = [password.expose()];
@@ -228,9 +229,17 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
 
     let timeout = config.settings.step_timeout;
     let records = journal.records().unwrap_or_default();
-    let before = status::gather(backend.as_ref(), &topo, &records, timeout).await;
+    let mut before = status::gather(backend.as_ref(), &topo, &records, timeout).await;
     say("\n== Status before ==");
     say(status::render_text(&before).trim_end());
+    // The directory (in-process, two DCs) where Skype for Business servers find the CMS.
+    let directory: Arc<dyn failover_core::Directory> = Arc::new(backend_fake::FakeDirectory::new(
+        failover_core::CmsLocation::of_store(&topo.active),
+        2,
+    ));
+    let dir_before = crate::status_directory::gather(directory.as_ref(), &before, timeout).await;
+    say(crate::status_directory::render_text(&dir_before).trim_end());
+    before.warnings.extend(dir_before.warnings);
 
     let mut req =
         FailoverRequest::new(new_run_id(), topo.clone(), mode).expect("valid demo request");
@@ -252,6 +261,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         .with_journal(journal.clone() as Arc<dyn Journal>)
         .with_observer(observer.clone())
         .with_cancel(cancel.clone());
+    let driver = crate::status_directory::attach_directory(driver, Some(directory.clone()));
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\ncancelling at the next safe point…");
@@ -263,12 +273,18 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     observer.finish();
 
     let records = journal.records().unwrap_or_default();
-    let after = status::gather(backend.as_ref(), &topo, &records, timeout).await;
+    let mut after = status::gather(backend.as_ref(), &topo, &records, timeout).await;
+    let dir_after = crate::status_directory::gather(directory.as_ref(), &after, timeout).await;
     if !a.json {
         println!("\n== Status after ==");
         println!("{}", status::render_text(&after).trim_end());
+        println!(
+            "{}",
+            crate::status_directory::render_text(&dir_after).trim_end()
+        );
         println!();
     }
+    after.warnings.extend(dir_after.warnings);
     let cx = Context {
         argv,
         confirmation: None,

@@ -4,7 +4,8 @@
 //! [`status_cmd`], [`demo`]), which use the concerns below them; nothing uses [`app`].
 //!
 //! - [`cli`]: the command line (clap).
-//! - [`config`]: the topology file (TOML) with line/key error messages.
+//! - [`config`]: the topology file (TOML) with line/key error messages; [`sections`]: its
+//!   `[backup_service]` and `[directory]` sections.
 //! - [`secret`]: the SQL login's password, from an env var or a file.
 //! - [`failure`]: a command that stopped before running, and its exit code.
 //! - [`logging`]: the runtime and the log subscriber.
@@ -13,6 +14,8 @@
 //! - [`run`]: `failover` / `restore`; [`status_cmd`]: `status`; [`demo`]: the zero-setup
 //!   demo over the TDS simulator.
 //! - [`pair`]: the pool pair, so `failover` also fails back.
+//!   demo over the TDS simulator; [`status_directory`]: the directory in `status` (and the
+//!   one switch that hands it to the driver).
 //! - [`backends`]: builds backend-tiberius or backend-odbc from the topology.
 //! - [`json`]: the `--json` documents (schema `docs/report.schema.json`); [`svg`]: the
 //!   report's timeline and state diagram.
@@ -36,8 +39,10 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod secret;
+pub mod sections;
 pub mod status;
 pub mod status_cmd;
+pub mod status_directory;
 pub mod style;
 pub mod svg;
 pub mod validate;

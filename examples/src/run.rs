@@ -82,8 +82,26 @@ pub async fn run_oriented(
         pair::check_to(to, &d, &p.config.topology)?;
     }
     let p = p;
-    let secrets = [p.password.expose()];
+    // [backup_service] and [directory] (crate::sections): the gate, and the directory.
+    let directory = crate::status_directory::build(&p.config)?;
+    let dir_password = directory.as_ref().map(|(_, pw)| pw.clone());
+    let mut secrets = vec![p.password.expose()];
+    secrets.extend(dir_password.as_ref().map(|pw| pw.expose()));
     let mut driver = Driver::new(backend.clone());
+    if let Some(b) = &p.config.sections.backup_service {
+        driver = driver.with_backup_service(crate::sections::gate(b));
+    }
+    if let Some((d, _)) = &directory
+        && !quiet
+    {
+        let timeout = p.config.settings.step_timeout;
+        for line in
+            crate::status_directory::preflight_lines(d.as_ref(), &p.request.topology, timeout).await
+        {
+            eprintln!("{line}");
+        }
+    }
+    let mut driver = crate::status_directory::attach_directory(driver, directory.map(|(d, _)| d));
     if let Some(j) = &p.journal {
         driver = driver.with_journal(j.clone() as Arc<dyn Journal>);
     }

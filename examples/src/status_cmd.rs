@@ -32,6 +32,8 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
     let dir = a.journal_dir.clone().unwrap_or_else(default_journal_dir);
     let records = journal_records(&dir)?;
     let (user, password) = load_login(&config)?;
+    // The directory on each DC (crate::status_directory), when the topology has one.
+    let directory = crate::status_directory::build(&config)?;
     let backend = backends::build(
         a.conn.backend,
         &config,
@@ -39,20 +41,50 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
         &password,
         config.settings.step_timeout,
     )?;
-    let doc = status::gather(
+    let mut doc = status::gather(
         backend.as_ref(),
         &config.topology,
         &records,
         config.settings.step_timeout,
     )
     .await;
+    let dir_status = match &directory {
+        Some((d, _)) => Some(
+            crate::status_directory::gather(d.as_ref(), &doc, config.settings.step_timeout).await,
+        ),
+        None => None,
+    };
+    // The directory and the records disagreeing is unhealthy (exit 23).
+    if let Some(d) = &dir_status {
+        for dc in d
+            .domain_controllers
+            .iter()
+            .filter(|dc| dc.agrees_with_record == Some(false))
+        {
+            doc.add_problem(
+                status::ProblemCode::DirectoryDisagrees,
+                format!(
+                    "the directory on {} does not point at the store the location record names",
+                    dc.dc
+                ),
+            );
+        }
+    }
+    let mut secrets = vec![password.expose()];
+    secrets.extend(directory.as_ref().map(|(_, pw)| pw.expose()));
     if a.json {
-        crate::json::print(&crate::json::status_doc(&doc, &[password.expose()]));
+        let mut v = crate::json::status_doc(&doc, &secrets);
+        if let Some(d) = &dir_status {
+            v["directory"] = serde_json::to_value(d).expect("json");
+            report::redact(&mut v, &secrets);
+        }
+        crate::json::print(&v);
     } else {
-        print!(
-            "{}",
-            report::redact_str(&status::render_text(&doc), &[password.expose()])
-        );
+        let mut text = status::render_text(&doc);
+        if let Some(d) = &dir_status {
+            text.push_str(&crate::status_directory::render_text(d));
+        }
+        print!("{}", report::redact_str(&text, &secrets));
     }
     // Unhealthy estates exit non-zero: the most severe problem's code (README exit table).
     Ok(doc.exit_code())

@@ -28,7 +28,10 @@ fn failover_then_failback_with_no_file_edit() {
     assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
     // Epochs take the operator's clock as a floor (Unix seconds).
     let first = sim.epoch().unwrap();
-    assert!(first > examples::validate::epoch_clock() - 3_600, "epoch {first}");
+    assert!(
+        first > examples::validate::epoch_clock() - 3_600,
+        "epoch {first}"
+    );
 
     // Asserting the old direction again is refused before any change, and says why.
     let mutations = sim.mutations();

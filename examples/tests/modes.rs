@@ -6,7 +6,7 @@ mod common;
 
 use backend_fake::{FaultConfig, fixtures};
 use common::{Sim, Work, json, label_of, read};
-use failover_core::{InstanceAddr, Operation};
+use failover_core::InstanceAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

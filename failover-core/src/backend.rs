@@ -342,6 +342,15 @@ impl Op {
                     .await?;
                 OpResult::Done
             }
+            // The driver runs it against its Backup Service gate; a backend has none.
+            Op::BackupServiceStatus { instance } => {
+                return Err(BackendError::new(
+                    crate::error::ErrorKind::Fatal,
+                    crate::error::Operation::BackupServiceStatus,
+                    instance,
+                    "the Backup Service status is read through the driver's gate (Driver::with_backup_service), not a SQL backend",
+                ));
+            }
         })
     }
 }

@@ -2,8 +2,9 @@
 //! errors, concurrent batches, the journal, progress events and cancellation.
 
 use crate::backend::{Backend, InstanceProbe};
+use crate::backup_service::BackupServiceGate;
 use crate::directory::Directory;
-use crate::error::{BackendError, ErrorKind};
+use crate::error::{BackendError, ErrorKind, Operation};
 use crate::journal::{Journal, JournalEvent, JournalRecord, unfinished_runs};
 use crate::machine::{Action, DcValue, DirectoryInfo, Machine, Progress, StateName};
 use crate::model::{InstanceAddr, Topology};
@@ -210,6 +211,7 @@ impl RunReport {
 pub struct Driver {
     backend: Arc<dyn Backend>,
     directory: Option<Arc<dyn Directory>>,
+    backup_service: Option<Arc<dyn BackupServiceGate>>,
     journal: Option<Arc<dyn Journal>>,
     observer: Option<Arc<dyn Observer>>,
     cancel: CancelHandle,
@@ -228,6 +230,7 @@ impl Driver {
         Self {
             backend,
             directory: None,
+            backup_service: None,
             journal: None,
             observer: None,
             cancel: CancelHandle::new(),
@@ -262,6 +265,56 @@ impl Driver {
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Reads the Backup Service's status through `gate` for runs whose settings gate on it
+    /// (`Settings::backup_service`).
+    pub fn with_backup_service(mut self, gate: Arc<dyn BackupServiceGate>) -> Self {
+        self.backup_service = Some(gate);
+        self
+    }
+
+    /// Makes one call: the Backup Service status through the gate, anything else on the
+    /// backend.
+    async fn execute(&self, op: &Op, directory: &dyn Directory) -> Result<OpResult, BackendError> {
+        let Op::BackupServiceStatus { instance } = op else {
+            return op.run_on(self.backend.as_ref(), directory).await;
+        };
+        let error = |kind, message: String| {
+            BackendError::new(kind, Operation::BackupServiceStatus, instance, message)
+        };
+        match &self.backup_service {
+            Some(g) => g
+                .cms_status()
+                .await
+                .map(OpResult::BackupService)
+                .map_err(|e| error(e.kind, e.message)),
+            None => Err(error(
+                ErrorKind::Fatal,
+                "the run gates on the Backup Service but no status command is configured (add the topology's [backup_service] section)".into(),
+            )),
+        }
+    }
+
+    /// How long one attempt of `op` may take: the batch's timeout, and for the gate at least
+    /// its command's own timeout (plus a second for it to be killed and reaped).
+    fn call_timeout(&self, op: &Op, batch: Duration) -> Duration {
+        match (op, &self.backup_service) {
+            (Op::BackupServiceStatus { .. }, Some(g)) => {
+                batch.max(g.timeout() + Duration::from_secs(1))
+            }
+            _ => batch,
+        }
+    }
+
+    /// What the call sends, for reports: the backend's SQL, or the gate's argv.
+    fn statements(&self, op: &Op, directory: &dyn Directory) -> Vec<String> {
+        match (op, &self.backup_service) {
+            (Op::BackupServiceStatus { .. }, Some(g)) => {
+                vec![serde_json::to_string(&g.describe()).unwrap_or_default()]
+            }
+            _ => statements(self.backend.as_ref(), directory, op),
+        }
     }
 
     /// Uses `cancel` to stop runs.
@@ -501,7 +554,7 @@ impl Driver {
                     let started_unix_ms = unix_ms();
                     let futures = batch.ops.iter().map(|op| {
                         let retry = batch.retry;
-                        let timeout = batch.timeout;
+                        let timeout = self.call_timeout(op, batch.timeout);
                         let settings = &settings;
                         async move {
                             let t0 = Instant::now();
@@ -514,7 +567,7 @@ impl Driver {
                                 attempt += 1;
                                 let r = match tokio::time::timeout(
                                     timeout,
-                                    op.run_on(self.backend.as_ref(), directory),
+                                    self.execute(op, directory),
                                 )
                                 .await
                                 {
@@ -567,7 +620,7 @@ impl Driver {
                         records.push(OpRecord {
                             op: op.clone(),
                             summary: op.to_string(),
-                            sql: statements(self.backend.as_ref(), directory, op),
+                            sql: self.statements(op, directory),
                             attempts,
                             duration_ms: took.as_millis() as u64,
                             error: r.as_ref().err().cloned(),

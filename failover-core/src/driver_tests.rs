@@ -270,3 +270,113 @@ fn every_transition_in_the_diagram() {
     }
     assert!(d.starts_with("stateDiagram-v2"));
 }
+
+/// A gate answering from a list (then `FinalState`), hanging when told to.
+struct ScriptedGate {
+    answers: std::sync::Mutex<Vec<Option<crate::backup_service::ExportState>>>,
+    calls: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl crate::BackupServiceGate for ScriptedGate {
+    fn describe(&self) -> Vec<String> {
+        vec!["status-cmd".into(), "--pool".into(), "p1".into()]
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(40)
+    }
+    async fn cms_status(
+        &self,
+    ) -> Result<crate::backup_service::ModuleStatus, crate::BackupServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let next = {
+            let mut a = self.answers.lock().unwrap();
+            if a.is_empty() {
+                Some(crate::backup_service::ExportState::FinalState)
+            } else {
+                a.remove(0)
+            }
+        };
+        match next {
+            Some(s) => Ok(crate::backup_service::ModuleStatus::cms(s)),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn gated_request(id: &str) -> FailoverRequest {
+    let mut req = FailoverRequest::new(id, topo(), Mode::Planned).unwrap();
+    req.settings.step_timeout = Duration::from_secs(1);
+    req.settings.backup_service = Some(crate::BackupServiceSettings::default());
+    req
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_gate_is_read_through_the_driver_with_its_own_timeout() {
+    use crate::backup_service::ExportState::*;
+    let ro = ReadOnly::default();
+    let mut m = healthy_with(ro.clone());
+    m.expect_acquire_lock()
+        .returning(|_, _| Ok(LockAttempt::Granted));
+    m.expect_lock_held().returning(|_, _| Ok(true));
+    m.expect_release_lock().returning(|_, _| Ok(()));
+    m.expect_set_read_only().returning(move |i, _, read_only| {
+        ro.lock().unwrap().insert(i.host().to_string(), read_only);
+        Ok(())
+    });
+    m.expect_write_location().returning(|_, _, _| Ok(()));
+    // One hang (cut at the gate's 40 s + 1 s, not the 1 s step timeout, then retried),
+    // then SteadyState before the fence and FinalState after it.
+    let gate = Arc::new(ScriptedGate {
+        answers: std::sync::Mutex::new(vec![None, Some(SteadyState)]),
+        calls: AtomicU32::new(0),
+    });
+    let started = tokio::time::Instant::now();
+    let report = Driver::new(Arc::new(m))
+        .with_backup_service(gate.clone())
+        .run(gated_request("g1"))
+        .await;
+    assert!(
+        matches!(report.outcome, Outcome::Succeeded { .. }),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(gate.calls.load(Ordering::SeqCst), 3);
+    assert!(started.elapsed() >= Duration::from_secs(41));
+    let gate_step = report
+        .steps
+        .iter()
+        .find(|s| {
+            s.ops
+                .iter()
+                .any(|o| o.op.operation() == Operation::BackupServiceStatus)
+        })
+        .unwrap();
+    assert_eq!(gate_step.ops[0].attempts, 2);
+    assert_eq!(gate_step.ops[0].retried_errors[0].kind, ErrorKind::Timeout);
+    assert_eq!(gate_step.ops[0].sql, ["[\"status-cmd\",\"--pool\",\"p1\"]"]);
+    // The SQL positions are not the replication source of a gated run.
+    assert!(
+        report
+            .steps
+            .iter()
+            .flat_map(|s| &s.ops)
+            .all(|o| o.op.operation() != Operation::Positions)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gated_run_without_a_gate_is_refused_with_what_to_add() {
+    let mut m = healthy();
+    m.expect_acquire_lock()
+        .returning(|_, _| Ok(LockAttempt::Granted));
+    m.expect_release_lock().returning(|_, _| Ok(()));
+    m.expect_set_read_only().never();
+    let report = Driver::new(Arc::new(m)).run(gated_request("g2")).await;
+    match report.outcome.refusal() {
+        Some(r @ Refusal::BackupServiceUnreadable { .. }) => {
+            assert!(r.to_string().contains("[backup_service]"), "{r}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -76,6 +76,8 @@ pub enum Operation {
     ReadDirectory,
     /// [`crate::Directory::compare_and_swap`].
     SwapDirectory,
+    /// [`crate::BackupServiceGate::cms_status`].
+    BackupServiceStatus,
 }
 
 impl fmt::Display for Operation {

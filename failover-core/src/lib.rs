@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backup_service;
 pub mod error;
 pub mod model;
 pub mod secret;
@@ -44,6 +45,7 @@ pub mod journal;
 pub mod location;
 pub mod sql_record;
 
+pub use backup_service::{BackupServiceError, BackupServiceGate, BackupServiceSettings};
 pub use directory::{
     CmsLocation, Directory, DirectoryError, DirectoryOperation, SqlServerName, SwapStamp,
 };

@@ -105,6 +105,11 @@ pub enum Op {
         /// The commit's epoch and run id (kept beside the value where the directory can).
         stamp: SwapStamp,
     },
+    /// [`crate::BackupServiceGate::cms_status`] (run by the driver's gate, not the backend).
+    BackupServiceStatus {
+        /// The source whose pool's Backup Service exports the CMS (for messages).
+        instance: InstanceAddr,
+    },
 }
 
 impl Op {
@@ -120,7 +125,8 @@ impl Op {
             | Op::ReleaseLock { instance, .. }
             | Op::CheckLock { instance, .. }
             | Op::ReadLocation { instance }
-            | Op::WriteLocation { instance, .. } => instance,
+            | Op::WriteLocation { instance, .. }
+            | Op::BackupServiceStatus { instance } => instance,
             Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => return None,
         })
     }
@@ -148,6 +154,7 @@ impl Op {
             Op::WriteLocation { .. } => Operation::WriteLocation,
             Op::ReadDirectory { .. } => Operation::ReadDirectory,
             Op::SwapDirectory { .. } => Operation::SwapDirectory,
+            Op::BackupServiceStatus { .. } => Operation::BackupServiceStatus,
         }
     }
 
@@ -159,6 +166,7 @@ impl Op {
                 | Op::Positions { .. }
                 | Op::ReadLocation { .. }
                 | Op::ReadDirectory { .. }
+                | Op::BackupServiceStatus { .. }
         )
     }
 
@@ -172,6 +180,7 @@ impl Op {
                 | Op::ReadLocation { .. }
                 | Op::CheckLock { .. }
                 | Op::ReadDirectory { .. }
+                | Op::BackupServiceStatus { .. }
         )
     }
 
@@ -267,6 +276,11 @@ impl fmt::Display for Op {
                 "point the directory at {new} instead of {expected} (epoch {}) on {dc}",
                 stamp.epoch
             ),
+            Op::BackupServiceStatus { instance } => write!(
+                f,
+                "read the Backup Service status of {} (source {instance})",
+                crate::backup_service::CMS_MODULE
+            ),
         }
     }
 }
@@ -291,4 +305,6 @@ pub enum OpResult {
     Directory(CmsLocation),
     /// A change that returns nothing.
     Done,
+    /// The Backup Service's status of the CMS module.
+    BackupService(crate::backup_service::ModuleStatus),
 }

@@ -6,6 +6,7 @@
 //! [`Failure::code`] (`snake_case`, also the `code` field of their JSON form), so programs
 //! and tests match variants, never wording.
 
+use crate::backup_service::{CMS_MODULE, ExportState};
 use crate::directory::CmsLocation;
 use crate::error::BackendError;
 use crate::model::{DatabaseName, InstanceAddr, Store};
@@ -428,6 +429,25 @@ pub enum Refusal {
         /// What would block it.
         blockers: Vec<String>,
     },
+    /// Planned, Backup Service gate: the status command failed, hung or printed garbage.
+    BackupServiceUnreadable {
+        /// The error; its message ends with the command's standard error.
+        error: BackendError,
+    },
+    /// Planned, Backup Service gate: the CMS module's state means waiting cannot help.
+    BackupServiceBlocked {
+        /// The export state (`NotInitialized`, `ErrorState`).
+        state: ExportState,
+        /// What it means and what to do.
+        reason: String,
+    },
+    /// Planned, Backup Service gate: a backlog did not clear in time; nothing was fenced.
+    BackupServiceTimeout {
+        /// The replication timeout.
+        timeout: Duration,
+        /// The last export state seen.
+        state: ExportState,
+    },
 }
 
 impl Refusal {
@@ -458,6 +478,9 @@ impl Refusal {
             Refusal::WouldBeBlocked { .. } => "would_be_blocked",
             Refusal::DirectoryUnreadable { .. } => "directory_unreadable",
             Refusal::DirectoryMismatch { .. } => "directory_mismatch",
+            Refusal::BackupServiceUnreadable { .. } => "backup_service_unreadable",
+            Refusal::BackupServiceBlocked { .. } => "backup_service_blocked",
+            Refusal::BackupServiceTimeout { .. } => "backup_service_timeout",
         }
     }
 }
@@ -602,6 +625,18 @@ impl fmt::Display for Refusal {
                 "what-if: the run would be blocked: {}",
                 blockers.join("; ")
             ),
+            Refusal::BackupServiceUnreadable { error } => write!(
+                f,
+                "cannot read the Backup Service status ({}); the source was not fenced. Run the [backup_service] command by hand to see why, fix it, then run again",
+                error.message
+            ),
+            Refusal::BackupServiceBlocked { reason, .. } => {
+                write!(f, "{reason}; the source was not fenced")
+            }
+            Refusal::BackupServiceTimeout { timeout, state } => write!(
+                f,
+                "the Backup Service still reported {CMS_MODULE} ExportStatus {state} (a backlog) after {timeout:?}; the source was not fenced. Force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE}, then try again or raise the replication timeout"
+            ),
         }
     }
 }
@@ -679,6 +714,25 @@ pub enum Failure {
         /// Where it was cancelled.
         detail: String,
     },
+    /// After the fence, the Backup Service status could not be read (failed, hung, garbage).
+    BackupServiceUnreadable {
+        /// The error; its message ends with the command's standard error.
+        error: BackendError,
+    },
+    /// After the fence, the CMS module reported a state waiting cannot help.
+    BackupServiceBlocked {
+        /// The export state (`NotInitialized`, `ErrorState`).
+        state: ExportState,
+        /// What it means and what to do.
+        reason: String,
+    },
+    /// After the fence, the Backup Service did not reach `FinalState` in time.
+    BackupServiceTimeout {
+        /// The final-state timeout.
+        timeout: Duration,
+        /// The last export state seen.
+        state: ExportState,
+    },
 }
 
 impl Failure {
@@ -697,6 +751,9 @@ impl Failure {
             Failure::OthersNotFenced { .. } => "others_not_fenced",
             Failure::EndStateWrong { .. } => "end_state_wrong",
             Failure::Cancelled { .. } => "cancelled",
+            Failure::BackupServiceUnreadable { .. } => "backup_service_unreadable",
+            Failure::BackupServiceBlocked { .. } => "backup_service_blocked",
+            Failure::BackupServiceTimeout { .. } => "backup_service_timeout",
         }
     }
 }
@@ -770,6 +827,18 @@ impl fmt::Display for Failure {
                 write!(f, "the end state is not right: {}", problems.join("; "))
             }
             Failure::Cancelled { detail } => write!(f, "{detail}"),
+            Failure::BackupServiceUnreadable { error } => write!(
+                f,
+                "after the fence the Backup Service status could not be read ({})",
+                error.message
+            ),
+            Failure::BackupServiceBlocked { reason, .. } => {
+                write!(f, "after the fence: {reason}")
+            }
+            Failure::BackupServiceTimeout { timeout, state } => write!(
+                f,
+                "after the fence the Backup Service did not report {CMS_MODULE} ExportStatus FinalState within {timeout:?} (last: {state}); force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE} or raise [backup_service] final_state_timeout"
+            ),
         }
     }
 }

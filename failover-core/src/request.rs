@@ -138,6 +138,10 @@ pub struct Settings {
     /// directory value (a DC that has not by then is reported, not a failure).
     #[serde(with = "duration_ms", default = "default_directory_timeout")]
     pub directory_timeout: Duration,
+    /// Planned: gate on the Skype for Business Backup Service's status instead of SQL
+    /// positions (its copies share no log with the source); `None`: SQL positions.
+    #[serde(default)]
+    pub backup_service: Option<crate::backup_service::BackupServiceSettings>,
 }
 
 fn default_directory_timeout() -> Duration {
@@ -160,6 +164,7 @@ impl Default for Settings {
             lock_resource: "cms-failover".to_string(),
             epoch_clock: 0,
             directory_timeout: default_directory_timeout(),
+            backup_service: None,
         }
     }
 }
@@ -218,7 +223,7 @@ impl FailoverRequest {
     }
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

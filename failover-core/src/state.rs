@@ -33,11 +33,13 @@ pub enum StateName {
     ConfirmingUndo,
     ReleasingLocks,
     Done,
+    AwaitingBackupService,
+    BackupServicePause,
 }
 
 impl StateName {
     /// Every state, in rough order of a run.
-    pub const ALL: [StateName; 26] = [
+    pub const ALL: [StateName; 28] = [
         StateName::Preflight,
         StateName::AcquiringLocks,
         StateName::RepublishingRecord,
@@ -64,6 +66,8 @@ impl StateName {
         StateName::ConfirmingUndo,
         StateName::ReleasingLocks,
         StateName::Done,
+        StateName::AwaitingBackupService,
+        StateName::BackupServicePause,
     ];
 
     /// The name as text.
@@ -95,6 +99,8 @@ impl StateName {
             StateName::ConfirmingUndo => "ConfirmingUndo",
             StateName::ReleasingLocks => "ReleasingLocks",
             StateName::Done => "Done",
+            StateName::AwaitingBackupService => "AwaitingBackupService",
+            StateName::BackupServicePause => "BackupServicePause",
         }
     }
 }

@@ -155,6 +155,7 @@ pub async fn check_history(
             backup_principal_down: false,
             concurrent: false,
             stall_before_fence: false,
+            gate: None,
         };
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);
@@ -174,6 +175,7 @@ pub async fn check_history(
                     &journal,
                     req,
                     step.crash_at,
+                    None,
                     None,
                     None,
                     None,
@@ -220,6 +222,7 @@ pub async fn check_history(
                     &journal,
                     req,
                     step.crash_at,
+                    None,
                     None,
                     None,
                     None,

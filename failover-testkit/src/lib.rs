@@ -19,6 +19,7 @@
 pub mod cases;
 pub mod dir_props;
 pub mod directory;
+pub mod gate;
 mod harness;
 pub mod history;
 pub mod props;

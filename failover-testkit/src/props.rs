@@ -14,11 +14,16 @@
 //!    never stuck and never with two writable copies;
 //! 6. a second concurrent run is refused and changes nothing;
 //! 7. disaster recovery reports the data-loss estimate correctly;
-//! 8. every run ends in exactly one outcome, and the estate agrees with it.
+//! 8. every run ends in exactly one outcome, and the estate agrees with it;
+//! 9. a planned run gated on the Backup Service (a fake answering every state, errors,
+//!    garbage and hangs, see [`crate::gate`]) promotes only after `FinalState` after the
+//!    fence; a refusal by the gate changes nothing, a failure after the fence rolls back.
 
+use crate::gate::{FakeGate, GateAnswer, gate_scripts};
 use async_trait::async_trait;
 use backend_fake::fixtures::{self, Options, StandbyCopy};
 use backend_fake::{Change, Estate, FaultConfig, FaultRates, Snapshot, TimeoutFault};
+use failover_core::backup_service::ExportState;
 use failover_core::driver::{Observer, RunEvent};
 use failover_core::{
     Backend, BackendError, CancelHandle, DatabaseName, DatabasePosition, Driver, FailoverRequest,
@@ -91,6 +96,8 @@ pub struct Scenario {
     /// Stall the replication link just before the fence (after the replication gate passed),
     /// so the backup is behind the fenced position and stays there.
     pub stall_before_fence: bool,
+    /// Planned: gate on a fake Backup Service answering this script first (then honestly).
+    pub gate: Option<Vec<GateAnswer>>,
 }
 
 /// The generator of scenarios.
@@ -118,11 +125,13 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.15),
         ),
+        prop::option::weighted(0.25, gate_scripts()),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
                 (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
+                gate,
             )| {
                 Scenario {
                     kind,
@@ -142,6 +151,7 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                         && !restoring,
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
                     stall_before_fence: stall && kind == Kind::Planned,
+                    gate: gate.filter(|_| kind == Kind::Planned),
                 }
             },
         )
@@ -410,6 +420,7 @@ pub(crate) async fn run_one(
     cancel_at: Option<usize>,
     pause: Option<(Arc<Notify>, Arc<Notify>)>,
     stall: Option<(Estate, backend_fake::LinkId)>,
+    gate: Option<Arc<FakeGate>>,
 ) -> RunResult {
     let inner = factory.connect(estate).await;
     let crashed = Arc::new(Notify::new());
@@ -426,6 +437,9 @@ pub(crate) async fn run_one(
         acquiring: AtomicUsize::new(0),
     });
     let mut driver = Driver::new(backend.clone()).with_journal(Arc::new(journal.clone()));
+    if let Some(g) = gate {
+        driver = driver.with_backup_service(g);
+    }
     if let Some(at) = cancel_at {
         let handle = CancelHandle::new();
         driver = driver
@@ -608,7 +622,7 @@ pub(crate) async fn restore_until_converged(
             req.settings.epoch_clock = clock + 60 * (attempt + 1);
         }
         let RunResult::Finished(report) =
-            run_one(factory, estate, journal, req, None, None, None, None).await
+            run_one(factory, estate, journal, req, None, None, None, None, None).await
         else {
             unreachable!("no crash point")
         };
@@ -666,13 +680,19 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
         );
         let req = request(Kind::Planned, &topo, "interrupted", &t);
         let start = estate.history().len();
-        let _ = run_one(factory, &estate, &journal, req, crash, None, None, None).await;
+        let _ = run_one(
+            factory, &estate, &journal, req, crash, None, None, None, None,
+        )
+        .await;
         check_single_writer(&estate, start)?;
         if sc.what_if {
             let before = estate.history().len();
             let mut req = request(Kind::Restore, &topo, "restore-what-if", &t);
             req.what_if = true;
-            let _ = run_one(factory, &estate, &journal, req, None, None, None, None).await;
+            let _ = run_one(
+                factory, &estate, &journal, req, None, None, None, None, None,
+            )
+            .await;
             let changed = db_changes_between(&estate, before, estate.history().len());
             let locks = estate.history()[before..]
                 .iter()
@@ -698,6 +718,19 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
     let start = estate.history().len();
     let mut req = request(sc.kind, &topo, "run-1", &t);
     req.what_if = sc.what_if;
+    let gate = sc.gate.clone().map(|script| {
+        req.settings.backup_service = Some(failover_core::BackupServiceSettings {
+            final_state_timeout: t.wait,
+            poll_interval: t.poll,
+        });
+        Arc::new(FakeGate::new(
+            estate.clone(),
+            topo.clone(),
+            script,
+            t.poll * 4,
+            t.hang_as_delay.is_none(),
+        ))
+    });
 
     // Set when a concurrent second run rightly went ahead (the first had lost its lock):
     // then the first run's outcome cannot be compared with the estate alone.
@@ -720,6 +753,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             sc.cancel_at,
             Some((locked.clone(), resume.clone())),
             stall.clone(),
+            gate.clone(),
         );
         let other = async {
             locked.notified().await;
@@ -732,7 +766,10 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             let from = estate.history().len();
             let journal2 = MemoryJournal::new();
             let req2 = request(Kind::Planned, &topo, "run-2", &t);
-            let r = run_one(factory, &estate, &journal2, req2, None, None, None, None).await;
+            let r = run_one(
+                factory, &estate, &journal2, req2, None, None, None, None, None,
+            )
+            .await;
             let changes = db_changes_between(&estate, from, estate.history().len());
             let verdict = match r {
                 RunResult::Finished(rep) => match rep.outcome {
@@ -778,6 +815,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             sc.cancel_at,
             None,
             stall,
+            gate.clone(),
         )
         .await
     };
@@ -818,6 +856,9 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
         ));
     }
     let snap = estate.snapshot();
+    if let (Some(g), Outcome::Succeeded { .. }) = (&gate, &report.outcome) {
+        check_final_state_after_fence(&estate, start, &topo, g)?;
+    }
     match &report.outcome {
         Outcome::Succeeded { active, .. } => {
             let at = converged(&snap, &topo, dr)?;
@@ -855,6 +896,41 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
         return Err(format!("run ended in state {:?}", report.states.last()));
     }
     Ok(())
+}
+
+/// Invariant 9: a planned run gated on the Backup Service promotes only after the gate
+/// answered `FinalState` after the (last) fence.
+fn check_final_state_after_fence(
+    estate: &Estate,
+    start: usize,
+    topo: &Topology,
+    gate: &FakeGate,
+) -> Result<(), String> {
+    let hist = estate.history();
+    let fence = hist[start..]
+        .iter()
+        .rposition(|m| {
+            matches!(
+                m.change,
+                Change::ReadOnly {
+                    read_only: true,
+                    ..
+                }
+            ) && topo.active.contains(&m.instance)
+        })
+        .map(|i| start + i)
+        .ok_or("a gated planned run succeeded without fencing the source")?;
+    let answers = gate.answers();
+    if answers
+        .iter()
+        .any(|(at, s)| *at > fence && *s == ExportState::FinalState)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "a gated planned run succeeded without FinalState after the fence (mutation {fence}); gate answers: {answers:?}"
+        ))
+    }
 }
 
 /// Invariant 7: the estimate is source-after-fence minus the target read before promotion,

@@ -19,6 +19,7 @@ fn replay() {
         backup_principal_down: true,
         concurrent: false,
         stall_before_fence: false,
+        gate: None,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };

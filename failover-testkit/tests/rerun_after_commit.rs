@@ -20,6 +20,7 @@ fn scenario(kind: Kind, crash_at: usize) -> Scenario {
         backup_principal_down: false,
         concurrent: false,
         stall_before_fence: false,
+        gate: None,
     }
 }
 

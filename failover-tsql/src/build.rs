@@ -503,5 +503,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
         } => vec![write_location(cfg, record, *expected_epoch)],
         // Directory calls send no SQL (the directory describes its own request).
         Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => Vec::new(),
+        // Not SQL: the driver's Backup Service gate runs the operator's command.
+        Op::BackupServiceStatus { .. } => Vec::new(),
     })
 }

@@ -52,7 +52,12 @@ pub(super) fn enter_fencing(ctx: &mut Ctx, run: &mut Run, now: Duration) -> Acti
     )
 }
 
-pub(super) fn on_fenced(ctx: &mut Ctx, mut run: Box<Run>, results: Results) -> State {
+pub(super) fn on_fenced(
+    ctx: &mut Ctx,
+    mut run: Box<Run>,
+    results: Results,
+    now: Duration,
+) -> State {
     let errors = errors_of(results);
     match &ctx.req.mode {
         Mode::Restore if errors.is_empty() => promote(run),
@@ -93,7 +98,7 @@ pub(super) fn on_fenced(ctx: &mut Ctx, mut run: Box<Run>, results: Results) -> S
             run,
             cause: Cause::Cancelled("cancelled right after the fence".into()),
         },
-        Mode::Planned => State::ReadingPositions(run),
+        Mode::Planned => super::replication::after_fence(ctx, run, now),
     }
 }
 

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `preflight.rs` | `Preflight` — [`plan`] is a pure function: observations in, a [`Plan`] or a [`Refusal`] out |
 //! | `lock.rs` | `AcquiringLocks`, `ConfirmingLocks`, `ReleasingLocks` |
-//! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up) |
+//! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate: SQL positions, or the Backup Service); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up); `AwaitingBackupService`, `BackupServicePause` (the Backup Service's `FinalState` after the fence) |
 //! | `fence.rs` | `Fencing`, `ProbingFence` |
 //! | `promote.rs` | `ForcingMirror`, `Recovering`, `OpeningTarget`, `RepointingMirror` |
 //! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` |
@@ -343,6 +343,37 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         "confirmed / not confirmed",
     ),
     (S::ReleasingLocks, S::Done, "released"),
+    (
+        S::Fencing,
+        S::AwaitingBackupService,
+        "planned, Backup Service gate: fenced",
+    ),
+    (
+        S::AwaitingBackupService,
+        S::BackupServicePause,
+        "still copying",
+    ),
+    (
+        S::AwaitingBackupService,
+        S::Recovering,
+        "FinalState: nothing left to copy",
+    ),
+    (
+        S::AwaitingBackupService,
+        S::OpeningTarget,
+        "FinalState, nothing to recover",
+    ),
+    (
+        S::AwaitingBackupService,
+        S::UndoingFence,
+        "timeout / blocked / unreadable / cancelled",
+    ),
+    (
+        S::BackupServicePause,
+        S::AwaitingBackupService,
+        "poll again",
+    ),
+    (S::BackupServicePause, S::UndoingFence, "cancelled"),
 ];
 
 const N_STATES: usize = StateName::ALL.len();
@@ -555,6 +586,16 @@ enum State {
         outcome: Outcome,
     },
     Done(Outcome),
+    AwaitingBackupService {
+        run: Box<Run>,
+        deadline: Duration,
+    },
+    BackupServicePause {
+        run: Box<Run>,
+        deadline: Duration,
+        until: Duration,
+        progress: Progress,
+    },
 }
 
 impl State {
@@ -586,6 +627,8 @@ impl State {
             State::ConfirmingUndo { .. } => S::ConfirmingUndo,
             State::ReleasingLocks { .. } => S::ReleasingLocks,
             State::Done(_) => S::Done,
+            State::AwaitingBackupService { .. } => S::AwaitingBackupService,
+            State::BackupServicePause { .. } => S::BackupServicePause,
         }
     }
 }
@@ -811,6 +854,14 @@ impl Machine {
                 until,
                 progress,
             } => directory::on_timer(&mut self.ctx, run, watch, until, progress, now),
+            State::BackupServicePause {
+                run,
+                deadline,
+                until,
+                progress,
+            } => {
+                replication::on_backup_service_timer(&self.ctx, run, deadline, until, progress, now)
+            }
             other => other,
         };
         self.go(next);
@@ -853,6 +904,9 @@ impl Machine {
             }
             | State::DirectoryPause {
                 until, progress, ..
+            }
+            | State::BackupServicePause {
+                until, progress, ..
             } => Action::Sleep {
                 until: *until,
                 progress: progress.clone(),
@@ -878,6 +932,7 @@ impl Machine {
             State::ConfirmingUndo { run, .. } => undo::enter_confirming(ctx, run),
             State::ReleasingLocks { locks, .. } => lock::enter_releasing(ctx, locks),
             State::Done(outcome) => Action::Finished(outcome.clone()),
+            State::AwaitingBackupService { run, .. } => replication::enter_backup_service(ctx, run),
         }
     }
 
@@ -894,7 +949,7 @@ impl Machine {
                 replication::on_awaiting(ctx, run, deadline, results, now)
             }
             State::ConfirmingLocks(run) => lock::on_confirmed(ctx, run, ops, results),
-            State::Fencing(run) => fence::on_fenced(ctx, run, results),
+            State::Fencing(run) => fence::on_fenced(ctx, run, results, now),
             State::ProbingFence { run, failure } => fence::on_probed(run, failure, results),
             State::ReadingPositions(run) => replication::on_reading(ctx, run, results, now),
             State::AwaitingCatchUp {
@@ -925,9 +980,13 @@ impl Machine {
                 undo::on_confirmed(ctx, run, cause, ops, results)
             }
             State::ReleasingLocks { outcome, .. } => lock::on_released(ctx, outcome, ops, results),
+            State::AwaitingBackupService { run, deadline } => {
+                replication::on_backup_service(ctx, run, deadline, results, now)
+            }
             s @ (State::ReplicationPause { .. }
             | State::CatchUpPause { .. }
             | State::DirectoryPause { .. }
+            | State::BackupServicePause { .. }
             | State::Done(_)) => s,
         }
     }

@@ -1,9 +1,17 @@
 //! Replication: the gate before the fence (planned: wait until the backup is within the lag
 //! limit) and the catch-up after it (read the fenced positions, wait until the backup has
 //! applied them; disaster recovery: estimate the data loss instead).
+//!
+//! With the Backup Service gate (`Settings::backup_service`, planned only) the replication
+//! source is the Backup Service's status of `CentralMgmt.CMSMaster` instead of SQL positions
+//! (its copies share no log with the source): before the fence `SteadyState` suffices (a
+//! backlog is waited out), after it the run waits for `FinalState` (nothing left to copy).
+//! A failing, hanging or unparseable status command is a refusal before the fence and a
+//! failure that undoes the fence after it.
 
 use super::{Action, Cause, Ctx, Progress, Results, Run, S, State, promote, release};
-use crate::error::BackendError;
+use crate::backup_service::{BackupServiceSettings, CMS_MODULE, ModuleStatus, Readiness};
+use crate::error::{BackendError, ErrorKind, Operation};
 use crate::model::DatabaseName;
 use crate::op::{Op, OpResult};
 use crate::outcome::{DataLossEstimate, Failure, Outcome, Refusal, describe_lag};
@@ -86,6 +94,18 @@ fn caught_up(lag: &[(DatabaseName, Option<u64>)], max: u64) -> bool {
 }
 
 pub(super) fn enter_awaiting(ctx: &mut Ctx, run: &Run) -> Action {
+    if gate(ctx).is_some() {
+        let timeout = ctx.req.settings.step_timeout;
+        return ctx.batch(
+            S::AwaitingReplication,
+            format!("check that the Backup Service has no backlog ({CMS_MODULE})"),
+            "the Backup Service reports SteadyState or FinalState",
+            "nothing",
+            gate_op(run),
+            timeout,
+            true,
+        );
+    }
     let st = &ctx.req.settings;
     let (timeout, max_lag) = (st.step_timeout, st.max_lag);
     // Planned plans always name the source; without one the gate cannot pass (one result
@@ -119,6 +139,9 @@ pub(super) fn on_awaiting(
     results: Results,
     now: Duration,
 ) -> State {
+    if let Some(bs) = gate(ctx).cloned() {
+        return on_gate(ctx, run, deadline, results, now, &bs);
+    }
     let st = &ctx.req.settings;
     let (max_lag, poll, timeout) = (st.max_lag, st.poll_interval, st.replication_timeout);
     let mut it = results.into_iter();
@@ -243,6 +266,241 @@ pub(super) fn on_replication_timer(
         }
     } else {
         State::AwaitingReplication { run, deadline }
+    }
+}
+
+/// The Backup Service gate's settings when this run gates on it (planned runs only).
+fn gate(ctx: &Ctx) -> Option<&BackupServiceSettings> {
+    ctx.req
+        .settings
+        .backup_service
+        .as_ref()
+        .filter(|_| matches!(ctx.req.mode, Mode::Planned))
+}
+
+/// The status read, addressed to the source (planned plans always name one).
+fn gate_op(run: &Run) -> Vec<Op> {
+    run.plan
+        .source
+        .iter()
+        .map(|i| Op::BackupServiceStatus {
+            instance: i.clone(),
+        })
+        .collect()
+}
+
+/// The module status in a result; the error (or a made-up one for a result of the wrong
+/// kind) otherwise.
+fn status_of(results: Results, run: &Run) -> Result<ModuleStatus, BackendError> {
+    match results.into_iter().next() {
+        Some(Ok(OpResult::BackupService(s))) => Ok(s),
+        Some(Err(e)) => Err(e),
+        _ => Err(BackendError::new(
+            ErrorKind::Fatal,
+            Operation::BackupServiceStatus,
+            run.plan
+                .source
+                .as_ref()
+                .map_or("the source".to_string(), |s| s.to_string()),
+            "the gate returned no Backup Service status (a driver bug)",
+        )),
+    }
+}
+
+fn blocker(ctx: &mut Ctx, text: String) {
+    if !ctx.f.blockers.contains(&text) {
+        ctx.f.blockers.push(text);
+    }
+}
+
+/// The Backup Service gate before the fence: no backlog, go on; a backlog, poll until the
+/// deadline, then refuse; blocked or unreadable, refuse. What-if: one sample, a backlog is a
+/// warning, the rest blockers.
+fn on_gate(
+    ctx: &mut Ctx,
+    run: Box<Run>,
+    deadline: Duration,
+    results: Results,
+    now: Duration,
+    bs: &BackupServiceSettings,
+) -> State {
+    let refusal = match status_of(results, &run) {
+        Err(error) => Refusal::BackupServiceUnreadable { error },
+        Ok(status) => match status.before_fence() {
+            Readiness::Ready => return State::ConfirmingLocks(run),
+            Readiness::Blocked(reason) => Refusal::BackupServiceBlocked {
+                state: status.export,
+                reason,
+            },
+            Readiness::Copying(state) => {
+                let timeout = ctx.req.settings.replication_timeout;
+                if ctx.what_if() {
+                    ctx.f.warnings.push(format!(
+                        "the Backup Service reports a backlog right now ({CMS_MODULE} ExportStatus {state}); the run would wait for it, up to {timeout:?}, before fencing"
+                    ));
+                    return State::ConfirmingLocks(run);
+                }
+                if ctx.cancel {
+                    return release(
+                        run.locks,
+                        Outcome::Cancelled {
+                            detail: "cancelled while waiting for the Backup Service; nothing was changed"
+                                .into(),
+                        },
+                    );
+                }
+                if now >= deadline {
+                    return ctx.refuse(run.locks, Refusal::BackupServiceTimeout { timeout, state });
+                }
+                return State::ReplicationPause {
+                    run,
+                    deadline,
+                    until: (now + bs.poll_interval).min(deadline),
+                    progress: Progress {
+                        waiting_for: format!(
+                            "the Backup Service to clear its backlog ({CMS_MODULE} ExportStatus {state})"
+                        ),
+                        lag: Vec::new(),
+                        remaining: deadline.saturating_sub(now),
+                    },
+                };
+            }
+        },
+    };
+    if ctx.what_if() {
+        // What-if hook: a blocker (worded as after the fence reads it, so it is listed once),
+        // and the plan goes on.
+        let text = match &refusal {
+            Refusal::BackupServiceBlocked { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        blocker(ctx, text);
+        return State::ConfirmingLocks(run);
+    }
+    ctx.refuse(run.locks, refusal)
+}
+
+/// Where a planned run goes once fenced: the Backup Service's final state, or the fenced
+/// positions.
+pub(super) fn after_fence(ctx: &Ctx, run: Box<Run>, now: Duration) -> State {
+    match gate(ctx) {
+        Some(bs) => State::AwaitingBackupService {
+            run,
+            deadline: now + bs.final_state_timeout,
+        },
+        None => State::ReadingPositions(run),
+    }
+}
+
+pub(super) fn enter_backup_service(ctx: &mut Ctx, run: &Run) -> Action {
+    let timeout = ctx.req.settings.step_timeout;
+    ctx.batch(
+        S::AwaitingBackupService,
+        format!("wait for the Backup Service to copy the last changes ({CMS_MODULE} FinalState)"),
+        "source fenced",
+        "nothing",
+        gate_op(run),
+        timeout,
+        true,
+    )
+}
+
+/// After the fence: `FinalState`, promote; still copying, poll until the deadline, then undo
+/// the fence; blocked or unreadable, undo the fence. What-if: nothing was fenced, so nothing
+/// is awaited; what it would wait for is a warning.
+pub(super) fn on_backup_service(
+    ctx: &mut Ctx,
+    run: Box<Run>,
+    deadline: Duration,
+    results: Results,
+    now: Duration,
+) -> State {
+    let bs = gate(ctx).cloned().unwrap_or_default();
+    let status = status_of(results, &run);
+    if ctx.what_if() {
+        match status.as_ref().map(ModuleStatus::after_fence) {
+            Ok(Readiness::Ready) => {}
+            Ok(Readiness::Copying(state)) => ctx.f.warnings.push(format!(
+                "after the fence the run would wait up to {:?} for {CMS_MODULE} to reach FinalState (now {state})",
+                bs.final_state_timeout
+            )),
+            Ok(Readiness::Blocked(reason)) => blocker(ctx, reason),
+            Err(error) => blocker(
+                ctx,
+                Refusal::BackupServiceUnreadable {
+                    error: error.clone(),
+                }
+                .to_string(),
+            ),
+        }
+        return promote(run);
+    }
+    let status = match status {
+        Ok(s) => s,
+        Err(error) => return undo(run, Failure::BackupServiceUnreadable { error }),
+    };
+    match status.after_fence() {
+        Readiness::Ready => promote(run),
+        Readiness::Blocked(reason) => undo(
+            run,
+            Failure::BackupServiceBlocked {
+                state: status.export,
+                reason,
+            },
+        ),
+        Readiness::Copying(state) => {
+            if ctx.cancel {
+                return State::UndoingFence {
+                    run,
+                    cause: Cause::Cancelled(
+                        "cancelled while waiting for the Backup Service after the fence".into(),
+                    ),
+                };
+            }
+            if now >= deadline {
+                let timeout = bs.final_state_timeout;
+                return undo(run, Failure::BackupServiceTimeout { timeout, state });
+            }
+            State::BackupServicePause {
+                run,
+                deadline,
+                until: (now + bs.poll_interval).min(deadline),
+                progress: Progress {
+                    waiting_for: format!(
+                        "the Backup Service to copy the last changes ({CMS_MODULE} ExportStatus {state}, waiting for FinalState)"
+                    ),
+                    lag: Vec::new(),
+                    remaining: deadline.saturating_sub(now),
+                },
+            }
+        }
+    }
+}
+
+pub(super) fn on_backup_service_timer(
+    ctx: &Ctx,
+    run: Box<Run>,
+    deadline: Duration,
+    until: Duration,
+    progress: Progress,
+    now: Duration,
+) -> State {
+    if ctx.cancel {
+        State::UndoingFence {
+            run,
+            cause: Cause::Cancelled(
+                "cancelled while waiting for the Backup Service after the fence".into(),
+            ),
+        }
+    } else if now < until {
+        State::BackupServicePause {
+            run,
+            deadline,
+            until,
+            progress,
+        }
+    } else {
+        State::AwaitingBackupService { run, deadline }
     }
 }
 
@@ -421,6 +679,13 @@ pub(super) mod tests {
     use crate::machine::script::*;
     use crate::outcome::{Failure, Outcome, Refusal};
 
+    /// The run undid the fence from `state` and the source serves alone again.
+    fn rolled_back_from(w: &World, o: &Outcome, h: &[S], state: S) {
+        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
+        assert!(h.windows(2).any(|p| p == [state, S::UndoingFence]), "{h:?}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
     #[test]
     fn lagging_replication_is_polled_until_it_catches_up() {
         let mut w = World::planned();
@@ -487,12 +752,7 @@ pub(super) mod tests {
             matches!(o.failure(), Some(Failure::CatchUpTimeout { .. })),
             "{o}"
         );
-        assert!(matches!(o, Outcome::RolledBack { .. }));
-        assert!(
-            h.windows(2)
-                .any(|p| p == [S::AwaitingCatchUp, S::UndoingFence])
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        rolled_back_from(&w, &o, &h, S::AwaitingCatchUp);
     }
 
     #[test]
@@ -586,7 +846,249 @@ pub(super) mod tests {
         assert!(loss.iter().all(|l| l.changes_at_risk.is_none()), "{loss:?}");
     }
 
+    use crate::backup_service::ExportState::{self, *};
+    use crate::error::{BackendError, ErrorKind, Operation};
+    use crate::op::Op;
+
+    /// The SQL positions are never read when the run gates on the Backup Service.
+    fn no_positions(w: &mut World) {
+        for s in [
+            S::AwaitingReplication,
+            S::ReadingPositions,
+            S::AwaitingCatchUp,
+        ] {
+            w.fail(s, |op| matches!(op, Op::Positions { .. }), 99);
+        }
+    }
+
+    fn gated(state: ExportState) -> World {
+        let mut w = World::planned();
+        no_positions(&mut w);
+        w.set_backup_state(state);
+        w
+    }
+
+    fn command_failed(kind: ErrorKind) -> Result<crate::op::OpResult, BackendError> {
+        Err(BackendError::new(
+            kind,
+            Operation::BackupServiceStatus,
+            a(),
+            "the Backup Service status command `ssh` failed (exit status: 255); its standard error: Permission denied (publickey)",
+        ))
+    }
+
+    #[test]
+    fn gate_backlog_is_waited_out_then_final_state_awaited_after_the_fence() {
+        let mut w = gated(NonSteadyState);
+        w.on_nth(S::AwaitingReplication, 3, |w| {
+            w.set_backup_state(SteadyState)
+        });
+        w.on_nth(S::AwaitingBackupService, 3, |w| {
+            w.set_backup_state(FinalState)
+        });
+        let (o, h) = w.run(planned_gated());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        let count = |s: S| h.iter().filter(|x| **x == s).count();
+        assert_eq!(count(S::ReplicationPause), 2, "{h:?}");
+        assert_eq!(count(S::BackupServicePause), 2, "{h:?}");
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::Fencing, S::AwaitingBackupService])
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::AwaitingBackupService, S::OpeningTarget])
+        );
+        assert!(!h.contains(&S::ReadingPositions), "{h:?}");
+    }
+
+    #[test]
+    fn gate_final_state_recovers_a_restoring_target() {
+        let mut w = gated(FinalState);
+        w.set_restoring(&b());
+        let (o, h) = w.run(planned_gated());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::AwaitingBackupService, S::Recovering])
+        );
+    }
+
+    #[test]
+    fn gate_backlog_that_never_clears_is_refused_unfenced() {
+        let mut w = gated(NonSteadyState);
+        let (o, h) = w.run(planned_gated());
+        assert!(
+            matches!(
+                o.refusal(),
+                Some(Refusal::BackupServiceTimeout {
+                    state: NonSteadyState,
+                    ..
+                })
+            ),
+            "{o}"
+        );
+        assert!(!h.contains(&S::Fencing));
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    #[test]
+    fn gate_blocked_states_are_refused_before_the_fence() {
+        for state in [NotInitialized, ErrorState] {
+            let mut w = gated(state);
+            let (o, h) = w.run(planned_gated());
+            match o.refusal() {
+                Some(r @ Refusal::BackupServiceBlocked { state: s, .. }) => {
+                    assert_eq!(*s, state);
+                    assert!(r.to_string().contains(&state.to_string()), "{r}");
+                }
+                _ => panic!("{o}"),
+            }
+            assert!(!h.contains(&S::Fencing));
+            assert!(
+                w.mutations()
+                    .iter()
+                    .all(|m| !matches!(m, Op::SetReadOnly { .. }))
+            );
+        }
+    }
+
+    #[test]
+    fn gate_command_failure_or_hang_is_refused_showing_its_stderr() {
+        for kind in [ErrorKind::Fatal, ErrorKind::Timeout] {
+            let mut w = gated(FinalState);
+            w.answer(
+                S::AwaitingReplication,
+                move |_| Some(command_failed(kind)),
+                1,
+            );
+            let (o, h) = w.run(planned_gated());
+            match o.refusal() {
+                Some(r @ Refusal::BackupServiceUnreadable { .. }) => {
+                    assert!(
+                        r.to_string().contains("Permission denied (publickey)"),
+                        "{r}"
+                    )
+                }
+                _ => panic!("{o}"),
+            }
+            assert!(!h.contains(&S::Fencing));
+        }
+    }
+
+    #[test]
+    fn gate_final_state_never_reached_undoes_the_fence() {
+        let mut w = gated(SteadyState);
+        let (o, h) = w.run(planned_gated());
+        assert!(
+            matches!(
+                o.failure(),
+                Some(Failure::BackupServiceTimeout {
+                    state: SteadyState,
+                    ..
+                })
+            ),
+            "{o}"
+        );
+        rolled_back_from(&w, &o, &h, S::AwaitingBackupService);
+    }
+
+    #[test]
+    fn gate_error_or_blocked_after_the_fence_undoes_it() {
+        let mut w = gated(FinalState);
+        w.answer(
+            S::AwaitingBackupService,
+            |_| Some(command_failed(ErrorKind::Fatal)),
+            1,
+        );
+        let (o, _) = w.run(planned_gated());
+        match o.failure() {
+            Some(f @ Failure::BackupServiceUnreadable { .. }) => {
+                assert!(f.to_string().contains("Permission denied"), "{f}")
+            }
+            _ => panic!("{o}"),
+        }
+        assert!(matches!(o, Outcome::RolledBack { .. }), "{o}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+
+        let mut w = gated(SteadyState);
+        w.on_nth(S::AwaitingBackupService, 1, |w| {
+            w.set_backup_state(ErrorState)
+        });
+        let (o, _) = w.run(planned_gated());
+        assert!(
+            matches!(
+                o.failure(),
+                Some(Failure::BackupServiceBlocked {
+                    state: ErrorState,
+                    ..
+                })
+            ),
+            "{o}"
+        );
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
+    #[test]
+    fn cancelled_while_waiting_for_final_state_undoes_the_fence() {
+        let mut w = gated(SteadyState);
+        w.cancel_on_sleep();
+        let (o, h) = w.run(planned_gated());
+        assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::BackupServicePause, S::UndoingFence])
+        );
+        assert!(w.writable(&a()));
+    }
+
+    #[test]
+    fn what_if_with_the_gate_warns_of_waits_and_lists_blockers() {
+        let mut w = gated(NonSteadyState);
+        let mut req = planned_gated();
+        req.what_if = true;
+        let mut m = crate::machine::Machine::new(req.clone());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        let warnings = &m.findings().warnings;
+        assert!(
+            warnings.iter().any(|w| w.contains("backlog"))
+                && warnings.iter().any(|w| w.contains("FinalState")),
+            "{warnings:?}"
+        );
+        assert!(w.mutations().is_empty());
+
+        let mut w = gated(ErrorState);
+        let (o, _) = w.run(req);
+        assert!(
+            matches!(o.refusal(), Some(Refusal::WouldBeBlocked { blockers }) if blockers.len() == 1),
+            "{o}"
+        );
+        assert!(w.mutations().is_empty());
+    }
+
+    #[test]
+    fn the_gate_is_ignored_by_disaster_recovery() {
+        let mut w = World::dr();
+        w.set_backup_state(ErrorState);
+        let mut req = dr();
+        req.settings.backup_service = planned_gated().settings.backup_service;
+        let (o, h) = w.run(req);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(!h.contains(&S::AwaitingBackupService));
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        gate_backlog_is_waited_out_then_final_state_awaited_after_the_fence,
+        gate_final_state_recovers_a_restoring_target,
+        gate_backlog_that_never_clears_is_refused_unfenced,
+        gate_blocked_states_are_refused_before_the_fence,
+        gate_command_failure_or_hang_is_refused_showing_its_stderr,
+        gate_final_state_never_reached_undoes_the_fence,
+        gate_error_or_blocked_after_the_fence_undoes_it,
+        cancelled_while_waiting_for_final_state_undoes_the_fence,
+        what_if_with_the_gate_warns_of_waits_and_lists_blockers,
+        the_gate_is_ignored_by_disaster_recovery,
         lagging_replication_is_polled_until_it_catches_up,
         replication_that_never_catches_up_is_refused_unfenced,
         cancelled_during_the_replication_pause_changes_nothing,

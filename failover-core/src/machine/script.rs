@@ -5,6 +5,7 @@
 //! the unit tests take every row of `TRANSITIONS`.
 
 use super::{Action, DirectoryInfo, Machine, StateName, TRANSITIONS};
+use crate::backup_service::{BackupServiceSettings, ExportState, ModuleStatus};
 use crate::directory::CmsLocation;
 use crate::error::{BackendError, ErrorKind};
 use crate::model::{DatabaseName, InstanceAddr, Store, Topology};
@@ -81,6 +82,16 @@ fn req(t: Topology, mode: Mode) -> FailoverRequest {
 /// A planned failover A → B.
 pub(crate) fn planned() -> FailoverRequest {
     req(topology(), Mode::Planned)
+}
+/// A planned failover A → B gated on the Backup Service (1 s for `FinalState`, polled
+/// every 100 ms).
+pub(crate) fn planned_gated() -> FailoverRequest {
+    let mut r = planned();
+    r.settings.backup_service = Some(BackupServiceSettings {
+        final_state_timeout: Duration::from_secs(1),
+        poll_interval: Duration::from_millis(100),
+    });
+    r
 }
 /// A disaster recovery to B.
 pub(crate) fn dr() -> FailoverRequest {
@@ -185,6 +196,7 @@ pub(crate) struct World {
     cancel_on_sleep: bool,
     lag: u64,
     behind: u64,
+    backup_state: ExportState,
     log: Vec<Op>,
 }
 
@@ -236,6 +248,7 @@ impl World {
             cancel_on_sleep: false,
             lag: 0,
             behind: 0,
+            backup_state: ExportState::FinalState,
             log: Vec::new(),
         }
     }
@@ -370,6 +383,10 @@ impl World {
     /// The backup is `n` behind the fenced positions.
     pub(crate) fn set_target_behind(&mut self, n: u64) {
         self.behind = n;
+    }
+    /// The Backup Service reports the CMS module in `state` (`FinalState` until set).
+    pub(crate) fn set_backup_state(&mut self, state: ExportState) {
+        self.backup_state = state;
     }
     /// Brings `i` back up.
     pub(crate) fn set_up(&mut self, i: &InstanceAddr) {
@@ -651,7 +668,7 @@ impl World {
 
     /// What `op` does to the world, and its answer.
     fn effect(&mut self, op: &Op) -> Result<OpResult, BackendError> {
-        let (lag, behind) = (self.lag, self.behind);
+        let (lag, behind, backup_state) = (self.lag, self.behind, self.backup_state);
         let Some(addr) = op.instance().cloned() else {
             return self.directory_effect(op);
         };
@@ -743,6 +760,9 @@ impl World {
                 OpResult::Done
             }
             Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => unreachable!("no instance"),
+            Op::BackupServiceStatus { .. } => {
+                OpResult::BackupService(ModuleStatus::cms(backup_state))
+            }
         })
     }
 }

@@ -474,6 +474,7 @@ async fn run(b: &SqlBackend<Scripted>, op: &Op) {
             expected_epoch,
         } => b.write_location(instance, record, *expected_epoch).await,
         Op::ReadDirectory { .. } | Op::SwapDirectory { .. } => unreachable!("not a SQL call"),
+        Op::BackupServiceStatus { .. } => unreachable!("not a SQL call"),
     };
     r.unwrap_or_else(|e| panic!("{op:?}: {e}"));
 }
