@@ -96,6 +96,7 @@ struct Inner {
     links: Vec<Link>,
     workloads: Vec<Workload>,
     logins: BTreeMap<String, String>,
+    default_databases: BTreeMap<String, String>,
     sessions: BTreeMap<SessionId, InstanceAddr>,
     next_session: u64,
     locks: BTreeMap<(InstanceAddr, String), (SessionId, u32)>,
@@ -368,6 +369,24 @@ impl Estate {
         self.lock()
             .logins
             .insert(user.to_string(), password.to_string());
+    }
+
+    /// Sets the default database of login `user` (`None`: `master`), the database a session
+    /// starts in when the client names none. SQL Server refuses such a login with 4064 when
+    /// that database cannot be opened:
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-login-transact-sql>
+    /// (`DEFAULT_DATABASE`).
+    pub fn set_login_default_database(&self, user: &str, database: Option<&DatabaseName>) {
+        let mut g = self.lock();
+        match database {
+            Some(d) => g.default_databases.insert(user.to_string(), d.to_string()),
+            None => g.default_databases.remove(user),
+        };
+    }
+
+    /// The default database of login `user`, when one other than `master` was set.
+    pub fn login_default_database(&self, user: &str) -> Option<String> {
+        self.lock().default_databases.get(user).cloned()
     }
 
     /// Replaces the fault configuration and resets the call counters.

@@ -80,7 +80,7 @@ impl DbRow {
                 state: m.state,
                 partner: Some(m.partner.clone()),
                 safety_full: m.safety_full,
-                failover_lsn: Some(m.failover_lsn),
+                failover_lsn: Some(m.failover_lsn.into()),
             }),
         }
     }

@@ -193,4 +193,8 @@ impl Transport for OdbcTransport {
     fn sql_config(&self) -> &SqlConfig {
         &self.config.sql
     }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.config.call_timeout)
+    }
 }

@@ -101,6 +101,10 @@ impl Transport for TiberiusTransport {
     fn sql_config(&self) -> &SqlConfig {
         &self.cfg.sql
     }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.cfg.call_timeout)
+    }
 }
 
 /// How a failed call left its connection.

@@ -131,8 +131,8 @@ pub struct MirrorInfo {
     pub partner: Option<InstanceAddr>,
     /// Whether the safety level is FULL (needed for a planned mirror failover).
     pub safety_full: bool,
-    /// `mirroring_failover_lsn`, when known.
-    pub failover_lsn: Option<u64>,
+    /// `mirroring_failover_lsn` (`numeric(25,0)`), when known.
+    pub failover_lsn: Option<u128>,
 }
 
 /// The state of one database on one instance.
@@ -181,8 +181,20 @@ impl InstanceProbe {
 /// A change position: a monotonically increasing number per database (an LSN, a heartbeat
 /// sequence or any other counter the configured position query returns). The copy on the
 /// backup has caught up with the source when its position is at least the source's.
+///
+/// `u128` because SQL Server LSNs are `numeric(25,0)` (up to 25 decimal digits, beyond
+/// `u64`): <https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/backupset-transact-sql>
+/// (`first_lsn`, `last_lsn`), <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>
+/// (`mirroring_failover_lsn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Position(pub u64);
+pub struct Position(pub u128);
+
+impl Position {
+    /// How far `self` is behind `ahead` (0 when it is not behind), saturated to `u64`.
+    pub fn lag_behind(self, ahead: Position) -> u64 {
+        u64::try_from(ahead.0.saturating_sub(self.0)).unwrap_or(u64::MAX)
+    }
+}
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

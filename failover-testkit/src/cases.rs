@@ -296,7 +296,7 @@ pub async fn positions_report_each_database(h: &dyn Harness) {
             v.iter()
                 .find(|p| &p.database == d)
                 .and_then(|p| p.position)
-                .map(|p| p.0)
+                .map(|p| u64::try_from(p.0).expect("fake positions fit in u64"))
         };
         let (x, y) = (get(&pa).expect("A position"), get(&pb).expect("B position"));
         assert!(

@@ -42,6 +42,8 @@ use failover_core::{
 /// configuration).
 pub struct SqlBackend<T> {
     transport: T,
+    /// The transport's [`SqlConfig`] with the fence lock timeout kept below its call timeout.
+    cfg: crate::SqlConfig,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for SqlBackend<T> {
@@ -56,9 +58,20 @@ impl<T: Transport> SqlBackend<T> {
     /// A backend over `transport` (or its configuration). Nothing connects until the first
     /// call.
     pub fn new(transport: impl Into<T>) -> Self {
-        Self {
-            transport: transport.into(),
+        let transport = transport.into();
+        let mut cfg = transport.sql_config().clone();
+        if let Some(call) = transport.call_timeout() {
+            // Three quarters of the call timeout: the server abandons a blocked fence (1222)
+            // before the client gives up on the call and drops the connection.
+            let bound = u32::try_from(call.as_millis() * 3 / 4).unwrap_or(u32::MAX);
+            cfg.fence_lock_timeout_ms = cfg.fence_lock_timeout_ms.min(bound.max(1));
         }
+        Self { transport, cfg }
+    }
+
+    /// The SQL settings in effect (the transport's, with the fence lock timeout bounded).
+    pub fn sql_config(&self) -> &crate::SqlConfig {
+        &self.cfg
     }
 
     /// The driver primitive (its configuration, its session cache).
@@ -159,7 +172,7 @@ impl<T: Transport> SqlBackend<T> {
         dbs: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
         let op = Operation::Positions;
-        let sql = build::positions(self.transport.sql_config(), dbs);
+        let sql = build::positions(&self.cfg, dbs);
         let sets = self.ops(op, instance, &sql).await?;
         parsed(op, instance, rows::parse_positions(dbs, &sets))
     }
@@ -209,7 +222,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
     }
 
     fn statements(&self, op: &Op) -> Vec<String> {
-        build::statements(self.transport.sql_config(), op)
+        build::statements(&self.cfg, op)
     }
 
     async fn probe(
@@ -229,9 +242,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
             return Ok(Vec::new());
         }
         match self.positions_on(instance, databases).await {
-            Err(e)
-                if errors::is_mirror_answer(&e) && self.transport.sql_config().mirror_fallback =>
-            {
+            Err(e) if errors::is_mirror_answer(&e) && self.cfg.mirror_fallback => {
                 self.positions_where_served(instance, databases).await
             }
             r => r,
@@ -247,7 +258,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
         if databases.is_empty() {
             return Ok(());
         }
-        let sql = build::set_read_only(databases, read_only);
+        let sql = build::set_read_only(databases, read_only, self.cfg.fence_lock_timeout_ms);
         self.ops(Operation::SetReadOnly, instance, &sql).await?;
         Ok(())
     }
@@ -348,7 +359,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
         instance: &InstanceAddr,
     ) -> Result<Option<LocationRecord>, BackendError> {
         let op = Operation::ReadLocation;
-        let sql = build::read_location(self.transport.sql_config());
+        let sql = build::read_location(&self.cfg);
         match self.ops(op, instance, &sql).await {
             Ok(sets) => parsed(op, instance, rows::parse_location(&sets)),
             Err(e) if e.code.is_some_and(errors::location_missing) => Ok(None),
@@ -364,7 +375,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
     ) -> Result<(), BackendError> {
         let op = Operation::WriteLocation;
         plan::check_location_record(instance, record, expected_epoch)?;
-        let sql = build::write_location(self.transport.sql_config(), record, expected_epoch);
+        let sql = build::write_location(&self.cfg, record, expected_epoch);
         let sets = self.ops(op, instance, &sql).await?;
         let stored = parsed(op, instance, rows::parse_location(&sets))?;
         if stored.as_ref() == Some(record) {

@@ -1,10 +1,19 @@
 //! The exact T-SQL batch for each [`Backend`](failover_core::Backend) operation.
 //!
 //! Every statement ends with `;`. Names only enter the text through [`quote_ident`] and
-//! values through [`quote_nstring`] or as validated integers. All batches are meant to run
-//! on a session whose current database is `master` (both backends log in to `master`); the
-//! lock batches say `USE [master];` explicitly because `sp_getapplock` is scoped to the
-//! current database and must never be taken inside a database that is about to be fenced.
+//! values through [`quote_nstring`] or as validated integers. Every batch starts with
+//! [`USE_MASTER`] (`USE [master];`), so it runs with `master` as its context whatever the
+//! login's default database or the DSN's `Database=` say: `SET PARTNER FAILOVER` "requires
+//! master as the database context"
+//! (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>),
+//! `sp_getapplock` is scoped to the current database and must never be taken inside a
+//! database that is about to be fenced
+//! (<https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-getapplock-transact-sql>),
+//! and a session whose context is a CMS database would be killed by the fence's `ROLLBACK
+//! IMMEDIATE` or by a role switch. The fence also sets [`SqlConfig::fence_lock_timeout_ms`]
+//! with `SET LOCK_TIMEOUT`, so the server abandons a blocked `ALTER DATABASE` (error 1222)
+//! before the client's call timeout and an abandoned fence cannot land later
+//! (<https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>).
 //!
 //! | operation | batch | result sets |
 //! |---|---|---|
@@ -45,6 +54,23 @@ pub struct SqlConfig {
     /// configuration files (`serde(skip)`).
     #[serde(skip, default = "yes")]
     pub mirror_fallback: bool,
+    /// `SET LOCK_TIMEOUT` for the fence and its undo, in milliseconds (default 10 000): how
+    /// long the server lets `ALTER DATABASE … SET READ_ONLY|READ_WRITE` wait for the
+    /// database lock before failing with 1222 (transient). The SQL backend lowers it to
+    /// three quarters of the driver's call timeout, so the server always gives up first.
+    pub fence_lock_timeout_ms: u32,
+}
+
+/// The first statement of every batch: `USE [master];` (see the [module documentation](self)).
+pub const USE_MASTER: &str = "USE [master];";
+
+/// `USE [master];` then `sql` on the next line.
+/// Empty for an empty `sql` (nothing to send).
+fn in_master(sql: &str) -> String {
+    if sql.is_empty() {
+        return String::new();
+    }
+    format!("{USE_MASTER}\n{sql}")
 }
 
 fn yes() -> bool {
@@ -57,6 +83,7 @@ impl Default for SqlConfig {
             position_query: PositionQuery::default(),
             control_database: DatabaseName::parse("master").expect("valid name"),
             mirror_fallback: true,
+            fence_lock_timeout_ms: 10_000,
         }
     }
 }
@@ -269,6 +296,7 @@ fn name_list(dbs: &[DatabaseName]) -> String {
 /// Probe: the version, then state, read-only flag and mirroring of each requested database.
 ///
 /// ```sql
+/// USE [master];
 /// SELECT @@VERSION AS version;
 /// SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc,
 ///   m.mirroring_partner_instance, m.mirroring_safety_level_desc,
@@ -278,7 +306,7 @@ fn name_list(dbs: &[DatabaseName]) -> String {
 /// ```
 pub fn probe(dbs: &[DatabaseName]) -> String {
     format!(
-        "SELECT @@VERSION AS version;\n\
+        "{USE_MASTER}\nSELECT @@VERSION AS version;\n\
          SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
          m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
          CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn \
@@ -288,19 +316,35 @@ pub fn probe(dbs: &[DatabaseName]) -> String {
     )
 }
 
-/// Positions: the configured [`PositionQuery`] once per database, in order.
+/// Positions: `USE [master];`, then the configured [`PositionQuery`] once per database, in
+/// order.
 pub fn positions(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
-    dbs.iter()
-        .map(|d| format!("{};", cfg.position_query.render(d, &cfg.control_database)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| format!("{};", cfg.position_query.render(d, &cfg.control_database)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
-/// The fence (`read_only = true`) or its undo, one statement per database:
-/// `ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;` / `… SET READ_WRITE …`.
-pub fn set_read_only(dbs: &[DatabaseName], read_only: bool) -> String {
+/// The fence (`read_only = true`) or its undo, one statement per database, bounded on the
+/// server by `SET LOCK_TIMEOUT` (1222 when the database lock is not granted in time):
+///
+/// ```sql
+/// USE [master];
+/// SET LOCK_TIMEOUT 10000;
+/// ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;
+/// ```
+///
+/// (`… SET READ_WRITE …` for the undo). `SET LOCK_TIMEOUT` stays in effect for the session;
+/// every other batch the backends send takes no long lock.
+pub fn set_read_only(dbs: &[DatabaseName], read_only: bool, lock_timeout_ms: u32) -> String {
+    if dbs.is_empty() {
+        return String::new();
+    }
     let mode = if read_only { "READ_ONLY" } else { "READ_WRITE" };
-    dbs.iter()
+    let alters = dbs
+        .iter()
         .map(|d| {
             format!(
                 "ALTER DATABASE {} SET {mode} WITH ROLLBACK IMMEDIATE;",
@@ -308,21 +352,24 @@ pub fn set_read_only(dbs: &[DatabaseName], read_only: bool) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    in_master(&format!("SET LOCK_TIMEOUT {lock_timeout_ms};\n{alters}"))
 }
 
 /// `RESTORE DATABASE [xds] WITH RECOVERY;` per database (only send it for RESTORING copies,
 /// see [`crate::plan::recover_targets`]).
 pub fn recover(dbs: &[DatabaseName]) -> String {
-    dbs.iter()
-        .map(|d| {
-            format!(
-                "RESTORE DATABASE {} WITH RECOVERY;",
-                quote_ident(d.as_str())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| {
+                format!(
+                    "RESTORE DATABASE {} WITH RECOVERY;",
+                    quote_ident(d.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// `ALTER DATABASE [xds] SET PARTNER FAILOVER;` (planned, on the principal) or
@@ -332,15 +379,17 @@ pub fn mirror_failover(dbs: &[DatabaseName], kind: MirrorFailoverKind) -> String
         MirrorFailoverKind::Planned => "FAILOVER",
         MirrorFailoverKind::Forced => "FORCE_SERVICE_ALLOW_DATA_LOSS",
     };
-    dbs.iter()
-        .map(|d| {
-            format!(
-                "ALTER DATABASE {} SET PARTNER {what};",
-                quote_ident(d.as_str())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| {
+                format!(
+                    "ALTER DATABASE {} SET PARTNER {what};",
+                    quote_ident(d.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// Takes the session-owned exclusive application lock in `master` without waiting, and
@@ -356,7 +405,7 @@ pub fn mirror_failover(dbs: &[DatabaseName], kind: MirrorFailoverKind) -> String
 /// ```
 pub fn acquire_lock(resource: &str) -> String {
     format!(
-        "USE [master];\nDECLARE @r int;\n\
+        "{USE_MASTER}\nDECLARE @r int;\n\
          EXEC @r = sp_getapplock @Resource = {}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0;\n\
          SELECT @r AS result;",
         quote_nstring(resource)
@@ -367,7 +416,7 @@ pub fn acquire_lock(resource: &str) -> String {
 /// releasing a lock not held raises error 1223) and selects the return code (0 released).
 pub fn release_lock(resource: &str) -> String {
     format!(
-        "USE [master];\nDECLARE @r int;\n\
+        "{USE_MASTER}\nDECLARE @r int;\n\
          EXEC @r = sp_releaseapplock @Resource = {}, @LockOwner = 'Session';\n\
          SELECT @r AS result;",
         quote_nstring(resource)
@@ -378,7 +427,7 @@ pub fn release_lock(resource: &str) -> String {
 /// `USE [master]; SELECT APPLOCK_MODE('public', N'cms-failover', 'Session') AS mode;`
 pub fn lock_mode(resource: &str) -> String {
     format!(
-        "USE [master];\nSELECT APPLOCK_MODE('public', {}, 'Session') AS mode;",
+        "{USE_MASTER}\nSELECT APPLOCK_MODE('public', {}, 'Session') AS mode;",
         quote_nstring(resource)
     )
 }
@@ -396,10 +445,10 @@ pub fn location_table(cfg: &SqlConfig) -> String {
 /// `SELECT epoch, active_principal, active_mirror, run_id FROM [master].[dbo].[cms_failover_location] WHERE id = 1;`
 /// Fails with error 208 when the table was never created (no record yet).
 pub fn read_location(cfg: &SqlConfig) -> String {
-    format!(
+    in_master(&format!(
         "SELECT epoch, active_principal, active_mirror, run_id FROM {} WHERE id = 1;",
         location_table(cfg)
-    )
+    ))
 }
 
 /// The column values of a record: `epoch, N'principal', N'mirror' | NULL, N'run'`.
@@ -463,9 +512,9 @@ pub fn write_location(
             epoch_sql(e)
         ),
     };
-    format!(
+    in_master(&format!(
         "{create}\n{cas}\nSELECT epoch, active_principal, active_mirror, run_id FROM {t} WHERE id = 1;"
-    )
+    ))
 }
 
 /// The batches [`SqlBackend`](crate::SqlBackend) sends for `op`, in order, for what-if plans
@@ -486,7 +535,11 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             read_only,
             ..
         } => {
-            vec![set_read_only(databases, *read_only)]
+            vec![set_read_only(
+                databases,
+                *read_only,
+                cfg.fence_lock_timeout_ms,
+            )]
         }
         Op::Recover { databases, .. } => vec![probe(databases), recover(databases)],
         Op::MirrorFailover {

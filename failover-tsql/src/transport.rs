@@ -126,6 +126,12 @@ pub trait Transport: Send + Sync {
     /// The settings that change which SQL is sent (position query, control database,
     /// mirror fallback).
     fn sql_config(&self) -> &SqlConfig;
+
+    /// The driver's bound for one call, when it has one: the SQL backend keeps the fence's
+    /// server-side `SET LOCK_TIMEOUT` below it.
+    fn call_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One cached driver session (`None`: not connected, never or since it was discarded).

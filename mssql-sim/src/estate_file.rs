@@ -155,6 +155,10 @@ pub struct LoginEntry {
     pub user: String,
     /// The environment variable holding the password.
     pub password_env: String,
+    /// The login's default database (absent: `master`): where a session starts when the
+    /// client names no database; 4064 at login when it cannot be opened.
+    #[serde(default)]
+    pub default_database: Option<DatabaseName>,
 }
 
 impl std::fmt::Debug for LoginEntry {
@@ -162,6 +166,7 @@ impl std::fmt::Debug for LoginEntry {
         f.debug_struct("LoginEntry")
             .field("user", &self.user)
             .field("password_env", &self.password_env)
+            .field("default_database", &self.default_database)
             .finish()
     }
 }
@@ -309,6 +314,7 @@ impl EstateFile {
                 ))
             })?;
             estate.add_login(&l.user, &pw);
+            estate.set_login_default_database(&l.user, l.default_database.as_ref());
         }
         for l in &self.locations {
             let active = Store::new(l.principal.clone(), l.mirror.clone()).map_err(invalid)?;

@@ -19,4 +19,5 @@ pub mod tls;
 
 pub use service::*;
 pub use sim::{SimHandle, SimOptions, Simulator, StartError};
+pub use sql::exec::DatabaseBlock;
 pub use tls::{ServerTls, TlsConfigError, WithTls};

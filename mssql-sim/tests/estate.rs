@@ -171,7 +171,7 @@ async fn fence_is_visible_across_connections_and_blocks_writes() {
     let a = fixtures::active();
     let mut c1 = connect(&sim, &a).await;
     let mut c2 = connect(&sim, &a).await;
-    batch(&mut c1, &build::set_read_only(&dbs(), true))
+    batch(&mut c1, &build::set_read_only(&dbs(), true, 5000))
         .await
         .unwrap();
     let sets = batch(&mut c2, &build::probe(&dbs())).await.unwrap();
@@ -197,7 +197,7 @@ async fn fence_is_visible_across_connections_and_blocks_writes() {
             .0,
         3906
     );
-    batch(&mut c2, &build::set_read_only(&dbs(), false))
+    batch(&mut c2, &build::set_read_only(&dbs(), false, 5000))
         .await
         .unwrap();
     assert_eq!(f.estate.snapshot().writable_copies(&dbs()[0]), vec![a]);
@@ -437,7 +437,7 @@ async fn faults_manifest_on_the_wire() {
     f.estate.set_faults(cfg);
     let mut c = connect(&sim, &a).await;
     assert_eq!(
-        batch(&mut c, &build::set_read_only(&dbs(), true))
+        batch(&mut c, &build::set_read_only(&dbs(), true, 5000))
             .await
             .unwrap_err()
             .0,
@@ -554,7 +554,10 @@ async fn crash_connect_errors_and_killed_sessions() {
         "an injected connect error arrives as the login error"
     );
     let mut c = connect(&sim, &a).await;
-    let r = match c.simple_query(build::set_read_only(&dbs(), true)).await {
+    let r = match c
+        .simple_query(build::set_read_only(&dbs(), true, 5000))
+        .await
+    {
         Ok(s) => s.into_results().await.map(|_| ()),
         Err(e) => Err(e),
     };

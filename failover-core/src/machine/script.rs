@@ -529,7 +529,7 @@ impl World {
                         .iter()
                         .map(|d| DatabasePosition {
                             database: d.clone(),
-                            position: Some(Position(p)),
+                            position: Some(Position(p.into())),
                         })
                         .collect(),
                 )

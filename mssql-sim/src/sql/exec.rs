@@ -32,6 +32,60 @@ pub struct Shared {
     /// Instances on which the location table was created by `CREATE TABLE`.
     location_tables: Mutex<HashSet<InstanceAddr>>,
     next_spid: AtomicU16,
+    /// Databases another (simulated) session holds a lock on: `ALTER DATABASE` on them waits.
+    blocks: Mutex<HashMap<(InstanceAddr, String), usize>>,
+    /// Woken whenever a block is released.
+    unblocked: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn is_blocked(&self, addr: &InstanceAddr, db: &str) -> bool {
+        self.blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(addr.clone(), db.to_lowercase()))
+            .is_some_and(|n| *n > 0)
+    }
+
+    /// Another session takes a lock on `db` (until the returned guard is dropped).
+    pub fn block(self: &Arc<Self>, addr: &InstanceAddr, db: &str) -> DatabaseBlock {
+        let key = (addr.clone(), db.to_lowercase());
+        *self
+            .blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        DatabaseBlock {
+            shared: self.clone(),
+            key,
+        }
+    }
+}
+
+/// A lock another session holds on a database: while it exists, `ALTER DATABASE … SET
+/// READ_ONLY|READ_WRITE` on that database waits, up to the session's `SET LOCK_TIMEOUT`, then
+/// fails with 1222 and 5069. Dropping it releases the lock. Models what `WITH ROLLBACK
+/// IMMEDIATE` cannot clear at once (a long rollback, another ALTER DATABASE). `SET
+/// LOCK_TIMEOUT`: "When a wait for a lock exceeds the time-out value, an error is returned"
+/// (1222), <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>;
+/// the options need exclusive access to the database,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options>.
+#[derive(Debug)]
+pub struct DatabaseBlock {
+    shared: Arc<Shared>,
+    key: (InstanceAddr, String),
+}
+
+impl Drop for DatabaseBlock {
+    fn drop(&mut self) {
+        let mut m = self.shared.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+        drop(m);
+        self.shared.unblocked.notify_waiters();
+    }
 }
 
 /// One served instance of the estate.
@@ -92,9 +146,24 @@ impl Service for InstanceService {
             vars: HashMap::new(),
             prepared: HashMap::new(),
             next_handle: 1,
+            lock_timeout_ms: -1,
         };
-        if !l.database.is_empty()
-            && !l.database.eq_ignore_ascii_case("master")
+        if l.database.is_empty() {
+            // No database in LOGIN7: the session starts in the login's default database;
+            // when that cannot be opened the login fails with 4064 "Cannot open user default
+            // database. Login failed."
+            // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-4000-to-4999
+            if let Some(d) = self.estate.login_default_database(&l.user)
+                && session.use_db(&d).is_err()
+            {
+                return Err(LoginRefused::Error(SqlMessage::new(
+                    4064,
+                    11,
+                    1,
+                    "Cannot open user default database. Login failed.",
+                )));
+            }
+        } else if !l.database.eq_ignore_ascii_case("master")
             && let Err(e) = session.use_db(&l.database)
         {
             // SQL Server: 4060 "Cannot open database requested by the login".
@@ -127,6 +196,8 @@ pub struct SqlSession {
     /// Statements prepared with `sp_prepare`/`sp_prepexec`: handle -> (declarations, text).
     prepared: HashMap<i32, (Option<String>, String)>,
     next_handle: i32,
+    /// `SET LOCK_TIMEOUT` of this session in milliseconds (-1, the default: wait for ever).
+    lock_timeout_ms: i64,
 }
 
 impl Drop for SqlSession {
@@ -1054,6 +1125,10 @@ impl SqlSession {
                 Ok(done)
             }
             Stmt::SetOption => Ok(done),
+            Stmt::SetLockTimeout(ms) => {
+                self.lock_timeout_ms = *ms;
+                Ok(done)
+            }
             Stmt::Exec {
                 ret,
                 proc_name,
@@ -1220,7 +1295,27 @@ impl SqlSession {
         }
         let mut out = Vec::new();
         for s in stmts {
+            if let Stmt::AlterReadOnly { db, .. } = s
+                && let Err(m) = self.wait_for_database_lock(db).await
+            {
+                out.extend(m.into_iter().map(Output::Message));
+                out.push(Output::Done {
+                    rows: None,
+                    error: true,
+                });
+                continue;
+            }
+            let disconnect_after =
+                matches!(s, Stmt::AlterPartner { db, .. } if db.eq_ignore_ascii_case(&self.db));
             match self.stmt(s) {
+                // "On the former principal, clients are disconnected from the database":
+                // a session whose context is the database loses its connection, the issuing
+                // one included (the backends prefix every batch with `USE [master];`).
+                // https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/manually-fail-over-a-database-mirroring-session-transact-sql
+                Ok(_) if disconnect_after => {
+                    self.estate.close_session(self.id);
+                    return Reply::Disconnect;
+                }
                 Ok(o) => out.extend(o),
                 Err(Failure {
                     disconnect: true, ..
@@ -1241,6 +1336,41 @@ impl SqlSession {
             return Reply::Disconnect;
         }
         Reply::Tokens(out)
+    }
+
+    /// Waits while another session holds a lock on `db` ([`DatabaseBlock`]), at most the
+    /// session's `SET LOCK_TIMEOUT`; then 1222 and 5069 (the statement fails, the batch goes
+    /// on). "A value of -1 (default) indicates no time-out period (that is, wait forever)";
+    /// 0 "means to not wait at all":
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>.
+    async fn wait_for_database_lock(&self, db: &str) -> Result<(), Vec<SqlMessage>> {
+        let deadline = (self.lock_timeout_ms >= 0).then(|| {
+            tokio::time::Instant::now()
+                + std::time::Duration::from_millis(self.lock_timeout_ms as u64)
+        });
+        loop {
+            let released = self.shared.unblocked.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.shared.is_blocked(&self.addr, db) {
+                return Ok(());
+            }
+            match deadline {
+                None => released.await,
+                Some(d) => {
+                    if tokio::time::timeout_at(d, released).await.is_err()
+                        && self.shared.is_blocked(&self.addr, db)
+                    {
+                        // 5069 after 1222 as for every failed ALTER DATABASE (inference: the
+                        // pair is what transcripts show; no page lists it).
+                        return Err(vec![
+                            SqlMessage::new(1222, 16, 56, "Lock request time out period exceeded."),
+                            SqlMessage::new(5069, 16, 1, "ALTER DATABASE statement failed."),
+                        ]);
+                    }
+                }
+            }
+        }
     }
 
     async fn rpc(&mut self, call: RpcCall) -> Reply {

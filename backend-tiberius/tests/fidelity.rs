@@ -1,0 +1,60 @@
+//! Issue 12 through the shared SQL backend over tiberius: the session context, the
+//! server-side fence bound, SQL Server's error numbers, standby copies and server names.
+//! The same cases run over ODBC in backend-odbc/tests/fidelity.rs.
+
+mod common;
+
+use backend_fake::fixtures::{self, LOGIN_USER, Options};
+use common::{backend_with, serve};
+use failover_core::{Backend, DatabaseName, ErrorKind, MirrorFailoverKind};
+use std::time::Duration;
+
+fn db(s: &str) -> DatabaseName {
+    DatabaseName::parse(s).unwrap()
+}
+
+/// Item 7: the fence's `SET LOCK_TIMEOUT` sits below the call timeout, so a blocked fence
+/// comes back from the server as 1222 (transient, nothing changed), not as a client time-out
+/// that leaves an ALTER queued on the server.
+#[tokio::test]
+async fn a_blocked_fence_is_abandoned_by_the_server_before_the_call_timeout() {
+    let fx = fixtures::standard();
+    let sim = serve(fx.estate.clone()).await;
+    let b = backend_with(&sim, Duration::from_secs(2));
+    let a = fixtures::active();
+    let block = sim.block_database(&a, "xds");
+    let e = b.set_read_only(&a, &[db("xds")], true).await.unwrap_err();
+    assert_eq!((e.kind, e.code), (ErrorKind::Transient, Some(1222)), "{e}");
+    assert!(b.probe(&a, &[db("xds")]).await.unwrap().databases[0].is_writable());
+    drop(block);
+    b.set_read_only(&a, &[db("xds")], true).await.unwrap();
+    assert!(!b.probe(&a, &[db("xds")]).await.unwrap().databases[0].is_writable());
+}
+
+/// Item 7: a login whose default database is `xds` does not break SET PARTNER FAILOVER:
+/// every batch starts with `USE [master];`.
+#[tokio::test]
+async fn a_login_defaulting_to_xds_fails_over_in_master() {
+    let fx = fixtures::build(&Options::default().mirrored(true));
+    fx.estate
+        .set_login_default_database(LOGIN_USER, Some(&db("xds")));
+    let sim = serve(fx.estate.clone()).await;
+    let b = backend_with(&sim, Duration::from_secs(10));
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let dbs = fixtures::databases();
+    let now = b
+        .mirror_failover(&a, &dbs, MirrorFailoverKind::Planned)
+        .await
+        .unwrap();
+    assert_eq!(now, a2);
+    assert!(
+        b.probe(&a2, &dbs)
+            .await
+            .unwrap()
+            .databases
+            .iter()
+            .all(|d| d.is_writable())
+    );
+    // The old principal's session stayed usable: the next batch on it works.
+    b.probe(&a, &dbs).await.unwrap();
+}
