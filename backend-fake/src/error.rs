@@ -10,7 +10,8 @@
 //! | ALTER DATABASE could not lock (fault) | 5061 | 16 | transient |
 //! | deadlock victim (fault) | 1205 | 13 | transient |
 //! | database does not exist | 911 | 16 | invalid state |
-//! | ALTER DATABASE on a RESTORING/OFFLINE database or a mirror | 5069 | 16 | invalid state |
+//! | ALTER DATABASE on a mirror | 1468 | 16 | invalid state |
+//! | ALTER DATABASE on a RESTORING/OFFLINE database | 5052 | 16 | invalid state |
 //! | RESTORE on a database in a mirroring session | 3104 | 16 | invalid state |
 //! | RESTORE … WITH RECOVERY on an ONLINE database | 3117 | 16 | invalid state |
 //! | RESTORE on a database in another state (OFFLINE…) | 3013 | 16 | invalid state |
@@ -26,9 +27,9 @@
 //! | internal error (fault) | 3624 | 20 | fatal |
 //!
 //! Real SQL Server reports a refused `ALTER DATABASE` as a specific error (5052 RESTORING,
-//! 1468 mirror…) followed by 5069 "ALTER DATABASE statement failed"; the estate reports
-//! 5069 with the specific reason in the message, because 5069 is what the classification
-//! table knows.
+//! 1468 mirror, 5011 missing…) followed by 5069 "ALTER DATABASE statement failed"; the
+//! estate returns the specific error (the first one decides the classification) and the TDS
+//! simulator sends 5069 after it, as SQL Server does.
 
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +143,29 @@ impl SqlError {
             16,
             1,
             format!("ALTER DATABASE statement failed. {reason}"),
+        )
+    }
+
+    /// 1468: the operation is not allowed on a database in a mirroring session or an
+    /// availability group ("Database Engine events and errors (1000 to 1999)").
+    pub fn in_mirroring_session(db: &str) -> Self {
+        Self::new(
+            1468,
+            16,
+            1,
+            format!(
+                "The operation cannot be performed on database \"{db}\" because it is involved in a database mirroring session or an availability group. Some operations are not allowed on a database that is participating in a database mirroring session or in an availability group."
+            ),
+        )
+    }
+
+    /// 5052: ALTER DATABASE is not permitted in the database's state.
+    pub fn not_permitted_in_state(state: &impl std::fmt::Display) -> Self {
+        Self::new(
+            5052,
+            16,
+            1,
+            format!("ALTER DATABASE is not permitted while a database is in the {state} state."),
         )
     }
 

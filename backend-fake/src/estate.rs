@@ -581,8 +581,9 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET READ_ONLY|READ_WRITE WITH ROLLBACK IMMEDIATE`. Setting the
-    /// mode a database already has succeeds and changes nothing. 911 missing, 5069 for a
-    /// mirror or a database that is not ONLINE.
+    /// mode a database already has succeeds and changes nothing. 911 missing, 1468 for a
+    /// mirror, 5052 for a database that is not ONLINE (SQL Server follows each with 5069;
+    /// the simulator adds it).
     pub fn set_read_only(
         &self,
         session: SessionId,
@@ -595,15 +596,10 @@ impl Estate {
                 .get(db)
                 .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
             if g.role(a, db) == Some(MirrorRole::Mirror) {
-                return Err(SqlError::alter_failed(format!(
-                    "Database '{db}' is acting as a mirror database (1468)."
-                )));
+                return Err(SqlError::in_mirroring_session(db.as_str()));
             }
             if d.state != DbState::Online {
-                return Err(SqlError::alter_failed(format!(
-                    "ALTER DATABASE is not permitted while database '{db}' is in the {} state (5052).",
-                    d.state
-                )));
+                return Err(SqlError::not_permitted_in_state(&d.state));
             }
             if d.read_only == read_only {
                 return Ok(());
@@ -616,7 +612,14 @@ impl Estate {
                     g.db_mut(&m, db).expect("mirror copy").read_only = read_only;
                 }
             }
-            g.record(a, Some(db), Change::ReadOnly { read_only, position });
+            g.record(
+                a,
+                Some(db),
+                Change::ReadOnly {
+                    read_only,
+                    position,
+                },
+            );
             Ok(())
         })
     }

@@ -73,3 +73,71 @@ async fn a_login_defaulting_to_xds_fails_over_in_master() {
     // The old principal's session stayed usable: the next batch on it works.
     b.probe(&a, &dbs).await.unwrap();
 }
+
+/// Item 5: SQL Server answers ALTER DATABASE on a missing database with 5011 + 5069 (it does
+/// not say whether the database is missing or the login may not alter it): the backend
+/// probes and reports a missing database as invalid state (as the fake does), a refusal on
+/// an existing database as permission with the hint; 208 on the position view says which
+/// view to create.
+#[tokio::test]
+async fn five_oh_one_one_is_told_apart_and_208_names_the_view_to_create() {
+    use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError};
+    use failover_core::Operation;
+    let fx = fixtures::standard();
+    let sim = serve(fx.estate.clone()).await;
+    let b = backend_with(&sim, Duration::from_secs(10));
+    let a = fixtures::active();
+    let e = b.set_read_only(&a, &[db("nope")], true).await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.code),
+        (ErrorKind::InvalidState, Some(5011)),
+        "{e}"
+    );
+    assert!(e.message.contains("does not exist"), "{e}");
+    fx.estate
+        .set_faults(FaultConfig::seeded(1).script(ScriptedFault::on(
+            &a,
+            Operation::SetReadOnly,
+            1,
+            Fault::Error(SqlError::new(
+                5011,
+                14,
+                5,
+                "User does not have permission to alter database 'xds'",
+            )),
+        )));
+    let e = b.set_read_only(&a, &[db("xds")], true).await.unwrap_err();
+    assert_eq!((e.kind, e.code), (ErrorKind::Permission, Some(5011)), "{e}");
+    assert!(e.message.contains("ALTER permission"), "{e}");
+    fx.estate.set_faults(FaultConfig::default());
+    assert!(b.probe(&a, &[db("xds")]).await.unwrap().databases[0].is_writable());
+}
+
+/// Item 5: a position view that does not exist (208) fails with what to create.
+#[tokio::test]
+async fn a_missing_position_view_says_which_view_to_create() {
+    let fx = fixtures::standard();
+    let sim = serve(fx.estate.clone()).await;
+    let mut cfg = backend_odbc::OdbcConfig::freetds()
+        .with_login(
+            LOGIN_USER,
+            backend_odbc::Secret::new(fixtures::LOGIN_PASSWORD),
+        )
+        .with_endpoints(sim.endpoint_map())
+        .with_timeouts(Duration::from_secs(5), Duration::from_secs(10));
+    cfg.sql.position_query = failover_tsql::PositionQuery::new(
+        "SELECT position FROM {control_db}.[dbo].[cms_failover_position_v2] WHERE database_name = {db}",
+    )
+    .unwrap();
+    let b = backend_odbc::OdbcBackend::new(cfg);
+    let e = b
+        .positions(&fixtures::active(), &fixtures::databases())
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.code), (ErrorKind::Fatal, Some(208)), "{e}");
+    assert!(
+        e.message
+            .contains("create the view dbo.cms_failover_position"),
+        "{e}"
+    );
+}

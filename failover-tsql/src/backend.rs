@@ -13,8 +13,10 @@
 //!   for the mirrored ones, since both partners share one log.
 //! - **set_read_only**: one round trip, no probe first (this call sits inside the
 //!   write-unavailability window). `ALTER DATABASE … SET READ_ONLY|READ_WRITE` is idempotent
-//!   on the server, and a missing, mirror or non-ONLINE database fails with 911 / 1468 / 5052
-//!   / 5069 (invalid state).
+//!   on the server, and a mirror or non-ONLINE database fails with 1468 / 5052 (then 5069;
+//!   invalid state). SQL Server answers a missing database with 5011 ("no permission, or
+//!   the database does not exist"): the backend then probes, and reports a missing database
+//!   as invalid state, a real refusal as permission.
 //! - **recover**, **mirror_failover**: a probe, then the statement only for the databases that
 //!   still need it ([`plan::recover_targets`], [`plan::mirror_failover_plan`]).
 //! - **the lock** lives on the lock session ([`Session::Lock`]). `acquire_lock` first reads
@@ -258,9 +260,31 @@ impl<T: Transport> Backend for SqlBackend<T> {
         if databases.is_empty() {
             return Ok(());
         }
+        let op = Operation::SetReadOnly;
         let sql = build::set_read_only(databases, read_only, self.cfg.fence_lock_timeout_ms);
-        self.ops(Operation::SetReadOnly, instance, &sql).await?;
-        Ok(())
+        match self.ops(op, instance, &sql).await {
+            Ok(_) => Ok(()),
+            // 5011 means "no permission, or the database does not exist" (see
+            // errors::hint): a probe tells which, so a missing database is invalid state on
+            // every backend (the fake reports 911) and only a real refusal is permission.
+            Err(e) if e.code == Some(5011) => {
+                let probe = self.probe_as(op, instance, databases).await?;
+                match databases.iter().find(|d| probe.database(d).is_none()) {
+                    Some(missing) => Err(BackendError::new(
+                        ErrorKind::InvalidState,
+                        op,
+                        instance,
+                        format!(
+                            "database {missing} does not exist on {instance}: {}",
+                            e.message
+                        ),
+                    )
+                    .with_code(5011)),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn recover(

@@ -201,3 +201,63 @@ async fn a_blocked_fence_fails_with_1222_after_the_lock_timeout() {
         .unwrap();
     assert!(read_only(&f, &a, "xds"));
 }
+
+/// The raw messages of a batch: every (number, class) of its ERROR tokens, in order.
+async fn error_numbers(port: u16, sql: &str) -> Vec<u32> {
+    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, &format!("{sql}\ngo\n")).await;
+    out.lines()
+        .filter_map(|l| l.split("Msg ").nth(1))
+        .filter_map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// Item 5: the specific error, then the generic trailer, as SQL Server sends them: 5011 +
+/// 5069 for ALTER DATABASE on a missing database, 1468 + 5069 on a mirror, 5052 + 5069 on a
+/// RESTORING copy, 3117 + 3013 for RESTORE … WITH RECOVERY on an ONLINE one, 927 opening a
+/// RESTORING database. tiberius reports the first; FreeTDS prints both.
+#[tokio::test]
+async fn errors_come_in_the_pairs_sql_server_sends() {
+    let (sim, _f) = start(
+        &Options::default()
+            .mirrored(true)
+            .standby(fixtures::StandbyCopy::Restoring),
+    )
+    .await;
+    let (a, a2, b) = (
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+    );
+    let nope = [DatabaseName::parse("nope").unwrap()];
+    let cases: Vec<(&failover_core::InstanceAddr, String, Vec<u32>)> = vec![
+        (&a, build::set_read_only(&nope, true, 50), vec![5011, 5069]),
+        (
+            &a2,
+            build::set_read_only(&[xds()], true, 50),
+            vec![1468, 5069],
+        ),
+        (
+            &b,
+            build::set_read_only(&[xds()], false, 50),
+            vec![5052, 5069],
+        ),
+        (&a, build::recover(&[xds()]), vec![3104, 3013]),
+        (&b, "USE [xds];".to_string(), vec![927]),
+    ];
+    for (i, sql, want) in cases {
+        let mut c = tiberius_connect(port(&sim, i), LOGIN_USER, LOGIN_PASSWORD, None)
+            .await
+            .unwrap();
+        assert_eq!(batch(&mut c, &sql).await.unwrap_err().0, want[0], "{sql}");
+        assert_eq!(error_numbers(port(&sim, i), &sql).await, want, "{sql}");
+    }
+    // An ONLINE, unmirrored copy: nothing to roll forward (3117), then 3013.
+    let (sim, _f) = start(&Options::default()).await;
+    assert_eq!(
+        error_numbers(port(&sim, &fixtures::active()), &build::recover(&[xds()])).await,
+        vec![3117, 3013]
+    );
+}

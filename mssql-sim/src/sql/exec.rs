@@ -209,13 +209,27 @@ impl Drop for SqlSession {
 /// A statement failed; `abort` ends the batch (connection-level failures).
 struct Failure {
     m: SqlMessage,
+    /// Errors SQL Server sends after the specific one for the same statement (5069 after a
+    /// failed ALTER DATABASE, 3013 after a failed RESTORE).
+    trailer: Option<SqlMessage>,
     disconnect: bool,
+}
+
+impl Failure {
+    /// Adds the generic trailer SQL Server sends after this statement's specific error.
+    fn with_trailer(mut self, t: SqlMessage) -> Self {
+        if !self.disconnect && self.m.number != t.number {
+            self.trailer = Some(t);
+        }
+        self
+    }
 }
 
 impl From<SqlMessage> for Failure {
     fn from(m: SqlMessage) -> Self {
         Self {
             m,
+            trailer: None,
             disconnect: false,
         }
     }
@@ -226,6 +240,7 @@ impl From<SqlError> for Failure {
         let disconnect = e.is_connection_error();
         Self {
             m: msg(e),
+            trailer: None,
             disconnect,
         }
     }
@@ -351,6 +366,39 @@ impl SqlSession {
             .find(|s| s.eq_ignore_ascii_case(name))
             .map_or(name.to_string(), |s| s.to_string());
         Ok(())
+    }
+
+    /// `ALTER DATABASE … SET READ_ONLY|READ_WRITE` (the caller adds the 5069 trailer). A
+    /// missing database is 5011 "User does not have permission to alter database '%.*ls',
+    /// the database does not exist, or the database is not in a state that allows access
+    /// checks.", as SQL Server reports it (it does not say which):
+    /// https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999
+    fn alter_read_only(&self, db: &str, read_only: bool) -> R<()> {
+        if is_system(db) {
+            return Err(SqlMessage::new(
+                5058,
+                16,
+                5,
+                format!("Option 'READ_ONLY' cannot be set in database '{db}'."),
+            )
+            .into());
+        }
+        let no_access = || -> Failure {
+            SqlMessage::new(
+                5011,
+                14,
+                5,
+                format!(
+                    "User does not have permission to alter database '{db}', the database does not exist, or the database is not in a state that allows access checks."
+                ),
+            )
+            .into()
+        };
+        let name = DatabaseName::parse(db).map_err(|_| no_access())?;
+        match self.estate.set_read_only(self.id, &name, read_only) {
+            Err(e) if e.number == 911 => Err(no_access()),
+            r => Ok(r?),
+        }
     }
 
     fn db_name(name: &str) -> R<DatabaseName> {
@@ -1134,20 +1182,13 @@ impl SqlSession {
                 proc_name,
                 args,
             } => self.exec_proc(ret, proc_name, args),
-            Stmt::AlterReadOnly { db, read_only } => {
-                if is_system(db) {
-                    return Err(SqlMessage::new(
-                        5058,
-                        16,
-                        5,
-                        format!("Option 'READ_ONLY' cannot be set in database '{db}'."),
-                    )
-                    .into());
-                }
-                self.estate
-                    .set_read_only(self.id, &Self::db_name(db)?, *read_only)?;
-                Ok(done)
-            }
+            Stmt::AlterReadOnly { db, read_only } => self
+                .alter_read_only(db, *read_only)
+                .map(|()| done)
+                // Every failed ALTER DATABASE ends with 5069 "ALTER DATABASE statement
+                // failed." after the specific error (5011, 1468, 5052, 5063…):
+                // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999
+                .map_err(|f| f.with_trailer(alter_failed())),
             Stmt::AlterPartner { db, forced } => {
                 let name = Self::db_name(db)?;
                 if *forced {
@@ -1158,11 +1199,25 @@ impl SqlSession {
                 Ok(done)
             }
             Stmt::Restore(db) => {
+                // A failed RESTORE ends with 3013 "RESTORE DATABASE is terminating
+                // abnormally." after the specific error (3101, 3104, 3117…):
+                // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-3000-to-3999
+                let terminated =
+                    || SqlMessage::new(3013, 16, 1, "RESTORE DATABASE is terminating abnormally.");
                 if is_system(db) {
-                    return Err(SqlMessage::new(3101, 16, 1, format!("Exclusive access could not be obtained because the database is in use. RESTORE DATABASE is terminating abnormally ({db}).")).into());
+                    return Err(Failure::from(SqlMessage::new(
+                        3101,
+                        16,
+                        1,
+                        format!(
+                            "Exclusive access could not be obtained because the database is in use."
+                        ),
+                    ))
+                    .with_trailer(terminated()));
                 }
                 self.estate
-                    .restore_with_recovery(self.id, &Self::db_name(db)?)?;
+                    .restore_with_recovery(self.id, &Self::db_name(db)?)
+                    .map_err(|e| Failure::from(e).with_trailer(terminated()))?;
                 Ok(vec![
                     Output::Message(SqlMessage::new(
                         3014,
@@ -1320,8 +1375,9 @@ impl SqlSession {
                 Err(Failure {
                     disconnect: true, ..
                 }) => return Reply::Disconnect,
-                Err(Failure { m, .. }) => {
+                Err(Failure { m, trailer, .. }) => {
                     out.push(Output::Message(m));
+                    out.extend(trailer.map(Output::Message));
                     out.push(Output::Done {
                         rows: None,
                         error: true,
@@ -1561,6 +1617,11 @@ impl SqlSession {
             other => other,
         }
     }
+}
+
+/// 5069, the trailer of every failed `ALTER DATABASE`.
+fn alter_failed() -> SqlMessage {
+    SqlMessage::new(5069, 16, 1, "ALTER DATABASE statement failed.")
 }
 
 /// A reply of one error.
