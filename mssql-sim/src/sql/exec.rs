@@ -1209,9 +1209,7 @@ impl SqlSession {
                         3101,
                         16,
                         1,
-                        format!(
-                            "Exclusive access could not be obtained because the database is in use."
-                        ),
+                        "Exclusive access could not be obtained because the database is in use.",
                     ))
                     .with_trailer(terminated()));
                 }
