@@ -101,9 +101,10 @@ impl Default for SqlConfig {
 /// | `{control_db}` | the control database as an identifier | `[master]` |
 ///
 /// The backends send one rendered copy per database in a single batch. Presets:
-/// [`PositionQuery::position_table`] (the default), [`PositionQuery::mirroring_lsn`],
-/// [`PositionQuery::availability_group`], [`PositionQuery::log_shipping`] and
-/// [`PositionQuery::heartbeat`]; see the backend READMEs for when to use which.
+/// [`PositionQuery::position_table`] (the default), [`PositionQuery::log_shipping`] and
+/// [`PositionQuery::heartbeat`]; see the backend READMEs for when to use which. The former
+/// `mirroring_lsn` and `availability_group` presets are refused by name with the reason
+/// (see [`PositionQuery::log_shipping`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PositionQuery {
@@ -173,36 +174,45 @@ impl PositionQuery {
         }
     }
 
-    /// Database mirroring: `sys.database_mirroring.mirroring_failover_lsn`. Comparable only
-    /// between the two partners of one mirroring session.
-    pub fn mirroring_lsn() -> Self {
-        Self {
-            template: "SELECT CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS position \
-                       FROM sys.database_mirroring AS m WHERE m.database_id = DB_ID({db})"
-                .into(),
-        }
-    }
-
-    /// Always On availability groups: the local replica's `last_hardened_lsn` from
-    /// `sys.dm_hadr_database_replica_states`. Comparable between replicas of one group.
-    pub fn availability_group() -> Self {
-        Self {
-            template: "SELECT CAST(rs.last_hardened_lsn AS nvarchar(40)) AS position \
-                       FROM sys.dm_hadr_database_replica_states AS rs \
-                       WHERE rs.database_id = DB_ID({db}) AND rs.is_local = 1"
-                .into(),
-        }
-    }
-
-    /// Log shipping: seconds since 2000-01-01 of the last restored log backup (on the
-    /// secondary) or of the last log backup taken (on the primary), from the msdb monitor
-    /// tables. The copy has caught up with the fence once the log backup taken after the
-    /// fence has been restored.
+    /// Log shipping: the LSN up to which the copy holds the log, from the backup history in
+    /// `msdb` (`numeric(25,0)`).
+    ///
+    /// - On the secondary (the copy is RESTORING or STANDBY): the highest `last_lsn` of the
+    ///   backup sets restored into it (`msdb.dbo.restorehistory` joined to
+    ///   `msdb.dbo.backupset` on `backup_set_id`): which backups were applied, not when a
+    ///   restore last ran (`log_shipping_monitor_secondary.last_restored_date` would make a
+    ///   restore of an old file look current).
+    /// - On the primary: the `last_lsn` of its newest log backup (`backupset.type = 'L'`),
+    ///   plus one while `sys.dm_db_log_stats(…).log_since_last_log_backup_mb` says log was
+    ///   written after it. After the fence (which itself writes log) the copy therefore only
+    ///   counts as caught up once a log backup taken after the fence has been restored: the
+    ///   log-shipping backup and restore jobs must run meanwhile (or run them by hand).
+    ///
+    /// `last_lsn` is "the log sequence number of the next log record after the backup set"
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/backupset-transact-sql>),
+    /// so the two sides compare directly; `restorehistory.backup_set_id` links a restore to
+    /// the backup set it applied
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/restorehistory-transact-sql>);
+    /// `log_since_last_log_backup_mb` needs SQL Server 2016 SP2 or later
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-dynamic-management-views/sys-dm-db-log-stats-transact-sql>).
+    /// Reading msdb needs `SELECT` on those tables (msdb's `db_datareader` or sysadmin).
+    ///
+    /// There is no mirroring or availability-group preset: the positions compared are the
+    /// source store's and the backup store's copies, which are different databases (the
+    /// Backup Service copies at application level between pools) and never partners of one
+    /// mirroring session or replicas of one group, so their `mirroring_failover_lsn` /
+    /// `last_hardened_lsn` are unrelated numbers. Within one store the mirror shares the
+    /// principal's log and the backend already reads a mirror's position on its principal.
     pub fn log_shipping() -> Self {
         Self {
-            template: "SELECT DATEDIFF_BIG(SECOND, '2000-01-01', COALESCE(\
-                       (SELECT MAX(s.last_restored_date) FROM msdb.dbo.log_shipping_monitor_secondary AS s WHERE s.secondary_database = {db}), \
-                       (SELECT MAX(p.last_backup_date) FROM msdb.dbo.log_shipping_monitor_primary AS p WHERE p.primary_database = {db}))) AS position"
+            template: "SELECT CASE WHEN d.state_desc = N'RESTORING' OR d.is_in_standby = 1 THEN \
+                       (SELECT MAX(b.last_lsn) FROM msdb.dbo.restorehistory AS rh \
+                       JOIN msdb.dbo.backupset AS b ON b.backup_set_id = rh.backup_set_id \
+                       WHERE rh.destination_database_name = {db}) \
+                       ELSE (SELECT TOP (1) b.last_lsn + CASE WHEN ls.log_since_last_log_backup_mb > 0 THEN 1 ELSE 0 END \
+                       FROM msdb.dbo.backupset AS b CROSS APPLY sys.dm_db_log_stats(d.database_id) AS ls \
+                       WHERE b.database_name = {db} AND b.type = 'L' ORDER BY b.last_lsn DESC) \
+                       END AS position FROM sys.databases AS d WHERE d.name = {db}"
                 .into(),
         }
     }
@@ -261,8 +271,12 @@ impl TryFrom<String> for PositionQuery {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         match s.as_str() {
             "position_table" | "default" => Ok(Self::position_table()),
-            "mirroring_lsn" => Ok(Self::mirroring_lsn()),
-            "availability_group" => Ok(Self::availability_group()),
+            "mirroring_lsn" | "availability_group" => Err(TemplateError(format!(
+                "the `{s}` preset was removed: it compared LSNs of unrelated databases (the \
+                 source and backup stores' copies are never partners of one mirroring session \
+                 or replicas of one availability group); use `position_table` with a view over \
+                 what feeds the backup copy, `log_shipping` or `heartbeat`"
+            ))),
             "log_shipping" => Ok(Self::log_shipping()),
             "heartbeat" => Ok(Self::heartbeat()),
             _ => Self::new(&s),

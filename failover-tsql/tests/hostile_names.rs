@@ -155,8 +155,6 @@ fn positions_render_each_placeholder_once_per_database() {
     let dbs = names();
     for q in [
         PositionQuery::position_table(),
-        PositionQuery::mirroring_lsn(),
-        PositionQuery::availability_group(),
         PositionQuery::log_shipping(),
         PositionQuery::heartbeat(),
     ] {
@@ -220,8 +218,24 @@ fn position_templates_are_validated() {
     assert!(PositionQuery::new("DELETE FROM t WHERE db = {db}").is_err());
     assert!(PositionQuery::new("SELECT {nope}").is_err());
     assert!(PositionQuery::new("SELECT '{db}").is_err());
-    let q: PositionQuery = String::from("mirroring_lsn").try_into().unwrap();
-    assert_eq!(q, PositionQuery::mirroring_lsn());
+    let q: PositionQuery = String::from("log_shipping").try_into().unwrap();
+    assert_eq!(q, PositionQuery::log_shipping());
+    // Issue 12 item 8: presets that compared unrelated databases' LSNs are refused by name.
+    for removed in ["mirroring_lsn", "availability_group"] {
+        let e = PositionQuery::try_from(removed.to_string()).unwrap_err();
+        assert!(e.0.contains("unrelated databases"), "{e}");
+    }
+    // The log-shipping preset reads which backup was applied, not when a restore ran.
+    let t = PositionQuery::log_shipping().template().to_string();
+    for needed in [
+        "restorehistory",
+        "backup_set_id",
+        "last_lsn",
+        "log_since_last_log_backup_mb",
+    ] {
+        assert!(t.contains(needed), "{needed}: {t}");
+    }
+    assert!(!t.contains("last_restored_date"), "{t}");
     let cfg: SqlConfig = serde_json_like();
     assert_eq!(cfg.control_database.as_str(), "ctl]db");
 }

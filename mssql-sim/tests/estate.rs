@@ -145,7 +145,7 @@ async fn errors_carry_sql_server_numbers() {
         ("EXEC dbo.sp_nope", 2812),
         (
             "ALTER DATABASE [nope] SET READ_ONLY WITH ROLLBACK IMMEDIATE",
-            911,
+            5011,
         ),
         ("RESTORE DATABASE [xds] WITH RECOVERY", 3104),
         (
@@ -249,13 +249,8 @@ async fn recover_positions_and_mirror_failover() {
     assert_eq!(sets[1][0][3].as_deref(), Some("PRINCIPAL"));
     let sets = batch(
         &mut m,
-        &build::positions(
-            &failover_tsql::SqlConfig {
-                position_query: failover_tsql::PositionQuery::mirroring_lsn(),
-                ..Default::default()
-            },
-            &dbs(),
-        ),
+        "SELECT CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS position \
+         FROM sys.database_mirroring AS m WHERE m.database_id = DB_ID(N'xds');",
     )
     .await
     .unwrap();
@@ -583,9 +578,9 @@ async fn a_failing_statement_does_not_stop_the_batch() {
     let (sim, f) = start(&Options::default()).await;
     let a = fixtures::active();
     let mut c = connect(&sim, &a).await;
-    // The first ALTER fails (911); the second still runs, as on SQL Server.
+    // The first ALTER fails (5011, then 5069); the second still runs, as on SQL Server.
     let e = batch(&mut c, "ALTER DATABASE [nope] SET READ_ONLY WITH ROLLBACK IMMEDIATE; ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;").await.unwrap_err();
-    assert_eq!(e.0, 911);
+    assert_eq!(e.0, 5011);
     assert!(
         f.estate
             .snapshot()
