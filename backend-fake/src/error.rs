@@ -12,6 +12,7 @@
 //! | database does not exist | 911 | 16 | invalid state |
 //! | ALTER DATABASE on a mirror | 1468 | 16 | invalid state |
 //! | ALTER DATABASE on a RESTORING/OFFLINE database | 5052 | 16 | invalid state |
+//! | ALTER DATABASE … SET READ_WRITE on a STANDBY copy | 5063 | 16 | invalid state |
 //! | RESTORE on a database in a mirroring session | 3104 | 16 | invalid state |
 //! | RESTORE … WITH RECOVERY on an ONLINE database | 3117 | 16 | invalid state |
 //! | RESTORE on a database in another state (OFFLINE…) | 3013 | 16 | invalid state |
@@ -166,6 +167,18 @@ impl SqlError {
             16,
             1,
             format!("ALTER DATABASE is not permitted while a database is in the {state} state."),
+        )
+    }
+
+    /// 5063: the database is in warm standby ("Database '%.*ls' is in warm standby. A
+    /// warm-standby database is read-only."), "Database Engine events and errors (5000 to
+    /// 5999)".
+    pub fn warm_standby(db: &str) -> Self {
+        Self::new(
+            5063,
+            16,
+            1,
+            format!("Database '{db}' is in warm standby. A warm-standby database is read-only."),
         )
     }
 

@@ -53,6 +53,8 @@ struct Database {
     state: DbState,
     read_only: bool,
     position: u64,
+    /// Restored `WITH STANDBY` (ONLINE, read-only, `is_in_standby = 1`).
+    standby: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +178,7 @@ impl Estate {
                 state: state.clone(),
                 read_only,
                 position,
+                standby: false,
             },
         );
         g.record(
@@ -228,6 +231,7 @@ impl Estate {
                 state: DbState::Restoring,
                 read_only: p.read_only,
                 position: p.position,
+                standby: false,
             },
         );
         g.mirrors.push(Mirroring {
@@ -387,6 +391,20 @@ impl Estate {
     /// The default database of login `user`, when one other than `master` was set.
     pub fn login_default_database(&self, user: &str) -> Option<String> {
         self.lock().default_databases.get(user).cloned()
+    }
+
+    /// Makes the copy of `db` on `addr` a log-shipping STANDBY copy: ONLINE, read-only and
+    /// `is_in_standby = 1` (as `RESTORE LOG … WITH STANDBY` leaves it). It refuses `SET
+    /// READ_WRITE` with 5063 and is promoted by `RESTORE DATABASE … WITH RECOVERY`.
+    pub fn set_standby(&self, addr: &InstanceAddr, db: &DatabaseName) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let d = g
+            .db_mut(addr, db)
+            .ok_or_else(|| SetupError(format!("no database {db} on {addr}")))?;
+        d.state = DbState::Online;
+        d.read_only = true;
+        d.standby = true;
+        Ok(())
     }
 
     /// Replaces the fault configuration and resets the call counters.
@@ -601,6 +619,9 @@ impl Estate {
             if d.state != DbState::Online {
                 return Err(SqlError::not_permitted_in_state(&d.state));
             }
+            if d.standby {
+                return Err(SqlError::warm_standby(db.as_str()));
+            }
             if d.read_only == read_only {
                 return Ok(());
             }
@@ -649,6 +670,23 @@ impl Estate {
                         Change::State {
                             from: DbState::Restoring,
                             to: DbState::Online,
+                            position,
+                        },
+                    );
+                    Ok(())
+                }
+                DbState::Online if d.standby => {
+                    // RESTORE … WITH RECOVERY on a STANDBY copy rolls back the uncommitted
+                    // transactions kept in the undo file and opens it read-write.
+                    let position = d.position;
+                    let dm = g.db_mut(a, db).expect("checked");
+                    dm.standby = false;
+                    dm.read_only = false;
+                    g.record(
+                        a,
+                        Some(db),
+                        Change::ReadOnly {
+                            read_only: false,
                             position,
                         },
                     );
@@ -964,6 +1002,7 @@ impl Inner {
             read_only: d.read_only,
             position: d.position,
             mirroring,
+            in_standby: d.standby,
         }
     }
 

@@ -293,6 +293,9 @@ fn db_line(d: &DatabaseProbe) -> String {
             " READ_WRITE"
         }
     );
+    if d.in_standby {
+        s.push_str(" STANDBY (promoted with RESTORE … WITH RECOVERY)");
+    }
     if let Some(m) = &d.mirroring {
         let role = match m.role {
             MirrorRole::Principal => "PRINCIPAL",

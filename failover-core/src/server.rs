@@ -146,9 +146,23 @@ pub struct DatabaseProbe {
     pub read_only: bool,
     /// Mirroring, `None` when the database is not mirrored.
     pub mirroring: Option<MirrorInfo>,
+    /// `sys.databases.is_in_standby`: a log-shipping copy restored `WITH STANDBY` (ONLINE and
+    /// read-only between restores); it is promoted with `RESTORE DATABASE … WITH RECOVERY`,
+    /// and `SET READ_WRITE` on it fails with 5063:
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-databases-transact-sql>,
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/restore-statements-arguments-transact-sql>
+    /// (`STANDBY`).
+    #[serde(default)]
+    pub in_standby: bool,
 }
 
 impl DatabaseProbe {
+    /// Whether promoting this copy needs `RESTORE … WITH RECOVERY`: RESTORING or STANDBY,
+    /// outside a mirroring session.
+    pub fn needs_recovery(&self) -> bool {
+        (self.state == DbState::Restoring || self.in_standby) && self.mirroring.is_none()
+    }
+
     /// Whether clients can write to this copy: ONLINE, not read-only, and not a mirror.
     pub fn is_writable(&self) -> bool {
         self.state == DbState::Online

@@ -314,7 +314,7 @@ fn name_list(dbs: &[DatabaseName]) -> String {
 /// SELECT @@VERSION AS version;
 /// SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc,
 ///   m.mirroring_partner_instance, m.mirroring_safety_level_desc,
-///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn
+///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby
 /// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
 /// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
 /// ```
@@ -323,7 +323,7 @@ pub fn probe(dbs: &[DatabaseName]) -> String {
         "{USE_MASTER}\nSELECT @@VERSION AS version;\n\
          SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
          m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
-         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn \
+         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby \
          FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \
          WHERE d.name IN ({}) ORDER BY d.name;",
         name_list(dbs)

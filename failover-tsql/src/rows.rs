@@ -191,11 +191,17 @@ pub fn parse_probe(
                 })
             }
         };
+        // `is_in_standby` (column 8); a reply without it (an older probe) means not standby.
+        let in_standby = match row.get(8) {
+            Some(v) => v.is_some() && boolean(v.as_ref(), "is_in_standby")?,
+            None => false,
+        };
         databases.push(DatabaseProbe {
             name,
             state,
             read_only,
             mirroring,
+            in_standby,
         });
     }
     Ok(InstanceProbe {

@@ -98,6 +98,10 @@ pub struct DatabaseEntry {
     /// Change position (default 0).
     #[serde(default)]
     pub position: u64,
+    /// A log-shipping STANDBY copy (ONLINE, read-only, `is_in_standby = 1`; needs `state`
+    /// absent or ONLINE).
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// `[[mirroring]]`.
@@ -214,6 +218,7 @@ impl EstateFile {
                         state: None,
                         read_only: false,
                         position: 0,
+                        standby: false,
                     })
                     .collect(),
                 tls_cert: None,
@@ -282,9 +287,18 @@ impl EstateFile {
                         d.name, i.name
                     )));
                 }
+                if d.standby && state != DbState::Online {
+                    return Err(invalid(format!(
+                        "database {} on {}: a STANDBY copy is ONLINE (state `{state}` given)",
+                        d.name, i.name
+                    )));
+                }
                 estate
                     .add_database(&i.name, &d.name, state, d.read_only, d.position)
                     .map_err(invalid)?;
+                if d.standby {
+                    estate.set_standby(&i.name, &d.name).map_err(invalid)?;
+                }
             }
         }
         for m in &self.mirroring {

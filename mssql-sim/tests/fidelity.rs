@@ -261,3 +261,43 @@ async fn errors_come_in_the_pairs_sql_server_sends() {
         vec![3117, 3013]
     );
 }
+
+/// Item 4: a log-shipping STANDBY copy is ONLINE, read-only and `is_in_standby = 1`; `SET
+/// READ_WRITE` fails with 5063 (then 5069); `RESTORE DATABASE … WITH RECOVERY` opens it
+/// read-write.
+#[tokio::test]
+async fn a_standby_copy_is_shown_refuses_read_write_and_is_recovered() {
+    let (sim, f) = start(&Options::default()).await;
+    let b = fixtures::backup();
+    f.estate.set_standby(&b, &xds()).unwrap();
+    let mut c = tiberius_connect(port(&sim, &b), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    let sets = batch(&mut c, &build::probe(&[xds()])).await.unwrap();
+    assert_eq!(
+        sets[1][0],
+        row(&[
+            Some("xds"),
+            Some("ONLINE"),
+            Some("1"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("1")
+        ])
+    );
+    let fence_undo = build::set_read_only(&[xds()], false, 50);
+    assert_eq!(batch(&mut c, &fence_undo).await.unwrap_err().0, 5063);
+    assert_eq!(
+        error_numbers(port(&sim, &b), &fence_undo).await,
+        vec![5063, 5069]
+    );
+    batch(&mut c, &build::recover(&[xds()])).await.unwrap();
+    let row = db_row(&f, &b, "xds");
+    assert!(
+        !row.read_only && !row.in_standby && row.is_writable(),
+        "{row:?}"
+    );
+}

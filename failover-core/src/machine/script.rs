@@ -167,6 +167,7 @@ pub(crate) struct World {
 
 fn db(name: &DatabaseName, read_only: bool) -> DatabaseProbe {
     DatabaseProbe {
+        in_standby: false,
         name: name.clone(),
         state: DbState::Online,
         read_only,

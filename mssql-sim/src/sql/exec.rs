@@ -478,17 +478,21 @@ impl SqlSession {
                     Column::new("state_desc", s(60)),
                     Column::new("is_read_only", ColType::Bit),
                     Column::new("user_access_desc", s(60)),
+                    // 1 for a copy restored WITH STANDBY:
+                    // https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-databases-transact-sql
+                    Column::new("is_in_standby", ColType::Bit),
                 ];
                 let rows = all
                     .iter()
                     .map(|(id, name, r)| {
-                        let (state, desc, ro) = match r {
+                        let (state, desc, ro, standby) = match r {
                             Some(r) => (
                                 state_code(r.state.as_desc()),
                                 r.state.as_desc().to_string(),
                                 r.read_only,
+                                r.in_standby,
                             ),
-                            None => (0, "ONLINE".to_string(), false),
+                            None => (0, "ONLINE".to_string(), false, false),
                         };
                         vec![
                             Value::Int(*id),
@@ -497,6 +501,7 @@ impl SqlSession {
                             nv(desc),
                             Value::Bit(ro),
                             nv("MULTI_USER"),
+                            Value::Bit(standby),
                         ]
                     })
                     .collect();
