@@ -17,8 +17,9 @@
 //! | RESTORE … WITH RECOVERY on an ONLINE database | 3117 | 16 | invalid state |
 //! | RESTORE on a database in another state (OFFLINE…) | 3013 | 16 | invalid state |
 //! | not mirrored | 1416 | 16 | invalid state |
-//! | planned failover not SYNCHRONIZED / not safety FULL / partner down | 1422 | 16 | invalid state |
-//! | planned failover issued on the mirror | 1447 | 16 | invalid state |
+//! | planned failover not SYNCHRONIZED / partner down | 1422 | 16 | invalid state |
+//! | planned failover with safety OFF | 1477 | 16 | invalid state |
+//! | planned failover issued on the mirror | 1470 | 16 | invalid state |
 //! | forced service with the principal reachable, or on the principal | 1455 | 16 | invalid state |
 //! | opening a mirror database (`USE`) | 954 | 14 | unreachable |
 //! | opening an OFFLINE database (`USE`) | 942 | 14 | fatal |
@@ -234,13 +235,32 @@ impl SqlError {
         )
     }
 
-    /// 1447: the statement must be issued on the other partner.
-    pub fn wrong_partner(db: &str, reason: &str) -> Self {
+    /// 1470: SET PARTNER FAILOVER issued on the mirror ("The alter database for this
+    /// partner config values may only be initiated on the current principal server"),
+    /// "Database Engine events and errors (1000 to 1999)":
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-1000-to-1999>.
+    pub fn failover_on_mirror(db: &str) -> Self {
         Self::new(
-            1447,
+            1470,
             16,
-            21,
-            format!("ALTER DATABASE \"{db}\" command cannot be executed: {reason}"),
+            1,
+            format!(
+                "The alter database for this partner config values may only be initiated on the current principal server for database \"{db}\"."
+            ),
+        )
+    }
+
+    /// 1477: manual failover with safety OFF (same page as 1470); planned failover needs
+    /// SAFETY FULL:
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>.
+    pub fn safety_off(db: &str) -> Self {
+        Self::new(
+            1477,
+            16,
+            1,
+            format!(
+                "The database mirroring safety level must be FULL to manually failover database \"{db}\". Set safety level to FULL and retry."
+            ),
         )
     }
 

@@ -13,7 +13,7 @@
 //! - **Mirroring**: the mirror copy is RESTORING with role MIRROR. The state shown on a
 //!   partner is DISCONNECTED while the other partner is unreachable, else the stored state.
 //!   Planned failover (on the principal; needs SYNCHRONIZED, safety FULL and a reachable
-//!   mirror, else 1422; on the mirror 1447) swaps roles: the new principal is ONLINE with the
+//!   mirror, else 1422; 1477 with safety OFF; on the mirror 1470) swaps roles: the new principal is ONLINE with the
 //!   old principal's read-only flag, the old one RESTORING. Forced service (on the mirror,
 //!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
 //!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
@@ -701,7 +701,7 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET PARTNER FAILOVER` on the principal; returns the new principal.
-    /// 1416 not mirrored, 1447 issued on the mirror, 1422 not SYNCHRONIZED / safety not FULL /
+    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1422 not SYNCHRONIZED /
     /// mirror unreachable.
     pub fn set_partner_failover(
         &self,
@@ -717,15 +717,12 @@ impl Estate {
                 .ok_or_else(|| SqlError::not_mirrored(db.as_str()))?;
             let m = g.mirrors[i].clone();
             if &m.principal != a {
-                return Err(SqlError::wrong_partner(
-                    db.as_str(),
-                    "SET PARTNER FAILOVER must be issued on the principal; this is the mirror",
-                ));
+                return Err(SqlError::failover_on_mirror(db.as_str()));
             }
-            if m.state != MirrorState::Synchronized
-                || !m.safety_full
-                || !g.instances[&m.mirror].reachable
-            {
+            if !m.safety_full {
+                return Err(SqlError::safety_off(db.as_str()));
+            }
+            if m.state != MirrorState::Synchronized || !g.instances[&m.mirror].reachable {
                 return Err(SqlError::mirror_not_caught_up());
             }
             let p = g.db_mut(&m.principal, db).expect("principal copy").clone();

@@ -175,7 +175,7 @@ fn planned_mirror_failover_swaps_roles() {
     assert_eq!(mm.partner_instance(), "sql-a.cms.test\\RTC");
 
     let sm = e.open_session(&a2).unwrap();
-    assert_eq!(e.set_partner_failover(sm, &xds()).unwrap_err().number, 1447);
+    assert_eq!(e.set_partner_failover(sm, &xds()).unwrap_err().number, 1470);
     let sa = e.open_session(&a).unwrap();
     assert_eq!(e.set_partner_failover(sa, &xds()).unwrap(), a2);
     let s = e.snapshot();

@@ -301,3 +301,30 @@ async fn a_standby_copy_is_shown_refuses_read_write_and_is_recovered() {
         "{row:?}"
     );
 }
+
+/// Item 2 (error numbers): SET PARTNER FAILOVER on the mirror is 1470, with safety OFF 1477.
+#[tokio::test]
+async fn partner_failover_errors_are_1470_on_the_mirror_and_1477_with_safety_off() {
+    let (sim, _f) = start(&Options::default().mirrored(true)).await;
+    let planned = build::mirror_failover(&[xds()], MirrorFailoverKind::Planned);
+    let p = port(&sim, &fixtures::active_mirror());
+    assert_eq!(error_numbers(p, &planned).await, vec![1470]);
+    let e = backend_fake::Estate::new();
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    for i in [&a, &a2] {
+        e.add_instance(i, fixtures::VERSION).unwrap();
+    }
+    e.add_database(&a, &xds(), failover_core::DbState::Online, false, 1)
+        .unwrap();
+    e.add_mirroring(
+        &xds(),
+        &a,
+        &a2,
+        failover_core::MirrorState::Synchronized,
+        false,
+    )
+    .unwrap();
+    e.add_login(LOGIN_USER, LOGIN_PASSWORD);
+    let sim = Simulator::start(e, SimOptions::default()).await.unwrap();
+    assert_eq!(error_numbers(port(&sim, &a), &planned).await, vec![1477]);
+}
