@@ -123,37 +123,3 @@ async fn a_missing_position_view_says_which_view_to_create() {
         "{e}"
     );
 }
-
-/// Item 4: a STANDBY copy is probed as such and `recover` promotes it with RESTORE … WITH
-/// RECOVERY (SET READ_WRITE alone is refused with 5063).
-#[tokio::test]
-async fn a_standby_copy_is_probed_and_recovered() {
-    let fx = fixtures::standard();
-    let bk = fixtures::backup();
-    let dbs = fixtures::databases();
-    for d in &dbs {
-        fx.estate.set_standby(&bk, d).unwrap();
-    }
-    let sim = serve(fx.estate.clone()).await;
-    let b = backend_with(&sim, Duration::from_secs(10));
-    let p = b.probe(&bk, &dbs).await.unwrap();
-    assert!(
-        p.databases
-            .iter()
-            .all(|d| d.in_standby && d.read_only && d.needs_recovery())
-    );
-    let e = b.set_read_only(&bk, &dbs, false).await.unwrap_err();
-    assert_eq!(
-        (e.kind, e.code),
-        (ErrorKind::InvalidState, Some(5063)),
-        "{e}"
-    );
-    b.recover(&bk, &dbs).await.unwrap();
-    let p = b.probe(&bk, &dbs).await.unwrap();
-    assert!(
-        p.databases.iter().all(|d| d.is_writable() && !d.in_standby),
-        "{p:?}"
-    );
-    // Idempotent: nothing left to recover.
-    b.recover(&bk, &dbs).await.unwrap();
-}
