@@ -203,7 +203,7 @@ impl Backend for FakeBackend {
                 .into_iter()
                 .map(|(database, p)| DatabasePosition {
                     database,
-                    position: p.map(Position),
+                    position: p.map(|p| Position(p.into())),
                 })
                 .collect())
         })

@@ -10,13 +10,16 @@
 //! | ALTER DATABASE could not lock (fault) | 5061 | 16 | transient |
 //! | deadlock victim (fault) | 1205 | 13 | transient |
 //! | database does not exist | 911 | 16 | invalid state |
-//! | ALTER DATABASE on a RESTORING/OFFLINE database or a mirror | 5069 | 16 | invalid state |
+//! | ALTER DATABASE on a mirror | 1468 | 16 | invalid state |
+//! | ALTER DATABASE on a RESTORING/OFFLINE database | 5052 | 16 | invalid state |
+//! | ALTER DATABASE … SET READ_WRITE on a STANDBY copy | 5063 | 16 | invalid state |
 //! | RESTORE on a database in a mirroring session | 3104 | 16 | invalid state |
 //! | RESTORE … WITH RECOVERY on an ONLINE database | 3117 | 16 | invalid state |
 //! | RESTORE on a database in another state (OFFLINE…) | 3013 | 16 | invalid state |
 //! | not mirrored | 1416 | 16 | invalid state |
-//! | planned failover not SYNCHRONIZED / not safety FULL / partner down | 1422 | 16 | invalid state |
-//! | planned failover issued on the mirror | 1447 | 16 | invalid state |
+//! | planned failover not SYNCHRONIZED / partner down | 1422 | 16 | invalid state |
+//! | planned failover with safety OFF | 1477 | 16 | invalid state |
+//! | planned failover issued on the mirror | 1470 | 16 | invalid state |
 //! | forced service with the principal reachable, or on the principal | 1455 | 16 | invalid state |
 //! | opening a mirror database (`USE`) | 954 | 14 | unreachable |
 //! | opening an OFFLINE database (`USE`) | 942 | 14 | fatal |
@@ -26,9 +29,9 @@
 //! | internal error (fault) | 3624 | 20 | fatal |
 //!
 //! Real SQL Server reports a refused `ALTER DATABASE` as a specific error (5052 RESTORING,
-//! 1468 mirror…) followed by 5069 "ALTER DATABASE statement failed"; the estate reports
-//! 5069 with the specific reason in the message, because 5069 is what the classification
-//! table knows.
+//! 1468 mirror, 5011 missing…) followed by 5069 "ALTER DATABASE statement failed"; the
+//! estate returns the specific error (the first one decides the classification) and the TDS
+//! simulator sends 5069 after it, as SQL Server does.
 
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +148,41 @@ impl SqlError {
         )
     }
 
+    /// 1468: the operation is not allowed on a database in a mirroring session or an
+    /// availability group ("Database Engine events and errors (1000 to 1999)").
+    pub fn in_mirroring_session(db: &str) -> Self {
+        Self::new(
+            1468,
+            16,
+            1,
+            format!(
+                "The operation cannot be performed on database \"{db}\" because it is involved in a database mirroring session or an availability group. Some operations are not allowed on a database that is participating in a database mirroring session or in an availability group."
+            ),
+        )
+    }
+
+    /// 5052: ALTER DATABASE is not permitted in the database's state.
+    pub fn not_permitted_in_state(state: &impl std::fmt::Display) -> Self {
+        Self::new(
+            5052,
+            16,
+            1,
+            format!("ALTER DATABASE is not permitted while a database is in the {state} state."),
+        )
+    }
+
+    /// 5063: the database is in warm standby ("Database '%.*ls' is in warm standby. A
+    /// warm-standby database is read-only."), "Database Engine events and errors (5000 to
+    /// 5999)".
+    pub fn warm_standby(db: &str) -> Self {
+        Self::new(
+            5063,
+            16,
+            1,
+            format!("Database '{db}' is in warm standby. A warm-standby database is read-only."),
+        )
+    }
+
     /// 3104: RESTORE on a mirrored database.
     pub fn restore_mirrored(db: &str) -> Self {
         Self::new(
@@ -197,13 +235,32 @@ impl SqlError {
         )
     }
 
-    /// 1447: the statement must be issued on the other partner.
-    pub fn wrong_partner(db: &str, reason: &str) -> Self {
+    /// 1470: SET PARTNER FAILOVER issued on the mirror ("The alter database for this
+    /// partner config values may only be initiated on the current principal server"),
+    /// "Database Engine events and errors (1000 to 1999)":
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-1000-to-1999>.
+    pub fn failover_on_mirror(db: &str) -> Self {
         Self::new(
-            1447,
+            1470,
             16,
-            21,
-            format!("ALTER DATABASE \"{db}\" command cannot be executed: {reason}"),
+            1,
+            format!(
+                "The alter database for this partner config values may only be initiated on the current principal server for database \"{db}\"."
+            ),
+        )
+    }
+
+    /// 1477: manual failover with safety OFF (same page as 1470); planned failover needs
+    /// SAFETY FULL:
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>.
+    pub fn safety_off(db: &str) -> Self {
+        Self::new(
+            1477,
+            16,
+            1,
+            format!(
+                "The database mirroring safety level must be FULL to manually failover database \"{db}\". Set safety level to FULL and retry."
+            ),
         )
     }
 

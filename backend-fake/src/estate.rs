@@ -13,7 +13,7 @@
 //! - **Mirroring**: the mirror copy is RESTORING with role MIRROR. The state shown on a
 //!   partner is DISCONNECTED while the other partner is unreachable, else the stored state.
 //!   Planned failover (on the principal; needs SYNCHRONIZED, safety FULL and a reachable
-//!   mirror, else 1422; on the mirror 1447) swaps roles: the new principal is ONLINE with the
+//!   mirror, else 1422; 1477 with safety OFF; on the mirror 1470) swaps roles: the new principal is ONLINE with the
 //!   old principal's read-only flag, the old one RESTORING. Forced service (on the mirror,
 //!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
 //!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
@@ -53,6 +53,8 @@ struct Database {
     state: DbState,
     read_only: bool,
     position: u64,
+    /// Restored `WITH STANDBY` (ONLINE, read-only, `is_in_standby = 1`).
+    standby: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ struct Inner {
     links: Vec<Link>,
     workloads: Vec<Workload>,
     logins: BTreeMap<String, String>,
+    default_databases: BTreeMap<String, String>,
     sessions: BTreeMap<SessionId, InstanceAddr>,
     next_session: u64,
     locks: BTreeMap<(InstanceAddr, String), (SessionId, u32)>,
@@ -175,6 +178,7 @@ impl Estate {
                 state: state.clone(),
                 read_only,
                 position,
+                standby: false,
             },
         );
         g.record(
@@ -227,6 +231,7 @@ impl Estate {
                 state: DbState::Restoring,
                 read_only: p.read_only,
                 position: p.position,
+                standby: false,
             },
         );
         g.mirrors.push(Mirroring {
@@ -368,6 +373,38 @@ impl Estate {
         self.lock()
             .logins
             .insert(user.to_string(), password.to_string());
+    }
+
+    /// Sets the default database of login `user` (`None`: `master`), the database a session
+    /// starts in when the client names none. SQL Server refuses such a login with 4064 when
+    /// that database cannot be opened:
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-login-transact-sql>
+    /// (`DEFAULT_DATABASE`).
+    pub fn set_login_default_database(&self, user: &str, database: Option<&DatabaseName>) {
+        let mut g = self.lock();
+        match database {
+            Some(d) => g.default_databases.insert(user.to_string(), d.to_string()),
+            None => g.default_databases.remove(user),
+        };
+    }
+
+    /// The default database of login `user`, when one other than `master` was set.
+    pub fn login_default_database(&self, user: &str) -> Option<String> {
+        self.lock().default_databases.get(user).cloned()
+    }
+
+    /// Makes the copy of `db` on `addr` a log-shipping STANDBY copy: ONLINE, read-only and
+    /// `is_in_standby = 1` (as `RESTORE LOG … WITH STANDBY` leaves it). It refuses `SET
+    /// READ_WRITE` with 5063 and is promoted by `RESTORE DATABASE … WITH RECOVERY`.
+    pub fn set_standby(&self, addr: &InstanceAddr, db: &DatabaseName) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let d = g
+            .db_mut(addr, db)
+            .ok_or_else(|| SetupError(format!("no database {db} on {addr}")))?;
+        d.state = DbState::Online;
+        d.read_only = true;
+        d.standby = true;
+        Ok(())
     }
 
     /// Replaces the fault configuration and resets the call counters.
@@ -562,8 +599,9 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET READ_ONLY|READ_WRITE WITH ROLLBACK IMMEDIATE`. Setting the
-    /// mode a database already has succeeds and changes nothing. 911 missing, 5069 for a
-    /// mirror or a database that is not ONLINE.
+    /// mode a database already has succeeds and changes nothing. 911 missing, 1468 for a
+    /// mirror, 5052 for a database that is not ONLINE (SQL Server follows each with 5069;
+    /// the simulator adds it).
     pub fn set_read_only(
         &self,
         session: SessionId,
@@ -576,15 +614,13 @@ impl Estate {
                 .get(db)
                 .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
             if g.role(a, db) == Some(MirrorRole::Mirror) {
-                return Err(SqlError::alter_failed(format!(
-                    "Database '{db}' is acting as a mirror database (1468)."
-                )));
+                return Err(SqlError::in_mirroring_session(db.as_str()));
             }
             if d.state != DbState::Online {
-                return Err(SqlError::alter_failed(format!(
-                    "ALTER DATABASE is not permitted while database '{db}' is in the {} state (5052).",
-                    d.state
-                )));
+                return Err(SqlError::not_permitted_in_state(&d.state));
+            }
+            if d.standby {
+                return Err(SqlError::warm_standby(db.as_str()));
             }
             if d.read_only == read_only {
                 return Ok(());
@@ -597,7 +633,14 @@ impl Estate {
                     g.db_mut(&m, db).expect("mirror copy").read_only = read_only;
                 }
             }
-            g.record(a, Some(db), Change::ReadOnly { read_only, position });
+            g.record(
+                a,
+                Some(db),
+                Change::ReadOnly {
+                    read_only,
+                    position,
+                },
+            );
             Ok(())
         })
     }
@@ -632,6 +675,23 @@ impl Estate {
                     );
                     Ok(())
                 }
+                DbState::Online if d.standby => {
+                    // RESTORE … WITH RECOVERY on a STANDBY copy rolls back the uncommitted
+                    // transactions kept in the undo file and opens it read-write.
+                    let position = d.position;
+                    let dm = g.db_mut(a, db).expect("checked");
+                    dm.standby = false;
+                    dm.read_only = false;
+                    g.record(
+                        a,
+                        Some(db),
+                        Change::ReadOnly {
+                            read_only: false,
+                            position,
+                        },
+                    );
+                    Ok(())
+                }
                 DbState::Online => Err(SqlError::nothing_to_restore()),
                 ref other => Err(SqlError::restore_failed(format!(
                     "Database '{db}' is {other}."
@@ -641,7 +701,7 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET PARTNER FAILOVER` on the principal; returns the new principal.
-    /// 1416 not mirrored, 1447 issued on the mirror, 1422 not SYNCHRONIZED / safety not FULL /
+    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1422 not SYNCHRONIZED /
     /// mirror unreachable.
     pub fn set_partner_failover(
         &self,
@@ -657,15 +717,12 @@ impl Estate {
                 .ok_or_else(|| SqlError::not_mirrored(db.as_str()))?;
             let m = g.mirrors[i].clone();
             if &m.principal != a {
-                return Err(SqlError::wrong_partner(
-                    db.as_str(),
-                    "SET PARTNER FAILOVER must be issued on the principal; this is the mirror",
-                ));
+                return Err(SqlError::failover_on_mirror(db.as_str()));
             }
-            if m.state != MirrorState::Synchronized
-                || !m.safety_full
-                || !g.instances[&m.mirror].reachable
-            {
+            if !m.safety_full {
+                return Err(SqlError::safety_off(db.as_str()));
+            }
+            if m.state != MirrorState::Synchronized || !g.instances[&m.mirror].reachable {
                 return Err(SqlError::mirror_not_caught_up());
             }
             let p = g.db_mut(&m.principal, db).expect("principal copy").clone();
@@ -942,6 +999,7 @@ impl Inner {
             read_only: d.read_only,
             position: d.position,
             mirroring,
+            in_standby: d.standby,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct DbRow {
     pub position: u64,
     /// Mirroring, `None` when not in a session.
     pub mirroring: Option<MirrorRow>,
+    /// `is_in_standby`: a log-shipping STANDBY copy.
+    pub in_standby: bool,
 }
 
 impl DbRow {
@@ -75,12 +77,13 @@ impl DbRow {
             name: self.name.clone(),
             state: self.state.clone(),
             read_only: self.read_only,
+            in_standby: self.in_standby,
             mirroring: self.mirroring.as_ref().map(|m| MirrorInfo {
                 role: m.role,
                 state: m.state,
                 partner: Some(m.partner.clone()),
                 safety_full: m.safety_full,
-                failover_lsn: Some(m.failover_lsn),
+                failover_lsn: Some(m.failover_lsn.into()),
             }),
         }
     }

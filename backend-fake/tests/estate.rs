@@ -116,13 +116,13 @@ fn read_only_is_idempotent_and_refused_on_mirrors_restoring_and_missing() {
 
     let m = e.open_session(&fixtures::active_mirror()).unwrap();
     let err = e.set_read_only(m, &xds(), false).unwrap_err();
-    assert_eq!(err.number, 5069);
-    assert!(err.message.contains("mirror"));
+    assert_eq!(err.number, 1468);
+    assert!(err.message.contains("mirroring session"));
 
     let f = fixtures::build(&Options::default().standby(StandbyCopy::Restoring));
     let b = f.estate.open_session(&fixtures::backup()).unwrap();
     let err = f.estate.set_read_only(b, &xds(), true).unwrap_err();
-    assert_eq!(err.number, 5069);
+    assert_eq!(err.number, 5052);
     assert!(err.message.contains("RESTORING"));
 }
 
@@ -175,7 +175,7 @@ fn planned_mirror_failover_swaps_roles() {
     assert_eq!(mm.partner_instance(), "sql-a.cms.test\\RTC");
 
     let sm = e.open_session(&a2).unwrap();
-    assert_eq!(e.set_partner_failover(sm, &xds()).unwrap_err().number, 1447);
+    assert_eq!(e.set_partner_failover(sm, &xds()).unwrap_err().number, 1470);
     let sa = e.open_session(&a).unwrap();
     assert_eq!(e.set_partner_failover(sa, &xds()).unwrap(), a2);
     let s = e.snapshot();

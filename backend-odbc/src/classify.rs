@@ -9,6 +9,9 @@
 //! 1. The first record (skipping `01xxx` warnings) whose native number the shared table knows
 //!    (anything it does not call `Fatal`) decides the kind and becomes the error's `code`.
 //!    This finds `18456` behind a generic `08001`, and `5061` before the `5069` that follows it.
+//!    The generic trailers `5069` ("ALTER DATABASE statement failed") and `3013` ("RESTORE
+//!    DATABASE is terminating abnormally") decide only when no other known record is there:
+//!    FreeTDS may hand the records over in reverse order (`5069` before `5011`).
 //! 2. Otherwise a FreeTDS client-library number decides: `20003` (read timeout) is a
 //!    timeout; `20002`, `20004`, `20006`, `20009`, `20017`, `20020`, `20056` (connection
 //!    failed, read/write failed, unexpected EOF, socket closed) are unreachable. FreeTDS
@@ -31,6 +34,9 @@ use crate::driver::{DiagRecord, OdbcFailure};
 use failover_core::ErrorKind;
 use failover_core::sqlerror::classify as classify_native;
 
+/// Errors SQL Server sends after the specific one of a failed statement.
+const GENERIC_TRAILERS: [i32; 2] = [5069, 3013];
+
 /// The kind and the SQL Server error number (if any) of a failed ODBC call.
 pub fn classify(failure: &OdbcFailure) -> (ErrorKind, Option<i32>) {
     classify_records(&failure.records)
@@ -42,9 +48,12 @@ pub fn classify_records(records: &[DiagRecord]) -> (ErrorKind, Option<i32>) {
         .iter()
         .filter(|r| !r.sqlstate.starts_with("01"))
         .collect();
+    let known = |r: &&&DiagRecord| r.native != 0 && classify_native(r.native) != ErrorKind::Fatal;
     if let Some(r) = errors
         .iter()
-        .find(|r| r.native != 0 && classify_native(r.native) != ErrorKind::Fatal)
+        .filter(known)
+        .find(|r| !GENERIC_TRAILERS.contains(&r.native))
+        .or_else(|| errors.iter().find(known))
     {
         return (classify_native(r.native), Some(r.native));
     }
@@ -96,6 +105,23 @@ mod tests {
     #[test]
     fn the_specific_error_before_the_generic_trailer_decides() {
         // SQL Server sends 5011 then 5069, and 3101 then 3013; tiberius sees the first error.
+        assert_eq!(
+            classify_records(&[rec("42000", 5011), rec("42000", 5069)]),
+            (ErrorKind::Permission, Some(5011))
+        );
+        // FreeTDS may report the trailer first.
+        assert_eq!(
+            classify_records(&[rec("42000", 5069), rec("42000", 5011)]),
+            (ErrorKind::Permission, Some(5011))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 3013), rec("42000", 3101)]),
+            (ErrorKind::Transient, Some(3101))
+        );
+        assert_eq!(
+            classify_records(&[rec("42000", 5069)]),
+            (ErrorKind::InvalidState, Some(5069))
+        );
         assert_eq!(
             classify_records(&[rec("42000", 5011), rec("42000", 5069)]),
             (ErrorKind::Permission, Some(5011))

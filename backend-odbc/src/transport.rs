@@ -232,4 +232,8 @@ impl Transport for OdbcTransport {
             _ => Vec::new(),
         }
     }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.config.call_timeout)
+    }
 }

@@ -110,6 +110,10 @@ impl Transport for TiberiusTransport {
             _ => Vec::new(),
         }
     }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.cfg.call_timeout)
+    }
 }
 
 /// How a failed call left its connection.

@@ -42,7 +42,7 @@ async fn probe_positions_and_location_over_the_wire() {
     assert_eq!(pos.len(), 2);
     assert!(pos.iter().all(|p| {
         p.position
-            .is_some_and(|x| x.0 >= fixtures::INITIAL_POSITION)
+            .is_some_and(|x| x.0 >= u128::from(fixtures::INITIAL_POSITION))
     }));
     assert!(b.positions(&a, &[]).await.unwrap().is_empty());
 

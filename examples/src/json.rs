@@ -48,7 +48,13 @@ fn error(e: &BackendError) -> Value {
     })
 }
 
-fn database(d: &DatabaseProbe, position: Option<u64>) -> Value {
+/// A log position (`numeric(25,0)`): a JSON number while it fits in 64 bits (as every
+/// parser reads them exactly), else its decimal text.
+fn position_value(p: u128) -> Value {
+    u64::try_from(p).map_or_else(|_| Value::from(p.to_string()), Value::from)
+}
+
+fn database(d: &DatabaseProbe, position: Option<u128>) -> Value {
     json!({
         "name": d.name.as_str(),
         "state": d.state.as_desc(),
@@ -59,7 +65,7 @@ fn database(d: &DatabaseProbe, position: Option<u64>) -> Value {
             "state": m.state.as_desc(),
             "partner": m.partner.as_ref().map(|p| p.to_string()),
         })),
-        "position": position,
+        "position": position.map(position_value),
     })
 }
 

@@ -4,7 +4,7 @@
 use failover_core::journal::{JournalEvent, JournalRecord, unfinished_runs};
 use failover_core::{
     Backend, DatabaseName, DatabasePosition, DatabaseProbe, InstanceAddr, LocationRecord,
-    MirrorRole, Op, Outcome, Store, Topology,
+    MirrorRole, Op, Outcome, Position, Store, Topology,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -144,11 +144,11 @@ pub struct LagRow {
     /// The writable copy.
     pub source: InstanceAddr,
     /// Its position.
-    pub source_position: Option<u64>,
+    pub source_position: Option<u128>,
     /// The standby copy.
     pub target: InstanceAddr,
     /// Its position.
-    pub target_position: Option<u64>,
+    pub target_position: Option<u128>,
     /// `source - target`, when both are known.
     pub lag: Option<u64>,
 }
@@ -464,7 +464,7 @@ fn build(
                     source_position: sp,
                     target: t.instance.clone(),
                     target_position: tp,
-                    lag: sp.zip(tp).map(|(s, t)| s.saturating_sub(t)),
+                    lag: sp.zip(tp).map(|(s, t)| Position(t).lag_behind(Position(s))),
                 });
             }
         }
@@ -519,6 +519,9 @@ fn db_line(d: &DatabaseProbe) -> String {
             " READ_WRITE"
         }
     );
+    if d.in_standby {
+        s.push_str(" STANDBY (promoted with RESTORE … WITH RECOVERY)");
+    }
     if let Some(m) = &d.mirroring {
         let role = match m.role {
             MirrorRole::Principal => "PRINCIPAL",
@@ -587,7 +590,7 @@ pub fn render_text(s: &StatusDoc) -> String {
     if !s.replication.is_empty() {
         let _ = writeln!(o, "Replication:");
         for r in &s.replication {
-            let f = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+            let f = |v: Option<u128>| v.map_or("?".to_string(), |v| v.to_string());
             let _ = writeln!(
                 o,
                 "  {}: {} @{} -> {} @{}  lag {}",
@@ -596,7 +599,7 @@ pub fn render_text(s: &StatusDoc) -> String {
                 f(r.source_position),
                 r.target,
                 f(r.target_position),
-                f(r.lag)
+                f(r.lag.map(u128::from))
             );
         }
     }
@@ -638,6 +641,7 @@ mod tests {
                         name,
                         state: DbState::Online,
                         read_only: !writable,
+                        in_standby: false,
                         mirroring: None,
                     })
                     .collect()

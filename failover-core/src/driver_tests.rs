@@ -31,6 +31,7 @@ fn probe(i: &InstanceAddr, dbs: &[DatabaseName], read_only: bool) -> InstancePro
         databases: dbs
             .iter()
             .map(|d| DatabaseProbe {
+                in_standby: false,
                 name: d.clone(),
                 state: DbState::Online,
                 read_only,

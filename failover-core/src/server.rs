@@ -131,8 +131,8 @@ pub struct MirrorInfo {
     pub partner: Option<InstanceAddr>,
     /// Whether the safety level is FULL (needed for a planned mirror failover).
     pub safety_full: bool,
-    /// `mirroring_failover_lsn`, when known.
-    pub failover_lsn: Option<u64>,
+    /// `mirroring_failover_lsn` (`numeric(25,0)`), when known.
+    pub failover_lsn: Option<u128>,
 }
 
 /// The state of one database on one instance.
@@ -146,9 +146,23 @@ pub struct DatabaseProbe {
     pub read_only: bool,
     /// Mirroring, `None` when the database is not mirrored.
     pub mirroring: Option<MirrorInfo>,
+    /// `sys.databases.is_in_standby`: a log-shipping copy restored `WITH STANDBY` (ONLINE and
+    /// read-only between restores); it is promoted with `RESTORE DATABASE … WITH RECOVERY`,
+    /// and `SET READ_WRITE` on it fails with 5063:
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-databases-transact-sql>,
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/restore-statements-arguments-transact-sql>
+    /// (`STANDBY`).
+    #[serde(default)]
+    pub in_standby: bool,
 }
 
 impl DatabaseProbe {
+    /// Whether promoting this copy needs `RESTORE … WITH RECOVERY`: RESTORING or STANDBY,
+    /// outside a mirroring session.
+    pub fn needs_recovery(&self) -> bool {
+        (self.state == DbState::Restoring || self.in_standby) && self.mirroring.is_none()
+    }
+
     /// Whether clients can write to this copy: ONLINE, not read-only, and not a mirror.
     pub fn is_writable(&self) -> bool {
         self.state == DbState::Online
@@ -181,8 +195,20 @@ impl InstanceProbe {
 /// A change position: a monotonically increasing number per database (an LSN, a heartbeat
 /// sequence or any other counter the configured position query returns). The copy on the
 /// backup has caught up with the source when its position is at least the source's.
+///
+/// `u128` because SQL Server LSNs are `numeric(25,0)` (up to 25 decimal digits, beyond
+/// `u64`): <https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/backupset-transact-sql>
+/// (`first_lsn`, `last_lsn`), <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>
+/// (`mirroring_failover_lsn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Position(pub u64);
+pub struct Position(pub u128);
+
+impl Position {
+    /// How far `self` is behind `ahead` (0 when it is not behind), saturated to `u64`.
+    pub fn lag_behind(self, ahead: Position) -> u64 {
+        u64::try_from(ahead.0.saturating_sub(self.0)).unwrap_or(u64::MAX)
+    }
+}
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -296,7 +296,7 @@ pub async fn positions_report_each_database(h: &dyn Harness) {
             v.iter()
                 .find(|p| &p.database == d)
                 .and_then(|p| p.position)
-                .map(|p| p.0)
+                .map(|p| u64::try_from(p.0).expect("fake positions fit in u64"))
         };
         let (x, y) = (get(&pa).expect("A position"), get(&pb).expect("B position"));
         assert!(
@@ -442,6 +442,47 @@ pub async fn recover_brings_restoring_online(h: &dyn Harness) {
         p.databases.iter().all(|d| d.state == DbState::Online),
         "{}",
         c.ctx("ONLINE")
+    );
+}
+
+/// Issue 12 item 4: a log-shipping STANDBY copy (ONLINE, read-only, `is_in_standby`) is
+/// probed as such, refuses `SET READ_WRITE` (5063, invalid state) and is promoted by recover
+/// (`RESTORE … WITH RECOVERY`); a second recover changes nothing.
+pub async fn recover_promotes_a_standby_copy(h: &dyn Harness) {
+    let (c, b) = Ctx::new(h, Options::default()).await;
+    let bk = fixtures::backup();
+    for d in &c.dbs {
+        c.estate.set_standby(&bk, d).expect("standby copy");
+    }
+    let p = b.probe(&bk, &c.dbs).await.expect("probe");
+    assert!(
+        p.databases
+            .iter()
+            .all(|d| d.in_standby && d.read_only && d.needs_recovery()),
+        "{}: {p:?}",
+        c.ctx("STANDBY probed")
+    );
+    let e = b
+        .set_read_only(&bk, &c.dbs, false)
+        .await
+        .expect_err("SET READ_WRITE on a STANDBY copy");
+    assert_eq!(
+        (e.kind, e.code),
+        (ErrorKind::InvalidState, Some(5063)),
+        "{}",
+        c.ctx("5063")
+    );
+    b.recover(&bk, &c.dbs)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("recover")));
+    b.recover(&bk, &c.dbs)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("recover again")));
+    let p = b.probe(&bk, &c.dbs).await.expect("probe");
+    assert!(
+        p.databases.iter().all(|d| d.is_writable() && !d.in_standby),
+        "{}: {p:?}",
+        c.ctx("promoted")
     );
 }
 

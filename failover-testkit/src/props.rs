@@ -971,14 +971,14 @@ fn check_loss_estimate(
             _ => None,
         });
         if let (Some(p), Some(s)) = (fenced, e.source_position) {
-            if s.0 != p {
+            if s.0 != u128::from(p) {
                 return Err(format!(
                     "{db}: estimate uses source position {} but the fence was at {p}",
                     s.0
                 ));
             }
             if let (Some(t), Some(risk)) = (e.target_position, e.changes_at_risk) {
-                if risk != p.saturating_sub(t.0) {
+                if risk != t.lag_behind(failover_core::Position(p.into())) {
                     return Err(format!("{db}: risk {risk} != {p} - {}", t.0));
                 }
                 let promoted = hist[start..].iter().find_map(|m| match m.change {

@@ -13,8 +13,10 @@
 //!   for the mirrored ones, since both partners share one log.
 //! - **set_read_only**: one round trip, no probe first (this call sits inside the
 //!   write-unavailability window). `ALTER DATABASE … SET READ_ONLY|READ_WRITE` is idempotent
-//!   on the server, and a missing, mirror or non-ONLINE database fails with 911 / 1468 / 5052
-//!   / 5069 (invalid state).
+//!   on the server, and a mirror or non-ONLINE database fails with 1468 / 5052 (then 5069;
+//!   invalid state). SQL Server answers a missing database with 5011 ("no permission, or
+//!   the database does not exist"): the backend then probes, and reports a missing database
+//!   as invalid state, a real refusal as permission.
 //! - **recover**, **mirror_failover**: a probe, then the statement only for the databases that
 //!   still need it ([`plan::recover_targets`], [`plan::mirror_failover_plan`]).
 //! - **the lock** lives on the lock session ([`Session::Lock`]). `acquire_lock` first reads
@@ -42,6 +44,8 @@ use failover_core::{
 /// configuration).
 pub struct SqlBackend<T> {
     transport: T,
+    /// The transport's [`SqlConfig`] with the fence lock timeout kept below its call timeout.
+    cfg: crate::SqlConfig,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for SqlBackend<T> {
@@ -56,9 +60,20 @@ impl<T: Transport> SqlBackend<T> {
     /// A backend over `transport` (or its configuration). Nothing connects until the first
     /// call.
     pub fn new(transport: impl Into<T>) -> Self {
-        Self {
-            transport: transport.into(),
+        let transport = transport.into();
+        let mut cfg = transport.sql_config().clone();
+        if let Some(call) = transport.call_timeout() {
+            // Three quarters of the call timeout: the server abandons a blocked fence (1222)
+            // before the client gives up on the call and drops the connection.
+            let bound = u32::try_from(call.as_millis() * 3 / 4).unwrap_or(u32::MAX);
+            cfg.fence_lock_timeout_ms = cfg.fence_lock_timeout_ms.min(bound.max(1));
         }
+        Self { transport, cfg }
+    }
+
+    /// The SQL settings in effect (the transport's, with the fence lock timeout bounded).
+    pub fn sql_config(&self) -> &crate::SqlConfig {
+        &self.cfg
     }
 
     /// The driver primitive (its configuration, its session cache).
@@ -159,7 +174,7 @@ impl<T: Transport> SqlBackend<T> {
         dbs: &[DatabaseName],
     ) -> Result<Vec<DatabasePosition>, BackendError> {
         let op = Operation::Positions;
-        let sql = build::positions(self.transport.sql_config(), dbs);
+        let sql = build::positions(&self.cfg, dbs);
         let sets = self.ops(op, instance, &sql).await?;
         parsed(op, instance, rows::parse_positions(dbs, &sets))
     }
@@ -209,7 +224,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
     }
 
     fn statements(&self, op: &Op) -> Vec<String> {
-        build::statements(self.transport.sql_config(), op)
+        build::statements(&self.cfg, op)
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -233,9 +248,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
             return Ok(Vec::new());
         }
         match self.positions_on(instance, databases).await {
-            Err(e)
-                if errors::is_mirror_answer(&e) && self.transport.sql_config().mirror_fallback =>
-            {
+            Err(e) if errors::is_mirror_answer(&e) && self.cfg.mirror_fallback => {
                 self.positions_where_served(instance, databases).await
             }
             r => r,
@@ -251,9 +264,31 @@ impl<T: Transport> Backend for SqlBackend<T> {
         if databases.is_empty() {
             return Ok(());
         }
-        let sql = build::set_read_only(databases, read_only);
-        self.ops(Operation::SetReadOnly, instance, &sql).await?;
-        Ok(())
+        let op = Operation::SetReadOnly;
+        let sql = build::set_read_only(databases, read_only, self.cfg.fence_lock_timeout_ms);
+        match self.ops(op, instance, &sql).await {
+            Ok(_) => Ok(()),
+            // 5011 means "no permission, or the database does not exist" (see
+            // errors::hint): a probe tells which, so a missing database is invalid state on
+            // every backend (the fake reports 911) and only a real refusal is permission.
+            Err(e) if e.code == Some(5011) => {
+                let probe = self.probe_as(op, instance, databases).await?;
+                match databases.iter().find(|d| probe.database(d).is_none()) {
+                    Some(missing) => Err(BackendError::new(
+                        ErrorKind::InvalidState,
+                        op,
+                        instance,
+                        format!(
+                            "database {missing} does not exist on {instance}: {}",
+                            e.message
+                        ),
+                    )
+                    .with_code(5011)),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn recover(
@@ -352,7 +387,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
         instance: &InstanceAddr,
     ) -> Result<Option<LocationRecord>, BackendError> {
         let op = Operation::ReadLocation;
-        let sql = build::read_location(self.transport.sql_config());
+        let sql = build::read_location(&self.cfg);
         match self.ops(op, instance, &sql).await {
             Ok(sets) => parsed(op, instance, rows::parse_location(&sets)),
             Err(e) if e.code.is_some_and(errors::location_missing) => Ok(None),
@@ -368,7 +403,7 @@ impl<T: Transport> Backend for SqlBackend<T> {
     ) -> Result<(), BackendError> {
         let op = Operation::WriteLocation;
         plan::check_location_record(instance, record, expected_epoch)?;
-        let sql = build::write_location(self.transport.sql_config(), record, expected_epoch);
+        let sql = build::write_location(&self.cfg, record, expected_epoch);
         let sets = self.ops(op, instance, &sql).await?;
         let stored = parsed(op, instance, rows::parse_location(&sets))?;
         if stored.as_ref() == Some(record) {

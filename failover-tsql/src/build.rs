@@ -1,10 +1,19 @@
 //! The exact T-SQL batch for each [`Backend`](failover_core::Backend) operation.
 //!
 //! Every statement ends with `;`. Names only enter the text through [`quote_ident`] and
-//! values through [`quote_nstring`] or as validated integers. All batches are meant to run
-//! on a session whose current database is `master` (both backends log in to `master`); the
-//! lock batches say `USE [master];` explicitly because `sp_getapplock` is scoped to the
-//! current database and must never be taken inside a database that is about to be fenced.
+//! values through [`quote_nstring`] or as validated integers. Every batch starts with
+//! [`USE_MASTER`] (`USE [master];`), so it runs with `master` as its context whatever the
+//! login's default database or the DSN's `Database=` say: `SET PARTNER FAILOVER` "requires
+//! master as the database context"
+//! (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>),
+//! `sp_getapplock` is scoped to the current database and must never be taken inside a
+//! database that is about to be fenced
+//! (<https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-getapplock-transact-sql>),
+//! and a session whose context is a CMS database would be killed by the fence's `ROLLBACK
+//! IMMEDIATE` or by a role switch. The fence also sets [`SqlConfig::fence_lock_timeout_ms`]
+//! with `SET LOCK_TIMEOUT`, so the server abandons a blocked `ALTER DATABASE` (error 1222)
+//! before the client's call timeout and an abandoned fence cannot land later
+//! (<https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>).
 //!
 //! | operation | batch | result sets |
 //! |---|---|---|
@@ -45,6 +54,23 @@ pub struct SqlConfig {
     /// configuration files (`serde(skip)`).
     #[serde(skip, default = "yes")]
     pub mirror_fallback: bool,
+    /// `SET LOCK_TIMEOUT` for the fence and its undo, in milliseconds (default 10 000): how
+    /// long the server lets `ALTER DATABASE … SET READ_ONLY|READ_WRITE` wait for the
+    /// database lock before failing with 1222 (transient). The SQL backend lowers it to
+    /// three quarters of the driver's call timeout, so the server always gives up first.
+    pub fence_lock_timeout_ms: u32,
+}
+
+/// The first statement of every batch: `USE [master];` (see the [module documentation](self)).
+pub const USE_MASTER: &str = "USE [master];";
+
+/// `USE [master];` then `sql` on the next line.
+/// Empty for an empty `sql` (nothing to send).
+fn in_master(sql: &str) -> String {
+    if sql.is_empty() {
+        return String::new();
+    }
+    format!("{USE_MASTER}\n{sql}")
 }
 
 fn yes() -> bool {
@@ -57,6 +83,7 @@ impl Default for SqlConfig {
             position_query: PositionQuery::default(),
             control_database: DatabaseName::parse("master").expect("valid name"),
             mirror_fallback: true,
+            fence_lock_timeout_ms: 10_000,
         }
     }
 }
@@ -74,9 +101,10 @@ impl Default for SqlConfig {
 /// | `{control_db}` | the control database as an identifier | `[master]` |
 ///
 /// The backends send one rendered copy per database in a single batch. Presets:
-/// [`PositionQuery::position_table`] (the default), [`PositionQuery::mirroring_lsn`],
-/// [`PositionQuery::availability_group`], [`PositionQuery::log_shipping`] and
-/// [`PositionQuery::heartbeat`]; see the backend READMEs for when to use which.
+/// [`PositionQuery::position_table`] (the default), [`PositionQuery::log_shipping`] and
+/// [`PositionQuery::heartbeat`]; see the backend READMEs for when to use which. The former
+/// `mirroring_lsn` and `availability_group` presets are refused by name with the reason
+/// (see [`PositionQuery::log_shipping`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PositionQuery {
@@ -146,36 +174,45 @@ impl PositionQuery {
         }
     }
 
-    /// Database mirroring: `sys.database_mirroring.mirroring_failover_lsn`. Comparable only
-    /// between the two partners of one mirroring session.
-    pub fn mirroring_lsn() -> Self {
-        Self {
-            template: "SELECT CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS position \
-                       FROM sys.database_mirroring AS m WHERE m.database_id = DB_ID({db})"
-                .into(),
-        }
-    }
-
-    /// Always On availability groups: the local replica's `last_hardened_lsn` from
-    /// `sys.dm_hadr_database_replica_states`. Comparable between replicas of one group.
-    pub fn availability_group() -> Self {
-        Self {
-            template: "SELECT CAST(rs.last_hardened_lsn AS nvarchar(40)) AS position \
-                       FROM sys.dm_hadr_database_replica_states AS rs \
-                       WHERE rs.database_id = DB_ID({db}) AND rs.is_local = 1"
-                .into(),
-        }
-    }
-
-    /// Log shipping: seconds since 2000-01-01 of the last restored log backup (on the
-    /// secondary) or of the last log backup taken (on the primary), from the msdb monitor
-    /// tables. The copy has caught up with the fence once the log backup taken after the
-    /// fence has been restored.
+    /// Log shipping: the LSN up to which the copy holds the log, from the backup history in
+    /// `msdb` (`numeric(25,0)`).
+    ///
+    /// - On the secondary (the copy is RESTORING or STANDBY): the highest `last_lsn` of the
+    ///   backup sets restored into it (`msdb.dbo.restorehistory` joined to
+    ///   `msdb.dbo.backupset` on `backup_set_id`): which backups were applied, not when a
+    ///   restore last ran (`log_shipping_monitor_secondary.last_restored_date` would make a
+    ///   restore of an old file look current).
+    /// - On the primary: the `last_lsn` of its newest log backup (`backupset.type = 'L'`),
+    ///   plus one while `sys.dm_db_log_stats(…).log_since_last_log_backup_mb` says log was
+    ///   written after it. After the fence (which itself writes log) the copy therefore only
+    ///   counts as caught up once a log backup taken after the fence has been restored: the
+    ///   log-shipping backup and restore jobs must run meanwhile (or run them by hand).
+    ///
+    /// `last_lsn` is "the log sequence number of the next log record after the backup set"
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/backupset-transact-sql>),
+    /// so the two sides compare directly; `restorehistory.backup_set_id` links a restore to
+    /// the backup set it applied
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/restorehistory-transact-sql>);
+    /// `log_since_last_log_backup_mb` needs SQL Server 2016 SP2 or later
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-dynamic-management-views/sys-dm-db-log-stats-transact-sql>).
+    /// Reading msdb needs `SELECT` on those tables (msdb's `db_datareader` or sysadmin).
+    ///
+    /// There is no mirroring or availability-group preset: the positions compared are the
+    /// source store's and the backup store's copies, which are different databases (the
+    /// Backup Service copies at application level between pools) and never partners of one
+    /// mirroring session or replicas of one group, so their `mirroring_failover_lsn` /
+    /// `last_hardened_lsn` are unrelated numbers. Within one store the mirror shares the
+    /// principal's log and the backend already reads a mirror's position on its principal.
     pub fn log_shipping() -> Self {
         Self {
-            template: "SELECT DATEDIFF_BIG(SECOND, '2000-01-01', COALESCE(\
-                       (SELECT MAX(s.last_restored_date) FROM msdb.dbo.log_shipping_monitor_secondary AS s WHERE s.secondary_database = {db}), \
-                       (SELECT MAX(p.last_backup_date) FROM msdb.dbo.log_shipping_monitor_primary AS p WHERE p.primary_database = {db}))) AS position"
+            template: "SELECT CASE WHEN d.state_desc = N'RESTORING' OR d.is_in_standby = 1 THEN \
+                       (SELECT MAX(b.last_lsn) FROM msdb.dbo.restorehistory AS rh \
+                       JOIN msdb.dbo.backupset AS b ON b.backup_set_id = rh.backup_set_id \
+                       WHERE rh.destination_database_name = {db}) \
+                       ELSE (SELECT TOP (1) b.last_lsn + CASE WHEN ls.log_since_last_log_backup_mb > 0 THEN 1 ELSE 0 END \
+                       FROM msdb.dbo.backupset AS b CROSS APPLY sys.dm_db_log_stats(d.database_id) AS ls \
+                       WHERE b.database_name = {db} AND b.type = 'L' ORDER BY b.last_lsn DESC) \
+                       END AS position FROM sys.databases AS d WHERE d.name = {db}"
                 .into(),
         }
     }
@@ -234,8 +271,12 @@ impl TryFrom<String> for PositionQuery {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         match s.as_str() {
             "position_table" | "default" => Ok(Self::position_table()),
-            "mirroring_lsn" => Ok(Self::mirroring_lsn()),
-            "availability_group" => Ok(Self::availability_group()),
+            "mirroring_lsn" | "availability_group" => Err(TemplateError(format!(
+                "the `{s}` preset was removed: it compared LSNs of unrelated databases (the \
+                 source and backup stores' copies are never partners of one mirroring session \
+                 or replicas of one availability group); use `position_table` with a view over \
+                 what feeds the backup copy, `log_shipping` or `heartbeat`"
+            ))),
             "log_shipping" => Ok(Self::log_shipping()),
             "heartbeat" => Ok(Self::heartbeat()),
             _ => Self::new(&s),
@@ -269,38 +310,55 @@ fn name_list(dbs: &[DatabaseName]) -> String {
 /// Probe: the version, then state, read-only flag and mirroring of each requested database.
 ///
 /// ```sql
+/// USE [master];
 /// SELECT @@VERSION AS version;
 /// SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc,
 ///   m.mirroring_partner_instance, m.mirroring_safety_level_desc,
-///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn
+///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby
 /// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
 /// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
 /// ```
 pub fn probe(dbs: &[DatabaseName]) -> String {
     format!(
-        "SELECT @@VERSION AS version;\n\
+        "{USE_MASTER}\nSELECT @@VERSION AS version;\n\
          SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
          m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
-         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn \
+         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby \
          FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \
          WHERE d.name IN ({}) ORDER BY d.name;",
         name_list(dbs)
     )
 }
 
-/// Positions: the configured [`PositionQuery`] once per database, in order.
+/// Positions: `USE [master];`, then the configured [`PositionQuery`] once per database, in
+/// order.
 pub fn positions(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
-    dbs.iter()
-        .map(|d| format!("{};", cfg.position_query.render(d, &cfg.control_database)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| format!("{};", cfg.position_query.render(d, &cfg.control_database)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
-/// The fence (`read_only = true`) or its undo, one statement per database:
-/// `ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;` / `… SET READ_WRITE …`.
-pub fn set_read_only(dbs: &[DatabaseName], read_only: bool) -> String {
+/// The fence (`read_only = true`) or its undo, one statement per database, bounded on the
+/// server by `SET LOCK_TIMEOUT` (1222 when the database lock is not granted in time):
+///
+/// ```sql
+/// USE [master];
+/// SET LOCK_TIMEOUT 10000;
+/// ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;
+/// ```
+///
+/// (`… SET READ_WRITE …` for the undo). `SET LOCK_TIMEOUT` stays in effect for the session;
+/// every other batch the backends send takes no long lock.
+pub fn set_read_only(dbs: &[DatabaseName], read_only: bool, lock_timeout_ms: u32) -> String {
+    if dbs.is_empty() {
+        return String::new();
+    }
     let mode = if read_only { "READ_ONLY" } else { "READ_WRITE" };
-    dbs.iter()
+    let alters = dbs
+        .iter()
         .map(|d| {
             format!(
                 "ALTER DATABASE {} SET {mode} WITH ROLLBACK IMMEDIATE;",
@@ -308,21 +366,24 @@ pub fn set_read_only(dbs: &[DatabaseName], read_only: bool) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    in_master(&format!("SET LOCK_TIMEOUT {lock_timeout_ms};\n{alters}"))
 }
 
 /// `RESTORE DATABASE [xds] WITH RECOVERY;` per database (only send it for RESTORING copies,
 /// see [`crate::plan::recover_targets`]).
 pub fn recover(dbs: &[DatabaseName]) -> String {
-    dbs.iter()
-        .map(|d| {
-            format!(
-                "RESTORE DATABASE {} WITH RECOVERY;",
-                quote_ident(d.as_str())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| {
+                format!(
+                    "RESTORE DATABASE {} WITH RECOVERY;",
+                    quote_ident(d.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// `ALTER DATABASE [xds] SET PARTNER FAILOVER;` (planned, on the principal) or
@@ -332,15 +393,17 @@ pub fn mirror_failover(dbs: &[DatabaseName], kind: MirrorFailoverKind) -> String
         MirrorFailoverKind::Planned => "FAILOVER",
         MirrorFailoverKind::Forced => "FORCE_SERVICE_ALLOW_DATA_LOSS",
     };
-    dbs.iter()
-        .map(|d| {
-            format!(
-                "ALTER DATABASE {} SET PARTNER {what};",
-                quote_ident(d.as_str())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    in_master(
+        &dbs.iter()
+            .map(|d| {
+                format!(
+                    "ALTER DATABASE {} SET PARTNER {what};",
+                    quote_ident(d.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// Takes the session-owned exclusive application lock in `master` without waiting, and
@@ -356,7 +419,7 @@ pub fn mirror_failover(dbs: &[DatabaseName], kind: MirrorFailoverKind) -> String
 /// ```
 pub fn acquire_lock(resource: &str) -> String {
     format!(
-        "USE [master];\nDECLARE @r int;\n\
+        "{USE_MASTER}\nDECLARE @r int;\n\
          EXEC @r = sp_getapplock @Resource = {}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0;\n\
          SELECT @r AS result;",
         quote_nstring(resource)
@@ -367,7 +430,7 @@ pub fn acquire_lock(resource: &str) -> String {
 /// releasing a lock not held raises error 1223) and selects the return code (0 released).
 pub fn release_lock(resource: &str) -> String {
     format!(
-        "USE [master];\nDECLARE @r int;\n\
+        "{USE_MASTER}\nDECLARE @r int;\n\
          EXEC @r = sp_releaseapplock @Resource = {}, @LockOwner = 'Session';\n\
          SELECT @r AS result;",
         quote_nstring(resource)
@@ -378,7 +441,7 @@ pub fn release_lock(resource: &str) -> String {
 /// `USE [master]; SELECT APPLOCK_MODE('public', N'cms-failover', 'Session') AS mode;`
 pub fn lock_mode(resource: &str) -> String {
     format!(
-        "USE [master];\nSELECT APPLOCK_MODE('public', {}, 'Session') AS mode;",
+        "{USE_MASTER}\nSELECT APPLOCK_MODE('public', {}, 'Session') AS mode;",
         quote_nstring(resource)
     )
 }
@@ -396,10 +459,10 @@ pub fn location_table(cfg: &SqlConfig) -> String {
 /// `SELECT epoch, active_principal, active_mirror, run_id FROM [master].[dbo].[cms_failover_location] WHERE id = 1;`
 /// Fails with error 208 when the table was never created (no record yet).
 pub fn read_location(cfg: &SqlConfig) -> String {
-    format!(
+    in_master(&format!(
         "SELECT epoch, active_principal, active_mirror, run_id FROM {} WHERE id = 1;",
         location_table(cfg)
-    )
+    ))
 }
 
 /// The column values of a record: `epoch, N'principal', N'mirror' | NULL, N'run'`.
@@ -463,9 +526,9 @@ pub fn write_location(
             epoch_sql(e)
         ),
     };
-    format!(
+    in_master(&format!(
         "{create}\n{cas}\nSELECT epoch, active_principal, active_mirror, run_id FROM {t} WHERE id = 1;"
-    )
+    ))
 }
 
 /// The batches [`SqlBackend`](crate::SqlBackend) sends for `op`, in order, for what-if plans
@@ -486,7 +549,11 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             read_only,
             ..
         } => {
-            vec![set_read_only(databases, *read_only)]
+            vec![set_read_only(
+                databases,
+                *read_only,
+                cfg.fence_lock_timeout_ms,
+            )]
         }
         Op::Recover { databases, .. } => vec![probe(databases), recover(databases)],
         Op::MirrorFailover {

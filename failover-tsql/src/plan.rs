@@ -31,7 +31,8 @@ fn found<'a>(
     })
 }
 
-/// The databases that are RESTORING and need `RESTORE … WITH RECOVERY`; ONLINE ones are
+/// The databases that are RESTORING or STANDBY and need `RESTORE … WITH RECOVERY`; other
+/// ONLINE ones are
 /// skipped; refuses a missing database, a mirror in a session and any other state.
 pub fn recover_targets(
     probe: &InstanceProbe,
@@ -56,6 +57,9 @@ pub fn recover_targets(
             ));
         }
         match d.state {
+            // A STANDBY copy (ONLINE, read-only, is_in_standby) is promoted by RESTORE …
+            // WITH RECOVERY too; SET READ_WRITE would fail with 5063.
+            DbState::Online if d.in_standby => out.push(db.clone()),
             DbState::Online => {}
             DbState::Restoring => out.push(db.clone()),
             ref s => {
@@ -219,6 +223,7 @@ mod tests {
             name: db(name),
             state,
             read_only: ro,
+            in_standby: false,
             mirroring: role.map(|role| MirrorInfo {
                 role,
                 state: MirrorState::Synchronized,

@@ -64,25 +64,46 @@ fn boolean(v: Option<&SqlValue>, what: &str) -> Result<bool, RowError> {
     }
 }
 
-/// A non-negative integer from an integer or its decimal text.
-fn unsigned(v: Option<&SqlValue>, what: &str) -> Result<Option<u64>, RowError> {
+/// A non-negative integer from an integer or its decimal text, up to `u128`: LSNs are
+/// `numeric(25,0)` (<https://learn.microsoft.com/en-us/sql/relational-databases/system-tables/backupset-transact-sql>),
+/// which drivers hand over as text (the probe casts `mirroring_failover_lsn` to
+/// `nvarchar(40)`) or as a decimal; `1234.0` and `+1234` are accepted, anything with a
+/// fraction, a sign `-` or more than 38 digits is an error.
+fn unsigned_wide(v: Option<&SqlValue>, what: &str) -> Result<Option<u128>, RowError> {
     match v {
         None => Ok(None),
-        Some(SqlValue::Int(i)) => u64::try_from(*i)
+        Some(SqlValue::Int(i)) => u128::try_from(*i)
             .map(Some)
             .map_err(|_| RowError(format!("{what}: negative value {i}"))),
-        Some(SqlValue::Bool(b)) => Ok(Some(u64::from(*b))),
+        Some(SqlValue::Bool(b)) => Ok(Some(u128::from(*b))),
         Some(SqlValue::Text(s)) => {
             let t = s.trim();
-            let t = t.strip_suffix(".0").unwrap_or(t);
-            t.parse::<u64>().map(Some).map_err(|_| {
+            let t = t.strip_prefix('+').unwrap_or(t);
+            let t = match t.split_once('.') {
+                Some((int, frac)) if frac.chars().all(|c| c == '0') => int,
+                Some(_) => t,
+                None => t,
+            };
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return err(format!("{what}: `{s}` is not a non-negative integer"));
+            }
+            t.parse::<u128>().map(Some).map_err(|_| {
                 RowError(format!(
-                    "{what}: `{s}` is not a non-negative integer that fits in 64 bits"
+                    "{what}: `{s}` is not a non-negative integer that fits in 128 bits"
                 ))
             })
         }
         Some(other) => err(format!("{what}: expected an integer, got {other:?}")),
     }
+}
+
+/// [`unsigned_wide`] that must fit in `u64` (epochs).
+fn unsigned(v: Option<&SqlValue>, what: &str) -> Result<Option<u64>, RowError> {
+    unsigned_wide(v, what)?
+        .map(|x| {
+            u64::try_from(x).map_err(|_| RowError(format!("{what}: {x} does not fit in 64 bits")))
+        })
+        .transpose()
 }
 
 fn signed(v: Option<&SqlValue>, what: &str) -> Result<i64, RowError> {
@@ -157,7 +178,7 @@ pub fn parse_probe(
                     "mirroring_safety_level_desc",
                 )?;
                 let safety_full = safety.is_some_and(|s| s.eq_ignore_ascii_case("FULL"));
-                let failover_lsn = unsigned(
+                let failover_lsn = unsigned_wide(
                     col(row, 7, "mirroring_failover_lsn")?,
                     "mirroring_failover_lsn",
                 )?;
@@ -170,11 +191,17 @@ pub fn parse_probe(
                 })
             }
         };
+        // `is_in_standby` (column 8); a reply without it (an older probe) means not standby.
+        let in_standby = match row.get(8) {
+            Some(v) => v.is_some() && boolean(v.as_ref(), "is_in_standby")?,
+            None => false,
+        };
         databases.push(DatabaseProbe {
             name,
             state,
             read_only,
             mirroring,
+            in_standby,
         });
     }
     Ok(InstanceProbe {
@@ -196,7 +223,7 @@ pub fn parse_positions(
         .map(|(db, set)| {
             let position = match set.first() {
                 None => None,
-                Some(row) => unsigned(col(row, 0, "position")?, "position")?.map(Position),
+                Some(row) => unsigned_wide(col(row, 0, "position")?, "position")?.map(Position),
             };
             Ok(DatabasePosition {
                 database: db.clone(),
@@ -351,7 +378,32 @@ mod tests {
         assert_eq!(r[2].position, Some(Position(12)));
         assert!(parse_positions(&dbs, &[vec![]]).is_err());
         assert!(parse_positions(&dbs[..1], &[vec![vec![Some(SqlValue::Int(-1))]]]).is_err());
-        assert!(parse_positions(&dbs[..1], &[vec![vec![t("99999999999999999999999")]]]).is_err());
+        // numeric(25,0) LSNs beyond u64 parse without overflow (as text or with `.0`).
+        let big = parse_positions(
+            &dbs[..2],
+            &[
+                vec![vec![t("9999999999999999999999999")]],
+                vec![vec![t(" 18446744073709551616.0 ")]],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            big[0].position,
+            Some(Position(9_999_999_999_999_999_999_999_999))
+        );
+        assert_eq!(big[1].position, Some(Position(u128::from(u64::MAX) + 1)));
+        for bad in [
+            "-5",
+            "1.5",
+            "12abc",
+            "",
+            "999999999999999999999999999999999999999999",
+        ] {
+            assert!(
+                parse_positions(&dbs[..1], &[vec![vec![t(bad)]]]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

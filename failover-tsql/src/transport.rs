@@ -132,6 +132,12 @@ pub trait Transport: Send + Sync {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The driver's bound for one call, when it has one: the SQL backend keeps the fence's
+    /// server-side `SET LOCK_TIMEOUT` below it.
+    fn call_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One cached driver session (`None`: not connected, never or since it was discarded).

@@ -41,6 +41,14 @@ fn stmts(sql: &str) -> Vec<Vec<Token>> {
     s
 }
 
+/// The statements of a batch after its leading `USE [master];` (asserted).
+fn body(sql: &str) -> Vec<Vec<Token>> {
+    let mut s = stmts(sql);
+    assert_eq!(s[0], vec![w("USE"), id("master")], "{sql}");
+    s.remove(0);
+    s
+}
+
 fn w(s: &str) -> Token {
     Token::Word(s.into())
 }
@@ -55,7 +63,11 @@ fn ns(s: &str) -> Token {
 fn fence_is_one_alter_per_database() {
     let dbs = names();
     for ro in [true, false] {
-        let s = stmts(&build::set_read_only(&dbs, ro));
+        let mut s = body(&build::set_read_only(&dbs, ro, 7500));
+        assert_eq!(
+            s.remove(0),
+            vec![w("SET"), w("LOCK_TIMEOUT"), Token::Number("7500".into())]
+        );
         assert_eq!(s.len(), dbs.len());
         let mode = if ro { "READ_ONLY" } else { "READ_WRITE" };
         for (st, db) in s.iter().zip(&dbs) {
@@ -79,7 +91,7 @@ fn fence_is_one_alter_per_database() {
 #[test]
 fn recover_and_mirror_statements() {
     let dbs = names();
-    let s = stmts(&build::recover(&dbs));
+    let s = body(&build::recover(&dbs));
     assert_eq!(s.len(), dbs.len());
     for (st, db) in s.iter().zip(&dbs) {
         assert_eq!(
@@ -97,7 +109,7 @@ fn recover_and_mirror_statements() {
         (MirrorFailoverKind::Planned, "FAILOVER"),
         (MirrorFailoverKind::Forced, "FORCE_SERVICE_ALLOW_DATA_LOSS"),
     ] {
-        let s = stmts(&build::mirror_failover(&dbs, kind));
+        let s = body(&build::mirror_failover(&dbs, kind));
         assert_eq!(s.len(), dbs.len());
         for (st, db) in s.iter().zip(&dbs) {
             assert_eq!(
@@ -118,7 +130,7 @@ fn recover_and_mirror_statements() {
 #[test]
 fn probe_lists_names_as_literals() {
     let dbs = names();
-    let s = stmts(&build::probe(&dbs));
+    let s = body(&build::probe(&dbs));
     assert_eq!(s.len(), 2);
     assert_eq!(
         s[0],
@@ -133,7 +145,7 @@ fn probe_lists_names_as_literals() {
         .collect();
     assert_eq!(literals, HOSTILE);
     assert!(!s[1].iter().any(|t| matches!(t, Token::Ident(_))));
-    let empty = stmts(&build::probe(&[]));
+    let empty = body(&build::probe(&[]));
     assert_eq!(empty.len(), 2);
     assert!(empty[1].contains(&w("NULL")));
 }
@@ -143,8 +155,6 @@ fn positions_render_each_placeholder_once_per_database() {
     let dbs = names();
     for q in [
         PositionQuery::position_table(),
-        PositionQuery::mirroring_lsn(),
-        PositionQuery::availability_group(),
         PositionQuery::log_shipping(),
         PositionQuery::heartbeat(),
     ] {
@@ -152,7 +162,7 @@ fn positions_render_each_placeholder_once_per_database() {
             position_query: q.clone(),
             ..SqlConfig::default()
         };
-        let s = stmts(&build::positions(&cfg, &dbs));
+        let s = body(&build::positions(&cfg, &dbs));
         assert_eq!(s.len(), dbs.len(), "{q}");
         let shape = |st: &Vec<Token>| {
             st.iter()
@@ -178,7 +188,7 @@ fn positions_render_each_placeholder_once_per_database() {
         }
     }
     let default = SqlConfig::default();
-    let s = stmts(&build::positions(
+    let s = body(&build::positions(
         &default,
         &[DatabaseName::parse("x'y").unwrap()],
     ));
@@ -208,8 +218,24 @@ fn position_templates_are_validated() {
     assert!(PositionQuery::new("DELETE FROM t WHERE db = {db}").is_err());
     assert!(PositionQuery::new("SELECT {nope}").is_err());
     assert!(PositionQuery::new("SELECT '{db}").is_err());
-    let q: PositionQuery = String::from("mirroring_lsn").try_into().unwrap();
-    assert_eq!(q, PositionQuery::mirroring_lsn());
+    let q: PositionQuery = String::from("log_shipping").try_into().unwrap();
+    assert_eq!(q, PositionQuery::log_shipping());
+    // Issue 12 item 8: presets that compared unrelated databases' LSNs are refused by name.
+    for removed in ["mirroring_lsn", "availability_group"] {
+        let e = PositionQuery::try_from(removed.to_string()).unwrap_err();
+        assert!(e.0.contains("unrelated databases"), "{e}");
+    }
+    // The log-shipping preset reads which backup was applied, not when a restore ran.
+    let t = PositionQuery::log_shipping().template().to_string();
+    for needed in [
+        "restorehistory",
+        "backup_set_id",
+        "last_lsn",
+        "log_since_last_log_backup_mb",
+    ] {
+        assert!(t.contains(needed), "{needed}: {t}");
+    }
+    assert!(!t.contains("last_restored_date"), "{t}");
     let cfg: SqlConfig = serde_json_like();
     assert_eq!(cfg.control_database.as_str(), "ctl]db");
 }
@@ -290,7 +316,7 @@ fn location_batches() {
         control_database: DatabaseName::parse("ctl]; DROP --").unwrap(),
         ..SqlConfig::default()
     };
-    let s = stmts(&build::read_location(&cfg));
+    let s = body(&build::read_location(&cfg));
     assert_eq!(s.len(), 1);
     assert!(s[0].contains(&id("ctl]; DROP --")));
     let record = LocationRecord {
@@ -304,7 +330,7 @@ fn location_batches() {
     };
     for expected in [None, Some(6)] {
         let sql = build::write_location(&cfg, &record, expected);
-        let s = stmts(&sql);
+        let s = body(&sql);
         assert_eq!(s.len(), 3, "{sql}");
         assert!(s[0][0].is_word("IF") && s[0].iter().any(|t| t.is_word("CREATE")));
         assert!(s[0].contains(&ns("[ctl]]; DROP --].[dbo].[cms_failover_location]")));

@@ -98,6 +98,10 @@ pub struct DatabaseEntry {
     /// Change position (default 0).
     #[serde(default)]
     pub position: u64,
+    /// A log-shipping STANDBY copy (ONLINE, read-only, `is_in_standby = 1`; needs `state`
+    /// absent or ONLINE).
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// `[[mirroring]]`.
@@ -155,6 +159,10 @@ pub struct LoginEntry {
     pub user: String,
     /// The environment variable holding the password.
     pub password_env: String,
+    /// The login's default database (absent: `master`): where a session starts when the
+    /// client names no database; 4064 at login when it cannot be opened.
+    #[serde(default)]
+    pub default_database: Option<DatabaseName>,
 }
 
 impl std::fmt::Debug for LoginEntry {
@@ -162,6 +170,7 @@ impl std::fmt::Debug for LoginEntry {
         f.debug_struct("LoginEntry")
             .field("user", &self.user)
             .field("password_env", &self.password_env)
+            .field("default_database", &self.default_database)
             .finish()
     }
 }
@@ -209,6 +218,7 @@ impl EstateFile {
                         state: None,
                         read_only: false,
                         position: 0,
+                        standby: false,
                     })
                     .collect(),
                 tls_cert: None,
@@ -277,9 +287,18 @@ impl EstateFile {
                         d.name, i.name
                     )));
                 }
+                if d.standby && state != DbState::Online {
+                    return Err(invalid(format!(
+                        "database {} on {}: a STANDBY copy is ONLINE (state `{state}` given)",
+                        d.name, i.name
+                    )));
+                }
                 estate
                     .add_database(&i.name, &d.name, state, d.read_only, d.position)
                     .map_err(invalid)?;
+                if d.standby {
+                    estate.set_standby(&i.name, &d.name).map_err(invalid)?;
+                }
             }
         }
         for m in &self.mirroring {
@@ -309,6 +328,7 @@ impl EstateFile {
                 ))
             })?;
             estate.add_login(&l.user, &pw);
+            estate.set_login_default_database(&l.user, l.default_database.as_ref());
         }
         for l in &self.locations {
             let active = Store::new(l.principal.clone(), l.mirror.clone()).map_err(invalid)?;

@@ -21,4 +21,5 @@ pub use service::*;
 #[cfg(feature = "test-pki")]
 pub use sim::Served;
 pub use sim::{SimHandle, SimOptions, Simulator, StartError};
+pub use sql::exec::DatabaseBlock;
 pub use tls::{ServerTls, TlsConfigError, WithTls};

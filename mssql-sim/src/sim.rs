@@ -1,7 +1,7 @@
 //! Serving every instance of an estate, each on its own loopback port.
 
 use crate::listener::{bind, run_listener};
-use crate::sql::exec::{InstanceService, Shared};
+use crate::sql::exec::{DatabaseBlock, InstanceService, Shared};
 use crate::state::{DurableService, StateStore};
 use crate::tls::{ServerTls, WithTls};
 use backend_fake::Estate;
@@ -157,6 +157,7 @@ impl Simulator {
         }
         Ok(SimHandle {
             estate,
+            shared,
             endpoints,
             stop,
             tasks,
@@ -168,6 +169,7 @@ impl Simulator {
 #[derive(Debug)]
 pub struct SimHandle {
     estate: Estate,
+    shared: Arc<Shared>,
     endpoints: Vec<(InstanceAddr, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -195,6 +197,13 @@ impl SimHandle {
     /// The estate being served.
     pub fn estate(&self) -> &Estate {
         &self.estate
+    }
+
+    /// Another session takes a lock on database `db` of `instance` until the guard is
+    /// dropped: `ALTER DATABASE … SET READ_ONLY|READ_WRITE` there waits for it, up to the
+    /// session's `SET LOCK_TIMEOUT`, then fails with 1222 + 5069 (see [`DatabaseBlock`]).
+    pub fn block_database(&self, instance: &InstanceAddr, db: &str) -> DatabaseBlock {
+        self.shared.block(instance, db)
     }
 
     /// Stops listening, closes every connection and waits for the tasks to end.

@@ -67,6 +67,9 @@ pub struct DatabaseState {
     pub read_only: bool,
     /// Its change position.
     pub position: u64,
+    /// A STANDBY copy (`is_in_standby`).
+    #[serde(default)]
+    pub standby: bool,
 }
 
 /// One mirroring session.
@@ -139,6 +142,7 @@ impl DurableState {
                         state: d.state.clone(),
                         read_only: d.read_only,
                         position: d.position,
+                        standby: d.in_standby,
                     })
                     .collect(),
                 location: inst.location.clone(),
@@ -209,6 +213,7 @@ impl DurableState {
                     state: Some(d.state.as_desc().to_string()),
                     read_only: d.read_only,
                     position: d.position,
+                    standby: d.standby,
                 })
                 .collect();
         }

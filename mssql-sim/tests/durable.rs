@@ -110,7 +110,7 @@ async fn state_survives_sigkill_and_restart_but_sessions_and_locks_do_not() {
     )
     .await
     .unwrap();
-    batch(&mut a, &build::set_read_only(&[db("xds")], true))
+    batch(&mut a, &build::set_read_only(&[db("xds")], true, 5000))
         .await
         .unwrap();
     let record = LocationRecord {
@@ -125,7 +125,7 @@ async fn state_survives_sigkill_and_restart_but_sessions_and_locks_do_not() {
     .await
     .unwrap();
     let mut b = sa(&ports, B).await;
-    batch(&mut b, &build::set_read_only(&[db("xds")], false))
+    batch(&mut b, &build::set_read_only(&[db("xds")], false, 5000))
         .await
         .unwrap();
     assert_eq!(lock(&mut b).await, "0", "granted");

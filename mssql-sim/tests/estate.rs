@@ -145,7 +145,7 @@ async fn errors_carry_sql_server_numbers() {
         ("EXEC dbo.sp_nope", 2812),
         (
             "ALTER DATABASE [nope] SET READ_ONLY WITH ROLLBACK IMMEDIATE",
-            911,
+            5011,
         ),
         ("RESTORE DATABASE [xds] WITH RECOVERY", 3104),
         (
@@ -171,7 +171,7 @@ async fn fence_is_visible_across_connections_and_blocks_writes() {
     let a = fixtures::active();
     let mut c1 = connect(&sim, &a).await;
     let mut c2 = connect(&sim, &a).await;
-    batch(&mut c1, &build::set_read_only(&dbs(), true))
+    batch(&mut c1, &build::set_read_only(&dbs(), true, 5000))
         .await
         .unwrap();
     let sets = batch(&mut c2, &build::probe(&dbs())).await.unwrap();
@@ -197,7 +197,7 @@ async fn fence_is_visible_across_connections_and_blocks_writes() {
             .0,
         3906
     );
-    batch(&mut c2, &build::set_read_only(&dbs(), false))
+    batch(&mut c2, &build::set_read_only(&dbs(), false, 5000))
         .await
         .unwrap();
     assert_eq!(f.estate.snapshot().writable_copies(&dbs()[0]), vec![a]);
@@ -249,13 +249,8 @@ async fn recover_positions_and_mirror_failover() {
     assert_eq!(sets[1][0][3].as_deref(), Some("PRINCIPAL"));
     let sets = batch(
         &mut m,
-        &build::positions(
-            &failover_tsql::SqlConfig {
-                position_query: failover_tsql::PositionQuery::mirroring_lsn(),
-                ..Default::default()
-            },
-            &dbs(),
-        ),
+        "SELECT CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS position \
+         FROM sys.database_mirroring AS m WHERE m.database_id = DB_ID(N'xds');",
     )
     .await
     .unwrap();
@@ -437,7 +432,7 @@ async fn faults_manifest_on_the_wire() {
     f.estate.set_faults(cfg);
     let mut c = connect(&sim, &a).await;
     assert_eq!(
-        batch(&mut c, &build::set_read_only(&dbs(), true))
+        batch(&mut c, &build::set_read_only(&dbs(), true, 5000))
             .await
             .unwrap_err()
             .0,
@@ -554,7 +549,10 @@ async fn crash_connect_errors_and_killed_sessions() {
         "an injected connect error arrives as the login error"
     );
     let mut c = connect(&sim, &a).await;
-    let r = match c.simple_query(build::set_read_only(&dbs(), true)).await {
+    let r = match c
+        .simple_query(build::set_read_only(&dbs(), true, 5000))
+        .await
+    {
         Ok(s) => s.into_results().await.map(|_| ()),
         Err(e) => Err(e),
     };
@@ -580,9 +578,9 @@ async fn a_failing_statement_does_not_stop_the_batch() {
     let (sim, f) = start(&Options::default()).await;
     let a = fixtures::active();
     let mut c = connect(&sim, &a).await;
-    // The first ALTER fails (911); the second still runs, as on SQL Server.
+    // The first ALTER fails (5011, then 5069); the second still runs, as on SQL Server.
     let e = batch(&mut c, "ALTER DATABASE [nope] SET READ_ONLY WITH ROLLBACK IMMEDIATE; ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;").await.unwrap_err();
-    assert_eq!(e.0, 911);
+    assert_eq!(e.0, 5011);
     assert!(
         f.estate
             .snapshot()

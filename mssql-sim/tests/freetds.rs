@@ -108,7 +108,7 @@ async fn tsql_changes_are_visible_to_tiberius_and_back() {
         port,
         LOGIN_USER,
         LOGIN_PASSWORD,
-        &script(&[build::set_read_only(&dbs(), true)]),
+        &script(&[build::set_read_only(&dbs(), true, 5000)]),
     )
     .await;
     assert!(!out.contains("Msg "), "{out}");
@@ -212,7 +212,7 @@ async fn tsql_sees_faults_and_a_down_instance() {
         port,
         LOGIN_USER,
         LOGIN_PASSWORD,
-        &script(&[build::set_read_only(&dbs(), true)]),
+        &script(&[build::set_read_only(&dbs(), true, 5000)]),
     )
     .await;
     assert!(out.contains("Msg 5061"), "{out}");

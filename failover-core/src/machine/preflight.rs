@@ -214,15 +214,12 @@ impl Observations {
         self.winner().ok().flatten()
     }
 
-    /// The databases of `tgt` that are RESTORING outside a mirroring session.
+    /// The databases of `tgt` that are RESTORING or STANDBY outside a mirroring session.
     fn to_recover(&self, tgt: &InstanceAddr, dbs: &[DatabaseName]) -> Vec<DatabaseName> {
         match self.probe_of(tgt) {
             Ok(p) => dbs
                 .iter()
-                .filter(|d| {
-                    p.database(d)
-                        .is_some_and(|d| d.state == DbState::Restoring && d.mirroring.is_none())
-                })
+                .filter(|d| p.database(d).is_some_and(|d| d.needs_recovery()))
                 .cloned()
                 .collect(),
             Err(_) => Vec::new(),

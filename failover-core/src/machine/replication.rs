@@ -28,7 +28,7 @@ pub fn lags(
     dbs.iter()
         .map(|d| {
             let lag = match (position(src, d), position(tgt, d)) {
-                (Some(s), Some(t)) => Some(s.saturating_sub(t)),
+                (Some(s), Some(t)) => Some(t.lag_behind(s)),
                 _ => None,
             };
             (d.clone(), lag)
@@ -36,11 +36,8 @@ pub fn lags(
         .collect()
 }
 
-fn position(p: &[DatabasePosition], d: &DatabaseName) -> Option<u64> {
-    p.iter()
-        .find(|p| &p.database == d)
-        .and_then(|p| p.position)
-        .map(|p| p.0)
+fn position(p: &[DatabasePosition], d: &DatabaseName) -> Option<crate::server::Position> {
+    p.iter().find(|p| &p.database == d).and_then(|p| p.position)
 }
 
 /// The disaster-recovery data-loss estimate: source position minus target position per
@@ -62,7 +59,7 @@ pub fn estimate(
                 source_position: s,
                 target_position: t,
                 changes_at_risk: match (s, t) {
-                    (Some(s), Some(t)) => Some(s.0.saturating_sub(t.0)),
+                    (Some(s), Some(t)) => Some(t.lag_behind(s)),
                     _ => None,
                 },
             }

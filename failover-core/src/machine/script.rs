@@ -202,6 +202,7 @@ pub(crate) struct World {
 
 fn db(name: &DatabaseName, read_only: bool) -> DatabaseProbe {
     DatabaseProbe {
+        in_standby: false,
         name: name.clone(),
         state: DbState::Online,
         read_only,
@@ -693,7 +694,7 @@ impl World {
                         .iter()
                         .map(|d| DatabasePosition {
                             database: d.clone(),
-                            position: Some(Position(p)),
+                            position: Some(Position(p.into())),
                         })
                         .collect(),
                 )

@@ -15,6 +15,7 @@ type Reply = Result<Vec<ResultSet>, TransportError>;
 #[derive(Default)]
 struct Scripted {
     sql: SqlConfig,
+    call: Option<std::time::Duration>,
     replies: Mutex<VecDeque<Reply>>,
     sent: Mutex<Vec<(InstanceAddr, Session, String)>>,
 }
@@ -44,6 +45,9 @@ impl Transport for Scripted {
     }
     fn sql_config(&self) -> &SqlConfig {
         &self.sql
+    }
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        self.call
     }
 }
 
@@ -323,6 +327,101 @@ async fn recover_and_mirror_failover_send_only_what_is_needed() {
 
 /// What-if shows exactly what is sent: every operation, run where each database needs the
 /// change, sends the batches `statements()` lists, in order.
+/// Issue 12 item 7: every batch runs in `master`, and the fence is bounded on the server
+/// below the driver's call timeout.
+#[tokio::test]
+async fn every_batch_runs_in_master_and_the_fence_lock_timeout_stays_below_the_call_timeout() {
+    let t = Scripted {
+        call: Some(std::time::Duration::from_secs(4)),
+        replies: Mutex::new(vec![Ok(vec![])].into()),
+        ..Scripted::default()
+    };
+    let b = SqlBackend::new(t);
+    assert_eq!(b.sql_config().fence_lock_timeout_ms, 3000);
+    b.set_read_only(&a(), &dbs(), true).await.unwrap();
+    assert_eq!(
+        sql_sent(&b),
+        vec![
+            "USE [master];\nSET LOCK_TIMEOUT 3000;\n\
+             ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;\n\
+             ALTER DATABASE [lis] SET READ_ONLY WITH ROLLBACK IMMEDIATE;"
+        ]
+    );
+    // A configured bound below the call timeout is kept; no call timeout keeps it too.
+    let t = Scripted {
+        sql: SqlConfig {
+            fence_lock_timeout_ms: 500,
+            ..SqlConfig::default()
+        },
+        call: Some(std::time::Duration::from_secs(30)),
+        ..Scripted::default()
+    };
+    assert_eq!(
+        SqlBackend::<Scripted>::new(t)
+            .sql_config()
+            .fence_lock_timeout_ms,
+        500
+    );
+    assert_eq!(
+        backend(vec![]).sql_config().fence_lock_timeout_ms,
+        SqlConfig::default().fence_lock_timeout_ms
+    );
+    // Every batch of every operation starts in master.
+    let cfg = SqlConfig::default();
+    let r = LocationRecord {
+        epoch: 2,
+        active: Store::new(a(), None).unwrap(),
+        run_id: "r".into(),
+    };
+    for op in [
+        Op::Probe {
+            instance: a(),
+            databases: dbs(),
+        },
+        Op::Positions {
+            instance: a(),
+            databases: dbs(),
+        },
+        Op::SetReadOnly {
+            instance: a(),
+            databases: dbs(),
+            read_only: false,
+        },
+        Op::Recover {
+            instance: a(),
+            databases: dbs(),
+        },
+        Op::MirrorFailover {
+            instance: a(),
+            databases: dbs(),
+            kind: MirrorFailoverKind::Planned,
+            expected_partner: a2(),
+        },
+        Op::AcquireLock {
+            instance: a(),
+            resource: "r".into(),
+        },
+        Op::ReleaseLock {
+            instance: a(),
+            resource: "r".into(),
+        },
+        Op::CheckLock {
+            instance: a(),
+            resource: "r".into(),
+        },
+        Op::ReadLocation { instance: a() },
+        Op::WriteLocation {
+            instance: a(),
+            record: r,
+            expected_epoch: Some(1),
+        },
+    ] {
+        for sql in build::statements(&cfg, &op) {
+            assert!(sql.starts_with("USE [master];\n"), "{op:?}: {sql}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn statements_are_exactly_the_batches_sent() {
     let i = a();

@@ -32,6 +32,60 @@ pub struct Shared {
     /// Instances on which the location table was created by `CREATE TABLE`.
     location_tables: Mutex<HashSet<InstanceAddr>>,
     next_spid: AtomicU16,
+    /// Databases another (simulated) session holds a lock on: `ALTER DATABASE` on them waits.
+    blocks: Mutex<HashMap<(InstanceAddr, String), usize>>,
+    /// Woken whenever a block is released.
+    unblocked: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn is_blocked(&self, addr: &InstanceAddr, db: &str) -> bool {
+        self.blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(addr.clone(), db.to_lowercase()))
+            .is_some_and(|n| *n > 0)
+    }
+
+    /// Another session takes a lock on `db` (until the returned guard is dropped).
+    pub fn block(self: &Arc<Self>, addr: &InstanceAddr, db: &str) -> DatabaseBlock {
+        let key = (addr.clone(), db.to_lowercase());
+        *self
+            .blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        DatabaseBlock {
+            shared: self.clone(),
+            key,
+        }
+    }
+}
+
+/// A lock another session holds on a database: while it exists, `ALTER DATABASE … SET
+/// READ_ONLY|READ_WRITE` on that database waits, up to the session's `SET LOCK_TIMEOUT`, then
+/// fails with 1222 and 5069. Dropping it releases the lock. Models what `WITH ROLLBACK
+/// IMMEDIATE` cannot clear at once (a long rollback, another ALTER DATABASE). `SET
+/// LOCK_TIMEOUT`: "When a wait for a lock exceeds the time-out value, an error is returned"
+/// (1222), <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>;
+/// the options need exclusive access to the database,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options>.
+#[derive(Debug)]
+pub struct DatabaseBlock {
+    shared: Arc<Shared>,
+    key: (InstanceAddr, String),
+}
+
+impl Drop for DatabaseBlock {
+    fn drop(&mut self) {
+        let mut m = self.shared.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+        drop(m);
+        self.shared.unblocked.notify_waiters();
+    }
 }
 
 /// One served instance of the estate.
@@ -92,9 +146,24 @@ impl Service for InstanceService {
             vars: HashMap::new(),
             prepared: HashMap::new(),
             next_handle: 1,
+            lock_timeout_ms: -1,
         };
-        if !l.database.is_empty()
-            && !l.database.eq_ignore_ascii_case("master")
+        if l.database.is_empty() {
+            // No database in LOGIN7: the session starts in the login's default database;
+            // when that cannot be opened the login fails with 4064 "Cannot open user default
+            // database. Login failed."
+            // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-4000-to-4999
+            if let Some(d) = self.estate.login_default_database(&l.user)
+                && session.use_db(&d).is_err()
+            {
+                return Err(LoginRefused::Error(SqlMessage::new(
+                    4064,
+                    11,
+                    1,
+                    "Cannot open user default database. Login failed.",
+                )));
+            }
+        } else if !l.database.eq_ignore_ascii_case("master")
             && let Err(e) = session.use_db(&l.database)
         {
             // SQL Server: 4060 "Cannot open database requested by the login".
@@ -127,6 +196,8 @@ pub struct SqlSession {
     /// Statements prepared with `sp_prepare`/`sp_prepexec`: handle -> (declarations, text).
     prepared: HashMap<i32, (Option<String>, String)>,
     next_handle: i32,
+    /// `SET LOCK_TIMEOUT` of this session in milliseconds (-1, the default: wait for ever).
+    lock_timeout_ms: i64,
 }
 
 impl Drop for SqlSession {
@@ -138,13 +209,27 @@ impl Drop for SqlSession {
 /// A statement failed; `abort` ends the batch (connection-level failures).
 struct Failure {
     m: SqlMessage,
+    /// Errors SQL Server sends after the specific one for the same statement (5069 after a
+    /// failed ALTER DATABASE, 3013 after a failed RESTORE).
+    trailer: Option<SqlMessage>,
     disconnect: bool,
+}
+
+impl Failure {
+    /// Adds the generic trailer SQL Server sends after this statement's specific error.
+    fn with_trailer(mut self, t: SqlMessage) -> Self {
+        if !self.disconnect && self.m.number != t.number {
+            self.trailer = Some(t);
+        }
+        self
+    }
 }
 
 impl From<SqlMessage> for Failure {
     fn from(m: SqlMessage) -> Self {
         Self {
             m,
+            trailer: None,
             disconnect: false,
         }
     }
@@ -155,6 +240,7 @@ impl From<SqlError> for Failure {
         let disconnect = e.is_connection_error();
         Self {
             m: msg(e),
+            trailer: None,
             disconnect,
         }
     }
@@ -282,6 +368,39 @@ impl SqlSession {
         Ok(())
     }
 
+    /// `ALTER DATABASE … SET READ_ONLY|READ_WRITE` (the caller adds the 5069 trailer). A
+    /// missing database is 5011 "User does not have permission to alter database '%.*ls',
+    /// the database does not exist, or the database is not in a state that allows access
+    /// checks.", as SQL Server reports it (it does not say which):
+    /// https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999
+    fn alter_read_only(&self, db: &str, read_only: bool) -> R<()> {
+        if is_system(db) {
+            return Err(SqlMessage::new(
+                5058,
+                16,
+                5,
+                format!("Option 'READ_ONLY' cannot be set in database '{db}'."),
+            )
+            .into());
+        }
+        let no_access = || -> Failure {
+            SqlMessage::new(
+                5011,
+                14,
+                5,
+                format!(
+                    "User does not have permission to alter database '{db}', the database does not exist, or the database is not in a state that allows access checks."
+                ),
+            )
+            .into()
+        };
+        let name = DatabaseName::parse(db).map_err(|_| no_access())?;
+        match self.estate.set_read_only(self.id, &name, read_only) {
+            Err(e) if e.number == 911 => Err(no_access()),
+            r => Ok(r?),
+        }
+    }
+
     fn db_name(name: &str) -> R<DatabaseName> {
         DatabaseName::parse(name).map_err(|_| SqlError::no_such_database(name).into())
     }
@@ -359,17 +478,21 @@ impl SqlSession {
                     Column::new("state_desc", s(60)),
                     Column::new("is_read_only", ColType::Bit),
                     Column::new("user_access_desc", s(60)),
+                    // 1 for a copy restored WITH STANDBY:
+                    // https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-databases-transact-sql
+                    Column::new("is_in_standby", ColType::Bit),
                 ];
                 let rows = all
                     .iter()
                     .map(|(id, name, r)| {
-                        let (state, desc, ro) = match r {
+                        let (state, desc, ro, standby) = match r {
                             Some(r) => (
                                 state_code(r.state.as_desc()),
                                 r.state.as_desc().to_string(),
                                 r.read_only,
+                                r.in_standby,
                             ),
-                            None => (0, "ONLINE".to_string(), false),
+                            None => (0, "ONLINE".to_string(), false, false),
                         };
                         vec![
                             Value::Int(*id),
@@ -378,6 +501,7 @@ impl SqlSession {
                             nv(desc),
                             Value::Bit(ro),
                             nv("MULTI_USER"),
+                            Value::Bit(standby),
                         ]
                     })
                     .collect();
@@ -1054,25 +1178,22 @@ impl SqlSession {
                 Ok(done)
             }
             Stmt::SetOption => Ok(done),
+            Stmt::SetLockTimeout(ms) => {
+                self.lock_timeout_ms = *ms;
+                Ok(done)
+            }
             Stmt::Exec {
                 ret,
                 proc_name,
                 args,
             } => self.exec_proc(ret, proc_name, args),
-            Stmt::AlterReadOnly { db, read_only } => {
-                if is_system(db) {
-                    return Err(SqlMessage::new(
-                        5058,
-                        16,
-                        5,
-                        format!("Option 'READ_ONLY' cannot be set in database '{db}'."),
-                    )
-                    .into());
-                }
-                self.estate
-                    .set_read_only(self.id, &Self::db_name(db)?, *read_only)?;
-                Ok(done)
-            }
+            Stmt::AlterReadOnly { db, read_only } => self
+                .alter_read_only(db, *read_only)
+                .map(|()| done)
+                // Every failed ALTER DATABASE ends with 5069 "ALTER DATABASE statement
+                // failed." after the specific error (5011, 1468, 5052, 5063…):
+                // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999
+                .map_err(|f| f.with_trailer(alter_failed())),
             Stmt::AlterPartner { db, forced } => {
                 let name = Self::db_name(db)?;
                 if *forced {
@@ -1083,11 +1204,23 @@ impl SqlSession {
                 Ok(done)
             }
             Stmt::Restore(db) => {
+                // A failed RESTORE ends with 3013 "RESTORE DATABASE is terminating
+                // abnormally." after the specific error (3101, 3104, 3117…):
+                // https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-3000-to-3999
+                let terminated =
+                    || SqlMessage::new(3013, 16, 1, "RESTORE DATABASE is terminating abnormally.");
                 if is_system(db) {
-                    return Err(SqlMessage::new(3101, 16, 1, format!("Exclusive access could not be obtained because the database is in use. RESTORE DATABASE is terminating abnormally ({db}).")).into());
+                    return Err(Failure::from(SqlMessage::new(
+                        3101,
+                        16,
+                        1,
+                        "Exclusive access could not be obtained because the database is in use.",
+                    ))
+                    .with_trailer(terminated()));
                 }
                 self.estate
-                    .restore_with_recovery(self.id, &Self::db_name(db)?)?;
+                    .restore_with_recovery(self.id, &Self::db_name(db)?)
+                    .map_err(|e| Failure::from(e).with_trailer(terminated()))?;
                 Ok(vec![
                     Output::Message(SqlMessage::new(
                         3014,
@@ -1220,13 +1353,34 @@ impl SqlSession {
         }
         let mut out = Vec::new();
         for s in stmts {
+            if let Stmt::AlterReadOnly { db, .. } = s
+                && let Err(m) = self.wait_for_database_lock(db).await
+            {
+                out.extend(m.into_iter().map(Output::Message));
+                out.push(Output::Done {
+                    rows: None,
+                    error: true,
+                });
+                continue;
+            }
+            let disconnect_after =
+                matches!(s, Stmt::AlterPartner { db, .. } if db.eq_ignore_ascii_case(&self.db));
             match self.stmt(s) {
+                // "On the former principal, clients are disconnected from the database":
+                // a session whose context is the database loses its connection, the issuing
+                // one included (the backends prefix every batch with `USE [master];`).
+                // https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/manually-fail-over-a-database-mirroring-session-transact-sql
+                Ok(_) if disconnect_after => {
+                    self.estate.close_session(self.id);
+                    return Reply::Disconnect;
+                }
                 Ok(o) => out.extend(o),
                 Err(Failure {
                     disconnect: true, ..
                 }) => return Reply::Disconnect,
-                Err(Failure { m, .. }) => {
+                Err(Failure { m, trailer, .. }) => {
                     out.push(Output::Message(m));
+                    out.extend(trailer.map(Output::Message));
                     out.push(Output::Done {
                         rows: None,
                         error: true,
@@ -1241,6 +1395,41 @@ impl SqlSession {
             return Reply::Disconnect;
         }
         Reply::Tokens(out)
+    }
+
+    /// Waits while another session holds a lock on `db` ([`DatabaseBlock`]), at most the
+    /// session's `SET LOCK_TIMEOUT`; then 1222 and 5069 (the statement fails, the batch goes
+    /// on). "A value of -1 (default) indicates no time-out period (that is, wait forever)";
+    /// 0 "means to not wait at all":
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>.
+    async fn wait_for_database_lock(&self, db: &str) -> Result<(), Vec<SqlMessage>> {
+        let deadline = (self.lock_timeout_ms >= 0).then(|| {
+            tokio::time::Instant::now()
+                + std::time::Duration::from_millis(self.lock_timeout_ms as u64)
+        });
+        loop {
+            let released = self.shared.unblocked.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.shared.is_blocked(&self.addr, db) {
+                return Ok(());
+            }
+            match deadline {
+                None => released.await,
+                Some(d) => {
+                    if tokio::time::timeout_at(d, released).await.is_err()
+                        && self.shared.is_blocked(&self.addr, db)
+                    {
+                        // 5069 after 1222 as for every failed ALTER DATABASE (inference: the
+                        // pair is what transcripts show; no page lists it).
+                        return Err(vec![
+                            SqlMessage::new(1222, 16, 56, "Lock request time out period exceeded."),
+                            SqlMessage::new(5069, 16, 1, "ALTER DATABASE statement failed."),
+                        ]);
+                    }
+                }
+            }
+        }
     }
 
     async fn rpc(&mut self, call: RpcCall) -> Reply {
@@ -1431,6 +1620,11 @@ impl SqlSession {
             other => other,
         }
     }
+}
+
+/// 5069, the trailer of every failed `ALTER DATABASE`.
+fn alter_failed() -> SqlMessage {
+    SqlMessage::new(5069, 16, 1, "ALTER DATABASE statement failed.")
 }
 
 /// A reply of one error.

@@ -116,6 +116,8 @@ pub enum Stmt {
     SetVar(String, Expr),
     /// A session `SET` option (accepted, no effect).
     SetOption,
+    /// `SET LOCK_TIMEOUT n` (milliseconds; -1 waits for ever), kept for the session.
+    SetLockTimeout(i64),
     /// `EXEC [@r =] proc args`.
     Exec {
         /// Variable receiving the return status.
@@ -849,7 +851,19 @@ impl P {
             return self.err();
         }
         match upper.as_str() {
-            "TEXTSIZE" | "LOCK_TIMEOUT" | "ROWCOUNT" | "DEADLOCK_PRIORITY" | "DATEFIRST" => {
+            // https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql
+            "LOCK_TIMEOUT" => {
+                let neg = self.eat_punct("-");
+                match self.peek() {
+                    Some(Token::Number(n)) => {
+                        let v: i64 = n.parse().map_err(|_| syntax_error(self.peek()))?;
+                        self.i += 1;
+                        Ok(Stmt::SetLockTimeout(if neg { -v } else { v }))
+                    }
+                    _ => self.err(),
+                }
+            }
+            "TEXTSIZE" | "ROWCOUNT" | "DEADLOCK_PRIORITY" | "DATEFIRST" => {
                 self.eat_punct("-");
                 match self.peek() {
                     Some(Token::Number(_)) | Some(Token::Word(_)) => {
@@ -946,8 +960,8 @@ mod tests {
         for sql in [
             build::probe(&dbs()),
             build::positions(&cfg, &dbs()),
-            build::set_read_only(&dbs(), true),
-            build::set_read_only(&dbs(), false),
+            build::set_read_only(&dbs(), true, 5000),
+            build::set_read_only(&dbs(), false, 5000),
             build::recover(&dbs()),
             build::mirror_failover(&dbs(), MirrorFailoverKind::Planned),
             build::mirror_failover(&dbs(), MirrorFailoverKind::Forced),
@@ -958,9 +972,15 @@ mod tests {
         ] {
             parse_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
-        let stmts = parse_batch(&build::set_read_only(&dbs(), true)).unwrap();
+        let stmts = parse_batch(&build::set_read_only(&dbs(), true, 5000)).unwrap();
+        assert_eq!(stmts[0], Stmt::Use("master".into()));
+        assert_eq!(stmts[1], Stmt::SetLockTimeout(5000));
         assert_eq!(
-            stmts[1],
+            parse_batch("SET LOCK_TIMEOUT -1").unwrap(),
+            vec![Stmt::SetLockTimeout(-1)]
+        );
+        assert_eq!(
+            stmts[3],
             Stmt::AlterReadOnly {
                 db: "we]ird'; DROP --".into(),
                 read_only: true

@@ -1,0 +1,330 @@
+//! Issue 12: the simulator behaves as SQL Server's documentation says (session context,
+//! login default database, `SET LOCK_TIMEOUT`, errors, standby copies, server names). Each
+//! test names the behaviour; docs/sql-server-behaviour.md links the Microsoft page.
+
+mod common;
+
+use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER, Options};
+use common::*;
+use failover_core::{DatabaseName, MirrorFailoverKind, MirrorRole};
+use failover_tsql::build;
+use mssql_sim::{SimHandle, SimOptions, Simulator};
+
+async fn start(o: &Options) -> (SimHandle, fixtures::Fixture) {
+    let f = fixtures::build(o);
+    let sim = Simulator::start(f.estate.clone(), SimOptions::default())
+        .await
+        .unwrap();
+    (sim, f)
+}
+
+fn port(sim: &SimHandle, i: &failover_core::InstanceAddr) -> u16 {
+    sim.addr_of(i).unwrap().port()
+}
+
+fn dbs() -> Vec<DatabaseName> {
+    fixtures::databases()
+}
+
+fn xds() -> DatabaseName {
+    DatabaseName::parse("xds").unwrap()
+}
+
+fn db_row(f: &fixtures::Fixture, i: &failover_core::InstanceAddr, db: &str) -> backend_fake::DbRow {
+    f.estate.snapshot().instances[i]
+        .databases
+        .iter()
+        .find(|d| d.name.as_str() == db)
+        .cloned()
+        .expect("database in the snapshot")
+}
+
+fn read_only(f: &fixtures::Fixture, i: &failover_core::InstanceAddr, db: &str) -> bool {
+    db_row(f, i, db).read_only
+}
+
+fn role(f: &fixtures::Fixture, i: &failover_core::InstanceAddr, db: &str) -> Option<MirrorRole> {
+    db_row(f, i, db).mirroring.map(|m| m.role)
+}
+
+/// A login whose default database is `xds` starts there when the client names no database;
+/// SET PARTNER FAILOVER issued from that context disconnects the issuing session (clients of
+/// the database are disconnected on the former principal), while the backends' batch, which
+/// starts with `USE [master];`, gets its normal reply.
+#[tokio::test]
+async fn a_login_default_database_is_the_session_context_and_use_master_keeps_failover_clean() {
+    let (sim, f) = start(&Options::default().mirrored(true)).await;
+    f.estate
+        .set_login_default_database(LOGIN_USER, Some(&xds()));
+    let a = fixtures::active();
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        batch(&mut c, "SELECT DB_NAME() AS db;").await.unwrap()[0],
+        vec![row(&[Some("xds")])]
+    );
+    // Without USE [master]: the switch happens, the issuing session is dropped.
+    let r = c
+        .simple_query("ALTER DATABASE [xds] SET PARTNER FAILOVER;")
+        .await;
+    let dropped = match r {
+        Err(_) => true,
+        Ok(s) => s.into_results().await.is_err(),
+    };
+    assert!(dropped, "the session in xds must lose its connection");
+    assert_eq!(role(&f, &a, "xds"), Some(MirrorRole::Mirror));
+
+    // The backends' batch (USE [master] first) from the same default database: a clean reply.
+    let (sim, f) = start(&Options::default().mirrored(true)).await;
+    f.estate
+        .set_login_default_database(LOGIN_USER, Some(&xds()));
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    batch(
+        &mut c,
+        &build::mirror_failover(&dbs(), MirrorFailoverKind::Planned),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        batch(&mut c, "SELECT DB_NAME() AS db;").await.unwrap()[0],
+        vec![row(&[Some("master")])]
+    );
+    assert_eq!(role(&f, &a, "xds"), Some(MirrorRole::Mirror));
+    assert_eq!(
+        role(&f, &fixtures::active_mirror(), "lis"),
+        Some(MirrorRole::Principal)
+    );
+
+    // A default database that cannot be opened (the mirror copy) refuses the login: 4064.
+    let e = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap_err();
+    assert_eq!(server_error(e).0, 4064);
+    // Naming master at login (as both backends do) is unaffected by the default database.
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, Some("master"))
+        .await
+        .unwrap();
+    batch(&mut c, &build::probe(&dbs())).await.unwrap();
+}
+
+/// FreeTDS `tsql` names no database: it lands in the login's default database, and the
+/// backends' probe batch still runs (it switches to master itself).
+#[tokio::test]
+async fn tsql_without_a_database_lands_in_the_default_database() {
+    let (sim, f) = start(&Options::default()).await;
+    f.estate
+        .set_login_default_database(LOGIN_USER, Some(&xds()));
+    let p = port(&sim, &fixtures::active());
+    let out = tsql(
+        p,
+        LOGIN_USER,
+        LOGIN_PASSWORD,
+        "SELECT DB_NAME() AS db\ngo\n",
+    )
+    .await;
+    let sets = tsql_sets(&out);
+    assert_eq!(
+        sets[0],
+        vec![vec![Some("db".to_string())], vec![Some("xds".to_string())]],
+        "{out}"
+    );
+    let out = tsql(
+        p,
+        LOGIN_USER,
+        LOGIN_PASSWORD,
+        &format!("{}\ngo\nSELECT DB_NAME() AS db\ngo\n", build::probe(&dbs())),
+    )
+    .await;
+    let sets = tsql_sets(&out);
+    assert_eq!(
+        sets.last().unwrap(),
+        &vec![
+            vec![Some("db".to_string())],
+            vec![Some("master".to_string())]
+        ],
+        "{out}"
+    );
+}
+
+/// `SET LOCK_TIMEOUT` bounds the fence on the server: while another session holds a lock
+/// on the database the ALTER waits at most the timeout, then fails with 1222 (then 5069) and
+/// changes nothing; once the lock is gone the same batch fences.
+#[tokio::test]
+async fn a_blocked_fence_fails_with_1222_after_the_lock_timeout() {
+    let (sim, f) = start(&Options::default()).await;
+    let a = fixtures::active();
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    let block = sim.block_database(&a, "XDS");
+    let xds_only = [xds()];
+    let e = batch(&mut c, &build::set_read_only(&xds_only, true, 50))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, 1222);
+    assert!(
+        !read_only(&f, &a, "xds"),
+        "a timed-out fence changes nothing"
+    );
+    // The timeout is the session's: SET LOCK_TIMEOUT 0 fails at once, on another database
+    // nothing waits.
+    let e = batch(
+        &mut c,
+        "SET LOCK_TIMEOUT 0; ALTER DATABASE [xds] SET READ_ONLY WITH ROLLBACK IMMEDIATE;",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 1222);
+    batch(
+        &mut c,
+        "ALTER DATABASE [lis] SET READ_ONLY WITH ROLLBACK IMMEDIATE;",
+    )
+    .await
+    .unwrap();
+    assert!(read_only(&f, &a, "lis"));
+    // FreeTDS sees the same error number.
+    let out = tsql(
+        port(&sim, &a),
+        LOGIN_USER,
+        LOGIN_PASSWORD,
+        &format!("{}\ngo\n", build::set_read_only(&xds_only, true, 50)),
+    )
+    .await;
+    assert!(out.contains("Msg 1222"), "{out}");
+    assert!(out.contains("Msg 5069"), "{out}");
+    drop(block);
+    batch(&mut c, &build::set_read_only(&xds_only, true, 50))
+        .await
+        .unwrap();
+    assert!(read_only(&f, &a, "xds"));
+}
+
+/// The raw messages of a batch: every (number, class) of its ERROR tokens, in order.
+async fn error_numbers(port: u16, sql: &str) -> Vec<u32> {
+    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, &format!("{sql}\ngo\n")).await;
+    out.lines()
+        .filter_map(|l| l.split("Msg ").nth(1))
+        .filter_map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// Item 5: the specific error, then the generic trailer, as SQL Server sends them: 5011 +
+/// 5069 for ALTER DATABASE on a missing database, 1468 + 5069 on a mirror, 5052 + 5069 on a
+/// RESTORING copy, 3117 + 3013 for RESTORE … WITH RECOVERY on an ONLINE one, 927 opening a
+/// RESTORING database. tiberius reports the first; FreeTDS prints both.
+#[tokio::test]
+async fn errors_come_in_the_pairs_sql_server_sends() {
+    let (sim, _f) = start(
+        &Options::default()
+            .mirrored(true)
+            .standby(fixtures::StandbyCopy::Restoring),
+    )
+    .await;
+    let (a, a2, b) = (
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+    );
+    let nope = [DatabaseName::parse("nope").unwrap()];
+    let cases: Vec<(&failover_core::InstanceAddr, String, Vec<u32>)> = vec![
+        (&a, build::set_read_only(&nope, true, 50), vec![5011, 5069]),
+        (
+            &a2,
+            build::set_read_only(&[xds()], true, 50),
+            vec![1468, 5069],
+        ),
+        (
+            &b,
+            build::set_read_only(&[xds()], false, 50),
+            vec![5052, 5069],
+        ),
+        (&a, build::recover(&[xds()]), vec![3104, 3013]),
+        (&b, "USE [xds];".to_string(), vec![927]),
+    ];
+    for (i, sql, want) in cases {
+        let mut c = tiberius_connect(port(&sim, i), LOGIN_USER, LOGIN_PASSWORD, None)
+            .await
+            .unwrap();
+        assert_eq!(batch(&mut c, &sql).await.unwrap_err().0, want[0], "{sql}");
+        assert_eq!(error_numbers(port(&sim, i), &sql).await, want, "{sql}");
+    }
+    // An ONLINE, unmirrored copy: nothing to roll forward (3117), then 3013.
+    let (sim, _f) = start(&Options::default()).await;
+    assert_eq!(
+        error_numbers(port(&sim, &fixtures::active()), &build::recover(&[xds()])).await,
+        vec![3117, 3013]
+    );
+}
+
+/// Item 4: a log-shipping STANDBY copy is ONLINE, read-only and `is_in_standby = 1`; `SET
+/// READ_WRITE` fails with 5063 (then 5069); `RESTORE DATABASE … WITH RECOVERY` opens it
+/// read-write.
+#[tokio::test]
+async fn a_standby_copy_is_shown_refuses_read_write_and_is_recovered() {
+    let (sim, f) = start(&Options::default()).await;
+    let b = fixtures::backup();
+    f.estate.set_standby(&b, &xds()).unwrap();
+    let mut c = tiberius_connect(port(&sim, &b), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    let sets = batch(&mut c, &build::probe(&[xds()])).await.unwrap();
+    assert_eq!(
+        sets[1][0],
+        row(&[
+            Some("xds"),
+            Some("ONLINE"),
+            Some("1"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("1")
+        ])
+    );
+    let fence_undo = build::set_read_only(&[xds()], false, 50);
+    assert_eq!(batch(&mut c, &fence_undo).await.unwrap_err().0, 5063);
+    assert_eq!(
+        error_numbers(port(&sim, &b), &fence_undo).await,
+        vec![5063, 5069]
+    );
+    batch(&mut c, &build::recover(&[xds()])).await.unwrap();
+    let row = db_row(&f, &b, "xds");
+    assert!(
+        !row.read_only && !row.in_standby && row.is_writable(),
+        "{row:?}"
+    );
+}
+
+/// Item 2 (error numbers): SET PARTNER FAILOVER on the mirror is 1470, with safety OFF 1477.
+#[tokio::test]
+async fn partner_failover_errors_are_1470_on_the_mirror_and_1477_with_safety_off() {
+    let (sim, _f) = start(&Options::default().mirrored(true)).await;
+    let planned = build::mirror_failover(&[xds()], MirrorFailoverKind::Planned);
+    let p = port(&sim, &fixtures::active_mirror());
+    assert_eq!(error_numbers(p, &planned).await, vec![1470]);
+    let e = backend_fake::Estate::new();
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    for i in [&a, &a2] {
+        e.add_instance(i, fixtures::VERSION).unwrap();
+    }
+    e.add_database(&a, &xds(), failover_core::DbState::Online, false, 1)
+        .unwrap();
+    e.add_mirroring(
+        &xds(),
+        &a,
+        &a2,
+        failover_core::MirrorState::Synchronized,
+        false,
+    )
+    .unwrap();
+    e.add_login(LOGIN_USER, LOGIN_PASSWORD);
+    let sim = Simulator::start(e, SimOptions::default()).await.unwrap();
+    assert_eq!(error_numbers(port(&sim, &a), &planned).await, vec![1477]);
+}
