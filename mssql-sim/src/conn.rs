@@ -227,6 +227,7 @@ async fn run<S: Service>(
         }
     }
     let requested_size = login.packet_size;
+    let login_integrated = login.integrated;
     let user = login.user.clone();
     // A login that hangs (injected fault) ends when the client gives up and closes.
     let outcome = tokio::select! {
@@ -318,6 +319,14 @@ async fn run<S: Service>(
                 let mut t = TokenWriter::new();
                 t.done(DONE_ATTN, 0);
                 write_reply(wr, &t.buf, packet_size, spid).await?;
+                continue;
+            }
+            packet::LOGIN7 | crate::tds::sspi::SSPI_MESSAGE
+                if login_integrated && msg.data.is_empty() =>
+            {
+                // tiberius sends an empty SSPI leg after the server's last token, once the
+                // login response is in; SQL Server evidently ignores it (inference: tiberius
+                // works against it, and no document covers a leg after LOGINACK).
                 continue;
             }
             other => {
