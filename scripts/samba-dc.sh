@@ -9,6 +9,17 @@
 #                                   starts samba and waits until LDAPS answers; writes DIR/env
 #   scripts/samba-dc.sh stop DIR    stops it by the PID it recorded
 #
+# Kerberos (issue 14): after the DC is up, `start` also creates
+#   - user principals cmsuser@CMS.TEST (the test operator) and intruder@CMS.TEST (a valid
+#     principal no estate admits), each with a random password nobody knows; their keys are
+#     exported to DIR/krb/<user>.keytab and `kinit -k -t` fills DIR/krb/<user>.ccache from it
+#     (no password in any argv or file);
+#   - for each `fqdn:port[:instance]` in $SQL_INSTANCES (default `sql-a.cms.test:1433:RTC`) a
+#     service account svc-<first label> with the SPNs MSSQLSvc/<fqdn>:<port> and, with an
+#     instance, MSSQLSvc/<fqdn>:<instance>; every SPN's key goes into DIR/krb/service.keytab.
+# DIR/env then also names KRB5_KTNAME_SERVICE, KRB5CCNAME_USER, KRB5CCNAME_INTRUDER,
+# KRB5_USER_PRINCIPAL, KRB5_INTRUDER_PRINCIPAL and KRB5_SPNS (space separated).
+#
 # Needs root (LDAP 389/636 and the KDC on 88 are privileged ports) and the Debian packages
 # samba-ad-dc samba krb5-user ldb-tools ldap-utils openssl. Everything lives in DIR; nothing
 # outside it is touched. Only one can run at a time (the ports are fixed).
@@ -21,6 +32,7 @@ base="DC=cms,DC=test"
 admin_pw=${SAMBA_ADMIN_PASSWORD:-Adm1n-Pass!$$}
 backend=${SCP_BACKEND:-sql-a.cms.test\\RTC}
 mirror=${SCP_MIRROR:-}
+sql_instances=${SQL_INSTANCES:-sql-a.cms.test:1433:RTC}
 
 case "$cmd" in
 stop)
@@ -113,6 +125,7 @@ cat > "$dir/krb5.conf" <<KRB
     default_realm = $realm
     dns_lookup_kdc = false
     dns_lookup_realm = false
+    rdns = false
 [realms]
     $realm = {
         kdc = 127.0.0.1
@@ -144,6 +157,38 @@ if [ "$up" != 1 ]; then
     kill "$(cat "$dir/samba.pid")" 2>/dev/null || true
     exit 1
 fi
+# Kerberos principals (see the header). Random passwords: the keys only ever leave the DC
+# as keytabs under DIR/krb (mode 600).
+krb="$dir/krb"
+mkdir -p "$krb"
+chmod 700 "$krb"
+export KRB5_CONFIG="$dir/krb5.conf"
+st() { samba-tool "$@" -s "$dir/etc/smb.conf" > "$krb/samba-tool.log" 2>&1 || {
+    echo "samba-tool $1 $2 failed:" >&2; tail -5 "$krb/samba-tool.log" >&2; exit 1; }; }
+for u in cmsuser intruder; do
+    st user create "$u" --random-password
+    st domain exportkeytab "$krb/$u.keytab" --principal="$u@$realm"
+    chmod 600 "$krb/$u.keytab"
+    KRB5CCNAME="FILE:$krb/$u.ccache" kinit -k -t "$krb/$u.keytab" "$u@$realm" \
+        || { echo "kinit $u@$realm from its keytab failed" >&2; exit 1; }
+done
+spns=()
+for entry in $sql_instances; do
+    IFS=: read -r fqdn port inst <<< "$entry"
+    svc="svc-${fqdn%%.*}"
+    st user create "$svc" --random-password
+    st spn add "MSSQLSvc/$fqdn:$port" "$svc"
+    spns+=("MSSQLSvc/$fqdn:$port")
+    if [ -n "$inst" ]; then
+        st spn add "MSSQLSvc/$fqdn:$inst" "$svc"
+        spns+=("MSSQLSvc/$fqdn:$inst")
+    fi
+done
+for spn in "${spns[@]}"; do
+    st domain exportkeytab "$krb/service.keytab" --principal="$spn"
+done
+chmod 600 "$krb/service.keytab"
+
 cat > "$dir/env" <<ENV
 SAMBA_URL=ldaps://127.0.0.1
 SAMBA_STARTTLS_URL=ldap://127.0.0.1
@@ -154,5 +199,11 @@ SAMBA_BASE=$base
 SAMBA_SCP_DN=CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,$base
 SAMBA_PID=$(cat "$dir/samba.pid")
 KRB5_CONFIG=$dir/krb5.conf
+KRB5_KTNAME_SERVICE=FILE:$krb/service.keytab
+KRB5CCNAME_USER=FILE:$krb/cmsuser.ccache
+KRB5CCNAME_INTRUDER=FILE:$krb/intruder.ccache
+KRB5_USER_PRINCIPAL=cmsuser@$realm
+KRB5_INTRUDER_PRINCIPAL=intruder@$realm
+KRB5_SPNS=${spns[*]}
 ENV
 echo "samba AD DC up: $dir/env"

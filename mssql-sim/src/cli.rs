@@ -133,6 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
         ports,
         tls,
         state: store.clone(),
+        windows_logins: (!file.windows_logins.is_empty()).then(|| file.windows_logins.clone()),
     };
     estate.add_login("sa", &sa_password);
     let sim = Simulator::start(estate.clone(), options)

@@ -1,6 +1,7 @@
 //! One client connection: PRELOGIN (and TLS, MS-TDS 2.2.6.5), LOGIN7, then requests until
 //! the client leaves.
 
+use crate::integrated;
 use crate::service::{LoginAccepted, LoginRefused, Reply, Request, Service, Session, SqlMessage};
 use crate::tds::login::{SERVER_VERSION, client_encryption, parse_login7, prelogin_reply};
 use crate::tds::packet::{self, Message, read_message, write_reply};
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 /// The packet size used until LOGIN7 negotiates another.
-const DEFAULT_PACKET_SIZE: usize = 4096;
+pub(crate) const DEFAULT_PACKET_SIZE: usize = 4096;
 
 /// The first byte of a TLS handshake record: a client speaking TDS 8.0 (TLS first).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -206,8 +207,27 @@ async fn run<S: Service>(
             msg.ty
         )));
     }
-    let login = parse_login7(&msg.data).map_err(std::io::Error::other)?;
+    let mut login = parse_login7(&msg.data).map_err(std::io::Error::other)?;
+    // Integrated security (MS-TDS 2.2.6.4 fIntSecurity): the SSPI legs first.
+    let mut sspi_last = None;
+    if crate::tds::sspi::integrated(&msg.data) {
+        let auth = service.integrated();
+        match integrated::authenticate(&msg.data, auth.as_deref(), rx, wr).await? {
+            integrated::Outcome::Accepted { login: name, last } => {
+                login.user = name;
+                login.password.clear();
+                login.integrated = true;
+                sspi_last = last;
+            }
+            integrated::Outcome::Refused(e) => {
+                tracing::info!(number = e.number, "integrated login refused");
+                return send_error(wr, &e, DEFAULT_PACKET_SIZE, 0).await;
+            }
+            integrated::Outcome::Closed => return Ok(()),
+        }
+    }
     let requested_size = login.packet_size;
+    let login_integrated = login.integrated;
     let user = login.user.clone();
     // A login that hangs (injected fault) ends when the client gives up and closes.
     let outcome = tokio::select! {
@@ -231,6 +251,11 @@ async fn run<S: Service>(
         n => (n as usize).clamp(512, packet::MAX_PACKET_SIZE),
     };
     let mut t = TokenWriter::new();
+    if let Some(tok) = &sspi_last {
+        // The acceptor's last token (Kerberos mutual authentication) with the login
+        // response (MS-TDS 2.2.7.22).
+        crate::tds::sspi::push_token(&mut t.buf, tok).map_err(std::io::Error::other)?;
+    }
     t.env_string(1, &database, "master");
     t.message(&SqlMessage::new(
         5701,
@@ -294,6 +319,14 @@ async fn run<S: Service>(
                 let mut t = TokenWriter::new();
                 t.done(DONE_ATTN, 0);
                 write_reply(wr, &t.buf, packet_size, spid).await?;
+                continue;
+            }
+            packet::LOGIN7 | crate::tds::sspi::SSPI_MESSAGE
+                if login_integrated && msg.data.is_empty() =>
+            {
+                // tiberius sends an empty SSPI leg after the server's last token, once the
+                // login response is in; SQL Server evidently ignores it (inference: tiberius
+                // works against it, and no document covers a leg after LOGINACK).
                 continue;
             }
             other => {

@@ -40,6 +40,10 @@ pub struct EstateFile {
     /// SQL logins besides `sa`.
     #[serde(default, rename = "login")]
     pub logins: Vec<LoginEntry>,
+    /// Windows (Kerberos) logins: with any, every instance accepts integrated security
+    /// (see [`crate::integrated`]).
+    #[serde(default, rename = "windows_login")]
+    pub windows_logins: Vec<crate::integrated::WindowsLogin>,
     /// Active-location records.
     #[serde(default, rename = "location")]
     pub locations: Vec<LocationEntry>,

@@ -9,6 +9,9 @@ pub mod cli;
 pub mod conn;
 pub mod estate_file;
 pub mod freetds;
+#[cfg(feature = "gssapi")]
+pub mod gss;
+pub mod integrated;
 pub mod listener;
 pub mod service;
 pub mod sim;

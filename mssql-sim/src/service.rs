@@ -180,6 +180,9 @@ pub struct LoginRequest {
     pub packet_size: u32,
     /// Requested TDS version as the client sent it.
     pub tds_version: u32,
+    /// Authenticated by integrated security (Kerberos): `user` is the Windows login the
+    /// principal maps to and no password is checked (see [`crate::integrated`]).
+    pub integrated: bool,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -191,6 +194,7 @@ impl std::fmt::Debug for LoginRequest {
             .field("app_name", &self.app_name)
             .field("host_name", &self.host_name)
             .field("packet_size", &self.packet_size)
+            .field("integrated", &self.integrated)
             .finish()
     }
 }
@@ -236,6 +240,11 @@ pub trait Service: Send + Sync + 'static {
     /// The instance's certificate and encryption policy; `None` (the default) means no
     /// certificate: PRELOGIN is answered with ENCRYPT_NOT_SUP and the session is plaintext.
     fn tls(&self) -> Option<crate::tls::ServerTls> {
+        None
+    }
+    /// Integrated security (Kerberos) for this instance; `None` (the default): logins with
+    /// `fIntSecurity` are refused with 18452.
+    fn integrated(&self) -> Option<std::sync::Arc<crate::integrated::IntegratedAuth>> {
         None
     }
 }

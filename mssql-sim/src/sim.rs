@@ -1,5 +1,6 @@
 //! Serving every instance of an estate, each on its own loopback port.
 
+use crate::integrated::{IntegratedAuth, WindowsLogin, WithIntegrated};
 use crate::listener::{bind, run_listener};
 use crate::sql::exec::{DatabaseBlock, InstanceService, Shared};
 use crate::state::{DurableService, StateStore};
@@ -24,6 +25,11 @@ pub struct SimOptions {
     pub tls: HashMap<InstanceAddr, ServerTls>,
     /// Where the durable state is saved after every request (`None`: not durable).
     pub state: Option<Arc<StateStore>>,
+    /// Integrated security (Kerberos) on every instance, admitting these principals, each
+    /// instance under its own SPNs ([`IntegratedAuth::spns_for`]); `None`: off (logins with
+    /// `fIntSecurity` get 18452). Verifying tickets needs the `gssapi` feature and the
+    /// service keytab in `KRB5_KTNAME`.
+    pub windows_logins: Option<Vec<WindowsLogin>>,
 }
 
 impl Default for SimOptions {
@@ -33,6 +39,7 @@ impl Default for SimOptions {
             ports: HashMap::new(),
             tls: HashMap::new(),
             state: None,
+            windows_logins: None,
         }
     }
 }
@@ -141,12 +148,21 @@ impl Simulator {
                 addr,
                 source,
             })?;
-            let service = Arc::new(WithTls::new(
-                DurableService::new(
-                    InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
-                    options.state.clone(),
+            let integrated = options.windows_logins.as_ref().map(|logins| {
+                Arc::new(IntegratedAuth {
+                    logins: logins.clone(),
+                    spns: IntegratedAuth::spns_for(&instance, local.port()),
+                })
+            });
+            let service = Arc::new(WithIntegrated::new(
+                WithTls::new(
+                    DurableService::new(
+                        InstanceService::new(estate.clone(), instance.clone(), shared.clone()),
+                        options.state.clone(),
+                    ),
+                    options.tls.get(&instance).cloned(),
                 ),
-                options.tls.get(&instance).cloned(),
+                integrated,
             ));
             tasks.push(tokio::spawn(run_listener(
                 service,

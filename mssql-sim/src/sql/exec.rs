@@ -130,7 +130,12 @@ impl Service for InstanceService {
             }
             _ => {}
         }
-        let id = match self.estate.login(&self.addr, &l.user, &l.password) {
+        // An integrated login was authenticated and mapped already (crate::integrated).
+        let opened = match l.integrated {
+            true => self.estate.open_session(&self.addr),
+            false => self.estate.login(&self.addr, &l.user, &l.password),
+        };
+        let id = match opened {
             Ok(id) => id,
             Err(e) if e.is_connection_error() => return Err(LoginRefused::Disconnect),
             Err(e) => return Err(LoginRefused::Error(msg(e))),

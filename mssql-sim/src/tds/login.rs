@@ -122,6 +122,7 @@ pub fn parse_login7(b: &[u8]) -> Result<LoginRequest, LoginParseError> {
         database: utf16le(field(68)?),
         packet_size,
         tds_version,
+        integrated: false,
     })
 }
 

@@ -4,5 +4,6 @@
 pub mod login;
 pub mod packet;
 pub mod request;
+pub mod sspi;
 pub mod tls;
 pub mod token;
