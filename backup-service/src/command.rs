@@ -23,6 +23,8 @@ pub struct StatusCommand {
     argv: Vec<String>,
     timeout: Duration,
     pool: Option<String>,
+    /// Environment variables the child must not inherit (the caller's secrets).
+    hidden_env: Vec<String>,
 }
 
 /// Why no status could be read. [`GateError::kind`] tells the core what to do.
@@ -111,12 +113,20 @@ impl StatusCommand {
             argv,
             timeout,
             pool: None,
+            hidden_env: Vec::new(),
         })
     }
 
     /// Picks this pool (`PoolFqdn`) when the output lists several.
     pub fn with_pool(mut self, pool: impl Into<String>) -> Self {
         self.pool = Some(pool.into());
+        self
+    }
+
+    /// Removes these variables from the child's environment (the variables that carry the
+    /// caller's passwords): the command inherits everything else, for its own remoting.
+    pub fn without_env(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.hidden_env.extend(names);
         self
     }
 
@@ -146,7 +156,11 @@ impl StatusCommand {
 
     async fn output(&self) -> Result<(String, String), GateError> {
         tracing::debug!(argv = ?self.argv, "running the Backup Service status command");
-        let mut child = tokio::process::Command::new(&self.argv[0])
+        let mut command = tokio::process::Command::new(&self.argv[0]);
+        for name in &self.hidden_env {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(&self.argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

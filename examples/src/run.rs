@@ -89,7 +89,7 @@ pub async fn run_oriented(
     secrets.extend(dir_password.as_ref().map(|pw| pw.expose()));
     let mut driver = Driver::new(backend.clone());
     if let Some(b) = &p.config.sections.backup_service {
-        driver = driver.with_backup_service(crate::sections::gate(b));
+        driver = driver.with_backup_service(crate::sections::gate(b, &secrets));
     }
     if let Some((d, _)) = &directory
         && !quiet

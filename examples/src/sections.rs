@@ -268,10 +268,18 @@ impl RawDirectory {
     }
 }
 
-/// The gate that runs `cfg`'s command.
-pub fn gate(cfg: &BackupServiceConfig) -> std::sync::Arc<dyn failover_core::BackupServiceGate> {
+/// The gate that runs `cfg`'s command. The child does not inherit any environment variable
+/// whose value is one of `secrets` (the login's and the directory's passwords).
+pub fn gate(
+    cfg: &BackupServiceConfig,
+    secrets: &[&str],
+) -> std::sync::Arc<dyn failover_core::BackupServiceGate> {
+    let hidden = std::env::vars_os()
+        .filter(|(_, v)| v.to_str().is_some_and(|v| secrets.contains(&v)))
+        .filter_map(|(k, _)| k.into_string().ok());
     let mut cmd = backup_service::StatusCommand::new(cfg.command.clone(), cfg.timeout)
-        .expect("validated non-empty argv");
+        .expect("validated non-empty argv")
+        .without_env(hidden);
     if let Some(p) = &cfg.pool {
         cmd = cmd.with_pool(p.clone());
     }

@@ -281,3 +281,46 @@ fn argv_and_environment_at_the_prompt_hold_no_password() {
     let rest = p.exp_eof().expect("the program ends");
     assert_clean("the output after the prompt", rest.as_bytes(), &[PW]);
 }
+
+/// The Backup Service status command is a child process: it inherits the environment (for
+/// its own remoting) but not the variable that carries the password, and its argv holds
+/// none. The fake command dumps its argv and environment into the work directory, which the
+/// scan then reads like every other file.
+#[test]
+fn the_backup_service_command_inherits_no_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::standard();
+    let w = Work::new();
+    let dump = w.dir.path().join("child");
+    std::fs::create_dir_all(&dump).unwrap();
+    let cmd = w.dir.path().join("status.sh");
+    std::fs::write(
+        &cmd,
+        format!(
+            r#"#!/bin/sh
+env > '{d}/env.txt'
+printf '%s\n' "$0" "$@" > '{d}/argv.txt'
+cat <<'JSON'
+{{"PoolFqdn":"pool01.cms.test","BackupModules":[{{"Identity":"CentralMgmt.CMSMaster","ExportStatus":"FinalState","ImportStatus":"NormalState"}}]}}
+JSON
+"#,
+            d = dump.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let section = format!(
+        "\n[backup_service]\ncommand = [\"{}\", \"--pool\", \"pool01.cms.test\"]\ntimeout = \"5s\"\npool = \"pool01.cms.test\"\nfinal_state_timeout = \"5s\"\npoll_interval = \"100ms\"\n",
+        cmd.display()
+    );
+    let t = sim.topology(&w, &section);
+    let planned = ["failover", "--yes", "--json"];
+    assert_eq!(run_and_scan(&w, &t, "gated", &planned, &[PW]), 0);
+    // The command ran and its environment was dumped (then scanned, above).
+    let env = std::fs::read_to_string(dump.join("env.txt")).expect("the command ran");
+    assert!(env.contains("PATH="), "{env}");
+    assert!(
+        !env.lines().any(|l| l.starts_with(&format!("{PW_VAR}="))),
+        "the password variable reached the child: {env}"
+    );
+}
