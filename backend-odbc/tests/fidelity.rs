@@ -12,7 +12,9 @@ use std::time::Duration;
 
 /// The backend with `Database=xds` in its connection string (a DSN defaulting to `xds`).
 fn in_xds(sim: &mssql_sim::SimHandle, _b: backend_odbc::OdbcBackend) -> backend_odbc::OdbcBackend {
+    // The simulator here serves plaintext: say so (the default is TLS).
     let mut cfg = backend_odbc::OdbcConfig::freetds()
+        .with_encryption(backend_odbc::Encryption::Off)
         .with_login(
             LOGIN_USER,
             backend_odbc::Secret::new(fixtures::LOGIN_PASSWORD),
@@ -118,7 +120,9 @@ async fn five_oh_one_one_is_told_apart_and_208_names_the_view_to_create() {
 async fn a_missing_position_view_says_which_view_to_create() {
     let fx = fixtures::standard();
     let sim = serve(fx.estate.clone()).await;
+    // The simulator here serves plaintext: say so (the default is TLS).
     let mut cfg = backend_odbc::OdbcConfig::freetds()
+        .with_encryption(backend_odbc::Encryption::Off)
         .with_login(
             LOGIN_USER,
             backend_odbc::Secret::new(fixtures::LOGIN_PASSWORD),

@@ -233,10 +233,22 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     say("\n== Status before ==");
     say(status::render_text(&before).trim_end());
     // The directory (in-process, two DCs) where Skype for Business servers find the CMS.
-    let directory: Arc<dyn failover_core::Directory> = Arc::new(backend_fake::FakeDirectory::new(
+    let fake_directory = Arc::new(backend_fake::FakeDirectory::new(
         failover_core::CmsLocation::of_store(&topo.active),
         2,
     ));
+    // Active Directory replication, simulated: dc02 receives dc01's changes a moment later
+    // (the run waits for it, with progress, after its commit).
+    let replication = {
+        let d = fake_directory.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                d.replicate();
+            }
+        })
+    };
+    let directory: Arc<dyn failover_core::Directory> = fake_directory;
     let dir_before = crate::status_directory::gather(directory.as_ref(), &before, timeout).await;
     say(crate::status_directory::render_text(&dir_before).trim_end());
     before.warnings.extend(dir_before.warnings);
@@ -270,6 +282,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     });
     let run = driver.run(req).await;
     ctrl_c.abort();
+    replication.abort();
     observer.finish();
 
     let records = journal.records().unwrap_or_default();

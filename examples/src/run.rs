@@ -53,6 +53,9 @@ pub async fn run_oriented(
     argv: Vec<String>,
     quiet: bool,
 ) -> Result<i32, Failure> {
+    // [backup_service] and [directory] (crate::sections): the directory and its password
+    // first, so bad input there is refused before anything is contacted.
+    let directory = crate::status_directory::build(&p.config)?;
     let backend = backends::build(
         p.backend,
         &p.config,
@@ -82,8 +85,6 @@ pub async fn run_oriented(
         pair::check_to(to, &d, &p.config.topology)?;
     }
     let p = p;
-    // [backup_service] and [directory] (crate::sections): the gate, and the directory.
-    let directory = crate::status_directory::build(&p.config)?;
     let dir_password = directory.as_ref().map(|(_, pw)| pw.clone());
     let mut secrets = vec![p.password.expose()];
     secrets.extend(dir_password.as_ref().map(|pw| pw.expose()));

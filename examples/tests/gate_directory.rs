@@ -72,7 +72,7 @@ fn failover(sim: &Sim, body: &str, timeout: &str) -> (Run, Work) {
 }
 
 fn refusal_code(r: &Run) -> String {
-    r.json["run"]["outcome"]["refusal"]["code"]
+    r.json["outcome"]["reason"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -121,7 +121,7 @@ fn steady_state_forever_rolls_the_fence_back() {
     let (r, _w) = failover(&sim, &printing("SteadyState"), "20s");
     assert_eq!(r.code, Some(4), "{}\n{}", r.stderr, r.stdout);
     assert_eq!(
-        r.json["run"]["outcome"]["failure"]["code"], "backup_service_timeout",
+        r.json["outcome"]["reason"], "backup_service_timeout",
         "{}",
         r.stdout
     );

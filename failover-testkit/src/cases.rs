@@ -264,8 +264,11 @@ pub async fn reconnects_after_instance_returns(h: &dyn Harness) {
         &c.ctx("while down"),
     );
     c.estate.set_reachable(&a, true).expect("up");
+    // A server that comes back takes a moment to listen again (the simulator re-opens its
+    // port on its next up/down check): retry, bounded by a generous deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut last = None;
-    for _ in 0..2 {
+    while std::time::Instant::now() < deadline {
         match b.probe(&a, &c.dbs).await {
             Ok(p) => {
                 assert_eq!(p.databases.len(), 2, "{}", c.ctx("probe after return"));
@@ -273,6 +276,7 @@ pub async fn reconnects_after_instance_returns(h: &dyn Harness) {
             }
             Err(e) => last = Some(e),
         }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!(
         "{}: {last:?}",

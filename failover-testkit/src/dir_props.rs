@@ -393,6 +393,14 @@ pub async fn check_directory(sc: &DirScenario) -> Result<(), String> {
         return Ok(());
     }
     // Settle: the operator runs what docs/recovery.md says (faults gone on the last try).
+    // A directory that someone pointed at a store outside the topology is refused by every
+    // run ("doesn't match the one in the topology"): the operator first points it back at
+    // the topology's active store, then restore follows it.
+    if behind && fake.value_on(&dcs[0]).as_ref() == Some(&elsewhere) {
+        for dc in &dcs {
+            fake.change_behind_our_back(dc, initial.clone());
+        }
+    }
     for attempt in 0..3 {
         if attempt == 2 {
             *dir.rate.lock().unwrap_or_else(|p| p.into_inner()) = 0.0;

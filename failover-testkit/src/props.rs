@@ -755,8 +755,12 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             stall.clone(),
             gate.clone(),
         );
+        let second_started = AtomicBool::new(false);
+        // Set when the first run ends (finished or crashed: its sessions and locks gone).
+        let first_ended = AtomicBool::new(false);
         let other = async {
             locked.notified().await;
+            second_started.store(true, Ordering::SeqCst);
             // The first run may already have lost a lock (its connection dropped): then the
             // second may rightly proceed. Only a first run holding both locks must refuse it.
             let snap = estate.snapshot();
@@ -771,6 +775,9 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             )
             .await;
             let changes = db_changes_between(&estate, from, estate.history().len());
+            // A first run that ended while the second ran released its locks: the second
+            // may then rightly have gone ahead.
+            let strict = strict && !first_ended.load(Ordering::SeqCst);
             let verdict = match r {
                 RunResult::Finished(rep) => match rep.outcome {
                     Outcome::Refused { .. } if changes.is_empty() => Ok(()),
@@ -791,13 +798,20 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
         let (r, ()) = tokio::join!(
             async {
                 let r = first.await;
+                first_ended.store(true, Ordering::SeqCst);
                 first_done.notify_one();
                 r
             },
             async {
-                tokio::select! {
-                    () = other => {}
-                    () = first_done.notified() => {}
+                tokio::pin!(other);
+                let finished = tokio::select! {
+                    () = &mut other => true,
+                    () = first_done.notified() => false,
+                };
+                // A second run that has started is run to its end (dropping it half-way
+                // would be a crash of it, whose changes the first run's checks would see).
+                if !finished && second_started.load(Ordering::SeqCst) {
+                    (&mut other).await;
                 }
             }
         );
