@@ -160,6 +160,34 @@ pub async fn check_history(
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);
         let start = estate.history().len();
+        // This step's run (the operator's clock at run `n`), and the recovery after it.
+        let run = |kind: Kind| {
+            let mut req = request(kind, &topo, &format!("h{n}"), &t);
+            req.settings.epoch_clock = clock(n);
+            run_one(
+                factory,
+                &estate,
+                &journal,
+                req,
+                step.crash_at,
+                None,
+                None,
+                None,
+                None,
+            )
+        };
+        let settle = |reachable_only: bool, dr: bool| {
+            restore_until_converged(
+                factory,
+                &estate,
+                &journal,
+                &topo,
+                &t,
+                reachable_only,
+                dr,
+                clock(n),
+            )
+        };
         match step.mv {
             Move::Planned | Move::Restore => {
                 let kind = if step.mv == Move::Planned {
@@ -167,20 +195,7 @@ pub async fn check_history(
                 } else {
                     Kind::Restore
                 };
-                let mut req = request(kind, &topo, &format!("h{n}"), &t);
-                req.settings.epoch_clock = clock(n);
-                let r = run_one(
-                    factory,
-                    &estate,
-                    &journal,
-                    req,
-                    step.crash_at,
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-                .await;
+                let r = run(kind).await;
                 check_single_writer(&estate, start).map_err(&fail)?;
                 let settled = match r {
                     RunResult::Finished(rep) => {
@@ -189,18 +204,7 @@ pub async fn check_history(
                     RunResult::Crashed => false,
                 };
                 if !settled {
-                    restore_until_converged(
-                        factory,
-                        &estate,
-                        &journal,
-                        &topo,
-                        &t,
-                        false,
-                        false,
-                        clock(n),
-                    )
-                    .await
-                    .map_err(&fail)?;
+                    settle(false, false).await.map_err(&fail)?;
                 }
                 estate.set_faults_enabled(false);
                 let at = converged(&estate.snapshot(), &topo, false).map_err(&fail)?;
@@ -214,38 +218,14 @@ pub async fn check_history(
             }
             Move::DisasterAway => {
                 set_store_reachable(&estate, &topo.active, false)?;
-                let mut req = request(Kind::Disaster, &topo, &format!("h{n}"), &t);
-                req.settings.epoch_clock = clock(n);
-                let r = run_one(
-                    factory,
-                    &estate,
-                    &journal,
-                    req,
-                    step.crash_at,
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-                .await;
+                let r = run(Kind::Disaster).await;
                 let succeeded = matches!(
                     &r,
                     RunResult::Finished(rep) if matches!(rep.outcome, Outcome::Succeeded { .. })
                 );
                 if !succeeded {
                     // The source is still dead: the operator runs the recovery again.
-                    restore_until_converged(
-                        factory,
-                        &estate,
-                        &journal,
-                        &topo,
-                        &t,
-                        true,
-                        true,
-                        clock(n),
-                    )
-                    .await
-                    .map_err(&fail)?;
+                    settle(true, true).await.map_err(&fail)?;
                 }
                 estate.set_faults_enabled(false);
                 let at = converged(&estate.snapshot(), &topo, true).map_err(&fail)?;
@@ -258,18 +238,7 @@ pub async fn check_history(
                 // The dead store returns with its stale, writable copy; restore fences it.
                 set_store_reachable(&estate, &topo.active, true)?;
                 let before = estate.history().len();
-                restore_until_converged(
-                    factory,
-                    &estate,
-                    &journal,
-                    &topo,
-                    &t,
-                    false,
-                    false,
-                    clock(n),
-                )
-                .await
-                .map_err(&fail)?;
+                settle(false, false).await.map_err(&fail)?;
                 check_single_writer(&estate, before).map_err(&fail)?;
                 let after = converged(&estate.snapshot(), &topo, false).map_err(&fail)?;
                 if !topo.backup.contains(&after) {
