@@ -6,17 +6,23 @@ use failover_core::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Writes an executable script into `dir` and returns its path.
+/// Writes a shell script into `dir` and returns its path. Tests run it as `/bin/sh PATH`,
+/// never by executing the file itself: a file just written can fail to exec with ETXTBSY
+/// ("Text file busy") while another test thread is between `fork` and `exec` and still
+/// holds the write descriptor. `/bin/sh` only reads the script, so no timing can break it.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
 
 fn cmd(p: &Path, timeout: Duration) -> StatusCommand {
-    StatusCommand::new(vec![p.display().to_string()], timeout).unwrap()
+    StatusCommand::new(sh(p), timeout).unwrap()
+}
+
+/// The argv that runs script `p`.
+fn sh(p: &Path) -> Vec<String> {
+    vec!["/bin/sh".into(), p.display().to_string()]
 }
 
 /// Generous: these commands finish at once unless they hang on purpose.
@@ -164,7 +170,7 @@ async fn arguments_are_passed_without_a_shell() {
         ),
     );
     let c = StatusCommand::new(
-        vec![p.display().to_string(), "a b; $(touch pwned) *".into()],
+        [sh(&p), vec!["a b; $(touch pwned) *".into()]].concat(),
         LONG,
     )
     .unwrap()
@@ -180,7 +186,7 @@ async fn as_the_core_gate_it_reads_the_cms_module_and_carries_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let ok = script(dir.path(), "ok", &printing("SteadyState", "NormalState"));
     let gate = cmd(&ok, LONG);
-    assert_eq!(gate.describe(), vec![ok.display().to_string()]);
+    assert_eq!(gate.describe(), sh(&ok));
     assert_eq!(gate.timeout(), LONG);
     let m = gate.cms_status().await.unwrap();
     assert_eq!(m.export, ExportState::SteadyState);

@@ -10,12 +10,12 @@ use backend_fake::fixtures;
 use common::{PW_VAR, Sim, Trap, Work, json, topology_text};
 use std::path::{Path, PathBuf};
 
-/// Writes an executable script into `dir`.
+/// Writes a shell script into `dir`. The topology runs it as `["/bin/sh", PATH, …]`, not
+/// as an executable: a file just written can fail to exec with ETXTBSY while another test
+/// thread is between `fork` and `exec` holding its write descriptor.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
 
@@ -30,7 +30,7 @@ JSON"#
 
 fn section(cmd: &Path, timeout: &str) -> String {
     format!(
-        "\n[backup_service]\ncommand = [\"{}\", \"--pool\", \"pool01.cms.test\"]\ntimeout = \"{timeout}\"\npool = \"pool01.cms.test\"\nfinal_state_timeout = \"1s\"\npoll_interval = \"100ms\"\n",
+        "\n[backup_service]\ncommand = [\"/bin/sh\", \"{}\", \"--pool\", \"pool01.cms.test\"]\ntimeout = \"{timeout}\"\npool = \"pool01.cms.test\"\nfinal_state_timeout = \"1s\"\npoll_interval = \"100ms\"\n",
         cmd.display()
     )
 }

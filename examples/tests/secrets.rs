@@ -288,7 +288,6 @@ fn argv_and_environment_at_the_prompt_hold_no_password() {
 /// scan then reads like every other file.
 #[test]
 fn the_backup_service_command_inherits_no_password() {
-    use std::os::unix::fs::PermissionsExt;
     let sim = Sim::standard();
     let w = Work::new();
     let dump = w.dir.path().join("child");
@@ -308,9 +307,10 @@ JSON
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Run as `/bin/sh PATH`: a file just written can fail to exec with ETXTBSY while
+    // another test thread is between `fork` and `exec` holding its write descriptor.
     let section = format!(
-        "\n[backup_service]\ncommand = [\"{}\", \"--pool\", \"pool01.cms.test\"]\ntimeout = \"5s\"\npool = \"pool01.cms.test\"\nfinal_state_timeout = \"5s\"\npoll_interval = \"100ms\"\n",
+        "\n[backup_service]\ncommand = [\"/bin/sh\", \"{}\", \"--pool\", \"pool01.cms.test\"]\ntimeout = \"5s\"\npool = \"pool01.cms.test\"\nfinal_state_timeout = \"5s\"\npoll_interval = \"100ms\"\n",
         cmd.display()
     );
     let t = sim.topology(&w, &section);
