@@ -43,6 +43,30 @@ pub async fn orient(backend: &dyn Backend, topology: &Topology, timeout: Duratio
     }
 }
 
+/// The `failover --force …` flags that name `store` as a disaster-recovery target: its
+/// principal's server (with `,port` when the topology gives one) and instance, and its
+/// mirror's, exactly as `failover` parses them back.
+pub fn disaster_recovery_flags(store: &Store) -> String {
+    let server = |a: &InstanceAddr| match a.port() {
+        Some(p) => format!("{},{p}", a.host()),
+        None => a.host().to_string(),
+    };
+    let mut s = format!(
+        "--force --backup-sql-server-fqdn {}",
+        server(&store.principal)
+    );
+    if let Some(i) = store.principal.instance() {
+        s.push_str(&format!(" --backup-sql-instance-name {i}"));
+    }
+    if let Some(m) = &store.mirror {
+        s.push_str(&format!(" --backup-mirror-sql-server-fqdn {}", server(m)));
+        if let Some(i) = m.instance() {
+            s.push_str(&format!(" --backup-mirror-sql-instance-name {i}"));
+        }
+    }
+    s
+}
+
 /// The same pair the other way round.
 pub fn swapped(t: &Topology) -> Topology {
     Topology {
@@ -104,6 +128,34 @@ pub fn check_to(to: &str, d: &Direction, file: &Topology) -> Result<(), Failure>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disaster_recovery_flags_parse_back_to_the_store() {
+        let store = Store::new(
+            InstanceAddr::parse("sql-a.cms.test\\RTC").unwrap(),
+            Some(InstanceAddr::parse("sql-a2.cms.test\\RTC,1533").unwrap()),
+        )
+        .unwrap();
+        let flags = disaster_recovery_flags(&store);
+        assert_eq!(
+            flags,
+            "--force --backup-sql-server-fqdn sql-a.cms.test --backup-sql-instance-name RTC \
+             --backup-mirror-sql-server-fqdn sql-a2.cms.test,1533 --backup-mirror-sql-instance-name RTC"
+        );
+        let v: Vec<&str> = flags.split(' ').collect();
+        let mode = failover_core::Mode::disaster_recovery(
+            true,
+            Some(v[2]),
+            Some(v[4]),
+            Some(v[6]),
+            Some(v[8]),
+        )
+        .unwrap();
+        assert_eq!(
+            mode,
+            failover_core::Mode::DisasterRecovery { target: store }
+        );
+    }
     use backend_fake::fixtures;
 
     #[test]

@@ -427,8 +427,8 @@ fn build(
         if w.is_empty() {
             let text = if home_down {
                 format!(
-                    "{db} is writable nowhere and the CMS store {home} is unreachable: `restore` cannot help while it is down; if it is lost, run a disaster recovery to the other pool (`cms-failover failover --force --backup-sql-server-fqdn {}`; the operating guide's disaster-recovery section says what follows)",
-                    partner.principal.host()
+                    "{db} is writable nowhere and the CMS store {home} is unreachable: `restore` cannot help while it is down; if it is lost, run a disaster recovery to the other pool (`cms-failover failover {}`; the operating guide's disaster-recovery section says what follows)",
+                    crate::pair::disaster_recovery_flags(partner)
                 )
             } else {
                 format!(

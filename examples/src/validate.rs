@@ -7,7 +7,7 @@ use crate::cli::{BackendKind, ConnArgs, FailoverArgs, RunArgs};
 use crate::config::{Config, TlsMode, parse_duration};
 use crate::failure::Failure;
 use failover_core::Secret;
-use failover_core::{FailoverRequest, FileJournal, Mode};
+use failover_core::{FailoverRequest, FileJournal, Mode, Topology};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -256,6 +256,24 @@ pub fn failover_mode(a: &FailoverArgs) -> Result<Mode, Failure> {
     .map_err(|e| Failure::usage(e.to_string(), next))
 }
 
+/// The topology a disaster recovery runs with. The pool pair is symmetric: a disaster
+/// recovery to the file's `[active]` store (the store a planned failover left, whose partner
+/// has now died) runs with the file's `[backup]` as its source, so moving back after a
+/// failover needs no file edit, like a planned failback ([`crate::pair`]). The run's own
+/// preflight then decides from the location records whether there is anything to do. A
+/// target that shares an instance with both stores is still refused (source equals target).
+pub fn disaster_recovery_source(file: &Topology, mode: &Mode) -> Topology {
+    match mode {
+        Mode::DisasterRecovery { target }
+            if target.instances().any(|i| file.active.contains(i))
+                && !target.instances().any(|i| file.backup.contains(i)) =>
+        {
+            crate::pair::swapped(file)
+        }
+        _ => file.clone(),
+    }
+}
+
 /// Validates a `failover`/`restore` invocation completely, before any connection.
 pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     let mut config = load_config(&run.conn)?;
@@ -283,10 +301,11 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
         }
         None => new_run_id(),
     };
-    let mut request = FailoverRequest::new(run_id, config.topology.clone(), mode).map_err(|e| {
+    let topology = disaster_recovery_source(&config.topology, &mode);
+    let mut request = FailoverRequest::new(run_id, topology, mode).map_err(|e| {
         Failure::usage(
             e.to_string(),
-            "name a backup store that is not the topology's active store",
+            "name the other store of the pair (its principal, or its mirror with its principal)",
         )
     })?;
     request.what_if = run.what_if;
@@ -324,6 +343,26 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disaster_recovery_to_the_file_active_store_runs_from_its_partner() {
+        let file = failover_core::Topology::new(
+            failover_core::Store::new("a.example\\RTC".parse().unwrap(), None).unwrap(),
+            failover_core::Store::new("b.example\\RTC".parse().unwrap(), None).unwrap(),
+            vec!["xds".parse().unwrap()],
+        )
+        .unwrap();
+        let dr = |t: &failover_core::Store| Mode::DisasterRecovery { target: t.clone() };
+        // To the backup: the file as it is.
+        assert_eq!(disaster_recovery_source(&file, &dr(&file.backup)), file);
+        // Back to the file's active store: its partner is the source.
+        let back = disaster_recovery_source(&file, &dr(&file.active));
+        assert_eq!(back.active, file.backup);
+        assert_eq!(back.backup, file.active);
+        // Planned and restore never turn the file here (planned is oriented by records).
+        assert_eq!(disaster_recovery_source(&file, &Mode::Planned), file);
+        assert_eq!(disaster_recovery_source(&file, &Mode::Restore), file);
+    }
     use crate::cli::Cli;
     use clap::Parser;
 

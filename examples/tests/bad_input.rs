@@ -125,6 +125,8 @@ fn force_without_fqdn_and_reverse() {
 
 #[test]
 fn source_equals_target() {
+    // A disaster-recovery target with instances in both stores of the pair. (A target that
+    // is the file's [active] store alone is the way back after a failover: failback.rs.)
     Case::new().expect_usage(
         "failover",
         &[
@@ -132,6 +134,10 @@ fn source_equals_target() {
             "--backup-sql-server-fqdn",
             "sql-a.cms.test",
             "--backup-sql-instance-name",
+            "RTC",
+            "--backup-mirror-sql-server-fqdn",
+            "sql-b.cms.test",
+            "--backup-mirror-sql-instance-name",
             "RTC",
         ],
         "source equals target",

@@ -8,19 +8,21 @@ use backend_fake::fixtures;
 use common::{Sim, Work, json, label_of};
 use failover_core::InstanceAddr;
 
+/// A run's stdout and stderr, for assertion messages.
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 #[test]
 fn failover_then_failback_with_no_file_edit() {
     let sim = Sim::start(fixtures::Options::default().mirrored(true));
     let w = Work::new();
     let t = sim.topology(&w, "");
     let file_before = std::fs::read_to_string(&t).unwrap();
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
 
     // A → B.
     let out = w.run(&t, &["failover", "--yes", "--to", "backup"]);
@@ -108,4 +110,64 @@ fn to_naming_no_store_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("names neither store"));
     assert_eq!(sim.mutations(), before);
+}
+
+/// After a failover A → B, B's store is lost: `status` names the way out, a disaster
+/// recovery back to A, as a command; run verbatim with the same file (A is the file's
+/// `[active]` store) it succeeds and A serves again. It used to be refused as "source
+/// equals target" and needed a file edit.
+#[test]
+fn disaster_recovery_back_to_the_file_active_store_needs_no_file_edit() {
+    let sim = Sim::start(fixtures::Options::default().mirrored(true));
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let file_before = std::fs::read_to_string(&t).unwrap();
+    let out = w.run(&t, &["failover", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()]);
+
+    for i in [fixtures::backup(), fixtures::backup_mirror()] {
+        sim.estate.set_reachable(&i, false).unwrap();
+    }
+    let out = w.run(&t, &["status"]);
+    let said = text(&out);
+    let start = said
+        .find("`cms-failover failover ")
+        .unwrap_or_else(|| panic!("status names no disaster recovery:\n{said}"))
+        + "`cms-failover ".len();
+    let command = &said[start..start + said[start..].find('`').unwrap()];
+    assert!(
+        command.contains(&format!(
+            "--backup-sql-server-fqdn {}",
+            fixtures::active().host()
+        )),
+        "{command}"
+    );
+
+    let mut args: Vec<&str> = command.split(' ').collect();
+    args.extend(["--yes", "--json"]);
+    let out = w.run(&t, &args);
+    assert_eq!(out.status.code(), Some(0), "{command}\n{}", text(&out));
+    let v = json(&out.stdout);
+    assert_eq!(v["outcome"]["code"], "succeeded", "{v}");
+    assert_eq!(v["outcome"]["active"], fixtures::active().to_string());
+    assert_eq!(
+        v["run"]["topology"]["active"]["principal"],
+        fixtures::backup().to_string(),
+        "the lost store is the run's source"
+    );
+    // B still believes it serves (it was down); when it comes back, `restore` follows the
+    // records to A and fences B.
+    assert_eq!(
+        sim.writable("xds"),
+        vec![fixtures::active(), fixtures::backup()]
+    );
+    for i in [fixtures::backup(), fixtures::backup_mirror()] {
+        sim.estate.set_reachable(&i, true).unwrap();
+    }
+    let out = w.run(&t, &["restore", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.writable("lis"), vec![fixtures::active()]);
+    assert_eq!(std::fs::read_to_string(&t).unwrap(), file_before);
 }
