@@ -1,9 +1,9 @@
 //! The pool pair: the topology's two stores are a symmetric pair, so `failover` moves the
-//! CMS to the partner of wherever the location records say it is now. After a failover,
-//! the same command fails back; no file edit is needed. `--to` asserts the direction.
+//! CMS to the partner of wherever the directory (or, without one, the location records) says
+//! it is now. After a failover, the same command fails back; no file edit is needed. `--to` asserts the direction.
 
 use crate::failure::Failure;
-use failover_core::{Backend, InstanceAddr, Store, Topology};
+use failover_core::{Backend, Directory, InstanceAddr, Store, Topology};
 use std::time::Duration;
 
 /// Which way a planned failover goes, and why.
@@ -16,10 +16,38 @@ pub struct Direction {
     pub failback: bool,
 }
 
-/// The file's topology turned so that `active` is the store holding the newest location
-/// record (read-only reads; instances that do not answer are skipped; with no readable
-/// record, or a tie, the file's order is kept and the run's own checks decide).
-pub async fn orient(backend: &dyn Backend, topology: &Topology, timeout: Duration) -> Direction {
+/// The file's topology turned so that `active` is the store the CMS is on now: what the
+/// directory says on its first domain controller when the topology has a `[directory]` (that
+/// is what every Skype for Business server reads, and the commit point of every run), else
+/// the store holding the newest location record (read-only reads; instances that do not
+/// answer are skipped). With no readable answer, a value naming neither store, or a tie, the
+/// file's order is kept and the run's own checks decide (its preflight refuses a directory
+/// that does not point at the run's source).
+pub async fn orient(
+    backend: &dyn Backend,
+    directory: Option<&dyn Directory>,
+    topology: &Topology,
+    timeout: Duration,
+) -> Direction {
+    let turned = Direction {
+        topology: swapped(topology),
+        failback: true,
+    };
+    let kept = Direction {
+        topology: topology.clone(),
+        failback: false,
+    };
+    if let Some(d) = directory
+        && let Some(dc) = d.domain_controllers().first()
+        && let Ok(Ok(value)) = tokio::time::timeout(timeout, d.read(dc)).await
+    {
+        if value.points_at(&topology.backup) {
+            return turned;
+        }
+        if value.points_at(&topology.active) {
+            return kept;
+        }
+    }
     let mut records = Vec::new();
     for i in topology.instances() {
         if let Ok(Ok(Some(r))) = tokio::time::timeout(timeout, backend.read_location(i)).await {
@@ -30,17 +58,7 @@ pub async fn orient(backend: &dyn Backend, topology: &Topology, timeout: Duratio
         failover_core::location::winning_record(records.iter()),
         Ok(Some(r)) if r.active.principal == topology.backup.principal
     );
-    if on_backup {
-        Direction {
-            topology: swapped(topology),
-            failback: true,
-        }
-    } else {
-        Direction {
-            topology: topology.clone(),
-            failback: false,
-        }
-    }
+    if on_backup { turned } else { kept }
 }
 
 /// The `failover --force …` flags that name `store` as a disaster-recovery target: its
@@ -128,6 +146,30 @@ pub fn check_to(to: &str, d: &Direction, file: &Topology) -> Result<(), Failure>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_directory_decides_the_direction_before_the_records() {
+        use failover_core::CmsLocation;
+        let f = backend_fake::fixtures::build(&backend_fake::fixtures::Options::default());
+        let backend = backend_fake::FakeBackend::new(f.estate.clone());
+        let t = &f.topology;
+        let wait = Duration::from_secs(5);
+        // The records say the file's active store: kept without a directory.
+        let d = orient(&backend, None, t, wait).await;
+        assert!(!d.failback);
+        // The directory already points at the backup (a run that crashed after its swap,
+        // before the records were published): the direction follows the directory.
+        let dir = backend_fake::FakeDirectory::new(CmsLocation::of_store(&t.backup), 2);
+        let d = orient(&backend, Some(&dir), t, wait).await;
+        assert!(d.failback);
+        assert_eq!(d.topology.active, t.backup);
+        let dir = backend_fake::FakeDirectory::new(CmsLocation::of_store(&t.active), 2);
+        assert!(!orient(&backend, Some(&dir), t, wait).await.failback);
+        // A value naming neither store: the records decide (and the run's preflight refuses).
+        let other = Store::new(InstanceAddr::parse("sql-z.cms.test").unwrap(), None).unwrap();
+        let dir = backend_fake::FakeDirectory::new(CmsLocation::of_store(&other), 1);
+        assert!(!orient(&backend, Some(&dir), t, wait).await.failback);
+    }
 
     #[test]
     fn disaster_recovery_flags_parse_back_to_the_store() {

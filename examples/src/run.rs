@@ -65,7 +65,13 @@ pub async fn run_oriented(
     )?;
     if matches!(p.request.mode, Mode::Planned) {
         let file = p.config.topology.clone();
-        let d = pair::orient(backend.as_ref(), &file, p.config.settings.step_timeout).await;
+        let d = pair::orient(
+            backend.as_ref(),
+            directory.as_ref().map(|(d, _)| d.as_ref()),
+            &file,
+            p.config.settings.step_timeout,
+        )
+        .await;
         if let Some(to) = to {
             pair::check_to(to, &d, &file)?;
         }
