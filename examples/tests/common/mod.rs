@@ -10,6 +10,8 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+pub mod samba;
+
 /// The environment variable the test topologies name for the password.
 pub const PW_VAR: &str = "CMS_FAILOVER_TEST_PASSWORD";
 
