@@ -115,13 +115,40 @@ fn setup(dc: &SambaDc, section: &str) -> (Sim, Work, PathBuf) {
 
 fn planned(dc: &SambaDc) {
     let (sim, w, t) = setup(dc, &dc.section(""));
-    let r = run(&w, &t, &["failover", "--yes", "--json"]);
+    let report = w.path("report.html");
+    let report_arg = report.display().to_string();
+    let r = run(
+        &w,
+        &t,
+        &["failover", "--yes", "--json", "--report", &report_arg],
+    );
     assert_eq!(r.code, Some(0), "{}", r.all());
     both_writable_on(&sim, &fixtures::backup());
+    // The report's table of each DC's value after the run.
+    let html = common::read(&report);
+    let section = &html[html
+        .find("<section id=\"directory\">")
+        .expect("a directory section")..];
+    assert!(
+        section.contains(ADDR) && section.contains("sql-b.cms.test"),
+        "{}",
+        &section[..section.len().min(2000)]
+    );
     // An independent client reads the commit: the SCP names the new store.
     assert_eq!(dc.backend(), fixtures::backup().to_string());
     let swap = swap_call(&r);
     assert_eq!(swap["result"], "ok", "{swap}");
+    // The run reports the DC it changed and what it returned afterwards.
+    let v = r.json();
+    common::check_schema("planned with the directory", &v);
+    let d = &v["run"]["directory"];
+    assert_eq!(d["name"], "ldap", "{d}");
+    assert_eq!(d["dc"], dc.var("SAMBA_URL"), "{d}");
+    assert_eq!(d["after"][0]["converged"], true, "{d}");
+    assert_eq!(
+        d["after"][0]["value"]["backend"],
+        fixtures::backup().to_string()
+    );
     no_secret(dc, &w, &r, &[]);
     // status agrees: the directory and the SQL record name the backup store.
     let s = run(&w, &t, &["status", "--json"]);
@@ -264,6 +291,20 @@ fn second_dc_unreachable_after_the_commit(dc: &SambaDc) {
         "{}",
         r.stdout
     );
+    common::check_schema("a DC unread after the commit", &v);
+    // Each DC's state after the run: the first converged, the dead one unread.
+    let after = v["run"]["directory"]["after"].as_array().unwrap().clone();
+    let of = |url: &str| {
+        after
+            .iter()
+            .find(|a| a["dc"] == url)
+            .unwrap_or_else(|| panic!("{url} missing: {after:?}"))
+            .clone()
+    };
+    assert_eq!(of(dc.var("SAMBA_URL"))["converged"], true);
+    let d = of(&dead);
+    assert_eq!(d["converged"], false, "{d}");
+    assert!(d["value"].is_null() && d["error"].is_string(), "{d}");
     // It comes back (the same DC under another URL here): a restore converges, no warning.
     let t2 = sim.topology(
         &w,
@@ -272,13 +313,15 @@ fn second_dc_unreachable_after_the_commit(dc: &SambaDc) {
             dc.var("SAMBA_URL")
         )),
     );
-    let r = run(&w, &t2, &["restore", "--yes", "--json"]);
+    let r = run(&w, &t2, &["restore", "--yes"]);
     assert_eq!(r.code, Some(0), "{}", r.all());
-    let v = r.json();
+    assert!(!r.all().contains("could not be read"), "{}", r.all());
+    // The text summary lists both DCs, converged.
+    let second = format!("{}:636", dc.var("SAMBA_URL"));
     assert!(
-        !v["run"]["warnings"]
-            .to_string()
-            .contains("domain controller"),
+        r.stdout.contains("after the run:")
+            && r.stdout
+                .contains(&format!("  {second}: {} (converged)", fixtures::backup())),
         "{}",
         r.stdout
     );
