@@ -342,7 +342,7 @@ fn wrong_bind_password(dc: &SambaDc) {
     for args in [
         &["failover", "--yes", "--json"][..],
         &["failover", "--yes"][..],
-        &DR[..],
+        DR,
     ] {
         let r = run(&w, &t, args);
         assert_eq!(r.code, Some(3), "{args:?}: {}", r.all());
@@ -365,12 +365,15 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// One case, run against the shared DC.
+type Case = fn(&SambaDc);
+
 #[test]
 fn every_mode_against_samba() {
     let Some(dc) = SambaDc::start(ADDR, "samba modes test") else {
         return;
     };
-    let cases: &[(&str, fn(&SambaDc))] = &[
+    let cases: &[(&str, Case)] = &[
         ("planned", planned),
         ("disaster recovery", disaster_recovery),
         ("restore after a failed run", restore_after_a_failed_run),
