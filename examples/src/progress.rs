@@ -332,7 +332,10 @@ mod tests {
     fn wait_lines_are_throttled_unless_what_is_awaited_changes() {
         let o = ProgressObserver::new(false, true, ExpectedFailures::default());
         let s = StateName::AwaitingDirectory;
-        assert!(o.wait_tick(s, "dc02 still returns sql-a").1, "the first poll");
+        assert!(
+            o.wait_tick(s, "dc02 still returns sql-a").1,
+            "the first poll"
+        );
         let (_, due) = o.wait_tick(s, "dc02 still returns sql-a");
         assert!(!due, "the same message right after");
         assert!(o.wait_tick(s, "dc02 still returns sql-c").1, "a change");

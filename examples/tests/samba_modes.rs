@@ -346,6 +346,9 @@ fn wrong_bind_password(dc: &SambaDc) {
     ] {
         let r = run(&w, &t, args);
         assert_eq!(r.code, Some(3), "{args:?}: {}", r.all());
+        if args.contains(&"--json") {
+            assert_eq!(r.reason(), "directory_unreadable", "{}", r.stdout);
+        }
         assert!(
             r.all().to_lowercase().contains("credentials")
                 || r.all().to_lowercase().contains("bind"),
