@@ -22,7 +22,9 @@
 #
 # Needs root (LDAP 389/636 and the KDC on 88 are privileged ports) and the Debian packages
 # samba-ad-dc samba krb5-user ldb-tools ldap-utils openssl. Everything lives in DIR; nothing
-# outside it is touched. Only one can run at a time (the ports are fixed).
+# outside it is touched. The ports are fixed: one DC per address. $SAMBA_ADDR (default
+# 127.0.0.1, the `lo` interface) picks another loopback address (127.0.0.0/8 is all local),
+# so two checkouts' tests can each run one.
 set -euo pipefail
 
 cmd=${1:?usage: samba-dc.sh start|stop DIR}
@@ -33,6 +35,9 @@ admin_pw=${SAMBA_ADMIN_PASSWORD:-Adm1n-Pass!$$}
 backend=${SCP_BACKEND:-sql-a.cms.test\\RTC}
 mirror=${SCP_MIRROR:-}
 sql_instances=${SQL_INSTANCES:-sql-a.cms.test:1433:RTC}
+addr=${SAMBA_ADDR:-127.0.0.1}
+iface=lo
+[ "$addr" = 127.0.0.1 ] || iface="$addr/8"
 
 case "$cmd" in
 stop)
@@ -57,7 +62,7 @@ dir=$(cd "$dir" && pwd)
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
         -subj "/CN=cms-failover test CA" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout key.pem -out dc.csr -subj "/CN=localhost" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:%s\n' "$addr" > ext
     openssl x509 -req -in dc.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem \
         -days 2 -extfile ext 2>/dev/null
     chmod 600 key.pem ca.key
@@ -65,7 +70,7 @@ dir=$(cd "$dir" && pwd)
 
 samba-tool domain provision --targetdir="$dir" --realm=$realm --domain=CMS --server-role=dc \
     --dns-backend=NONE --adminpass="$admin_pw" \
-    --option="interfaces=lo" --option="bind interfaces only=yes" \
+    --option="interfaces=$iface" --option="bind interfaces only=yes" \
     --option="pid directory=$dir/run" \
     --option="dsdb:schema update allowed=yes" \
     --option="tls enabled=yes" --option="tls keyfile=$dir/tls/key.pem" \
@@ -128,8 +133,8 @@ cat > "$dir/krb5.conf" <<KRB
     rdns = false
 [realms]
     $realm = {
-        kdc = 127.0.0.1
-        admin_server = 127.0.0.1
+        kdc = $addr
+        admin_server = $addr
     }
 KRB
 
@@ -145,7 +150,7 @@ for _ in $(seq 1 120); do
     if ! kill -0 "$(cat "$dir/samba.pid")" 2>/dev/null; then
         echo "samba exited:" >&2; tail -20 "$dir/samba.log" >&2; exit 1
     fi
-    if LDAPTLS_CACERT="$dir/tls/ca.pem" ldapsearch -H ldaps://127.0.0.1 -x -D "Administrator@cms.test" \
+    if LDAPTLS_CACERT="$dir/tls/ca.pem" ldapsearch -H "ldaps://$addr" -x -D "Administrator@cms.test" \
         -y "$dir/admin.pw" -b "$base" -s base "(objectClass=*)" dn > /dev/null 2>&1; then
         up=1
         break
@@ -190,8 +195,9 @@ done
 chmod 600 "$krb/service.keytab"
 
 cat > "$dir/env" <<ENV
-SAMBA_URL=ldaps://127.0.0.1
-SAMBA_STARTTLS_URL=ldap://127.0.0.1
+SAMBA_URL=ldaps://$addr
+SAMBA_STARTTLS_URL=ldap://$addr
+SAMBA_ADDR=$addr
 SAMBA_CA=$dir/tls/ca.pem
 SAMBA_USER=Administrator@cms.test
 SAMBA_PASSWORD_FILE=$dir/admin.pw

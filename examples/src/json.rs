@@ -248,6 +248,19 @@ fn run(doc: &ReportDoc) -> Value {
         "warnings": r.warnings,
         "blockers": r.blockers,
         "final_state": r.final_state.iter().map(|(i, p)| probe(&i.to_string(), p)).collect::<Vec<_>>(),
+        "directory": r.directory.as_ref().map(|d| json!({
+            "name": d.name,
+            "dc": d.dc,
+            "after": d.after.iter().map(|v| json!({
+                "dc": v.dc,
+                "value": v.value.as_ref().map(|x| json!({
+                    "backend": x.backend.to_string(),
+                    "mirror": x.mirror.as_ref().map(|m| m.to_string()),
+                })),
+                "error": v.error,
+                "converged": v.converged,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 

@@ -3,7 +3,7 @@
 use crate::report::{Lags, WaitLag, format_ms, next_step};
 use crate::style::{Tone, paint};
 use failover_core::driver::StepRecord;
-use failover_core::machine::StateName;
+use failover_core::machine::{DcValue, StateName};
 use failover_core::{BackendError, ErrorKind, Mode, Outcome, RunReport, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -182,9 +182,13 @@ pub struct SummaryRow {
     pub wait: bool,
 }
 
-/// The wait a polling or pause state belongs to (`AwaitingReplication`, `AwaitingCatchUp`).
+/// The wait a polling or pause state belongs to (`AwaitingReplication`, `AwaitingCatchUp`,
+/// `AwaitingDirectory`).
 pub fn wait_of(s: StateName) -> Option<StateName> {
     match s {
+        StateName::AwaitingDirectory | StateName::DirectoryPause => {
+            Some(StateName::AwaitingDirectory)
+        }
         StateName::AwaitingReplication | StateName::ReplicationPause => {
             Some(StateName::AwaitingReplication)
         }
@@ -346,9 +350,37 @@ pub fn render_result(r: &RunReport, colour: bool, lags: &Lags) -> String {
         let _ = writeln!(o, "Retried calls: {unexpected_retries}");
     }
     data_loss(r, &mut o);
+    directory(r, &mut o);
     warnings(r, &mut o, colour);
     let _ = writeln!(o, "Next: {}", next_step(&r.outcome, r.what_if));
     o
+}
+
+/// What one domain controller returned after the run, for people.
+pub fn dc_value_text(v: &DcValue) -> String {
+    match (&v.value, &v.error) {
+        (Some(x), _) if v.converged => format!("{x} (converged)"),
+        (Some(x), _) => format!("{x} (not converged: directory replication is behind)"),
+        (None, e) => format!(
+            "could not be read ({})",
+            e.as_deref().unwrap_or("no answer")
+        ),
+    }
+}
+
+/// Each domain controller's value after the run (when the run committed and read them).
+fn directory(r: &RunReport, o: &mut String) {
+    let Some(d) = r.directory.as_ref().filter(|d| !d.after.is_empty()) else {
+        return;
+    };
+    let via =
+        d.dc.as_ref()
+            .map(|dc| format!(", changed on {dc}"))
+            .unwrap_or_default();
+    let _ = writeln!(o, "Directory ({}{via}) after the run:", d.name);
+    for v in &d.after {
+        let _ = writeln!(o, "  {}: {}", v.dc, dc_value_text(v));
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +464,68 @@ mod tests {
             "the last step runs to the end of the run"
         );
         assert_eq!(rows[0].elapsed_ms, 5);
+    }
+
+    #[test]
+    fn the_directory_wait_is_one_row_and_each_dc_is_listed_after_the_run() {
+        use StateName as S;
+        let mut steps = vec![step(S::Verifying, 0, 2)];
+        for i in 0..5 {
+            steps.push(step(S::AwaitingDirectory, 10 + i * 150, 1));
+            steps.push(step(S::DirectoryPause, 11 + i * 150, 0));
+        }
+        steps.push(step(S::ReleasingLocks, 800, 1));
+        let mut r = run(steps, 810);
+        let rows = summary_rows(&r);
+        let labels: Vec<_> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["Verifying", "AwaitingDirectory", "ReleasingLocks"]);
+        assert_eq!((rows[1].polls, rows[1].elapsed_ms), (5, 790));
+        let loc = |s: &str| {
+            let store =
+                failover_core::Store::new(failover_core::InstanceAddr::parse(s).unwrap(), None);
+            failover_core::CmsLocation::of_store(&store.unwrap())
+        };
+        r.directory = Some(failover_core::DirectoryReport {
+            name: "ldap".into(),
+            dc: Some("ldaps://dc01".into()),
+            after: vec![
+                DcValue {
+                    dc: "ldaps://dc01".into(),
+                    value: Some(loc("sql-b.cms.test\\RTC")),
+                    error: None,
+                    converged: true,
+                },
+                DcValue {
+                    dc: "ldaps://dc02".into(),
+                    value: Some(loc("sql-a.cms.test\\RTC")),
+                    error: None,
+                    converged: false,
+                },
+                DcValue {
+                    dc: "ldaps://dc03".into(),
+                    value: None,
+                    error: Some("connection refused".into()),
+                    converged: false,
+                },
+            ],
+        });
+        let text = render_result(&r, false, &Lags::new());
+        assert!(
+            text.contains("Directory (ldap, changed on ldaps://dc01) after the run:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ldaps://dc01: sql-b.cms.test\\RTC (converged)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ldaps://dc02: sql-a.cms.test\\RTC (not converged"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ldaps://dc03: could not be read (connection refused)"),
+            "{text}"
+        );
     }
 
     #[test]

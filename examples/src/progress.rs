@@ -26,7 +26,22 @@ pub struct ProgressObserver {
     expected: ExpectedFailures,
     /// How many expected failures each instance had.
     expected_seen: Mutex<BTreeMap<String, usize>>,
+    /// The current wait: which, since when, and the last line logged for it.
+    wait: Mutex<Option<WaitLog>>,
 }
+
+/// A wait as logged: its first poll and the last line written (log lines are throttled to
+/// one per [`WAIT_LOG_EVERY`] unless what is awaited changes).
+struct WaitLog {
+    state: StateName,
+    since: std::time::Instant,
+    logged_at: std::time::Instant,
+    logged: String,
+}
+
+/// Without a terminal, a wait logs a line at its first poll, then at most this often, or when
+/// what it waits for changes (a DC returns another value): not one line per poll.
+pub const WAIT_LOG_EVERY: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -51,6 +66,34 @@ impl ProgressObserver {
             curve: Mutex::new(Vec::new()),
             expected,
             expected_seen: Mutex::new(BTreeMap::new()),
+            wait: Mutex::new(None),
+        }
+    }
+
+    /// How long the current wait (`state`'s) has lasted, and whether a log line for
+    /// `waiting_for` is due (the first poll, a change, or [`WAIT_LOG_EVERY`] since the last).
+    fn wait_tick(&self, state: StateName, waiting_for: &str) -> (Duration, bool) {
+        let now = std::time::Instant::now();
+        let mut w = lock(&self.wait);
+        match w.as_mut() {
+            Some(l) if l.state == state => {
+                let due =
+                    l.logged != waiting_for || now.duration_since(l.logged_at) >= WAIT_LOG_EVERY;
+                if due {
+                    l.logged_at = now;
+                    l.logged = waiting_for.to_string();
+                }
+                (now.duration_since(l.since), due)
+            }
+            _ => {
+                *w = Some(WaitLog {
+                    state,
+                    since: now,
+                    logged_at: now,
+                    logged: waiting_for.to_string(),
+                });
+                (Duration::ZERO, true)
+            }
         }
     }
 
@@ -214,14 +257,16 @@ impl Observer for ProgressObserver {
             RunEvent::Waiting(p) => {
                 let known: Vec<u64> = p.lag.iter().filter_map(|(_, l)| *l).collect();
                 let total: u64 = known.iter().sum();
-                let all_known = known.len() == p.lag.len();
+                // A wait without positions (the directory's) has no lag to record.
+                let all_known = known.len() == p.lag.len() && !p.lag.is_empty();
                 if all_known {
                     let at = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64);
                     lock(&self.curve).push((at, total));
                 }
-                if let Some(state) = *lock(&self.last) {
+                let last = *lock(&self.last);
+                if let Some(state) = last.filter(|_| !p.lag.is_empty()) {
                     let now = all_known.then_some(total);
                     let mut lags = lock(&self.lags);
                     let l = lags
@@ -232,15 +277,26 @@ impl Observer for ProgressObserver {
                         });
                     l.last = now;
                 }
-                let lags = p
-                    .lag
-                    .iter()
-                    .map(|(d, l)| format!("{d} {}", l.map_or("?".into(), |l| l.to_string())))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let wait = lock(&self.last)
+                    .map(|s| wait_of(s).unwrap_or(s))
+                    .unwrap_or(StateName::AwaitingReplication);
+                let (waited, due) = self.wait_tick(wait, &p.waiting_for);
+                // A wait without positions (the directory's) shows no empty "lag".
+                let lags = if p.lag.is_empty() {
+                    String::new()
+                } else {
+                    let l = p
+                        .lag
+                        .iter()
+                        .map(|(d, l)| format!("{d} {}", l.map_or("?".into(), |l| l.to_string())))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!(": lag {l}")
+                };
                 let msg = format!(
-                    "{}: lag {lags}; {} left",
+                    "{}{lags}; waited {}, {} left",
                     p.waiting_for,
+                    format_remaining(waited),
                     format_remaining(p.remaining)
                 );
                 match &self.bar {
@@ -255,12 +311,36 @@ impl Observer for ProgressObserver {
                         b.set_position(l.saturating_sub(total));
                         b.set_message(msg);
                     }
-                    None => tracing::info!("waiting for {msg}"),
+                    None if due => tracing::info!("waiting for {msg}"),
+                    None => tracing::debug!("waiting for {msg}"),
                 }
             }
             RunEvent::Finished(outcome) => {
                 self.line(&format!("finished: {}", outcome.label().replace('_', " ")));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait logs its first poll, then only when what it waits for changes (or a second
+    /// passed): not one line per 150 ms poll.
+    #[test]
+    fn wait_lines_are_throttled_unless_what_is_awaited_changes() {
+        let o = ProgressObserver::new(false, true, ExpectedFailures::default());
+        let s = StateName::AwaitingDirectory;
+        assert!(
+            o.wait_tick(s, "dc02 still returns sql-a").1,
+            "the first poll"
+        );
+        let (_, due) = o.wait_tick(s, "dc02 still returns sql-a");
+        assert!(!due, "the same message right after");
+        assert!(o.wait_tick(s, "dc02 still returns sql-c").1, "a change");
+        // Another wait starts its own clock and logs at once.
+        let (waited, due) = o.wait_tick(StateName::AwaitingReplication, "x");
+        assert!(due && waited == Duration::ZERO);
     }
 }

@@ -12,10 +12,19 @@
 //! `CMS_FAILOVER_CRASH_TRIALS` sets the number of random trials (default 40); the seed is
 //! the property tests' (derived from the commit, `PROPTEST_RNG_SEED` to replay) and a
 //! failure prints the command that replays it. `CMS_FAILOVER_CRASH_ONLY=planned|disaster|
-//! restore|random` runs one part.
+//! restore|epoch|random|directory` runs one part.
+//!
+//! The `directory` part (when a Samba AD DC can run: root and the packages of
+//! `scripts/test-all.sh`; SKIPPED otherwise, a failure under `CI`) gives the topology a
+//! `[directory]` on a throw-away Samba DC, so the commit point is the service control point,
+//! and kills the CLI after each journal record and after each backend call around the
+//! directory swap of a planned failover and a disaster recovery
+//! (`CMS_FAILOVER_CRASH_DIR_TRIALS` of them, default 24); after the recovery the SCP, read with
+//! `ldapsearch`, must name the single writable store.
 
 mod common;
 
+use common::samba::SambaDc;
 use common::{PW_VAR, topology_text};
 use failover_core::InstanceAddr;
 use failover_core::journal::{Journal, JournalEvent, unfinished_runs};
@@ -316,6 +325,9 @@ enum Crash {
     AfterCall(usize),
     /// No crash; count the backend calls into this file (the `driver::op_done` points).
     CountCalls(PathBuf),
+    /// `abort()` right after the k-th journal record, the calls before it counted into the
+    /// file (how many calls come before a step).
+    CountCallsUntilRecord(usize, PathBuf),
     /// SIGKILL of the CLI after this long.
     KillCli(Duration),
     /// SIGKILL of the source server after this long (restarted once the CLI is done).
@@ -324,13 +336,15 @@ enum Crash {
     KillTarget(Duration),
 }
 
-struct Trial {
+struct Trial<'d> {
     _root: tempfile::TempDir,
     work: common::Work,
     topology: PathBuf,
     a: Server,
     b: Server,
     log: Vec<String>,
+    /// The directory the topology's `[directory]` names (the commit point), if any.
+    dc: Option<&'d SambaDc>,
 }
 
 /// How a CLI run ended.
@@ -353,7 +367,7 @@ fn dr_args(target_fqdn: &str) -> Vec<String> {
     .to_vec()
 }
 
-impl Trial {
+impl<'d> Trial<'d> {
     /// The topology with the stores the other way round (active B, backup A).
     fn topology_text_swapped(&self) -> String {
         let text = std::fs::read_to_string(&self.topology).unwrap();
@@ -365,6 +379,15 @@ impl Trial {
     }
 
     fn new() -> Self {
+        Self::with_directory(None)
+    }
+
+    /// A trial whose topology has `dc` as its `[directory]`, the SCP pointed at store A.
+    fn with_directory(dc: Option<&'d SambaDc>) -> Self {
+        if let Some(dc) = dc {
+            dc.set_backend(&a().to_string());
+        }
+        let extra = dc.map(|d| d.section("")).unwrap_or_default();
         let root = tempfile::tempdir().unwrap();
         let mut a = Server::new(root.path(), a(), true);
         let mut b = Server::new(root.path(), b(), false);
@@ -379,7 +402,7 @@ impl Trial {
                     (a.instance.clone(), a.addr()),
                     (b.instance.clone(), b.addr()),
                 ],
-                "",
+                &extra,
             ),
         );
         Self {
@@ -389,6 +412,7 @@ impl Trial {
             a,
             b,
             log: Vec::new(),
+            dc,
         }
     }
 
@@ -454,6 +478,16 @@ impl Trial {
                 cmd.env(
                     "FAILPOINTS",
                     format!("driver::op_done=return(count:{})", path.display()),
+                );
+            }
+            Crash::CountCallsUntilRecord(k, path) => {
+                cmd.env(
+                    "FAILPOINTS",
+                    format!(
+                        "journal::appended={};driver::op_done=return(count:{})",
+                        abort_after(*k),
+                        path.display()
+                    ),
                 );
             }
             _ => {}
@@ -623,13 +657,28 @@ impl Trial {
         if !unfinished.is_empty() {
             return Err(format!("the journal has unfinished runs: {unfinished:?}"));
         }
+        // The directory (what Skype for Business servers read) names the writable store.
+        if let Some(dc) = self.dc {
+            let scp = dc.backend();
+            if !scp.eq_ignore_ascii_case(&writable_on[0]) {
+                return Err(format!(
+                    "the directory names {scp} but the writable copy is on {}: {seen:?}",
+                    writable_on[0]
+                ));
+            }
+        }
         Ok(())
     }
 }
 
 /// Runs one trial end to end; `Err` holds everything needed to understand a failure.
 fn trial(mode: Mode, crash: Crash) -> Result<(), String> {
-    let mut t = Trial::new();
+    trial_with(None, mode, crash)
+}
+
+/// [`trial`] with `dc` as the topology's directory.
+fn trial_with(dc: Option<&SambaDc>, mode: Mode, crash: Crash) -> Result<(), String> {
+    let mut t = Trial::with_directory(dc);
     if mode == Mode::Restore {
         // The thing to restore: a planned failover killed right after the record that
         // follows its fence (the source fenced, nothing promoted).
@@ -760,6 +809,77 @@ fn epoch_reuse_trial() -> Result<(), String> {
     r.map_err(|e| format!("{e}\n  runs:\n  {}", t.log.join("\n  ")))
 }
 
+// ----- the directory as the commit point (Samba AD DC) -----
+
+/// This binary's DC address (each Samba test binary has its own: the ports are fixed).
+const DC_ADDR: &str = "127.0.0.42";
+
+/// Where the directory swap is in an uncrashed run of `mode` with `dc` as the directory:
+/// (journal records of the run, the swap step's record, backend calls before the swap).
+fn directory_points(dc: &SambaDc, mode: Mode) -> (usize, usize, usize) {
+    let fresh = || {
+        let mut t = Trial::with_directory(Some(dc));
+        if mode == Mode::Disaster {
+            t.a.kill();
+        }
+        t
+    };
+    let mut t = fresh();
+    let e = t.run(mode, Crash::None);
+    assert_eq!(
+        e,
+        Ended::Exit(0),
+        "{mode:?} uncrashed: {}",
+        t.log.join("\n")
+    );
+    let records = t.records();
+    let swap = records
+        .iter()
+        .position(|r| {
+            matches!(&r.event, JournalEvent::Step { ops, .. }
+                if ops.iter().any(|o| matches!(o, failover_core::Op::SwapDirectory { .. })))
+        })
+        .unwrap_or_else(|| panic!("{mode:?} journals no directory swap: {records:?}"));
+    let mut t = fresh();
+    let counted = t.work.dir.path().join("calls");
+    let e = t.run(mode, Crash::CountCallsUntilRecord(swap, counted.clone()));
+    assert_eq!(e, Ended::Killed, "{}", t.log.join("\n"));
+    let calls = std::fs::read_to_string(&counted)
+        .map(|c| c.lines().count())
+        .unwrap_or(0);
+    (records.len(), swap, calls)
+}
+
+/// The directory part's crash points, the ones around the swap first: after the records just
+/// before and after the swap's, after the last call before it, the swap itself (its effect on
+/// the DC landed, its answer not journaled) and the calls after it (the read-back, the
+/// publish, the verify, the convergence watch); then every other record.
+fn directory_crashes(dc: &SambaDc, limit: usize) -> Vec<(Mode, Crash)> {
+    let mut near = Vec::new();
+    let mut rest = Vec::new();
+    for mode in [Mode::Planned, Mode::Disaster] {
+        let (n, swap, calls) = directory_points(dc, mode);
+        println!(
+            "directory, {mode:?}: {n} journal records, the swap is record {swap}, after {calls} backend calls"
+        );
+        let records = swap.saturating_sub(1)..(swap + 3).min(n);
+        for k in records.clone() {
+            near.push((mode, Crash::AfterRecord(k)));
+        }
+        for k in calls.saturating_sub(1)..calls + 4 {
+            near.push((mode, Crash::AfterCall(k)));
+        }
+        rest.extend(
+            (0..n)
+                .filter(|k| !records.contains(k))
+                .map(|k| (mode, Crash::AfterRecord(k))),
+        );
+    }
+    near.extend(rest);
+    near.truncate(limit);
+    near
+}
+
 fn campaign() -> ExitCode {
     let only = std::env::var("CMS_FAILOVER_CRASH_ONLY").ok();
     let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -843,6 +963,30 @@ fn campaign() -> ExitCode {
                 trial(mode, crash),
                 "random",
             );
+        }
+    }
+    if want("directory") {
+        let limit: usize = std::env::var("CMS_FAILOVER_CRASH_DIR_TRIALS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(24);
+        let t0 = Instant::now();
+        match SambaDc::start(DC_ADDR, "the crash campaign's directory trials") {
+            None => println!("SKIPPED directory: no Samba AD DC here (root and packages)"),
+            Some(dc) => {
+                let crashes = directory_crashes(&dc, limit);
+                for (mode, crash) in crashes {
+                    record(
+                        format!("directory {mode:?} {crash:?}"),
+                        trial_with(Some(&dc), mode, crash),
+                        "directory",
+                    );
+                }
+                println!(
+                    "directory part: {:.0?} (the DC's provisioning included)",
+                    t0.elapsed()
+                );
+            }
         }
     }
     println!(

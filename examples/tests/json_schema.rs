@@ -4,26 +4,8 @@
 mod common;
 
 use backend_fake::fixtures;
-use common::{Sim, Work, json};
+use common::{Sim, Work, check_schema as check, json};
 use serde_json::Value;
-
-fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(examples::json::SCHEMA).expect("the schema is JSON");
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .expect("the schema compiles")
-}
-
-/// Validates `v`, failing with every error found.
-fn check(what: &str, v: &Value) {
-    let errors: Vec<String> = validator()
-        .iter_errors(v)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{what}: {errors:#?}\n{v:#}");
-    assert_eq!(v["schema_version"], 1, "{what}");
-}
 
 fn demo(w: &Work, args: &[&str]) -> Value {
     let out = w

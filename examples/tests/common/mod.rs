@@ -10,6 +10,8 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+pub mod samba;
+
 /// The environment variable the test topologies name for the password.
 pub const PW_VAR: &str = "CMS_FAILOVER_TEST_PASSWORD";
 
@@ -336,4 +338,21 @@ pub fn label_of(status: &serde_json::Value, instance: &InstanceAddr) -> Option<S
         .iter()
         .find(|x| x["instance"] == instance.to_string())
         .and_then(|x| x["label"].as_str().map(str::to_string))
+}
+
+/// Validates a `--json` document against the shipped schema (`docs/report.schema.json`),
+/// failing with every error found.
+pub fn check_schema(what: &str, v: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(examples::json::SCHEMA).expect("the schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:#?}\n{v:#}");
+    assert_eq!(v["schema_version"], 1, "{what}");
 }

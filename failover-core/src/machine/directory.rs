@@ -108,12 +108,30 @@ pub(super) fn on_results(
         return finish(ctx, run, &watch);
     }
     let until = (now + ctx.req.settings.poll_interval).min(watch.deadline);
+    // Each lagging DC with what it still returns: the operator sees replication move.
+    let behind: Vec<String> = watch
+        .pending
+        .iter()
+        .map(|dc| {
+            match ctx
+                .f
+                .directory_after
+                .iter()
+                .find(|d| &d.dc == dc)
+                .and_then(|d| d.value.as_ref())
+            {
+                Some(v) => format!("{dc} still returns {v}"),
+                None => dc.clone(),
+            }
+        })
+        .collect();
     let progress = Progress {
         waiting_for: format!(
-            "{} domain controller(s) to return {} ({})",
+            "directory replication: {} of {} domain controller(s) to return {}: {}",
             watch.pending.len(),
+            ctx.f.directory_after.len(),
             watch.want,
-            watch.pending.join(", ")
+            behind.join("; ")
         ),
         lag: Vec::new(),
         remaining: watch.deadline.saturating_sub(now),
