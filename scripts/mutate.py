@@ -30,9 +30,9 @@ elif m == 3:  # inv 3: undo the fence (and confirm it) after a failure
 elif m == 4:  # inv 4: what-if executes no change
     a = 'let executed = !what_if || batch.ops.iter().all(Op::is_dry_run_safe);'; b = 'if what_if && !op.is_dry_run_safe() {'
     must(a in d and b in d); d = d.replace(a, 'let executed = true;').replace(b, 'if false {')
-elif m == 5:  # inv 5: restore follows the recorded location
-    sub('restore.rs', 'let (recorded, other) = match obs.recorded_active() {',
-        'let (recorded, other) = match None::<&crate::server::LocationRecord> {')
+elif m == 5:  # inv 5: restore follows the directory (the SQL record when there is none)
+    sub('restore.rs', 'let (followed, other) = if directory.points_at(&topo.backup) {',
+        'let (followed, other) = if false {')
 elif m == 6:  # inv 6: a lock held elsewhere refuses the run
     sub('lock.rs', 'Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),',
         'Ok(_) => locks.push(op.instance().cloned().expect("a SQL call")),')
@@ -41,7 +41,7 @@ elif m == 6:  # inv 6: a lock held elsewhere refuses the run
     sub('lock.rs', '.filter(|(_, r)| !matches!(r, Ok(OpResult::LockHeld(true))))', '.filter(|(_, _r)| false)')
 elif m == 7:  # inv 7: the data-loss estimate
     s = files['replication.rs']
-    old = '(Some(s), Some(t)) => Some(s.0.saturating_sub(t.0)),'
+    old = '(Some(s), Some(t)) => Some(t.lag_behind(s)),'
     i = s.index('changes_at_risk: match (s, t) {'); j = s.index(old, i)
     files['replication.rs'] = s[:j] + '(Some(_), Some(_)) => Some(0),' + s[j+len(old):]
 elif m == 8:  # inv 8: the outcome says what happened
