@@ -427,6 +427,16 @@ fn main() {
 
 static BREAKDOWNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// A step's calls, for a table cell.
+fn calls_text(st: &failover_core::driver::StepRecord) -> String {
+    let calls: Vec<String> = st.ops.iter().map(|o| o.summary.clone()).collect();
+    if calls.is_empty() {
+        "(none)".to_string()
+    } else {
+        calls.join("; ")
+    }
+}
+
 /// Every step of one whole run, with its duration in round trips.
 fn run_breakdown(kind: Kind, fake_dir: bool, rtt_ms: u64, sample: &Sample) {
     let r = &sample.report;
@@ -440,15 +450,10 @@ fn run_breakdown(kind: Kind, fake_dir: bool, rtt_ms: u64, sample: &Sample) {
         },
     );
     for (st, rt) in r.steps.iter().zip(&sample.critical_steps) {
-        let calls: Vec<String> = st.ops.iter().map(|o| o.summary.clone()).collect();
         s.push_str(&format!(
             "| {} | {} | {} | {:.1} | {rt} |\n",
             st.state,
-            if calls.is_empty() {
-                "(none)".to_string()
-            } else {
-                calls.join("; ")
-            },
+            calls_text(st),
             st.duration_ms,
             st.duration_ms as f64 / rtt_ms as f64
         ));
@@ -468,15 +473,10 @@ fn breakdown(kind: Kind, r: &RunReport) {
         kind.name()
     );
     for st in benches::window_steps(r) {
-        let calls: Vec<String> = st.ops.iter().map(|o| o.summary.clone()).collect();
         s.push_str(&format!(
             "| {} | {} | {} |\n",
             st.state,
-            if calls.is_empty() {
-                "(none)".to_string()
-            } else {
-                calls.join("; ")
-            },
+            calls_text(st),
             st.duration_ms
         ));
     }

@@ -127,9 +127,7 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         sql: &str,
     ) -> Result<Vec<ResultSet>, BackendError> {
-        self.send(op, instance, Session::Ops, sql)
-            .await
-            .map_err(|e| errors::transport_error(op, instance, e))
+        self.on(Session::Ops, op, instance, sql).await
     }
 
     /// Sends one read-only batch (a probe) on the read session.
@@ -139,7 +137,18 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         sql: &str,
     ) -> Result<Vec<ResultSet>, BackendError> {
-        self.send(op, instance, Session::Read, sql)
+        self.on(Session::Read, op, instance, sql).await
+    }
+
+    /// Sends one batch on `session` (not the lock's), errors classified.
+    async fn on(
+        &self,
+        session: Session,
+        op: Operation,
+        instance: &InstanceAddr,
+        sql: &str,
+    ) -> Result<Vec<ResultSet>, BackendError> {
+        self.send(op, instance, session, sql)
             .await
             .map_err(|e| errors::transport_error(op, instance, e))
     }
