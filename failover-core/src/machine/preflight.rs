@@ -523,7 +523,7 @@ pub(super) fn enter(ctx: &mut Ctx, first: bool) -> Action {
         }
     }
     let mut ops = Vec::with_capacity(instances.len() * 3);
-    for i in instances.iter().copied() {
+    for &i in &instances {
         ops.push(Op::Probe {
             instance: i.clone(),
             databases: req.topology.databases.clone(),
