@@ -350,13 +350,16 @@ async fn probe_and_positions_parse_through_freetds() {
             .collect::<Vec<_>>(),
         vec![40, 41]
     );
-    // One connection served both calls.
-    assert_eq!(s.logins(), 1);
+    // Probes have their own session (`Session::Read`), positions the operations session.
+    assert_eq!(s.logins(), 2);
     assert_eq!(
         b.read_location(&inst()).await.unwrap(),
         None,
         "208 means no record yet"
     );
+    b.probe(&inst(), &dbs()).await.unwrap();
+    // Both sessions are reused.
+    assert_eq!(s.logins(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,11 @@
 //! Helpers shared by the benchmarks in `benches/` (see `BENCHMARKS.md` at the repository root):
 //! planned-failover requests with bench settings, the step/call accounting of a
 //! [`RunReport`], peak memory from `/proc/self/status`, and [`proxy::DelayProxy`], a loopback
-//! TCP proxy that injects a network round-trip time between a SQL backend and the simulator.
+//! TCP proxy that injects a network round-trip time between a SQL backend and the simulator,
+//! and [`directory::DelayedDirectory`], the in-memory directory behind the same delay.
 #![warn(missing_docs)]
 
+pub mod directory;
 pub mod proxy;
 
 use failover_core::{FailoverRequest, Mode, RunReport, StateName, Topology};
@@ -23,7 +25,7 @@ pub fn planned(topology: &Topology, run_id: &str, poll: Duration) -> FailoverReq
 }
 
 /// The steps of a report that fall inside the write-unavailability window: from `Fencing` to
-/// `RecordingLocation`, both included.
+/// `RecordingLocation` (the directory swap, the commit point), both included.
 pub fn window_steps(report: &RunReport) -> &[failover_core::driver::StepRecord] {
     let start = report
         .steps
@@ -54,6 +56,37 @@ pub fn window_sequential_steps(report: &RunReport) -> usize {
         .iter()
         .filter(|s| s.ops.iter().any(|o| o.attempts > 0))
         .count()
+}
+
+/// Sequential steps of the whole run that made at least one call.
+pub fn run_sequential_steps(report: &RunReport) -> usize {
+    report
+        .steps
+        .iter()
+        .filter(|s| s.ops.iter().any(|o| o.attempts > 0))
+        .count()
+}
+
+/// The critical path of each step in round trips, from snapshots of the proxies'
+/// per-connection exchange counts and of a directory's call count taken when each step
+/// started, plus one after the run: per step, the largest number of exchanges on any one
+/// connection (calls on one connection follow each other, different connections overlap),
+/// and at least one when it called the directory (its calls in a step run concurrently).
+pub fn critical_round_trips(marks: &[(Vec<u64>, u64)]) -> Vec<u64> {
+    marks
+        .windows(2)
+        .map(|w| {
+            let (before, dir0) = &w[0];
+            let (after, dir1) = &w[1];
+            let sql = after
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n - before.get(i).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            sql.max(u64::from(dir1 > dir0))
+        })
+        .collect()
 }
 
 /// Number of state transitions of a run (states entered minus one).
@@ -93,6 +126,19 @@ mod tests {
         assert_eq!(median(&mut []), None);
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn critical_path_takes_the_busiest_connection_per_step() {
+        // Step 1: two connections open, 3 and 2 exchanges; step 2: one each and a directory
+        // call; step 3: the directory only.
+        let marks = vec![
+            (vec![], 0),
+            (vec![3, 2], 0),
+            (vec![4, 3], 1),
+            (vec![4, 3], 3),
+        ];
+        assert_eq!(critical_round_trips(&marks), vec![3, 1, 1]);
     }
 
     #[test]

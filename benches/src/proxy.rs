@@ -10,11 +10,17 @@
 //!
 //! An *exchange* is counted when the client sends data after having received data (or for
 //! the first time) on that connection: one request/response round trip of a
-//! request/response protocol such as TDS, however many packets each side needs.
+//! request/response protocol such as TDS, however many packets each side needs. Exchanges are
+//! counted per connection too ([`ProxyStats::per_connection`]): exchanges on one connection
+//! follow each other, exchanges on different connections may overlap, so the critical path of
+//! a stretch of time is the largest per-connection count in it.
+//!
+//! The TCP handshake itself is not delayed (the proxy accepts locally): on a real network
+//! each new connection costs one more round trip before its first exchange.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,6 +36,7 @@ pub struct ProxyStats {
     connections: AtomicU64,
     delayed_chunks: AtomicU64,
     delay_ns: AtomicU64,
+    per_connection: Mutex<Vec<u64>>,
 }
 
 impl ProxyStats {
@@ -37,6 +44,35 @@ impl ProxyStats {
     pub fn exchanges(&self) -> u64 {
         self.exchanges.load(Ordering::SeqCst)
     }
+    /// Exchanges so far on each connection, in the order the connections were accepted.
+    pub fn per_connection(&self) -> Vec<u64> {
+        self.per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn new_connection(&self) -> usize {
+        let mut v = self
+            .per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        v.push(0);
+        v.len() - 1
+    }
+
+    fn exchange(&self, connection: usize) {
+        self.exchanges.fetch_add(1, Ordering::SeqCst);
+        if let Some(n) = self
+            .per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(connection)
+        {
+            *n += 1;
+        }
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
@@ -80,6 +116,7 @@ impl DelayProxy {
                         return;
                     };
                     stats.connections.fetch_add(1, Ordering::SeqCst);
+                    let id = stats.new_connection();
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let (cr, cw) = client.into_split();
@@ -90,10 +127,10 @@ impl DelayProxy {
                         sw,
                         one_way,
                         stats.clone(),
-                        Some(awaiting_reply.clone()),
+                        Some((awaiting_reply.clone(), id)),
                         true,
                     );
-                    pump(sr, cw, one_way, stats, Some(awaiting_reply), false);
+                    pump(sr, cw, one_way, stats, Some((awaiting_reply, id)), false);
                 });
             }
         });
@@ -112,7 +149,7 @@ fn pump(
     mut to: OwnedWriteHalf,
     delay: Duration,
     stats: Arc<ProxyStats>,
-    awaiting_reply: Option<Arc<AtomicBool>>,
+    awaiting_reply: Option<(Arc<AtomicBool>, usize)>,
     upstream: bool,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Instant, Vec<u8>)>();
@@ -124,10 +161,10 @@ fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let now = Instant::now();
-                    if let Some(flag) = &awaiting_reply {
+                    if let Some((flag, id)) = &awaiting_reply {
                         if upstream {
                             if !flag.swap(true, Ordering::SeqCst) {
-                                reader_stats.exchanges.fetch_add(1, Ordering::SeqCst);
+                                reader_stats.exchange(*id);
                             }
                         } else {
                             flag.store(false, Ordering::SeqCst);
@@ -157,7 +194,7 @@ fn pump(
 
 /// Sleeps until `due` with sub-millisecond precision: the timer gets within a millisecond,
 /// then the task yields until the deadline passes.
-async fn wait_until(due: Instant) {
+pub async fn wait_until(due: Instant) {
     let margin = Duration::from_millis(1);
     let now = Instant::now();
     if due <= now {
@@ -203,6 +240,7 @@ mod tests {
         }
         assert_eq!(stats.exchanges(), 2);
         assert_eq!(stats.connections(), 1);
+        assert_eq!(stats.per_connection(), vec![2]);
         assert!(stats.mean_one_way().is_some());
     }
 }

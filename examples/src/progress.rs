@@ -199,7 +199,9 @@ impl Observer for ProgressObserver {
                 {
                     l.caught_up = true;
                 }
-                let repeat = *last == Some(*state);
+                // The check under the lock is a second Preflight right after the first (the
+                // lock is taken in the first one's step), not a poll to collapse.
+                let repeat = *last == Some(*state) && *state != StateName::Preflight;
                 *last = Some(*state);
                 let label = if *state == StateName::Preflight {
                     let mut n = lock(&self.preflights);

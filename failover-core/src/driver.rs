@@ -33,7 +33,7 @@ pub enum RunEvent {
         state: StateName,
         /// What it does.
         description: String,
-        /// Whether its calls are actually made (false for mutating steps in what-if).
+        /// Whether its calls are actually made (false when what-if skips every call of it).
         executed: bool,
     },
     /// A call failed and will be retried.
@@ -128,7 +128,8 @@ pub struct StepRecord {
     pub started_unix_ms: u64,
     /// Duration, milliseconds.
     pub duration_ms: u64,
-    /// Whether its calls were made (false: what-if skipped a change).
+    /// Whether its calls were made (false: what-if skipped every call; each call's
+    /// `attempts` says whether it ran).
     pub executed: bool,
     /// Its calls.
     pub ops: Vec<OpRecord>,
@@ -524,8 +525,10 @@ impl Driver {
                 }
                 Action::Execute(batch) => {
                     let mutating = batch.ops.iter().any(Op::is_mutating);
-                    // What-if makes only the reads that need no lock; the rest is assumed.
-                    let executed = !what_if || batch.ops.iter().all(Op::is_dry_run_safe);
+                    // What-if makes only the reads that need no lock; the rest is assumed. A step
+                    // counts as executed when any of its calls is made (a preflight that also
+                    // takes the lock still probes; each call's record says whether it ran).
+                    let executed = !what_if || batch.ops.iter().any(Op::is_dry_run_safe);
                     // Every step with effects is journaled (fsync'ed) before it runs; reads have
                     // no effects to recover from and stay out of the write-unavailability window.
                     if executed

@@ -104,7 +104,15 @@ async fn what_if_never_calls_a_mutating_operation() {
         "{:?}",
         swap.ops[0].sql
     );
-    assert!(plan.iter().all(|s| !s.executed));
+    // No change was made: every mutating call of the plan has no attempt (a step may still
+    // have made its reads, as the preflight that also takes the lock does).
+    assert!(
+        plan.iter()
+            .flat_map(|s| &s.ops)
+            .filter(|o| o.op.is_mutating())
+            .all(|o| o.attempts == 0)
+    );
+    assert!(plan.iter().any(|s| !s.executed));
 }
 
 #[tokio::test(start_paused = true)]
@@ -206,6 +214,9 @@ async fn a_hung_call_times_out_with_the_timeout_kind() {
     m.expect_statements().returning(|_| Vec::new());
     m.expect_warnings().returning(Vec::new);
     m.expect_read_location().returning(|_| Ok(None));
+    m.expect_acquire_lock()
+        .returning(|_, _| Ok(LockAttempt::Granted));
+    m.expect_release_lock().returning(|_, _| Ok(()));
     m.expect_probe().returning(|i, _| {
         Err(BackendError::new(
             ErrorKind::Timeout,
@@ -372,6 +383,7 @@ async fn a_gated_run_without_a_gate_is_refused_with_what_to_add() {
     m.expect_acquire_lock()
         .returning(|_, _| Ok(LockAttempt::Granted));
     m.expect_release_lock().returning(|_, _| Ok(()));
+    m.expect_lock_held().returning(|_, _| Ok(true));
     m.expect_set_read_only().never();
     let report = Driver::new(Arc::new(m)).run(gated_request("g2")).await;
     match report.outcome.refusal() {

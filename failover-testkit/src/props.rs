@@ -336,6 +336,11 @@ impl Backend for Interposer {
         d: &[DatabaseName],
         ro: bool,
     ) -> Result<(), BackendError> {
+        // Right before the fence (the gate has passed): stall replication there. (The lock
+        // check that used to come just before the fence now rides in the gate's own step.)
+        if ro && let Some((estate, link)) = &self.stall {
+            estate.set_link_stalled(*link, true);
+        }
         interpose!(self, self.inner.set_read_only(i, d, ro))
     }
     async fn recover(&self, i: &InstanceAddr, d: &[DatabaseName]) -> Result<(), BackendError> {
@@ -362,10 +367,6 @@ impl Backend for Interposer {
         interpose!(self, self.inner.release_lock(i, r))
     }
     async fn lock_held(&self, i: &InstanceAddr, r: &str) -> Result<bool, BackendError> {
-        // The lock is re-checked right before the fence: stall replication there.
-        if let Some((estate, link)) = &self.stall {
-            estate.set_link_stalled(*link, true);
-        }
         interpose!(self, self.inner.lock_held(i, r))
     }
     async fn read_location(

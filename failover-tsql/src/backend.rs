@@ -7,6 +7,9 @@
 //! each operation over a recording transport and compares).
 //!
 //! ## Behaviour
+//! - **probes** run on their own session ([`Session::Read`]), every other SQL call but the
+//!   lock on the operations session ([`Session::Ops`]): a step that probes an instance and
+//!   reads or writes its location record costs one round trip, not two.
 //! - **positions**: when a database answers 954/955 on the instance asked (it is the mirror
 //!   there) and [`SqlConfig::mirror_fallback`](crate::SqlConfig::mirror_fallback) is on, each database's position is read where
 //!   it is served: on the partner named in `sys.database_mirroring.mirroring_partner_instance`
@@ -22,9 +25,9 @@
 //! - **the lock** lives on the lock session ([`Session::Lock`]). `acquire_lock` first reads
 //!   `APPLOCK_MODE`, so the holder never stacks a second reference; if the lock session is
 //!   gone, the lock is taken anew on a fresh session. `lock_held` is `false` once the
-//!   session is gone. `release_lock` reads `APPLOCK_MODE` and, if held, sends one
-//!   `sp_releaseapplock` (one is enough: references are never stacked); a session that is
-//!   gone released the lock with it, so that is success too.
+//!   session is gone. `release_lock` sends one `sp_releaseapplock` (one is enough:
+//!   references are never stacked) without checking first: error 1223 (not held) and a
+//!   session that is gone (it released the lock with it) are success too.
 //! - **write_location**: the compare-and-swap batch returns the stored record; the write took
 //!   effect (now or before) exactly when it equals the record written.
 
@@ -124,7 +127,28 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         sql: &str,
     ) -> Result<Vec<ResultSet>, BackendError> {
-        self.send(op, instance, Session::Ops, sql)
+        self.on(Session::Ops, op, instance, sql).await
+    }
+
+    /// Sends one read-only batch (a probe) on the read session.
+    async fn reads(
+        &self,
+        op: Operation,
+        instance: &InstanceAddr,
+        sql: &str,
+    ) -> Result<Vec<ResultSet>, BackendError> {
+        self.on(Session::Read, op, instance, sql).await
+    }
+
+    /// Sends one batch on `session` (not the lock's), errors classified.
+    async fn on(
+        &self,
+        session: Session,
+        op: Operation,
+        instance: &InstanceAddr,
+        sql: &str,
+    ) -> Result<Vec<ResultSet>, BackendError> {
+        self.send(op, instance, session, sql)
             .await
             .map_err(|e| errors::transport_error(op, instance, e))
     }
@@ -164,7 +188,7 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         dbs: &[DatabaseName],
     ) -> Result<InstanceProbe, BackendError> {
-        let sets = self.ops(op, instance, &build::probe(dbs)).await?;
+        let sets = self.reads(op, instance, &build::probe(dbs)).await?;
         parsed(op, instance, rows::parse_probe(instance, dbs, &sets))
     }
 
@@ -356,14 +380,17 @@ impl<T: Transport> Backend for SqlBackend<T> {
         resource: &str,
     ) -> Result<(), BackendError> {
         let op = Operation::ReleaseLock;
-        if self.lock_mode(op, instance, resource).await? != Some(true) {
-            return Ok(()); // not held, or the session is gone and released it
-        }
-        let Some(sets) = self
+        plan::check_lock_resource(op, instance, resource)?;
+        let sets = match self
             .lock_session(op, instance, &build::release_lock(resource))
-            .await?
-        else {
-            return Ok(()); // the session dropped: the server released the lock with it
+            .await
+        {
+            Ok(Some(sets)) => sets,
+            // The session dropped: the server released the lock with it.
+            Ok(None) => return Ok(()),
+            // 1223: this session does not hold it (never taken, or released already).
+            Err(e) if e.code == Some(1223) => return Ok(()),
+            Err(e) => return Err(e),
         };
         match parsed(op, instance, rows::parse_return_code(&sets))? {
             0 => Ok(()),

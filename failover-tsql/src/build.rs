@@ -426,8 +426,11 @@ pub fn acquire_lock(resource: &str) -> String {
     )
 }
 
-/// Releases the session-owned lock (only send it while [`lock_mode`] says it is held:
-/// releasing a lock not held raises error 1223) and selects the return code (0 released).
+/// Releases the session-owned lock and selects the return code (0 released). Sent without
+/// a [`lock_mode`] check first (one round trip): releasing a lock this session does not hold
+/// raises error 1223 ("Cannot release the application lock … because it is not currently
+/// held", severity 16; `sp_releaseapplock`, Microsoft Learn), which the backend reads as
+/// "not held".
 pub fn release_lock(resource: &str) -> String {
     format!(
         "{USE_MASTER}\nDECLARE @r int;\n\
@@ -560,7 +563,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
             databases, kind, ..
         } => vec![probe(databases), mirror_failover(databases, *kind)],
         Op::AcquireLock { resource, .. } => vec![lock_mode(resource), acquire_lock(resource)],
-        Op::ReleaseLock { resource, .. } => vec![lock_mode(resource), release_lock(resource)],
+        Op::ReleaseLock { resource, .. } => vec![release_lock(resource)],
         Op::CheckLock { resource, .. } => vec![lock_mode(resource)],
         Op::ReadLocation { .. } => vec![read_location(cfg)],
         Op::WriteLocation {

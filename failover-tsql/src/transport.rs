@@ -3,7 +3,8 @@
 //! whole [`Backend`](failover_core::Backend) on top of it.
 //!
 //! ## The contract
-//! - [`Session::Ops`]: probes, positions, fence, recover, mirror, location. With no session
+//! - [`Session::Ops`] and [`Session::Read`] (probes only): positions, fence, recover, mirror,
+//!   location; probes on their own connection so they never queue behind the others. With no session
 //!   yet, or after the previous one broke, the transport connects. A call whose connection
 //!   breaks fails ([`ErrorKind::Unreachable`] or [`ErrorKind::Timeout`]; its effect is unknown)
 //!   and the connection is discarded: the next call connects afresh. No silent retry.
@@ -31,8 +32,13 @@ use std::time::Duration;
 /// Which session of an instance a batch runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Session {
-    /// Probes, fences, restores, location: reconnects transparently after a drop.
+    /// Fences, restores, positions, location: reconnects transparently after a drop.
     Ops,
+    /// Probes (read-only): a second connection like [`Session::Ops`], so that a probe runs
+    /// concurrently with a call on the operations session of the same instance (preflight
+    /// probes while it reads the location record; the end state is verified while the
+    /// record is published) instead of waiting for it.
+    Read,
     /// The application-lock session: never silently replaced (a new session does not hold
     /// the old one's locks).
     Lock,
@@ -143,7 +149,8 @@ pub trait Transport: Send + Sync {
 /// One cached driver session (`None`: not connected, never or since it was discarded).
 pub type Slot<C> = Arc<tokio::sync::Mutex<Option<C>>>;
 
-/// The session cache both drivers use: at most one connection per instance and [`Session`],
+/// The session cache both drivers use: at most one connection per instance and [`Session`]
+/// (three per instance),
 /// each behind an async mutex so one call at a time uses it.
 pub struct SessionCache<C> {
     slots: StdMutex<HashMap<(InstanceAddr, Session), Slot<C>>>,

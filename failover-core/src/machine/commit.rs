@@ -143,8 +143,11 @@ pub(super) fn on_confirmed(
     }
 }
 
+/// The publish, with the end state's verification in the same step: the probes only read
+/// which copies are writable, which the record writes do not change, so they run
+/// concurrently (after the commit, under the lock) instead of one round trip later.
 pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord) -> Action {
-    let ops = run
+    let mut ops: Vec<Op> = run
         .plan
         .records
         .iter()
@@ -160,6 +163,7 @@ pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord
             expected_epoch: r.as_ref().map(|r| r.epoch),
         })
         .collect();
+    ops.extend(super::verify::probes(ctx, run));
     let st = &ctx.req.settings;
     let timeout = if matches!(ctx.req.mode, Mode::DisasterRecovery { .. }) {
         st.dr_fence_timeout
@@ -168,7 +172,7 @@ pub(super) fn enter_publishing(ctx: &mut Ctx, run: &Run, record: &LocationRecord
     };
     ctx.batch(
         S::PublishingLocation,
-        "copy the location record to the reachable instances",
+        "copy the location record to the reachable instances; verify the end state: exactly one writable copy of each database",
         "the directory points at the target",
         "location records",
         ops,
@@ -239,9 +243,26 @@ fn warn_unpublished(ctx: &mut Ctx, ops: &[Op], results: Results) {
     }
 }
 
-pub(super) fn on_published(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Results) -> State {
-    warn_unpublished(ctx, ops, results);
-    State::Verifying(run)
+/// Copies that failed are warnings; the probes of the same step verify the end state.
+pub(super) fn on_published(
+    ctx: &mut Ctx,
+    run: Box<Run>,
+    ops: &[Op],
+    results: Results,
+    now: Duration,
+) -> State {
+    let (mut writes, mut probes) = (Vec::new(), Vec::new());
+    for (op, r) in ops.iter().zip(results) {
+        if matches!(op, Op::Probe { .. }) {
+            probes.push((op.clone(), r));
+        } else {
+            writes.push((op.clone(), r));
+        }
+    }
+    let (write_ops, write_results): (Vec<Op>, Results) = writes.into_iter().unzip();
+    warn_unpublished(ctx, &write_ops, write_results);
+    let (probe_ops, probe_results): (Vec<Op>, Results) = probes.into_iter().unzip();
+    super::verify::on_results(ctx, run, &probe_ops, probe_results, now)
 }
 
 #[cfg(test)]
@@ -333,7 +354,11 @@ pub(super) mod tests {
     #[test]
     fn failed_publish_is_a_warning() {
         let mut w = World::planned();
-        w.fail(S::PublishingLocation, |_| true, 9);
+        w.fail(
+            S::PublishingLocation,
+            |op| matches!(op, Op::WriteLocation { .. }),
+            9,
+        );
         let mut m = crate::machine::Machine::new(planned());
         let o = w.drive(&mut m);
         assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
@@ -401,10 +426,7 @@ pub(super) mod tests {
         assert_eq!((w.directory_on(0), w.directory_on(1)), (nb.clone(), nb));
         assert_eq!(w.record_on(&a()).unwrap().epoch, 1);
         assert_eq!(w.record_on(&a()), w.record_on(&b()));
-        assert!(
-            h.windows(2)
-                .any(|p| p == [S::AwaitingDirectory, S::ReleasingLocks])
-        );
+        assert!(h.windows(2).any(|p| p == [S::AwaitingDirectory, S::Done]));
     }
 
     /// Someone else changed the directory: the swap conflicts, the read-back shows their

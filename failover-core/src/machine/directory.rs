@@ -2,6 +2,10 @@
 //! value (Active Directory is multi-master: the others get the change by replication). A DC
 //! that has not converged by the timeout, or cannot be read, is reported with what it
 //! returned, as a warning: the failover is done, and the DC converges by itself.
+//!
+//! The failover lock is released in the watch's first step, with the first reads: the run is
+//! committed and its end state verified, and the watch changes nothing, so holding the lock
+//! while DCs converge would only keep the next run waiting (and cost a round trip).
 
 use super::{Action, Ctx, DcValue, Progress, Results, Run, S, State};
 use crate::directory::CmsLocation;
@@ -16,6 +20,8 @@ pub(super) struct Watch {
     /// The DCs still returning another value.
     pending: Vec<String>,
     deadline: Duration,
+    /// The locks released with the first reads (empty afterwards).
+    release: Vec<crate::model::InstanceAddr>,
 }
 
 /// The DCs to watch: the directory's, or (the SQL record) every reachable instance.
@@ -28,7 +34,7 @@ fn controllers(ctx: &Ctx, run: &Run) -> Vec<String> {
 }
 
 /// Starts the watch after a verified end state (or succeeds at once with nothing to watch).
-pub(super) fn start(ctx: &mut Ctx, run: Box<Run>, now: Duration) -> State {
+pub(super) fn start(ctx: &mut Ctx, mut run: Box<Run>, now: Duration) -> State {
     let pending = controllers(ctx, &run);
     ctx.f.directory_after.clear();
     if pending.is_empty() {
@@ -38,22 +44,41 @@ pub(super) fn start(ctx: &mut Ctx, run: Box<Run>, now: Duration) -> State {
         want: CmsLocation::of_store(&run.plan.target_store),
         pending,
         deadline: now + ctx.req.settings.directory_timeout,
+        release: std::mem::take(&mut run.locks),
     };
     State::AwaitingDirectory { run, watch }
 }
 
 pub(super) fn enter(ctx: &mut Ctx, watch: &Watch) -> Action {
-    let ops = watch
+    let mut ops: Vec<Op> = watch
         .pending
         .iter()
         .map(|dc| Op::ReadDirectory { dc: dc.clone() })
         .collect();
-    let timeout = ctx.req.settings.step_timeout;
+    let resource = &ctx.req.settings.lock_resource;
+    ops.extend(watch.release.iter().map(|i| Op::ReleaseLock {
+        instance: i.clone(),
+        resource: resource.clone(),
+    }));
+    let (timeout, changes) = if watch.release.is_empty() {
+        (ctx.req.settings.step_timeout, "nothing")
+    } else {
+        let st = &ctx.req.settings;
+        (
+            st.step_timeout.max(st.undo_timeout),
+            "the application lock is released",
+        )
+    };
+    let description = if watch.release.is_empty() {
+        "read the directory on every domain controller until each returns the new value"
+    } else {
+        "release the failover lock; read the directory on every domain controller until each returns the new value"
+    };
     ctx.batch(
         S::AwaitingDirectory,
-        "read the directory on every domain controller until each returns the new value",
+        description,
         "committed and verified",
-        "nothing",
+        changes,
         ops,
         timeout,
         true,
@@ -74,7 +99,12 @@ pub(super) fn on_results(
     now: Duration,
 ) -> State {
     watch.pending.clear();
+    watch.release.clear();
     for (op, r) in ops.iter().zip(results) {
+        if matches!(op, Op::ReleaseLock { .. }) {
+            super::lock::warn_unreleased(ctx, op, r);
+            continue;
+        }
         let dc = op.target();
         let v = match r {
             Ok(OpResult::Directory(v)) => {
@@ -259,13 +289,33 @@ pub(super) mod tests {
         assert!(
             m.history()
                 .windows(2)
-                .any(|p| p == [S::DirectoryPause, S::ReleasingLocks])
+                .any(|p| p == [S::DirectoryPause, S::Done])
         );
+    }
+
+    /// The lock is released with the first reads, not after the watch.
+    #[test]
+    fn the_lock_is_released_with_the_first_reads() {
+        let mut w = World::planned().with_ad(2);
+        w.lag_dc(1, 2);
+        let mut m = w.machine(planned());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        let h = m.history();
+        assert!(!h.contains(&S::ReleasingLocks), "{h:?}");
+        assert!(h.windows(2).any(|p| p == [S::AwaitingDirectory, S::Done]));
+        let releases = w
+            .mutations()
+            .into_iter()
+            .filter(|op| matches!(op, crate::op::Op::ReleaseLock { .. }))
+            .count();
+        assert_eq!(releases, 2, "each lock released once");
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[
         waits_until_every_dc_returns_the_new_value,
         a_dc_that_does_not_converge_is_a_warning_with_its_value,
         cancel_during_the_wait_stops_watching,
+        the_lock_is_released_with_the_first_reads,
     ];
 }

@@ -1,60 +1,86 @@
 //! The failover lock: taken on every instance the run touches, confirmed right before the
-//! fence, released at the end whatever happened.
+//! fence (in the gate's last step, see [`super::replication`]), released at the end whatever
+//! happened (after a commit, with the directory watch's first reads).
 
 use super::{Action, Ctx, Locked, Plan, Results, Run, S, State, release};
+use crate::error::BackendError;
 use crate::model::InstanceAddr;
 use crate::op::{Op, OpResult};
 use crate::outcome::{Outcome, Refusal};
 use crate::server::LockAttempt;
 
-pub(super) fn enter_acquiring(ctx: &mut Ctx, plan: &Plan) -> Action {
+/// The lock calls that ride in the first preflight step: one per instance it probes (what-if
+/// assumes them granted). Taking it on every instance the run might touch, before the
+/// plan says which ones it needs, costs no extra step: the lock sessions connect while the
+/// probes run.
+pub(super) fn acquire_ops<'a>(
+    ctx: &Ctx,
+    instances: impl IntoIterator<Item = &'a InstanceAddr>,
+) -> Vec<Op> {
     let resource = &ctx.req.settings.lock_resource;
-    let ops = plan
-        .lock_instances()
+    instances
         .into_iter()
         .map(|i| Op::AcquireLock {
-            instance: i,
+            instance: i.clone(),
             resource: resource.clone(),
         })
-        .collect();
-    let timeout = ctx.req.settings.step_timeout;
-    ctx.batch(
-        S::AcquiringLocks,
-        "take the failover lock so no other run can start",
-        "no other failover or restore is running",
-        "an application lock in master (released at the end)",
-        ops,
-        timeout,
-        true,
-    )
+        .collect()
 }
 
-/// Locked everywhere: check again under the lock. Held elsewhere or failed: refuse, releasing
-/// whatever was (or may have been) granted.
-pub(super) fn on_acquired(ctx: &mut Ctx, plan: Box<Plan>, ops: &[Op], results: Results) -> State {
-    let mut locks = Vec::new();
-    let mut holders = Vec::new();
-    let mut errors = Vec::new();
-    for (op, r) in ops.iter().zip(results) {
+/// What the first preflight step's lock calls returned, per instance.
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    /// Granted.
+    granted: Vec<InstanceAddr>,
+    /// Held by another session.
+    holders: Vec<InstanceAddr>,
+    /// Failed (the lock may have been granted before the error).
+    errors: Vec<(InstanceAddr, BackendError)>,
+}
+
+impl Attempts {
+    /// Notes one lock call's result.
+    pub(super) fn note(&mut self, instance: &InstanceAddr, r: Result<OpResult, BackendError>) {
         match r {
-            Ok(OpResult::Lock(LockAttempt::Granted)) => {
-                locks.push(op.instance().cloned().expect("a SQL call"))
-            }
-            Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),
-            Err(e) => {
-                // The lock may have been granted before the error: release it too.
-                locks.push(op.instance().cloned().expect("a SQL call"));
-                errors.push(e);
-            }
+            Ok(OpResult::Lock(LockAttempt::Granted)) => self.granted.push(instance.clone()),
+            Ok(_) => self.holders.push(instance.clone()),
+            Err(e) => self.errors.push((instance.clone(), e)),
         }
     }
-    if !holders.is_empty() {
+
+    /// Every instance where the lock is (or may be) held: released when the run stops.
+    pub(super) fn taken(&self) -> Vec<InstanceAddr> {
+        self.granted
+            .iter()
+            .chain(self.errors.iter().map(|(i, _)| i))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The first check passed: the lock must be held on every instance the plan needs (and by no
+/// one else anywhere), then the run checks again under it.
+pub(super) fn on_first_check(ctx: &mut Ctx, plan: &Plan, attempts: Attempts) -> State {
+    let needed = plan.lock_instances();
+    if !attempts.holders.is_empty() {
         let resource = ctx.req.settings.lock_resource.clone();
-        return ctx.refuse(locks, Refusal::LockHeld { resource, holders });
+        let holders = attempts.holders.clone();
+        return ctx.refuse(attempts.taken(), Refusal::LockHeld { resource, holders });
     }
-    if !errors.is_empty() {
-        return ctx.refuse(locks, Refusal::LockFailed { errors });
+    let failed: Vec<BackendError> = attempts
+        .errors
+        .iter()
+        .filter(|(i, _)| needed.contains(i))
+        .map(|(_, e)| e.clone())
+        .collect();
+    if !failed.is_empty() {
+        return ctx.refuse(attempts.taken(), Refusal::LockFailed { errors: failed });
     }
+    // Every instance the run needs is locked. An instance it does not need whose lock call
+    // failed is left alone: on the SQL backends a failed lock call discards its session, and
+    // the server releases what a session held with it; releasing it would only wait for an
+    // instance that is down (a disaster recovery's old source).
+    let locks = attempts.granted;
     if ctx.cancel {
         return release(
             locks,
@@ -65,39 +91,19 @@ pub(super) fn on_acquired(ctx: &mut Ctx, plan: Box<Plan>, ops: &[Op], results: R
     }
     State::Preflight(Some(Locked {
         locks,
-        serving: plan.lock_instances(),
+        serving: needed,
     }))
 }
 
-pub(super) fn enter_confirming(ctx: &mut Ctx, run: &Run) -> Action {
-    let resource = &ctx.req.settings.lock_resource;
-    let ops = run
+/// Right before the fence: the lock checks that rode in the gate's last step (`checks`, one
+/// per lock, in order; none in what-if). A lost lock stops the run with nothing changed.
+pub(super) fn confirmed(ctx: &mut Ctx, run: Box<Run>, checks: Results) -> State {
+    let lost: Vec<InstanceAddr> = run
         .locks
         .iter()
-        .map(|i| Op::CheckLock {
-            instance: i.clone(),
-            resource: resource.clone(),
-        })
-        .collect();
-    let timeout = ctx.req.settings.step_timeout;
-    ctx.batch(
-        S::ConfirmingLocks,
-        "confirm the lock is still held",
-        "lock taken",
-        "nothing",
-        ops,
-        timeout,
-        true,
-    )
-}
-
-/// Right before the fence: a lost lock stops the run with nothing changed.
-pub(super) fn on_confirmed(ctx: &mut Ctx, run: Box<Run>, ops: &[Op], results: Results) -> State {
-    let lost: Vec<InstanceAddr> = ops
-        .iter()
-        .zip(results)
+        .zip(checks)
         .filter(|(_, r)| !matches!(r, Ok(OpResult::LockHeld(true))))
-        .map(|(o, _)| o.instance().cloned().expect("a SQL call"))
+        .map(|(i, _)| i.clone())
         .collect();
     if !lost.is_empty() {
         return ctx.refuse(run.locks, Refusal::LockLost { instances: lost });
@@ -137,14 +143,24 @@ pub(super) fn enter_releasing(ctx: &mut Ctx, locks: &[InstanceAddr]) -> Action {
 /// A release that fails is a warning: the lock goes with the session.
 pub(super) fn on_released(ctx: &mut Ctx, outcome: Outcome, ops: &[Op], results: Results) -> State {
     for (op, r) in ops.iter().zip(results) {
-        if let Err(e) = r {
-            ctx.f.warnings.push(format!(
-                "releasing the lock on {} failed ({e}); it is released when the connection closes",
-                op.target()
-            ));
-        }
+        warn_unreleased(ctx, op, r);
     }
     State::Done(outcome)
+}
+
+/// The warning for a release `op` that failed (also used where the release rides in another
+/// step, see [`super::directory`]).
+pub(super) fn warn_unreleased(
+    ctx: &mut Ctx,
+    op: &Op,
+    r: Result<crate::op::OpResult, crate::error::BackendError>,
+) {
+    if let Err(e) = r {
+        ctx.f.warnings.push(format!(
+            "releasing the lock on {} failed ({e}); it is released when the connection closes",
+            op.target()
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -159,8 +175,11 @@ pub(super) mod tests {
     fn lock_held_elsewhere_with_none_taken_ends_at_once() {
         let mut w = World::planned();
         w.answer(
-            S::AcquiringLocks,
-            |_| Some(Ok(OpResult::Lock(LockAttempt::Held))),
+            S::Preflight,
+            |op| {
+                matches!(op, Op::AcquireLock { .. })
+                    .then_some(Ok(OpResult::Lock(LockAttempt::Held)))
+            },
             9,
         );
         let (o, h) = w.run(planned());
@@ -168,23 +187,23 @@ pub(super) mod tests {
             Some(Refusal::LockHeld { holders, .. }) => assert_eq!(holders.len(), 2),
             _ => panic!("{o}"),
         }
-        assert_eq!(h, [S::Preflight, S::AcquiringLocks, S::Done]);
+        assert_eq!(h, [S::Preflight, S::Done]);
     }
 
     #[test]
     fn lock_held_on_one_instance_releases_the_other() {
         let mut w = World::planned();
         w.answer(
-            S::AcquiringLocks,
-            |op| (op.instance() == Some(&a())).then_some(Ok(OpResult::Lock(LockAttempt::Held))),
+            S::Preflight,
+            |op| {
+                (matches!(op, Op::AcquireLock { .. }) && op.instance() == Some(&a()))
+                    .then_some(Ok(OpResult::Lock(LockAttempt::Held)))
+            },
             9,
         );
         let (o, h) = w.run(planned());
         assert!(matches!(o.refusal(), Some(Refusal::LockHeld { .. })), "{o}");
-        assert_eq!(
-            h,
-            [S::Preflight, S::AcquiringLocks, S::ReleasingLocks, S::Done]
-        );
+        assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
         assert!(
             w.mutations()
                 .iter()
@@ -195,7 +214,11 @@ pub(super) mod tests {
     #[test]
     fn lock_error_refuses_and_releases_what_may_have_been_granted() {
         let mut w = World::planned();
-        w.fail(S::AcquiringLocks, |op| op.instance() == Some(&a()), 9);
+        w.fail(
+            S::Preflight,
+            |op| matches!(op, Op::AcquireLock { .. }) && op.instance() == Some(&a()),
+            9,
+        );
         let (o, _) = w.run(planned());
         assert!(
             matches!(o.refusal(), Some(Refusal::LockFailed { .. })),
@@ -213,23 +236,28 @@ pub(super) mod tests {
     fn lock_lost_before_the_fence_changes_nothing() {
         let mut w = World::planned();
         w.answer(
-            S::ConfirmingLocks,
-            |_| Some(Ok(OpResult::LockHeld(false))),
+            S::AwaitingReplication,
+            |op| matches!(op, Op::CheckLock { .. }).then_some(Ok(OpResult::LockHeld(false))),
             9,
         );
         let (o, h) = w.run(planned());
         assert!(matches!(o.refusal(), Some(Refusal::LockLost { .. })), "{o}");
         assert!(
             h.windows(2)
-                .any(|p| p == [S::ConfirmingLocks, S::ReleasingLocks])
+                .any(|p| p == [S::AwaitingReplication, S::ReleasingLocks])
         );
         assert!(!h.contains(&S::Fencing));
+        assert!(
+            !w.mutations()
+                .iter()
+                .any(|op| matches!(op, Op::SetReadOnly { .. }))
+        );
     }
 
     #[test]
     fn cancelled_while_confirming_the_lock_changes_nothing() {
         let mut w = World::planned();
-        w.cancel_in(S::ConfirmingLocks);
+        w.cancel_in(S::AwaitingReplication);
         let (o, h) = w.run(planned());
         assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
         assert!(!h.contains(&S::Fencing));
@@ -238,7 +266,12 @@ pub(super) mod tests {
     #[test]
     fn failed_release_is_a_warning() {
         let mut w = World::planned();
-        w.fail(S::ReleasingLocks, |_| true, 9);
+        // The release rides in the directory watch's first step.
+        w.fail(
+            S::AwaitingDirectory,
+            |op| matches!(op, Op::ReleaseLock { .. }),
+            9,
+        );
         let mut m = crate::machine::Machine::new(planned());
         let o = w.drive(&mut m);
         assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");

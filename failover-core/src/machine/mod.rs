@@ -12,13 +12,13 @@
 //!
 //! | file | states |
 //! |---|---|
-//! | `preflight.rs` | `Preflight` — [`plan`] is a pure function: observations in, a [`Plan`] or a [`Refusal`] out |
-//! | `lock.rs` | `AcquiringLocks`, `ConfirmingLocks`, `ReleasingLocks` |
+//! | `preflight.rs` | `Preflight` (twice: the first check takes the lock in the same step, the second runs under it) — [`plan`] is a pure function: observations in, a [`Plan`] or a [`Refusal`] out |
+//! | `lock.rs` | the lock taken with the first `Preflight`, confirmed in the gate's step, `ReleasingLocks` (`AcquiringLocks` and `ConfirmingLocks` are no longer entered) |
 //! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate: SQL positions, or the Backup Service); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up); `AwaitingBackupService`, `BackupServicePause` (the Backup Service's `FinalState` after the fence) |
 //! | `fence.rs` | `Fencing`, `ProbingFence` |
 //! | `promote.rs` | `ForcingMirror`, `Recovering`, `OpeningTarget`, `RepointingMirror` |
-//! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` |
-//! | `verify.rs` | `Verifying` |
+//! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` (with the end state's probes) |
+//! | `verify.rs` | `Verifying` (the end state; in the publish step when there is one) |
 //! | `directory.rs` | `AwaitingDirectory`, `DirectoryPause` (every DC returns the new value) |
 //! | `undo.rs` | `UndoingPromotion`, `UndoingFence`, `ConfirmingUndo` |
 //! | `restore.rs` | the restore plan and what restore does differently in fence / promote |
@@ -112,12 +112,16 @@ use StateName as S;
 
 /// Every transition the machine can take: (from, to, why).
 pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
-    (S::Preflight, S::AcquiringLocks, "checks pass"),
-    (S::Preflight, S::Done, "refused"),
+    (
+        S::Preflight,
+        S::Preflight,
+        "checks pass, locked in the same step: check again under the lock",
+    ),
+    (S::Preflight, S::Done, "refused (no lock taken)"),
     (
         S::Preflight,
         S::ReleasingLocks,
-        "re-check under the lock failed / cancelled",
+        "refused / lock held or failed / re-check under the lock failed / cancelled",
     ),
     (
         S::Preflight,
@@ -155,36 +159,19 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         S::OpeningTarget,
         "restore: record re-published, nothing to fence or recover",
     ),
-    (
-        S::AcquiringLocks,
-        S::Preflight,
-        "locked: check again under the lock",
-    ),
-    (
-        S::AcquiringLocks,
-        S::ReleasingLocks,
-        "lock held elsewhere / cancelled",
-    ),
-    (
-        S::AcquiringLocks,
-        S::Done,
-        "lock held elsewhere (none taken)",
-    ),
     (S::AwaitingReplication, S::ReplicationPause, "lagging"),
-    (S::AwaitingReplication, S::ConfirmingLocks, "caught up"),
+    (
+        S::AwaitingReplication,
+        S::Fencing,
+        "caught up; the lock confirmed in the same step",
+    ),
     (
         S::AwaitingReplication,
         S::ReleasingLocks,
-        "timeout / error / cancelled",
+        "timeout / error / lock lost / cancelled",
     ),
     (S::ReplicationPause, S::AwaitingReplication, "poll again"),
     (S::ReplicationPause, S::ReleasingLocks, "cancelled"),
-    (S::ConfirmingLocks, S::Fencing, "locks still held"),
-    (
-        S::ConfirmingLocks,
-        S::ReleasingLocks,
-        "lock lost / cancelled",
-    ),
     (S::Fencing, S::ReadingPositions, "fenced"),
     (S::Fencing, S::ProbingFence, "fence failed"),
     (
@@ -302,7 +289,16 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         S::UndoingPromotion,
         "read back: not the new value",
     ),
-    (S::PublishingLocation, S::Verifying, "published"),
+    (
+        S::PublishingLocation,
+        S::ReleasingLocks,
+        "published; verification failed / what-if",
+    ),
+    (
+        S::PublishingLocation,
+        S::AwaitingDirectory,
+        "published and verified: read the directory on every DC",
+    ),
     (
         S::Verifying,
         S::ReleasingLocks,
@@ -320,13 +316,13 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     ),
     (
         S::AwaitingDirectory,
-        S::ReleasingLocks,
-        "every DC converged / timeout (reported)",
+        S::Done,
+        "every DC converged / timeout (reported); the lock was released with the first reads",
     ),
     (S::DirectoryPause, S::AwaitingDirectory, "poll again"),
     (
         S::DirectoryPause,
-        S::ReleasingLocks,
+        S::Done,
         "cancelled: stop watching (reported)",
     ),
     (S::UndoingPromotion, S::UndoingFence, "target fenced again"),
@@ -508,7 +504,6 @@ struct Locked {
 #[derive(Debug, Clone)]
 enum State {
     Preflight(Option<Locked>),
-    AcquiringLocks(Box<Plan>),
     RepublishingRecord(Box<Run>),
     AwaitingReplication {
         run: Box<Run>,
@@ -520,7 +515,6 @@ enum State {
         until: Duration,
         progress: Progress,
     },
-    ConfirmingLocks(Box<Run>),
     Fencing(Box<Run>),
     ProbingFence {
         run: Box<Run>,
@@ -602,11 +596,9 @@ impl State {
     fn name(&self) -> StateName {
         match self {
             State::Preflight(_) => S::Preflight,
-            State::AcquiringLocks(_) => S::AcquiringLocks,
             State::RepublishingRecord(_) => S::RepublishingRecord,
             State::AwaitingReplication { .. } => S::AwaitingReplication,
             State::ReplicationPause { .. } => S::ReplicationPause,
-            State::ConfirmingLocks(_) => S::ConfirmingLocks,
             State::Fencing(_) => S::Fencing,
             State::ProbingFence { .. } => S::ProbingFence,
             State::ReadingPositions(_) => S::ReadingPositions,
@@ -817,8 +809,11 @@ impl Machine {
         assert_eq!(results.len(), self.ctx.last_ops.len(), "one result per op");
         let ops = std::mem::replace(&mut self.ctx.last_ops, Arc::new([]));
         let state = std::mem::replace(&mut self.state, State::Preflight(None));
+        let first_check = matches!(state, State::Preflight(None));
         let next = self.transition(state, &ops, results, now);
-        self.go(next);
+        // The check under the lock is a second `Preflight`: a transition of its own.
+        let again = first_check && matches!(next, State::Preflight(Some(_)));
+        self.go_again(next, again);
         self.enter(now)
     }
 
@@ -874,9 +869,15 @@ impl Machine {
     /// When `TRANSITIONS` does not list the transition: a bug in the machine, caught in
     /// every build (the unit tests take every listed transition).
     fn go(&mut self, next: State) {
+        self.go_again(next, false);
+    }
+
+    /// [`Machine::go`]; `again`: `next` has the current state's name but is a new entry of it
+    /// (the check under the lock), recorded as a transition.
+    fn go_again(&mut self, next: State, again: bool) {
         let from = *self.ctx.history.last().unwrap_or(&S::Preflight);
         let to = next.name();
-        if from != to {
+        if from != to || again {
             assert!(
                 is_legal(from, to),
                 "transition {from} -> {to} is not in TRANSITIONS"
@@ -892,8 +893,7 @@ impl Machine {
     fn enter(&mut self, now: Duration) -> Action {
         let ctx = &mut self.ctx;
         match &mut self.state {
-            State::Preflight(_) => preflight::enter(ctx),
-            State::AcquiringLocks(plan) => lock::enter_acquiring(ctx, plan),
+            State::Preflight(locked) => preflight::enter(ctx, locked.is_none()),
             State::RepublishingRecord(run) => commit::enter_republishing(ctx, run),
             State::AwaitingReplication { run, .. } => replication::enter_awaiting(ctx, run),
             State::ReplicationPause {
@@ -911,7 +911,6 @@ impl Machine {
                 until: *until,
                 progress: progress.clone(),
             },
-            State::ConfirmingLocks(run) => lock::enter_confirming(ctx, run),
             State::Fencing(run) => fence::enter_fencing(ctx, run, now),
             State::ProbingFence { run, .. } => fence::enter_probing(ctx, run),
             State::ReadingPositions(run) => replication::enter_reading(ctx, run),
@@ -940,7 +939,6 @@ impl Machine {
         let ctx = &mut self.ctx;
         match state {
             State::Preflight(locked) => preflight::on_results(ctx, locked, ops, results, now),
-            State::AcquiringLocks(plan) => lock::on_acquired(ctx, plan, ops, results),
             State::RepublishingRecord(run) => {
                 let run = commit::on_republished(ctx, run, ops, results);
                 preflight::begin(ctx, run, now)
@@ -948,7 +946,6 @@ impl Machine {
             State::AwaitingReplication { run, deadline } => {
                 replication::on_awaiting(ctx, run, deadline, results, now)
             }
-            State::ConfirmingLocks(run) => lock::on_confirmed(ctx, run, ops, results),
             State::Fencing(run) => fence::on_fenced(ctx, run, results, now),
             State::ProbingFence { run, failure } => fence::on_probed(run, failure, results),
             State::ReadingPositions(run) => replication::on_reading(ctx, run, results, now),
@@ -967,7 +964,9 @@ impl Machine {
             State::ConfirmingRecord { run, error } => {
                 commit::on_confirmed(ctx, run, error, results, now)
             }
-            State::PublishingLocation { run, .. } => commit::on_published(ctx, run, ops, results),
+            State::PublishingLocation { run, .. } => {
+                commit::on_published(ctx, run, ops, results, now)
+            }
             State::Verifying(run) => verify::on_results(ctx, run, ops, results, now),
             State::AwaitingDirectory { run, watch } => {
                 directory::on_results(ctx, run, watch, ops, results, now)

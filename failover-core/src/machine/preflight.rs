@@ -2,9 +2,10 @@
 //! the CMS is, then decide the run.
 //!
 //! [`plan`] is a pure function from what was observed to a [`Plan`] or a typed [`Refusal`].
-//! It runs twice: before the lock (to know what to lock) and again under the lock.
+//! It runs twice: first with the lock taken in the same step (on every instance probed, so
+//! its probes may have run before the lock was granted), then again under the lock.
 
-use super::{Action, Ctx, Locked, Results, Run, S, State, promote, release, restore};
+use super::{Action, Ctx, Locked, Results, Run, S, State, lock, promote, release, restore};
 use crate::directory::CmsLocation;
 use crate::error::{BackendError, ErrorKind};
 use crate::model::{DatabaseName, InstanceAddr, Store};
@@ -507,8 +508,9 @@ fn plan_dr(
     Ok(plan)
 }
 
-/// The first step: probe every instance and read its location record.
-pub(super) fn enter(ctx: &mut Ctx) -> Action {
+/// Probe every instance and read its location record; the first time (`first`), take the
+/// lock on each of them in the same step.
+pub(super) fn enter(ctx: &mut Ctx, first: bool) -> Action {
     let req = &ctx.req;
     let mut instances: Vec<&InstanceAddr> = Vec::new();
     let stores: [&Store; 2] = match &req.mode {
@@ -520,8 +522,8 @@ pub(super) fn enter(ctx: &mut Ctx) -> Action {
             instances.push(i);
         }
     }
-    let mut ops = Vec::with_capacity(instances.len() * 2);
-    for i in instances {
+    let mut ops = Vec::with_capacity(instances.len() * 3);
+    for &i in &instances {
         ops.push(Op::Probe {
             instance: i.clone(),
             databases: req.topology.databases.clone(),
@@ -530,6 +532,25 @@ pub(super) fn enter(ctx: &mut Ctx) -> Action {
             instance: i.clone(),
         });
     }
+    let locks = if first {
+        lock::acquire_ops(ctx, instances.iter().copied())
+    } else {
+        Vec::new()
+    };
+    let (description, precondition, changes) = if locks.is_empty() {
+        (
+            "probe every instance, read the recorded CMS location and the directory",
+            "none",
+            "nothing",
+        )
+    } else {
+        (
+            "take the failover lock; probe every instance, read the recorded CMS location and the directory",
+            "no other failover or restore is running",
+            "an application lock in master (released at the end)",
+        )
+    };
+    ops.extend(locks);
     if !ctx.dir.commit_on_target
         && let Some(dc) = ctx.dir.controllers.first()
     {
@@ -544,9 +565,9 @@ pub(super) fn enter(ctx: &mut Ctx) -> Action {
     };
     ctx.batch(
         S::Preflight,
-        "probe every instance, read the recorded CMS location and the directory",
-        "none",
-        "nothing",
+        description,
+        precondition,
+        changes,
         ops,
         timeout,
         true,
@@ -565,8 +586,10 @@ pub(super) fn on_results(
         epoch_floor: ctx.epoch_floor,
         ..Observations::default()
     };
+    let mut attempts = lock::Attempts::default();
     for (op, r) in ops.iter().zip(results) {
         match (op, r) {
+            (Op::AcquireLock { instance, .. }, r) => attempts.note(instance, r),
             (Op::Probe { instance, .. }, Ok(OpResult::Probe(p))) => {
                 obs.probes.insert(instance.clone(), Ok(p));
             }
@@ -587,7 +610,9 @@ pub(super) fn on_results(
                 let unexpected = Refusal::UnexpectedResult {
                     state: S::Preflight,
                 };
-                return ctx.refuse(locks_of(locked), unexpected);
+                let mut locks = locks_of(locked);
+                locks.extend(attempts.taken());
+                return ctx.refuse(locks, unexpected);
             }
         }
     }
@@ -596,11 +621,15 @@ pub(super) fn on_results(
     ctx.f.probes = obs.probes;
     let plan = match plan {
         Ok(p) => p,
-        Err(refusal) => return ctx.refuse(locks_of(locked), *refusal),
+        Err(refusal) => {
+            let mut locks = locks_of(locked);
+            locks.extend(attempts.taken());
+            return ctx.refuse(locks, *refusal);
+        }
     };
     ctx.f.warnings.clone_from(&plan.warnings);
     let Some(Locked { locks, serving }) = locked else {
-        return State::AcquiringLocks(Box::new(plan));
+        return lock::on_first_check(ctx, &plan, attempts);
     };
     let now_serving = plan.lock_instances();
     if now_serving != serving {
@@ -663,7 +692,7 @@ pub(super) mod tests {
     use crate::machine::script::*;
 
     #[test]
-    fn refused_before_the_lock_takes_nothing() {
+    fn refused_by_the_first_check_releases_the_lock_and_changes_nothing_else() {
         let mut w = World::planned();
         w.set_writable(&b(), true);
         let (o, h) = w.run(planned());
@@ -671,8 +700,46 @@ pub(super) mod tests {
             matches!(o.refusal(), Some(Refusal::TargetWritable { instance, .. }) if *instance == b()),
             "{o}"
         );
-        assert_eq!(h, [S::Preflight, S::Done]);
+        assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
+        assert!(
+            w.mutations()
+                .iter()
+                .all(|op| matches!(op, Op::AcquireLock { .. } | Op::ReleaseLock { .. })),
+            "{:?}",
+            w.mutations()
+        );
+    }
+
+    /// What-if assumes the lock (and its release) and takes nothing.
+    #[test]
+    fn what_if_refused_by_the_first_check_takes_nothing() {
+        let mut w = World::planned();
+        w.set_writable(&b(), true);
+        let mut req = planned();
+        req.what_if = true;
+        let (o, h) = w.run(req);
+        assert!(o.refusal().is_some(), "{o}");
+        assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
         assert!(w.mutations().is_empty());
+    }
+
+    /// The lock is taken in the first check's step, on every instance it probes, and the
+    /// check runs again under it.
+    #[test]
+    fn the_lock_is_taken_with_the_first_check() {
+        let mut w = World::planned();
+        let (o, h) = w.run(planned());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert_eq!(
+            &h[..3],
+            &[S::Preflight, S::Preflight, S::AwaitingReplication]
+        );
+        let first: Vec<_> = w
+            .mutations()
+            .into_iter()
+            .take_while(|op| matches!(op, Op::AcquireLock { .. }))
+            .collect();
+        assert_eq!(first.len(), 2, "{:?}", w.mutations());
     }
 
     #[test]
@@ -737,22 +804,13 @@ pub(super) mod tests {
             matches!(o.refusal(), Some(Refusal::ServingChanged { .. })),
             "{o}"
         );
-        assert_eq!(
-            h,
-            [
-                S::Preflight,
-                S::AcquiringLocks,
-                S::Preflight,
-                S::ReleasingLocks,
-                S::Done
-            ]
-        );
+        assert_eq!(h, [S::Preflight, S::Preflight, S::ReleasingLocks, S::Done]);
     }
 
     #[test]
     fn cancelled_under_the_lock_changes_nothing() {
         let mut w = World::planned();
-        w.cancel_in(S::AcquiringLocks);
+        w.cancel_in(S::Preflight);
         let (o, h) = w.run(planned());
         assert!(matches!(o, Outcome::Cancelled { .. }), "{o}");
         assert!(h.contains(&S::ReleasingLocks));
@@ -785,8 +843,12 @@ pub(super) mod tests {
                 Some(Refusal::RecordTie { epoch: 3, stores }) => assert_eq!(stores.len(), 2),
                 _ => panic!("{o}"),
             }
-            assert_eq!(h, [S::Preflight, S::Done]);
-            assert!(w.mutations().is_empty());
+            assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
+            assert!(
+                w.mutations()
+                    .iter()
+                    .all(|op| matches!(op, Op::AcquireLock { .. } | Op::ReleaseLock { .. }))
+            );
         }
     }
 
@@ -826,8 +888,12 @@ pub(super) mod tests {
             _ => panic!("{o}"),
         }
         assert_eq!(o.exit_code(), 3);
-        assert_eq!(h, [S::Preflight, S::Done]);
-        assert!(w.mutations().is_empty());
+        assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
+        assert!(
+            w.mutations()
+                .iter()
+                .all(|op| matches!(op, Op::AcquireLock { .. } | Op::ReleaseLock { .. }))
+        );
     }
 
     /// The DC changes go to cannot be read: refused, nothing changed.
@@ -840,13 +906,19 @@ pub(super) mod tests {
             matches!(o.refusal(), Some(Refusal::DirectoryUnreadable { .. })),
             "{o}"
         );
-        assert!(w.mutations().is_empty());
+        assert!(
+            w.mutations()
+                .iter()
+                .all(|op| matches!(op, Op::AcquireLock { .. } | Op::ReleaseLock { .. }))
+        );
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[
         a_directory_elsewhere_is_refused_with_both_values,
         an_unreadable_directory_is_refused,
-        refused_before_the_lock_takes_nothing,
+        refused_by_the_first_check_releases_the_lock_and_changes_nothing_else,
+        what_if_refused_by_the_first_check_takes_nothing,
+        the_lock_is_taken_with_the_first_check,
         unreadable_record_on_a_reachable_instance_refuses,
         planned_refuses_a_source_that_is_read_only_already,
         planned_refuses_when_already_recorded_on_the_backup,

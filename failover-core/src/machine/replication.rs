@@ -9,7 +9,7 @@
 //! A failing, hanging or unparseable status command is a refusal before the fence and a
 //! failure that undoes the fence after it.
 
-use super::{Action, Cause, Ctx, Progress, Results, Run, S, State, promote, release};
+use super::{Action, Cause, Ctx, Progress, Results, Run, S, State, lock, promote, release};
 use crate::backup_service::{BackupServiceSettings, CMS_MODULE, ModuleStatus, Readiness};
 use crate::error::{BackendError, ErrorKind, Operation};
 use crate::model::DatabaseName;
@@ -90,15 +90,32 @@ fn caught_up(lag: &[(DatabaseName, Option<u64>)], max: u64) -> bool {
     lag.iter().all(|(_, l)| l.is_some_and(|l| l <= max))
 }
 
+/// The lock checks that ride in every gate step (what-if assumes them held): the step that
+/// passes the gate confirms the lock too, right before the fence.
+fn lock_checks(ctx: &Ctx, run: &Run) -> Vec<Op> {
+    let resource = &ctx.req.settings.lock_resource;
+    run.locks
+        .iter()
+        .map(|i| Op::CheckLock {
+            instance: i.clone(),
+            resource: resource.clone(),
+        })
+        .collect()
+}
+
 pub(super) fn enter_awaiting(ctx: &mut Ctx, run: &Run) -> Action {
     if gate(ctx).is_some() {
         let timeout = ctx.req.settings.step_timeout;
+        let mut ops = gate_op(run);
+        ops.extend(lock_checks(ctx, run));
         return ctx.batch(
             S::AwaitingReplication,
-            format!("check that the Backup Service has no backlog ({CMS_MODULE})"),
+            format!(
+                "check that the Backup Service has no backlog ({CMS_MODULE}) and that the lock is still held"
+            ),
             "the Backup Service reports SteadyState or FinalState",
             "nothing",
-            gate_op(run),
+            ops,
             timeout,
             true,
         );
@@ -107,7 +124,7 @@ pub(super) fn enter_awaiting(ctx: &mut Ctx, run: &Run) -> Action {
     let (timeout, max_lag) = (st.step_timeout, st.max_lag);
     // Planned plans always name the source; without one the gate cannot pass (one result
     // instead of two is refused as unexpected), it is never skipped.
-    let ops = run
+    let mut ops: Vec<Op> = run
         .plan
         .source
         .iter()
@@ -117,9 +134,10 @@ pub(super) fn enter_awaiting(ctx: &mut Ctx, run: &Run) -> Action {
             databases: ctx.req.topology.databases.clone(),
         })
         .collect();
+    ops.extend(lock_checks(ctx, run));
     ctx.batch(
         S::AwaitingReplication,
-        "check that replication to the backup is done",
+        "check that replication to the backup is done and that the lock is still held",
         format!("the backup is within {max_lag} change(s) of the source"),
         "nothing",
         ops,
@@ -133,11 +151,13 @@ pub(super) fn on_awaiting(
     ctx: &mut Ctx,
     run: Box<Run>,
     deadline: Duration,
-    results: Results,
+    mut results: Results,
     now: Duration,
 ) -> State {
+    let n_checks = lock_checks(ctx, &run).len();
+    let checks = results.split_off(results.len().saturating_sub(n_checks));
     if let Some(bs) = gate(ctx).cloned() {
-        return on_gate(ctx, run, deadline, results, now, &bs);
+        return on_gate(ctx, run, deadline, results, checks, now, &bs);
     }
     let st = &ctx.req.settings;
     let (max_lag, poll, timeout) = (st.max_lag, st.poll_interval, st.replication_timeout);
@@ -149,7 +169,7 @@ pub(super) fn on_awaiting(
             if ctx.what_if() {
                 // What-if hook: a blocker, and the plan goes on.
                 ctx.f.blockers.push(refusal.to_string());
-                return State::ConfirmingLocks(run);
+                return lock::confirmed(ctx, run, checks);
             }
             return ctx.refuse(run.locks, refusal);
         }
@@ -164,7 +184,7 @@ pub(super) fn on_awaiting(
     };
     let lag = lags(ctx.dbs(), &src, &tgt);
     if caught_up(&lag, max_lag) {
-        return State::ConfirmingLocks(run);
+        return lock::confirmed(ctx, run, checks);
     }
     if ctx.what_if() {
         return what_if_gate(ctx, run, tgt, lag, now);
@@ -236,7 +256,8 @@ fn what_if_gate(
         );
         ctx.f.blockers.push(b);
     }
-    State::ConfirmingLocks(run)
+    // What-if: the lock is assumed held.
+    lock::confirmed(ctx, run, Vec::new())
 }
 
 pub(super) fn on_replication_timer(
@@ -318,13 +339,14 @@ fn on_gate(
     run: Box<Run>,
     deadline: Duration,
     results: Results,
+    checks: Results,
     now: Duration,
     bs: &BackupServiceSettings,
 ) -> State {
     let refusal = match status_of(results, &run) {
         Err(error) => Refusal::BackupServiceUnreadable { error },
         Ok(status) => match status.before_fence() {
-            Readiness::Ready => return State::ConfirmingLocks(run),
+            Readiness::Ready => return lock::confirmed(ctx, run, checks),
             Readiness::Blocked(reason) => Refusal::BackupServiceBlocked {
                 state: status.export,
                 reason,
@@ -335,7 +357,7 @@ fn on_gate(
                     ctx.f.warnings.push(format!(
                         "the Backup Service reports a backlog right now ({CMS_MODULE} ExportStatus {state}); the run would wait for it, up to {timeout:?}, before fencing"
                     ));
-                    return State::ConfirmingLocks(run);
+                    return lock::confirmed(ctx, run, checks);
                 }
                 if ctx.cancel {
                     return release(
@@ -372,7 +394,7 @@ fn on_gate(
             other => other.to_string(),
         };
         blocker(ctx, text);
-        return State::ConfirmingLocks(run);
+        return lock::confirmed(ctx, run, checks);
     }
     ctx.refuse(run.locks, refusal)
 }

@@ -109,7 +109,7 @@ pub(super) mod tests {
             matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
             "{o}"
         );
-        assert!(h.starts_with(&[S::Preflight, S::AcquiringLocks, S::Preflight, S::Fencing]));
+        assert!(h.starts_with(&[S::Preflight, S::Preflight, S::Fencing]));
         assert!(w.writable(&b()) && !w.any_writable(&a()));
     }
 
@@ -123,12 +123,7 @@ pub(super) mod tests {
             "{o}"
         );
         assert!(h.contains(&S::OpeningTarget) && !h.contains(&S::Fencing));
-        assert!(h.ends_with(&[
-            S::Verifying,
-            S::AwaitingDirectory,
-            S::ReleasingLocks,
-            S::Done
-        ]));
+        assert!(h.ends_with(&[S::Verifying, S::AwaitingDirectory, S::Done]));
     }
 
     #[test]
@@ -142,10 +137,7 @@ pub(super) mod tests {
             matches!(&o, Outcome::Succeeded { active, .. } if *active == b()),
             "{o}"
         );
-        assert_eq!(
-            &h[..4],
-            &[S::Preflight, S::AcquiringLocks, S::Preflight, S::Recovering]
-        );
+        assert_eq!(&h[..3], &[S::Preflight, S::Preflight, S::Recovering]);
     }
 
     #[test]

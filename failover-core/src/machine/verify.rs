@@ -20,8 +20,14 @@ fn all_instances(ctx: &Ctx, run: &Run) -> Vec<InstanceAddr> {
     v
 }
 
+/// The probes that verify the end state (also sent with the publish, see
+/// [`super::commit::enter_publishing`]).
+pub(super) fn probes(ctx: &Ctx, run: &Run) -> Vec<Op> {
+    ctx.probes(&all_instances(ctx, run))
+}
+
 pub(super) fn enter(ctx: &mut Ctx, run: &Run) -> Action {
-    let ops = ctx.probes(&all_instances(ctx, run));
+    let ops = probes(ctx, run);
     let timeout = ctx.req.settings.step_timeout;
     ctx.batch(
         S::Verifying,
@@ -149,7 +155,46 @@ pub(super) mod tests {
             Some(Failure::EndStateWrong { problems }) => assert_eq!(problems.len(), 2),
             _ => panic!("{o}"),
         }
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::PublishingLocation, S::ReleasingLocks])
+        );
+    }
+
+    /// Restore whose records already name the directory's store verifies in its own step.
+    #[test]
+    fn restore_verifies_in_its_own_step() {
+        let mut w = World::planned();
+        w.set_writable(&a(), false);
+        let (o, h) = w.run(restore());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(h.windows(2).any(|p| p == [S::OpeningTarget, S::Verifying]));
+        assert!(!h.contains(&S::PublishingLocation));
+    }
+
+    /// What-if restore of a healthy estate verifies in its own step, then releases.
+    #[test]
+    fn what_if_restore_verifies_then_releases() {
+        let mut w = World::planned();
+        let mut req = restore();
+        req.what_if = true;
+        let (o, h) = w.run(req);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
         assert!(h.windows(2).any(|p| p == [S::Verifying, S::ReleasingLocks]));
+        assert!(w.mutations().is_empty());
+    }
+
+    /// The end state is probed in the publish step (one round trip, not two).
+    #[test]
+    fn the_end_state_is_verified_with_the_publish() {
+        let mut w = World::planned();
+        let (o, h) = w.run(planned());
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(!h.contains(&S::Verifying));
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::PublishingLocation, S::AwaitingDirectory])
+        );
     }
 
     #[test]
@@ -179,6 +224,9 @@ pub(super) mod tests {
 
     pub(crate) const SCENARIOS: &[fn()] = &[
         a_second_writable_copy_at_the_end_needs_restore,
+        restore_verifies_in_its_own_step,
+        what_if_restore_verifies_then_releases,
+        the_end_state_is_verified_with_the_publish,
         what_if_succeeds_with_a_plan_and_changes_nothing,
         unreachable_instance_at_the_end_is_a_warning,
     ];

@@ -162,9 +162,8 @@ async fn a_gone_lock_session_means_not_held_and_the_lock_is_taken_anew() {
     // release_lock: gone -> released with the session, nothing else sent.
     let b = backend(vec![gone()]);
     b.release_lock(&a(), RES).await.unwrap();
-    assert_eq!(sql_sent(&b), vec![build::lock_mode(RES)]);
-    let b = backend(vec![mode("Exclusive"), gone()]);
-    b.release_lock(&a(), RES).await.unwrap();
+    assert_eq!(sql_sent(&b), vec![build::release_lock(RES)]);
+    assert_eq!(sent(&b)[0].1, Session::Lock);
 }
 
 #[tokio::test]
@@ -188,16 +187,20 @@ async fn the_lock_is_never_stacked_and_released_once() {
         ErrorKind::Transient
     );
 
-    let b = backend(vec![mode("Exclusive"), one(int(0))]);
+    // Released in one round trip, no APPLOCK_MODE check first.
+    let b = backend(vec![one(int(0))]);
     b.release_lock(&a(), RES).await.unwrap();
-    assert_eq!(
-        sql_sent(&b),
-        vec![build::lock_mode(RES), build::release_lock(RES)]
-    );
-    // Not held: no sp_releaseapplock (it would raise 1223).
-    let b = backend(vec![mode("NoLock")]);
+    assert_eq!(sql_sent(&b), vec![build::release_lock(RES)]);
+    // Not held: the server's 1223 is success (nothing to release).
+    let b = backend(vec![Err(TransportError::server(
+        1223,
+        "Cannot release the application lock (Database Principal: 'public', Resource: 'cms-failover') because it is not currently held.",
+    ))]);
     b.release_lock(&a(), RES).await.unwrap();
     assert_eq!(sql_sent(&b).len(), 1);
+    // Any other error is an error.
+    let b = backend(vec![Err(TransportError::server(1205, "deadlock victim"))]);
+    assert!(b.release_lock(&a(), RES).await.is_err());
 
     // A connect failure on the lock session is an error, not "not held".
     let b = backend(vec![Err(TransportError::failed(
@@ -240,7 +243,7 @@ async fn positions_of_a_mirror_are_read_on_its_partner() {
         instances,
         vec![
             (a(), Session::Ops),
-            (a(), Session::Ops),
+            (a(), Session::Read),
             (a2(), Session::Ops),
             (a(), Session::Ops)
         ]
@@ -499,7 +502,7 @@ async fn statements_are_exactly_the_batches_sent() {
                 instance: i.clone(),
                 resource: RES.into(),
             },
-            vec![mode("Exclusive"), one(int(0))],
+            vec![one(int(0))],
         ),
         (
             Op::CheckLock {
