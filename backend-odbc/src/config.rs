@@ -117,6 +117,12 @@ pub struct OdbcConfig {
     pub user: Option<String>,
     /// Its password (`None`: the DSN/template supplies it, or the login needs none).
     pub password: Option<Secret>,
+    /// Log in with the process's Kerberos credentials (the ticket cache `KRB5CCNAME` or a
+    /// client keytab `KRB5_CLIENT_KTNAME`) instead of a SQL login: no `UID`/`PWD`,
+    /// `Trusted_Connection=yes` and `ServerSPN=MSSQLSvc/<instance host>:<port>` (when the
+    /// port is known) are added to the connection string. FreeTDS then logs in with GSSAPI
+    /// (Debian's `tdsodbc` links libgssapi_krb5), as does Microsoft's driver.
+    pub integrated: bool,
     /// Transport encryption for generated strings (TLS with the system trust store by
     /// default).
     pub encryption: Encryption,
@@ -148,6 +154,7 @@ impl OdbcConfig {
             endpoints: HashMap::new(),
             user: None,
             password: None,
+            integrated: false,
             encryption: Encryption::default(),
             host_name_in_certificate: None,
             database: "master".into(),
@@ -171,6 +178,27 @@ impl OdbcConfig {
         self.user = Some(user.into());
         self.password = Some(password);
         self
+    }
+
+    /// Logs in with Kerberos ([`Self::integrated`]) instead of a SQL login.
+    pub fn with_kerberos(mut self) -> Self {
+        self.integrated = true;
+        self.user = None;
+        self.password = None;
+        self
+    }
+
+    /// The SPN a Kerberos login to `instance` asks a ticket for: `MSSQLSvc/<host of the
+    /// instance name>:<port>` with the endpoint's or the address's port; `None` for a named
+    /// instance without either (its port comes from SQL Browser at connect time).
+    pub fn spn(&self, instance: &InstanceAddr) -> Option<String> {
+        let port = match self.endpoints.get(instance) {
+            Some(sa) => sa.port(),
+            None => instance
+                .port()
+                .or(instance.instance().is_none().then_some(1433))?,
+        };
+        Some(failover_tsql::kerberos::spn(instance.host().as_str(), port))
     }
 
     /// Sets the endpoint override map.
@@ -235,6 +263,12 @@ impl OdbcConfig {
                 s
             }
         };
+        if self.integrated {
+            s.push_str(";Trusted_Connection=Yes");
+            if let Some(spn) = self.spn(instance) {
+                s.push_str(&format!(";ServerSPN={}", escape_value(&spn)));
+            }
+        }
         if let Some(user) = &self.user {
             s.push_str(&format!(
                 ";UID={}",
