@@ -28,6 +28,22 @@ fn check_kerberos(kind: BackendKind) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `[login] method = "ntlm"` works only through FreeTDS: tiberius 0.12 has NTLM only on
+/// Windows (feature `winauth`), and Microsoft's ODBC driver on Linux only Kerberos.
+fn check_ntlm(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
+    let freetds = cfg.odbc.flavour == crate::config::OdbcFlavour::FreeTds;
+    if kind == BackendKind::Odbc && freetds {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        format!(
+            "{}: [login] method = \"ntlm\" works only with --backend odbc and the FreeTDS driver",
+            cfg.path.display()
+        ),
+        "tiberius cannot do NTLM on Linux and Microsoft's ODBC driver on Linux only Kerberos: use --backend odbc with [odbc] driver = \"FreeTDS\", or method = \"kerberos\"",
+    ))
+}
+
 /// Checks that the connection options can work with this build, before any connection.
 pub fn check(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
     if kind == BackendKind::Tiberius && cfg.connection.tls != TlsMode::Off && !TLS_AVAILABLE {
@@ -82,8 +98,10 @@ pub fn build(
     call_timeout: Duration,
 ) -> Result<Arc<dyn Backend>, Failure> {
     check(kind, cfg)?;
-    if matches!(credentials, Credentials::Kerberos) {
-        check_kerberos(kind)?;
+    match credentials {
+        Credentials::Kerberos => check_kerberos(kind)?,
+        Credentials::Ntlm { .. } => check_ntlm(kind, cfg)?,
+        Credentials::Sql { .. } => {}
     }
     match kind {
         BackendKind::Tiberius => {
@@ -101,7 +119,9 @@ pub fn build(
                 ),
             };
             let tc = match credentials {
-                Credentials::Sql { user, password } => TiberiusConfig::new(user, password.clone()),
+                Credentials::Sql { user, password } | Credentials::Ntlm { user, password } => {
+                    TiberiusConfig::new(user, password.clone())
+                }
                 Credentials::Kerberos => TiberiusConfig::integrated(),
             };
             let mut tc = tc.with_encryption(enc).with_call_timeout(call_timeout);
@@ -141,7 +161,10 @@ pub fn build(
             };
             oc.sql = cfg.sql.clone();
             let oc = match credentials {
-                Credentials::Sql { user, password } => oc.with_login(user, password.clone()),
+                // FreeTDS logs in with NTLM when the user name is DOMAIN\user.
+                Credentials::Sql { user, password } | Credentials::Ntlm { user, password } => {
+                    oc.with_login(user, password.clone())
+                }
                 Credentials::Kerberos => oc.with_kerberos(),
             };
             let oc = oc.with_timeouts(call_timeout.min(Duration::from_secs(15)), call_timeout);

@@ -127,6 +127,14 @@ pub enum LoginConfig {
     /// `method = "kerberos"`: the process's Kerberos credentials (the ticket cache
     /// `KRB5CCNAME`, or a client keytab `KRB5_CLIENT_KTNAME`); no user, no password.
     Kerberos,
+    /// `method = "ntlm"`: a Windows account `DOMAIN\user` and its password, with NTLM
+    /// (FreeTDS through `--backend odbc` only; tiberius cannot do NTLM on Linux).
+    Ntlm {
+        /// `DOMAIN\user`.
+        user: String,
+        /// Where the password is read from.
+        password: PasswordSource,
+    },
 }
 
 /// A loaded and validated topology file.
@@ -313,7 +321,7 @@ impl Ctx<'_> {
     fn login(&self, l: &RawLogin) -> Result<LoginConfig, ConfigError> {
         let method = l.method.as_ref().map(|m| (m.get_ref().as_str(), m.span()));
         match method {
-            None | Some(("sql", _)) => {
+            None | Some(("sql" | "ntlm", _)) => {
                 let Some(u) = &l.user else {
                     return Err(self.err(
                         method.map(|m| m.1),
@@ -330,10 +338,18 @@ impl Ctx<'_> {
                     ));
                 }
                 let password = self.password(&l.password_env, &l.password_file, "login", u.span())?;
-                Ok(LoginConfig::Sql {
-                    user: user.to_string(),
-                    password,
-                })
+                let user = user.to_string();
+                if matches!(method, Some(("ntlm", _))) {
+                    if !user.split_once('\\').is_some_and(|(d, u)| !d.is_empty() && !u.is_empty()) {
+                        return Err(self.err(
+                            Some(u.span()),
+                            Some("login.user"),
+                            "method = \"ntlm\" needs a Windows account written DOMAIN\\user (in single quotes: user = 'CONTOSO\\svc-cms')",
+                        ));
+                    }
+                    return Ok(LoginConfig::Ntlm { user, password });
+                }
+                Ok(LoginConfig::Sql { user, password })
             }
             Some(("kerberos", span)) => {
                 for (present, key) in [
@@ -355,7 +371,7 @@ impl Ctx<'_> {
             Some((other, span)) => Err(self.err(
                 Some(span),
                 Some("login.method"),
-                format!("`{other}` is not a login method: use \"sql\" (a SQL login and its password) or \"kerberos\" (the process's Kerberos ticket)"),
+                format!("`{other}` is not a login method: use \"sql\" (a SQL login and its password), \"kerberos\" (the process's Kerberos ticket) or \"ntlm\" (DOMAIN\\user and its password, ODBC with FreeTDS only)"),
             )),
         }
     }
@@ -749,6 +765,17 @@ tls = "off"
                 "{e}"
             );
         }
+        let ntlm = GOOD.replace("[login]\n", "[login]\nmethod = \"ntlm\"\n");
+        let e = parse(&ntlm).unwrap_err();
+        assert!(e.message.contains("DOMAIN\\user"), "{e}");
+        let ntlm = ntlm.replace("\"cmsfailover\"", "'CMS\\ops'");
+        assert_eq!(
+            parse(&ntlm).unwrap().login,
+            Some(LoginConfig::Ntlm {
+                user: "CMS\\ops".into(),
+                password: PasswordSource::Env("CMS_PW".into())
+            })
+        );
         let e = parse(&krb.replace("kerberos", "ldap")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("login.method"), "{e}");
         let e = parse(&GOOD.replace("user = \"cmsfailover\"\n", "")).unwrap_err();

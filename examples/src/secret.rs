@@ -17,13 +17,20 @@ pub enum Credentials {
     },
     /// The process's Kerberos credentials (ticket cache or client keytab).
     Kerberos,
+    /// A Windows account `DOMAIN\user` and its password, with NTLM.
+    Ntlm {
+        /// `DOMAIN\user`.
+        user: String,
+        /// Its password.
+        password: Secret,
+    },
 }
 
 impl Credentials {
     /// The secrets to scrub from every output (the password, if any).
     pub fn secrets(&self) -> Vec<&str> {
         match self {
-            Self::Sql { password, .. } => vec![password.expose()],
+            Self::Sql { password, .. } | Self::Ntlm { password, .. } => vec![password.expose()],
             Self::Kerberos => Vec::new(),
         }
     }

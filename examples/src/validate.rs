@@ -193,9 +193,10 @@ pub fn load_login(config: &Config) -> Result<Credentials, Failure> {
             "add [login] with user and password_env (or password_file), or method = \"kerberos\"",
         )
     })?;
-    let (user, password) = match login {
+    let (user, password, ntlm) = match login {
         LoginConfig::Kerberos => return Ok(Credentials::Kerberos),
-        LoginConfig::Sql { user, password } => (user, password),
+        LoginConfig::Sql { user, password } => (user, password, false),
+        LoginConfig::Ntlm { user, password } => (user, password, true),
     };
     let pw = password.load().map_err(|e| {
         Failure::usage(
@@ -206,9 +207,11 @@ pub fn load_login(config: &Config) -> Result<Credentials, Failure> {
             ),
         )
     })?;
-    Ok(Credentials::Sql {
-        user: user.clone(),
-        password: pw,
+    let user = user.clone();
+    Ok(if ntlm {
+        Credentials::Ntlm { user, password: pw }
+    } else {
+        Credentials::Sql { user, password: pw }
     })
 }
 
