@@ -459,6 +459,30 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_has_no_credentials_but_the_spn() {
+        let a = addr("sql-a.cms.test\\RTC");
+        let cfg = OdbcConfig::freetds()
+            .with_encryption(Encryption::Off)
+            .with_login("sa", Secret::new("pw"))
+            .with_kerberos()
+            .with_endpoints(HashMap::from([(
+                a.clone(),
+                "127.0.0.1:14330".parse().unwrap(),
+            )]));
+        assert_eq!(
+            cfg.connection_string(&a).unwrap().expose(),
+            "Driver={FreeTDS};Server=127.0.0.1;Port=14330;Database=master;TDS_Version=7.4;ClientCharset=UTF-8;Encryption=off;Trusted_Connection=Yes;ServerSPN=MSSQLSvc/sql-a.cms.test:14330;"
+        );
+        // A named instance without a known port: the driver names the SPN itself.
+        let b = addr("sql-b.cms.test\\RTC");
+        assert_eq!(cfg.spn(&b), None);
+        assert_eq!(
+            cfg.spn(&addr("sql-c.cms.test,1444")).as_deref(),
+            Some("MSSQLSvc/sql-c.cms.test:1444")
+        );
+    }
+
+    #[test]
     fn freetds_with_endpoint_override() {
         let a = addr("sql-a.cms.test\\RTC");
         let cfg = OdbcConfig::freetds()
