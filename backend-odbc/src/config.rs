@@ -117,6 +117,12 @@ pub struct OdbcConfig {
     pub user: Option<String>,
     /// Its password (`None`: the DSN/template supplies it, or the login needs none).
     pub password: Option<Secret>,
+    /// Log in with the process's Kerberos credentials (the ticket cache `KRB5CCNAME` or a
+    /// client keytab `KRB5_CLIENT_KTNAME`) instead of a SQL login: no `UID`/`PWD`,
+    /// `Trusted_Connection=yes` and `ServerSPN=MSSQLSvc/<instance host>:<port>` (when the
+    /// port is known) are added to the connection string. FreeTDS then logs in with GSSAPI
+    /// (Debian's `tdsodbc` links libgssapi_krb5), as does Microsoft's driver.
+    pub integrated: bool,
     /// Transport encryption for generated strings (TLS with the system trust store by
     /// default).
     pub encryption: Encryption,
@@ -148,6 +154,7 @@ impl OdbcConfig {
             endpoints: HashMap::new(),
             user: None,
             password: None,
+            integrated: false,
             encryption: Encryption::default(),
             host_name_in_certificate: None,
             database: "master".into(),
@@ -171,6 +178,27 @@ impl OdbcConfig {
         self.user = Some(user.into());
         self.password = Some(password);
         self
+    }
+
+    /// Logs in with Kerberos ([`Self::integrated`]) instead of a SQL login.
+    pub fn with_kerberos(mut self) -> Self {
+        self.integrated = true;
+        self.user = None;
+        self.password = None;
+        self
+    }
+
+    /// The SPN a Kerberos login to `instance` asks a ticket for: `MSSQLSvc/<host of the
+    /// instance name>:<port>` with the endpoint's or the address's port; `None` for a named
+    /// instance without either (its port comes from SQL Browser at connect time).
+    pub fn spn(&self, instance: &InstanceAddr) -> Option<String> {
+        let port = match self.endpoints.get(instance) {
+            Some(sa) => sa.port(),
+            None => instance
+                .port()
+                .or(instance.instance().is_none().then_some(1433))?,
+        };
+        Some(failover_tsql::kerberos::spn(instance.host().as_str(), port))
     }
 
     /// Sets the endpoint override map.
@@ -235,6 +263,12 @@ impl OdbcConfig {
                 s
             }
         };
+        if self.integrated {
+            s.push_str(";Trusted_Connection=Yes");
+            if let Some(spn) = self.spn(instance) {
+                s.push_str(&format!(";ServerSPN={}", escape_value(&spn)));
+            }
+        }
         if let Some(user) = &self.user {
             s.push_str(&format!(
                 ";UID={}",
@@ -422,6 +456,30 @@ mod tests {
 
     fn addr(s: &str) -> InstanceAddr {
         InstanceAddr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn kerberos_has_no_credentials_but_the_spn() {
+        let a = addr("sql-a.cms.test\\RTC");
+        let cfg = OdbcConfig::freetds()
+            .with_encryption(Encryption::Off)
+            .with_login("sa", Secret::new("pw"))
+            .with_kerberos()
+            .with_endpoints(HashMap::from([(
+                a.clone(),
+                "127.0.0.1:14330".parse().unwrap(),
+            )]));
+        assert_eq!(
+            cfg.connection_string(&a).unwrap().expose(),
+            "Driver={FreeTDS};Server=127.0.0.1;Port=14330;Database=master;TDS_Version=7.4;ClientCharset=UTF-8;Encryption=off;Trusted_Connection=Yes;ServerSPN=MSSQLSvc/sql-a.cms.test:14330;"
+        );
+        // A named instance without a known port: the driver names the SPN itself.
+        let b = addr("sql-b.cms.test\\RTC");
+        assert_eq!(cfg.spn(&b), None);
+        assert_eq!(
+            cfg.spn(&addr("sql-c.cms.test,1444")).as_deref(),
+            Some("MSSQLSvc/sql-c.cms.test:1444")
+        );
     }
 
     #[test]

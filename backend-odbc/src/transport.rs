@@ -51,6 +51,8 @@ enum Outcome {
     Failed(OdbcFailure),
     /// The existing lock session turned out dead before anything was sent.
     Dead,
+    /// The Kerberos preflight found why a login cannot work (nothing was sent).
+    Refused(TransportError),
 }
 
 impl OdbcTransport {
@@ -133,6 +135,17 @@ impl OdbcTransport {
     }
 }
 
+/// With the `kerberos` feature and an SPN: gets the service ticket before the driver does,
+/// so a Kerberos problem is reported as what it is ([`failover_tsql::kerberos`]); FreeTDS
+/// itself only says "unable to connect".
+fn kerberos_preflight(spn: Option<&str>) -> Result<(), TransportError> {
+    match spn {
+        #[cfg(feature = "kerberos")]
+        Some(spn) => failover_tsql::kerberos::preflight(spn),
+        _ => Ok(()),
+    }
+}
+
 fn whole_secs(d: Duration) -> f64 {
     d.as_secs_f64().ceil().max(1.0)
 }
@@ -162,14 +175,22 @@ impl Transport for OdbcTransport {
         let login_secs = whole_secs(connect).min(u32::MAX as f64) as u32;
         let query_secs = whole_secs(call) as usize;
         let (session, sql, dsn) = (batch.session, batch.sql.to_string(), conn_str.clone());
+        let spn = self
+            .config
+            .integrated
+            .then(|| self.config.spn(batch.instance))
+            .flatten();
         let task = tokio::task::spawn_blocking(move || {
             let mut conn = match existing {
                 Some(c) if !c.is_dead() => c,
                 // A new session would not own what the old one held.
                 Some(_) if session == Session::Lock => return (None, Outcome::Dead),
-                _ => match OdbcConn::connect(dsn.expose(), login_secs) {
-                    Ok(c) => c,
-                    Err(e) => return (None, Outcome::Connect(e)),
+                _ => match kerberos_preflight(spn.as_deref()) {
+                    Err(e) => return (None, Outcome::Refused(e)),
+                    Ok(()) => match OdbcConn::connect(dsn.expose(), login_secs) {
+                        Ok(c) => c,
+                        Err(e) => return (None, Outcome::Connect(e)),
+                    },
                 },
             };
             match conn.execute(&sql, query_secs) {
@@ -214,6 +235,7 @@ impl Transport for OdbcTransport {
                 Err(session_lost(session, existed, self.failure(&f)))
             }
             Outcome::Failed(f) => Err(self.failure(&f)),
+            Outcome::Refused(e) => Err(e),
             Outcome::Dead => Err(TransportError::SessionGone(
                 "the driver reports the lock session's connection dead".into(),
             )),

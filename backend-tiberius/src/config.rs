@@ -32,10 +32,15 @@ pub struct TiberiusConfig {
     /// address serving an instance (the simulator serves `sql-a.cms.test\RTC` on
     /// `127.0.0.1:<port>`). Also used for mirroring partner names read from the server.
     pub endpoints: HashMap<InstanceAddr, SocketAddr>,
-    /// SQL login.
+    /// SQL login (unused with [`Self::integrated`]).
     pub user: String,
-    /// Its password.
+    /// Its password (unused with [`Self::integrated`]).
     pub password: Secret,
+    /// Log in with the process's Kerberos credentials (tiberius `AuthMethod::Integrated`:
+    /// the ticket cache `KRB5CCNAME`, or a client keytab `KRB5_CLIENT_KTNAME`) for the SPN
+    /// `MSSQLSvc/<instance host>:<port>` instead of the SQL login. Needs the `kerberos`
+    /// cargo feature; without it every connect fails with a clear error.
+    pub integrated: bool,
     /// TLS settings; TLS required by default.
     pub encryption: Encryption,
     /// Upper bound for each backend call, connecting included. On expiry the call fails with
@@ -55,10 +60,20 @@ impl TiberiusConfig {
             endpoints: HashMap::new(),
             user: user.into(),
             password,
+            integrated: false,
             encryption: Encryption::default(),
             call_timeout: Duration::from_secs(30),
             application_name: "cms-failover".into(),
             sql: SqlConfig::default(),
+        }
+    }
+
+    /// A configuration that logs in with Kerberos ([`Self::integrated`]): no user, no
+    /// password; otherwise the defaults of [`Self::new`].
+    pub fn integrated() -> Self {
+        Self {
+            integrated: true,
+            ..Self::new("", Secret::new(""))
         }
     }
 

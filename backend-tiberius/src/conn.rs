@@ -152,7 +152,19 @@ async fn connect(cfg: &TiberiusConfig, inst: &InstanceAddr) -> Result<TdsClient,
     c.host(inst.host().as_str());
     c.database("master");
     c.application_name(&cfg.application_name);
-    c.authentication(AuthMethod::sql_server(&cfg.user, cfg.password.expose()));
+    if cfg.integrated {
+        #[cfg(feature = "kerberos")]
+        c.authentication(AuthMethod::Integrated);
+        #[cfg(not(feature = "kerberos"))]
+        return Err(broken(
+            ErrorKind::Fatal,
+            "the login method is Kerberos but this build has no Kerberos support: rebuild with \
+             `--features kerberos` (needs libkrb5-dev and clang), or use a SQL login"
+                .into(),
+        ));
+    } else {
+        c.authentication(AuthMethod::sql_server(&cfg.user, cfg.password.expose()));
+    }
     match &cfg.encryption {
         Encryption::Plaintext => c.encryption(EncryptionLevel::NotSupported),
         Encryption::Required(trust) => {
@@ -211,17 +223,50 @@ async fn connect(cfg: &TiberiusConfig, inst: &InstanceAddr) -> Result<TdsClient,
             })?
     };
     let _ = tcp.set_nodelay(true);
+    if cfg.integrated {
+        // tiberius names the service `MSSQLSvc/{host}:{port}` from the configured port; after
+        // a SQL Browser lookup that is the browser's, so use the port actually connected to.
+        let port = tcp.peer_addr().map_or(1433, |a| a.port());
+        c.port(port);
+        kerberos_preflight(failover_tsql::kerberos::spn(inst.host().as_str(), port)).await?;
+    }
     let plaintext = cfg.encryption == Encryption::Plaintext;
+    let integrated = cfg.integrated;
     Client::connect(c, tcp.compat_write())
         .await
-        .map_err(|e| login_failure(plaintext, e))
+        .map_err(|e| login_failure(plaintext, integrated, e))
+}
+
+/// Gets the service ticket for `spn` before tiberius does, so a Kerberos problem is
+/// reported as what it is (see [`failover_tsql::kerberos`]).
+#[cfg(feature = "kerberos")]
+async fn kerberos_preflight(spn: String) -> Result<(), TransportError> {
+    tokio::task::spawn_blocking(move || failover_tsql::kerberos::preflight(&spn))
+        .await
+        .map_err(|e| TransportError::failed(ErrorKind::Fatal, format!("Kerberos preflight: {e}")))?
+}
+
+#[cfg(not(feature = "kerberos"))]
+async fn kerberos_preflight(_spn: String) -> Result<(), TransportError> {
+    Ok(())
 }
 
 /// Classifies a failed login: a refused certificate says which problem it was and what to
 /// set; with `plaintext` configured, a server that forces encryption says so.
-fn login_failure(plaintext: bool, e: tiberius::error::Error) -> TransportError {
-    use failover_tsql::tls;
+fn login_failure(plaintext: bool, integrated: bool, e: tiberius::error::Error) -> TransportError {
+    use failover_tsql::{kerberos, tls};
     let text = e.to_string();
+    if integrated && !matches!(e, tiberius::error::Error::Server(_)) {
+        if let Some(p) = kerberos::classify_text(&text) {
+            return p.error("the server", &text);
+        }
+        if text.to_ascii_lowercase().contains("gssapi") {
+            return TransportError::failed(
+                ErrorKind::Permission,
+                format!("Kerberos login failed: {text}; check `klist` and the server's SPN"),
+            );
+        }
+    }
     let tls_failed = matches!(e, tiberius::error::Error::Tls(_));
     let forced = matches!(&e, tiberius::error::Error::Server(t) if t.code() == 17835);
     if plaintext && (tls_failed || forced || tls::CertProblem::recognise(&text).is_some()) {

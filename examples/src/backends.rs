@@ -4,12 +4,45 @@
 use crate::cli::BackendKind;
 use crate::config::{Config, TlsMode};
 use crate::failure::Failure;
-use failover_core::{Backend, Secret};
+use crate::secret::Credentials;
+use failover_core::Backend;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether this build can speak TLS to SQL Server (cargo feature `tls`).
 pub const TLS_AVAILABLE: bool = cfg!(feature = "tls");
+
+/// Whether this build's tiberius backend can log in with Kerberos (cargo feature
+/// `kerberos`).
+pub const KERBEROS_AVAILABLE: bool = cfg!(feature = "kerberos");
+
+/// `[login] method = "kerberos"` needs the `kerberos` feature with tiberius; the ODBC
+/// driver does Kerberos by itself (the feature adds the preflight's precise errors).
+fn check_kerberos(kind: BackendKind) -> Result<(), Failure> {
+    if kind == BackendKind::Tiberius && !KERBEROS_AVAILABLE {
+        return Err(Failure::usage(
+            "[login] method = \"kerberos\" but this build of cms-failover has no Kerberos support for --backend tiberius",
+            "rebuild with `cargo build --release -p examples --features kerberos` (needs libkrb5-dev, clang and libclang-dev), or use --backend odbc (FreeTDS or Microsoft's driver log in with the ticket themselves)",
+        ));
+    }
+    Ok(())
+}
+
+/// `[login] method = "ntlm"` works only through FreeTDS: tiberius 0.12 has NTLM only on
+/// Windows (feature `winauth`), and Microsoft's ODBC driver on Linux only Kerberos.
+fn check_ntlm(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
+    let freetds = cfg.odbc.flavour == crate::config::OdbcFlavour::FreeTds;
+    if kind == BackendKind::Odbc && freetds {
+        return Ok(());
+    }
+    Err(Failure::usage(
+        format!(
+            "{}: [login] method = \"ntlm\" works only with --backend odbc and the FreeTDS driver",
+            cfg.path.display()
+        ),
+        "tiberius cannot do NTLM on Linux and Microsoft's ODBC driver on Linux only Kerberos: use --backend odbc with [odbc] driver = \"FreeTDS\", or method = \"kerberos\"",
+    ))
+}
 
 /// Checks that the connection options can work with this build, before any connection.
 pub fn check(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
@@ -61,11 +94,15 @@ fn check_plaintext(cfg: &Config) -> Result<(), Failure> {
 pub fn build(
     kind: BackendKind,
     cfg: &Config,
-    user: &str,
-    password: &Secret,
+    credentials: &Credentials,
     call_timeout: Duration,
 ) -> Result<Arc<dyn Backend>, Failure> {
     check(kind, cfg)?;
+    match credentials {
+        Credentials::Kerberos => check_kerberos(kind)?,
+        Credentials::Ntlm { .. } => check_ntlm(kind, cfg)?,
+        Credentials::Sql { .. } => {}
+    }
     match kind {
         BackendKind::Tiberius => {
             use backend_tiberius::{Encryption, TiberiusBackend, TiberiusConfig, Trust};
@@ -81,9 +118,13 @@ pub fn build(
                         .map_or(Trust::SystemRoots, Trust::CaFile),
                 ),
             };
-            let mut tc = TiberiusConfig::new(user, password.clone())
-                .with_encryption(enc)
-                .with_call_timeout(call_timeout);
+            let tc = match credentials {
+                Credentials::Sql { user, password } | Credentials::Ntlm { user, password } => {
+                    TiberiusConfig::new(user, password.clone())
+                }
+                Credentials::Kerberos => TiberiusConfig::integrated(),
+            };
+            let mut tc = tc.with_encryption(enc).with_call_timeout(call_timeout);
             tc.endpoints = cfg.endpoints.iter().map(|(k, v)| (k.clone(), *v)).collect();
             tc.sql = cfg.sql.clone();
             Ok(Arc::new(TiberiusBackend::new(tc)))
@@ -119,9 +160,14 @@ pub fn build(
                 }
             };
             oc.sql = cfg.sql.clone();
-            let oc = oc
-                .with_login(user, password.clone())
-                .with_timeouts(call_timeout.min(Duration::from_secs(15)), call_timeout);
+            let oc = match credentials {
+                // FreeTDS logs in with NTLM when the user name is DOMAIN\user.
+                Credentials::Sql { user, password } | Credentials::Ntlm { user, password } => {
+                    oc.with_login(user, password.clone())
+                }
+                Credentials::Kerberos => oc.with_kerberos(),
+            };
+            let oc = oc.with_timeouts(call_timeout.min(Duration::from_secs(15)), call_timeout);
             Ok(Arc::new(OdbcBackend::new(oc)))
         }
         #[cfg(not(feature = "odbc"))]

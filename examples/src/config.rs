@@ -114,13 +114,27 @@ impl Default for OdbcOptions {
     }
 }
 
-/// The SQL login.
+/// How the tool logs in to SQL Server (`[login]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginConfig {
-    /// User name.
-    pub user: String,
-    /// Where the password is read from.
-    pub password: PasswordSource,
+pub enum LoginConfig {
+    /// `method = "sql"` (the default): a SQL login and its password.
+    Sql {
+        /// User name.
+        user: String,
+        /// Where the password is read from.
+        password: PasswordSource,
+    },
+    /// `method = "kerberos"`: the process's Kerberos credentials (the ticket cache
+    /// `KRB5CCNAME`, or a client keytab `KRB5_CLIENT_KTNAME`); no user, no password.
+    Kerberos,
+    /// `method = "ntlm"`: a Windows account `DOMAIN\user` and its password, with NTLM
+    /// (FreeTDS through `--backend odbc` only; tiberius cannot do NTLM on Linux).
+    Ntlm {
+        /// `DOMAIN\user`.
+        user: String,
+        /// Where the password is read from.
+        password: PasswordSource,
+    },
 }
 
 /// A loaded and validated topology file.
@@ -173,7 +187,8 @@ struct RawStore {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogin {
-    user: Spanned<String>,
+    method: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
 }
@@ -301,6 +316,66 @@ impl Ctx<'_> {
         }
     }
 
+    /// `[login]`: `method = "sql"` (default) with user and password, or `"kerberos"` with
+    /// neither.
+    fn login(&self, l: &RawLogin) -> Result<LoginConfig, ConfigError> {
+        let method = l.method.as_ref().map(|m| (m.get_ref().as_str(), m.span()));
+        match method {
+            None | Some(("sql" | "ntlm", _)) => {
+                let Some(u) = &l.user else {
+                    return Err(self.err(
+                        method.map(|m| m.1),
+                        Some("login.user"),
+                        "add user = \"NAME\" (the SQL login), or method = \"kerberos\" to log in with the process's Kerberos ticket",
+                    ));
+                };
+                let user = u.get_ref().trim();
+                if user.is_empty() {
+                    return Err(self.err(
+                        Some(u.span()),
+                        Some("login.user"),
+                        "the user name must not be empty",
+                    ));
+                }
+                let password = self.password(&l.password_env, &l.password_file, "login", u.span())?;
+                let user = user.to_string();
+                if matches!(method, Some(("ntlm", _))) {
+                    if !user.split_once('\\').is_some_and(|(d, u)| !d.is_empty() && !u.is_empty()) {
+                        return Err(self.err(
+                            Some(u.span()),
+                            Some("login.user"),
+                            "method = \"ntlm\" needs a Windows account written DOMAIN\\user (in single quotes: user = 'CONTOSO\\svc-cms')",
+                        ));
+                    }
+                    return Ok(LoginConfig::Ntlm { user, password });
+                }
+                Ok(LoginConfig::Sql { user, password })
+            }
+            Some(("kerberos", span)) => {
+                for (present, key) in [
+                    (l.user.as_ref().map(|v| v.span()), "login.user"),
+                    (l.password_env.as_ref().map(|v| v.span()), "login.password_env"),
+                    (l.password_file.as_ref().map(|v| v.span()), "login.password_file"),
+                ] {
+                    if let Some(at) = present {
+                        return Err(self.err(
+                            Some(at),
+                            Some(key),
+                            "method = \"kerberos\" logs in with the process's Kerberos credentials (`kinit`, KRB5CCNAME, or a client keytab in KRB5_CLIENT_KTNAME), so it takes no user and no password: remove this key",
+                        ));
+                    }
+                }
+                let _ = span;
+                Ok(LoginConfig::Kerberos)
+            }
+            Some((other, span)) => Err(self.err(
+                Some(span),
+                Some("login.method"),
+                format!("`{other}` is not a login method: use \"sql\" (a SQL login and its password), \"kerberos\" (the process's Kerberos ticket) or \"ntlm\" (DOMAIN\\user and its password, ODBC with FreeTDS only)"),
+            )),
+        }
+    }
+
     pub(crate) fn err(
         &self,
         span: Option<std::ops::Range<usize>>,
@@ -419,25 +494,7 @@ impl Config {
             cx.err(span, Some(key), e.to_string())
         })?;
 
-        let login = match &raw.login {
-            None => None,
-            Some(l) => {
-                let user = l.user.get_ref().trim();
-                if user.is_empty() {
-                    return Err(cx.err(
-                        Some(l.user.span()),
-                        Some("login.user"),
-                        "the user name must not be empty",
-                    ));
-                }
-                let password =
-                    cx.password(&l.password_env, &l.password_file, "login", l.user.span())?;
-                Some(LoginConfig {
-                    user: user.to_string(),
-                    password,
-                })
-            }
-        };
+        let login = raw.login.as_ref().map(|l| cx.login(l)).transpose()?;
 
         let mut endpoints = BTreeMap::new();
         for (k, v) in raw.endpoints.iter().flatten() {
@@ -671,9 +728,59 @@ tls = "off"
         assert_eq!(c.connection.tls, TlsMode::Off);
         assert_eq!(c.endpoints.len(), 1);
         assert_eq!(
-            c.login.unwrap().password,
-            PasswordSource::Env("CMS_PW".into())
+            c.login.unwrap(),
+            LoginConfig::Sql {
+                user: "cmsfailover".into(),
+                password: PasswordSource::Env("CMS_PW".into())
+            }
         );
+    }
+
+    #[test]
+    fn kerberos_login_takes_no_user_or_password() {
+        let krb = GOOD.replace(
+            "user = \"cmsfailover\"\npassword_env = \"CMS_PW\"",
+            "method = \"kerberos\"",
+        );
+        assert_eq!(parse(&krb).unwrap().login, Some(LoginConfig::Kerberos));
+        let with_sql = GOOD.replace("[login]\n", "[login]\nmethod = \"sql\"\n");
+        assert!(matches!(
+            parse(&with_sql).unwrap().login,
+            Some(LoginConfig::Sql { .. })
+        ));
+        for extra in [
+            "user = \"u\"",
+            "password_env = \"P\"",
+            "password_file = \"f\"",
+        ] {
+            let bad = krb.replace(
+                "method = \"kerberos\"",
+                &format!("method = \"kerberos\"\n{extra}"),
+            );
+            let e = parse(&bad).unwrap_err();
+            let key = format!("login.{}", extra.split(' ').next().unwrap());
+            assert_eq!(e.key.as_deref(), Some(key.as_str()), "{e}");
+            assert!(
+                e.message.contains("kinit") && e.message.contains("remove"),
+                "{e}"
+            );
+        }
+        let ntlm = GOOD.replace("[login]\n", "[login]\nmethod = \"ntlm\"\n");
+        let e = parse(&ntlm).unwrap_err();
+        assert!(e.message.contains("DOMAIN\\user"), "{e}");
+        let ntlm = ntlm.replace("\"cmsfailover\"", "'CMS\\ops'");
+        assert_eq!(
+            parse(&ntlm).unwrap().login,
+            Some(LoginConfig::Ntlm {
+                user: "CMS\\ops".into(),
+                password: PasswordSource::Env("CMS_PW".into())
+            })
+        );
+        let e = parse(&krb.replace("kerberos", "ldap")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("login.method"), "{e}");
+        let e = parse(&GOOD.replace("user = \"cmsfailover\"\n", "")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("login.user"), "{e}");
+        assert!(e.message.contains("kerberos"), "{e}");
     }
 
     #[test]

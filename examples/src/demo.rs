@@ -9,7 +9,7 @@ use crate::emit::{Context, emit, report_doc};
 use crate::failure::Failure;
 use crate::output::ExpectedFailures;
 use crate::progress::ProgressObserver;
-use crate::secret::PasswordSource;
+use crate::secret::{Credentials, PasswordSource};
 use crate::status;
 use crate::validate::{check_report_path, new_run_id};
 use backend_fake::fixtures;
@@ -123,7 +123,7 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     let config = Config {
         path: PathBuf::from("<demo>"),
         topology: fx.topology.clone(),
-        login: Some(LoginConfig {
+        login: Some(LoginConfig::Sql {
             user: fixtures::LOGIN_USER.into(),
             password: PasswordSource::Env("<demo>".into()),
         }),
@@ -142,13 +142,15 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
         sql: failover_tsql::SqlConfig::default(),
         sections: Default::default(),
     };
-    let password = Secret::new(fixtures::LOGIN_PASSWORD);
-    let secrets = [password.expose()];
+    let credentials = Credentials::Sql {
+        user: fixtures::LOGIN_USER.into(),
+        password: Secret::new(fixtures::LOGIN_PASSWORD),
+    };
+    let secrets = credentials.secrets();
     let backend = backends::build(
         a.backend,
         &config,
-        fixtures::LOGIN_USER,
-        &password,
+        &credentials,
         config.settings.step_timeout,
     )?;
     let journal = Arc::new(FileJournal::open(journal_dir.path()).map_err(|e| {

@@ -59,8 +59,7 @@ pub async fn run_oriented(
     let backend = backends::build(
         p.backend,
         &p.config,
-        &p.user,
-        &p.password,
+        &p.credentials,
         p.config.settings.step_timeout,
     )?;
     if matches!(p.request.mode, Mode::Planned) {
@@ -92,7 +91,7 @@ pub async fn run_oriented(
     }
     let p = p;
     let dir_password = directory.as_ref().map(|(_, pw)| pw.clone());
-    let mut secrets = vec![p.password.expose()];
+    let mut secrets = p.credentials.secrets();
     secrets.extend(dir_password.as_ref().map(|pw| pw.expose()));
     let mut driver = Driver::new(backend.clone());
     if let Some(b) = &p.config.sections.backup_service {

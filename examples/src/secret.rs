@@ -5,6 +5,37 @@
 use failover_core::Secret;
 use std::path::PathBuf;
 
+/// How this run logs in to SQL Server, loaded (the password read).
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// A SQL login and its password.
+    Sql {
+        /// The login name.
+        user: String,
+        /// Its password.
+        password: Secret,
+    },
+    /// The process's Kerberos credentials (ticket cache or client keytab).
+    Kerberos,
+    /// A Windows account `DOMAIN\user` and its password, with NTLM.
+    Ntlm {
+        /// `DOMAIN\user`.
+        user: String,
+        /// Its password.
+        password: Secret,
+    },
+}
+
+impl Credentials {
+    /// The secrets to scrub from every output (the password, if any).
+    pub fn secrets(&self) -> Vec<&str> {
+        match self {
+            Self::Sql { password, .. } | Self::Ntlm { password, .. } => vec![password.expose()],
+            Self::Kerberos => Vec::new(),
+        }
+    }
+}
+
 /// Where the password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {

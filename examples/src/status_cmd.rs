@@ -31,14 +31,13 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
     let config = load_config(&a.conn)?;
     let dir = a.journal_dir.clone().unwrap_or_else(default_journal_dir);
     let records = journal_records(&dir)?;
-    let (user, password) = load_login(&config)?;
+    let credentials = load_login(&config)?;
     // The directory on each DC (crate::status_directory), when the topology has one.
     let directory = crate::status_directory::build(&config)?;
     let backend = backends::build(
         a.conn.backend,
         &config,
-        &user,
-        &password,
+        &credentials,
         config.settings.step_timeout,
     )?;
     let mut doc = status::gather(
@@ -70,7 +69,7 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
             );
         }
     }
-    let mut secrets = vec![password.expose()];
+    let mut secrets = credentials.secrets();
     secrets.extend(directory.as_ref().map(|(_, pw)| pw.expose()));
     if a.json {
         let mut v = crate::json::status_doc(&doc, &secrets);

@@ -4,9 +4,9 @@
 
 use crate::backends;
 use crate::cli::{BackendKind, ConnArgs, FailoverArgs, RunArgs};
-use crate::config::{Config, TlsMode, parse_duration};
+use crate::config::{Config, LoginConfig, TlsMode, parse_duration};
 use crate::failure::Failure;
-use failover_core::Secret;
+use crate::secret::Credentials;
 use failover_core::{FailoverRequest, FileJournal, Mode, Topology};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -58,9 +58,7 @@ pub struct Prepared {
     /// The request.
     pub request: FailoverRequest,
     /// The login.
-    pub user: String,
-    /// Its password.
-    pub password: Secret,
+    pub credentials: Credentials,
     /// The backend to build.
     pub backend: BackendKind,
     /// `--report`.
@@ -185,26 +183,36 @@ pub fn load_config(conn: &ConnArgs) -> Result<Config, Failure> {
 }
 
 /// Reads the login's password. Connects to nothing.
-pub fn load_login(config: &Config) -> Result<(String, Secret), Failure> {
+pub fn load_login(config: &Config) -> Result<Credentials, Failure> {
     let login = config.login.as_ref().ok_or_else(|| {
         Failure::usage(
             format!(
                 "{}: the topology has no [login] section",
                 config.path.display()
             ),
-            "add [login] with user and password_env (or password_file)",
+            "add [login] with user and password_env (or password_file), or method = \"kerberos\"",
         )
     })?;
-    let pw = login.password.load().map_err(|e| {
+    let (user, password, ntlm) = match login {
+        LoginConfig::Kerberos => return Ok(Credentials::Kerberos),
+        LoginConfig::Sql { user, password } => (user, password, false),
+        LoginConfig::Ntlm { user, password } => (user, password, true),
+    };
+    let pw = password.load().map_err(|e| {
         Failure::usage(
             e.to_string(),
             format!(
                 "provide the SQL login's password through the {} named in the topology's [login]",
-                login.password.describe()
+                password.describe()
             ),
         )
     })?;
-    Ok((login.user.clone(), pw))
+    let user = user.clone();
+    Ok(if ntlm {
+        Credentials::Ntlm { user, password: pw }
+    } else {
+        Credentials::Sql { user, password: pw }
+    })
 }
 
 /// The run mode of a `failover` invocation: planned, or disaster recovery when any of
@@ -314,7 +322,7 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     if let Some(r) = &run.report {
         check_report_path(r)?;
     }
-    let (user, password) = load_login(&config)?;
+    let credentials = load_login(&config)?;
     let confirm = confirm_policy(run, std::io::stdin().is_terminal())?;
     let dir = run.journal_dir.clone().unwrap_or_else(default_journal_dir);
     let journal = if run.what_if && !dir.join("journal.jsonl").exists() {
@@ -330,8 +338,7 @@ pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     Ok(Prepared {
         config,
         request,
-        user,
-        password,
+        credentials,
         backend: run.conn.backend,
         report: run.report.clone(),
         journal,

@@ -28,6 +28,7 @@
 pub mod backend;
 pub mod build;
 pub mod errors;
+pub mod kerberos;
 pub mod lex;
 pub mod plan;
 pub mod rows;

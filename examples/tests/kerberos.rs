@@ -1,0 +1,531 @@
+//! The CLI with Kerberos only (`[login] method = "kerberos"`, issue 14): Samba's AD DC
+//! (`scripts/samba-dc.sh`) issues real tickets; the simulator (feature `gssapi`) verifies
+//! them with the service keytab the DC exported, one SPN per instance
+//! (`MSSQLSvc/<instance fqdn>:<port>`); the CLI runs with a ticket cache and no password
+//! anywhere: no password key in the topology, no password variable in its environment.
+//!
+//! Through the ODBC backend (FreeTDS): status, a planned failover, restore. Through both
+//! backends, every Kerberos problem the fixture can provoke, each refused before any change: no ticket, a principal the server does not admit (18456),
+//! an SPN the KDC does not know, a wrong realm, an unreachable KDC, an expired ticket.
+//!
+//! One test (one Samba provision per binary: the DC's ports are fixed). Needs root, the
+//! Debian packages `scripts/test-all.sh` installs and `--features odbc,kerberos`; without
+//! them it prints SKIPPED (and fails under `CI`).
+//!
+//! Names: the instances' names are not resolved at all. tiberius is handed the TCP stream
+//! to the `[endpoints]` address and names the service from the instance's host name
+//! (`MSSQLSvc/sql-a.cms.test:<port>`); the ODBC backend gives FreeTDS the same name with
+//! `ServerSPN=`. So every instance has its own service principal without /etc/hosts.
+//!
+//! The Samba helper is a copy of the one in `samba_status.rs` (merge note: it belongs in
+//! `tests/common/` with the others).
+
+mod common;
+
+use backend_fake::fixtures;
+use common::{FAST_TIMEOUTS, Work, json};
+use failover_core::{DatabaseName, InstanceAddr};
+use mssql_sim::integrated::WindowsLogin;
+use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct SambaDc {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    env: HashMap<String, String>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
+}
+
+/// Why the test cannot run here, if it cannot.
+fn missing_prerequisites() -> Option<String> {
+    let have = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let missing: Vec<_> = [
+        "samba",
+        "samba-tool",
+        "ldbadd",
+        "ldapsearch",
+        "openssl",
+        "kinit",
+        "klist",
+        "odbcinst",
+    ]
+    .into_iter()
+    .filter(|t| !have(t))
+    .collect();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
+    let port_free = std::net::TcpStream::connect("127.0.0.1:88").is_err();
+    (!missing.is_empty() || !root || !features || !port_free).then(|| {
+        format!(
+            "missing tools {missing:?}, root: {root}, features odbc+kerberos: {features}, KDC port 88 free: {port_free}"
+        )
+    })
+}
+
+impl SambaDc {
+    fn start(sql_instances: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dc");
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&path)
+            .env("SQL_INSTANCES", sql_instances)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "samba-dc.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(path.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            _dir: dir,
+            path,
+            env,
+        }
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// The file behind a `FILE:` ccache or keytab name.
+    fn file(&self, k: &str) -> PathBuf {
+        PathBuf::from(self.var(k).trim_start_matches("FILE:"))
+    }
+}
+
+impl Drop for SambaDc {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn instances() -> [InstanceAddr; 4] {
+    [
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+        fixtures::backup_mirror(),
+    ]
+}
+
+/// The mirrored fixture served with integrated security on fixed ports (the SPNs name
+/// them), admitting only the DC's `cmsuser`.
+struct KrbSim {
+    estate: backend_fake::Estate,
+    handle: Option<SimHandle>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl KrbSim {
+    fn start(ports: &HashMap<InstanceAddr, u16>, user: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fx = fixtures::build(&fixtures::Options::default().mirrored(true));
+        let options = SimOptions {
+            ports: ports.clone(),
+            windows_logins: Some(vec![WindowsLogin {
+                principal: user.into(),
+                name: Some("CMS\\cmsuser".into()),
+                sysadmin: true,
+            }]),
+            ..SimOptions::default()
+        };
+        let handle = rt
+            .block_on(Simulator::start(fx.estate.clone(), options))
+            .unwrap();
+        Self {
+            estate: fx.estate,
+            handle: Some(handle),
+            rt,
+        }
+    }
+
+    fn writable(&self, db: &str) -> Vec<InstanceAddr> {
+        self.estate
+            .snapshot()
+            .writable_reachable_copies(&DatabaseName::parse(db).unwrap())
+    }
+}
+
+impl Drop for KrbSim {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+/// A topology for the mirrored fixture with `[login] method = "kerberos"` and no password
+/// key anywhere.
+fn topology(w: &Work, name: &str, endpoints: &HashMap<InstanceAddr, SocketAddr>) -> PathBuf {
+    let mut t = format!(
+        "databases = [\"xds\", \"lis\"]\n\n[active]\nprincipal = '{}'\nmirror = '{}'\n\n[backup]\nprincipal = '{}'\nmirror = '{}'\n\n[login]\nmethod = \"kerberos\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+        fixtures::backup_mirror()
+    );
+    for i in instances() {
+        t.push_str(&format!("'{i}' = \"{}\"\n", endpoints[&i]));
+    }
+    t.push_str(FAST_TIMEOUTS);
+    assert!(!t.to_ascii_lowercase().contains("password"), "{t}");
+    w.write(name, &t)
+}
+
+/// Runs the CLI with only `env` (plus PATH, HOME, the journal): no password variable.
+fn cli(w: &Work, backend: &str, topology: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cms-failover"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .env("XDG_STATE_HOME", w.path("state"))
+        .env("USER", "tester")
+        .envs(env.iter().copied())
+        .args(args)
+        .args(["--backend", backend, "--topology"])
+        .arg(topology)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .stdin(Stdio::null());
+    for (k, _) in c.get_envs() {
+        let k = k.to_string_lossy().to_ascii_uppercase();
+        assert!(
+            !(k.contains("PASSWORD") || k.contains("PWD") || k.ends_with("_PW")),
+            "the child would inherit a password-like variable {k}"
+        );
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a hung login must fail the test, not the CI time limit.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "cms-failover {args:?} --backend {backend} did not finish in 120 s: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fresh copy of `from` (a ccache), so tickets cached by one run do not serve another.
+fn ccache_copy(w: &Work, from: &Path, name: &str) -> String {
+    let to = w.path(name);
+    std::fs::copy(from, &to).unwrap();
+    format!("FILE:{}", to.display())
+}
+
+#[test]
+fn kerberos_only_through_both_backends() {
+    if let Some(why) = missing_prerequisites() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Kerberos CLI test cannot run under CI: {why} (scripts/test-all.sh installs the \
+             packages and runs the tests as root with --all-features)"
+        );
+        eprintln!("SKIPPED kerberos CLI test: {why}");
+        return;
+    }
+    let ports: HashMap<InstanceAddr, u16> =
+        instances().into_iter().map(|i| (i, free_port())).collect();
+    let spec: Vec<String> = instances()
+        .iter()
+        .map(|i| format!("{}:{}", i.host(), ports[i]))
+        .collect();
+    let dc = SambaDc::start(&spec.join(" "));
+    // SAFETY: set before the simulator's runtime (or any other thread of this test) starts;
+    // this binary has one test. The acceptor reads the keytab name from the environment.
+    unsafe {
+        std::env::set_var("KRB5_CONFIG", dc.var("KRB5_CONFIG"));
+        std::env::set_var("KRB5_KTNAME", dc.var("KRB5_KTNAME_SERVICE"));
+        std::env::remove_var("KRB5CCNAME");
+    }
+    let w = Work::new();
+    // Taken before any service ticket is cached in it.
+    let pristine = w.path("pristine.ccache");
+    std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
+    let krb5_conf = dc.var("KRB5_CONFIG").to_string();
+    let endpoints: HashMap<InstanceAddr, SocketAddr> = ports
+        .iter()
+        .map(|(i, p)| (i.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
+    let topo = topology(&w, "topology.toml", &endpoints);
+    let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
+
+    // The refusals through both backends: each is found before the driver's login (the
+    // preflight) or is the server's 18456.
+    for backend in ["odbc", "tiberius"] {
+        kerberos_problems_are_refused(&w, &dc, backend, &ports, &pristine, &user);
+    }
+
+    // Successful logins: ODBC only. tiberius 0.12.3 hangs after a successful Kerberos login
+    // (it "sends" an empty SSPI leg, which writes nothing but marks the stream unflushed, so
+    // its next query waits for a server message that never comes; tiberius issue #339).
+    {
+        let backend = "odbc";
+        let cc = ccache_copy(&w, &pristine, &format!("{backend}.ccache"));
+        let env = [
+            ("KRB5CCNAME", cc.as_str()),
+            ("KRB5_CONFIG", krb5_conf.as_str()),
+        ];
+        let journal = w.journal();
+        let _ = std::fs::remove_dir_all(&journal);
+
+        // status, planned failover, restore on one estate.
+        let sim = KrbSim::start(&ports, &user);
+        let out = cli(&w, backend, &topo, &["status", "--json"], &env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{backend} status: {}",
+            text(&out)
+        );
+        let s = json(&out.stdout);
+        assert_eq!(s["kind"], "status", "{s}");
+
+        let out = cli(&w, backend, &topo, &["failover", "--yes", "--json"], &env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{backend} failover: {}",
+            text(&out)
+        );
+        assert_eq!(json(&out.stdout)["run"]["backend"], backend);
+        assert_eq!(sim.writable("xds"), vec![fixtures::backup()], "{backend}");
+
+        let out = cli(&w, backend, &topo, &["restore", "--yes"], &env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{backend} restore: {}",
+            text(&out)
+        );
+        assert_eq!(sim.writable("xds"), vec![fixtures::backup()], "{backend}");
+        assert_eq!(sim.writable("lis"), vec![fixtures::backup()], "{backend}");
+        drop(sim);
+    }
+    // Not here: disaster recovery. Through ODBC the run succeeds ("finished: succeeded",
+    // the target writable) but the process did not exit within 120 s (issue noted for the
+    // lead); through tiberius no Kerberos login succeeds (above).
+}
+
+/// Each provocable Kerberos problem: a planned failover exits 3 (refused) with a message
+/// that says what to do, and the estate saw no change.
+fn kerberos_problems_are_refused(
+    w: &Work,
+    dc: &SambaDc,
+    backend: &str,
+    ports: &HashMap<InstanceAddr, u16>,
+    pristine: &Path,
+    user: &str,
+) {
+    let krb5_conf = dc.var("KRB5_CONFIG").to_string();
+    let endpoints: HashMap<InstanceAddr, SocketAddr> = ports
+        .iter()
+        .map(|(i, p)| (i.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
+        .collect();
+    let topo = topology(w, "topology.toml", &endpoints);
+    let refused = |name: &str, topo: &Path, env: &[(&str, &str)], expect: &[&str]| {
+        let _ = std::fs::remove_dir_all(w.journal());
+        let sim = KrbSim::start(ports, user);
+        let before = sim.estate.history().len();
+        let out = cli(w, backend, topo, &["failover", "--yes"], env);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{backend} {name}: {t}");
+        for e in expect {
+            assert!(t.contains(e), "{backend} {name}: expected `{e}` in {t}");
+        }
+        assert_eq!(
+            sim.estate.history().len(),
+            before,
+            "{backend} {name}: changed the estate"
+        );
+        assert_eq!(
+            sim.writable("xds"),
+            vec![fixtures::active()],
+            "{backend} {name}"
+        );
+    };
+    let fresh = |n: &str| ccache_copy(w, pristine, &format!("{backend}-{n}.ccache"));
+
+    // No ticket: an empty credential cache.
+    let empty = w.path(&format!("{backend}-empty.ccache"));
+    let _ = std::fs::remove_file(&empty);
+    let none = format!("FILE:{}", empty.display());
+    refused(
+        "no ticket",
+        &topo,
+        &[
+            ("KRB5CCNAME", none.as_str()),
+            ("KRB5_CONFIG", krb5_conf.as_str()),
+        ],
+        &["kinit"],
+    );
+
+    // A valid principal the server does not admit: 18456, as SQL Server answers.
+    let intruder = ccache_copy(
+        w,
+        &dc.file("KRB5CCNAME_INTRUDER"),
+        &format!("{backend}-intruder.ccache"),
+    );
+    refused(
+        "unknown principal",
+        &topo,
+        &[
+            ("KRB5CCNAME", intruder.as_str()),
+            ("KRB5_CONFIG", krb5_conf.as_str()),
+        ],
+        &["Login failed for user 'CMS\\intruder'"],
+    );
+
+    // An SPN the KDC does not know: the active instance answers on a port no SPN names.
+    let stray = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stray_port = stray.local_addr().unwrap().port();
+    let mut moved = endpoints.clone();
+    moved.insert(fixtures::active(), stray.local_addr().unwrap());
+    let moved_topo = topology(w, "topology-unknown-spn.toml", &moved);
+    let cc = fresh("spn");
+    refused(
+        "unknown SPN",
+        &moved_topo,
+        &[
+            ("KRB5CCNAME", cc.as_str()),
+            ("KRB5_CONFIG", krb5_conf.as_str()),
+        ],
+        &[&format!("setspn -S MSSQLSvc/sql-a.cms.test:{stray_port} ")],
+    );
+    drop(stray);
+
+    // A wrong realm: krb5.conf says the servers are in another realm.
+    let wrong_realm = w.write(
+        &format!("{backend}-wrong-realm.conf"),
+        "[libdefaults]\n    default_realm = OTHER.TEST\n    dns_lookup_kdc = false\n    dns_lookup_realm = false\n    rdns = false\n[realms]\n    CMS.TEST = {\n        kdc = 127.0.0.1\n    }\n    OTHER.TEST = {\n        kdc = 127.0.0.1\n    }\n",
+    );
+    let cc = fresh("realm");
+    refused(
+        "wrong realm",
+        &topo,
+        &[
+            ("KRB5CCNAME", cc.as_str()),
+            ("KRB5_CONFIG", wrong_realm.to_str().unwrap()),
+        ],
+        &["wrong realm", "krb5.conf"],
+    );
+
+    // The KDC unreachable: a krb5.conf pointing at a port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let no_kdc = w.write(
+        &format!("{backend}-no-kdc.conf"),
+        &format!(
+            "[libdefaults]\n    default_realm = CMS.TEST\n    dns_lookup_kdc = false\n    dns_lookup_realm = false\n    rdns = false\n    kdc_timeout = 1s\n    max_retries = 1\n[realms]\n    CMS.TEST = {{\n        kdc = 127.0.0.1:{dead_port}\n    }}\n"
+        ),
+    );
+    let cc = fresh("nokdc");
+    refused(
+        "KDC unreachable",
+        &topo,
+        &[
+            ("KRB5CCNAME", cc.as_str()),
+            ("KRB5_CONFIG", no_kdc.to_str().unwrap()),
+        ],
+        &["no KDC answered"],
+    );
+
+    // An expired ticket: a 5-second ticket, used once `klist -s` says it has expired.
+    let exp = w.path(&format!("{backend}-expired.ccache"));
+    let exp_name = format!("FILE:{}", exp.display());
+    let keytab = dc.file("KRB5CCNAME_USER").with_file_name("cmsuser.keytab");
+    let st = Command::new("kinit")
+        .args(["-l", "5s", "-k", "-t"])
+        .arg(&keytab)
+        .args(["-c", &exp_name, user])
+        .env("KRB5_CONFIG", &krb5_conf)
+        .status()
+        .unwrap();
+    assert!(st.success(), "kinit -l 5s");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Command::new("klist")
+        .args(["-s", "-c", &exp_name])
+        .env("KRB5_CONFIG", &krb5_conf)
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the 5 s ticket did not expire within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    refused(
+        "expired ticket",
+        &topo,
+        &[
+            ("KRB5CCNAME", exp_name.as_str()),
+            ("KRB5_CONFIG", krb5_conf.as_str()),
+        ],
+        &["kinit"],
+    );
+}
