@@ -252,6 +252,18 @@ pub enum Change {
     LinkStalled(bool),
 }
 
+impl Change {
+    /// Whether the change outlives the session that made it: everything but application
+    /// locks, which SQL Server drops with their session. A run refused after taking its lock
+    /// has changed nothing durable.
+    pub fn is_durable(&self) -> bool {
+        !matches!(
+            self,
+            Change::LockAcquired { .. } | Change::LockReleased { .. }
+        )
+    }
+}
+
 /// One entry of [`crate::Estate::history`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mutation {
