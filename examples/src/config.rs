@@ -154,6 +154,7 @@ struct RawFile {
     databases: Option<Vec<Spanned<String>>>,
     login: Option<RawLogin>,
     endpoints: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    aliases: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     failover: Option<RawFailover>,
     connection: Option<RawConnection>,
@@ -334,6 +335,64 @@ impl Ctx<'_> {
 
     fn addr(&self, v: &Spanned<String>, key: &str) -> Result<InstanceAddr, ConfigError> {
         InstanceAddr::parse(v.get_ref()).map_err(|e| self.validation(v.span(), key, e))
+    }
+
+    /// `[aliases]`: server name as SQL Server reports it (`"SQLB01\\RTC"`) → the topology
+    /// address it is. Each name is a computer name with an optional instance (no domain, no
+    /// port, as `mirroring_partner_instance` shows it); each address one of the topology's
+    /// instances. The topology's instances are also matched by their host's first label.
+    fn server_names(
+        &self,
+        topology: &Topology,
+        raw: Option<&BTreeMap<Spanned<String>, Spanned<String>>>,
+    ) -> Result<failover_core::ServerNames, ConfigError> {
+        let known: Vec<&InstanceAddr> = topology
+            .active
+            .instances()
+            .chain(topology.backup.instances())
+            .collect();
+        let mut names = failover_core::ServerNames::default().with_instances(known.iter().copied());
+        for (k, v) in raw.into_iter().flatten() {
+            let name = k.get_ref().trim();
+            let key = format!("aliases.\"{name}\"");
+            let computer = name.split('\\').next().unwrap_or_default();
+            if name.is_empty()
+                || name.matches('\\').count() > 1
+                || computer.is_empty()
+                || computer.contains(['.', ',', ':', ' '])
+            {
+                return Err(self.err(
+                    Some(k.span()),
+                    Some(&key),
+                    format!(
+                        "`{name}` is not a server name: write it as SQL Server reports it (SELECT @@SERVERNAME), computer name and instance without domain or port, e.g. \"SQLB01\\\\RTC\""
+                    ),
+                ));
+            }
+            let addr = self.addr(v, &key)?;
+            if !known.contains(&&addr) {
+                return Err(self.err(
+                    Some(v.span()),
+                    Some(&key),
+                    format!(
+                        "`{addr}` is not an instance of the topology ([active] or [backup] principal or mirror)"
+                    ),
+                ));
+            }
+            if names
+                .aliases
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                return Err(self.err(
+                    Some(k.span()),
+                    Some(&key),
+                    "this server name has two aliases",
+                ));
+            }
+            names = names.with_alias(name, addr);
+        }
+        Ok(names)
     }
 
     fn store(&self, raw: &Spanned<RawStore>, name: &str) -> Result<Store, ConfigError> {
@@ -585,7 +644,7 @@ impl Config {
             odbc.dsn = o.dsn.as_ref().map(|d| d.get_ref().clone());
             odbc.connection_string = o.connection_string.as_ref().map(|d| d.get_ref().clone());
         }
-        let sql = match &raw.sql {
+        let mut sql: failover_tsql::SqlConfig = match &raw.sql {
             None => failover_tsql::SqlConfig::default(),
             Some(v) => v
                 .get_ref()
@@ -595,6 +654,7 @@ impl Config {
                     cx.err(Some(v.span()), Some("sql"), e.message().trim().to_string())
                 })?,
         };
+        sql.server_names = cx.server_names(&topology, raw.aliases.as_ref())?;
 
         let sections = crate::sections::Sections {
             backup_service: raw
