@@ -736,6 +736,28 @@ tls = "off"
         );
     }
 
+    /// `[aliases]`: a server name (as `@@SERVERNAME` shows it) → a topology instance; the
+    /// topology's instances also match by their host's first label.
+    #[test]
+    fn aliases_map_server_names_to_topology_instances() {
+        let with = |a: &str| parse(&format!("{GOOD}\n[aliases]\n{a}\n"));
+        let c = with(r#""SQLB01\\RTC" = 'sql-b.contoso.com\RTC'"#).unwrap();
+        let n = &c.sql.server_names;
+        assert_eq!(n.resolve("sqlb01\\RTC").unwrap(), c.topology.backup.principal);
+        assert_eq!(n.resolve("SQL-A2\\RTC").unwrap().to_string(), "sql-a2.contoso.com\\RTC");
+        assert!(n.resolve("SQLX\\RTC").is_err());
+        // A name with a domain or a port, or an address outside the topology, is refused
+        // with the key.
+        for bad in [
+            r#""sqlb01.contoso.com\\RTC" = 'sql-b.contoso.com\RTC'"#,
+            r#""SQLB01\\RTC,1433" = 'sql-b.contoso.com\RTC'"#,
+            r#""SQLB01\\RTC" = 'sql-z.contoso.com\RTC'"#,
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.key.as_deref().unwrap().starts_with("aliases."), "{e}");
+        }
+    }
+
     #[test]
     fn errors_name_line_and_key() {
         let bad = GOOD.replace("sql-b.contoso.com\\RTC", "sql b.contoso.com\\RTC");
