@@ -355,11 +355,13 @@ impl Ctx<'_> {
         for (k, v) in raw.into_iter().flatten() {
             let name = k.get_ref().trim();
             let key = format!("aliases.\"{name}\"");
-            let computer = name.split('\\').next().unwrap_or_default();
-            if name.is_empty()
-                || name.matches('\\').count() > 1
-                || computer.is_empty()
-                || computer.contains(['.', ',', ':', ' '])
+            let (computer, instance) = match name.split_once('\\') {
+                Some((c, i)) => (c, Some(i)),
+                None => (name, None),
+            };
+            if computer.is_empty()
+                || computer.contains(['.', ',', ':', ' ', '\\'])
+                || instance.is_some_and(|i| failover_core::InstanceName::parse(i).is_err())
             {
                 return Err(self.err(
                     Some(k.span()),
@@ -743,8 +745,14 @@ tls = "off"
         let with = |a: &str| parse(&format!("{GOOD}\n[aliases]\n{a}\n"));
         let c = with(r#""SQLB01\\RTC" = 'sql-b.contoso.com\RTC'"#).unwrap();
         let n = &c.sql.server_names;
-        assert_eq!(n.resolve("sqlb01\\RTC").unwrap(), c.topology.backup.principal);
-        assert_eq!(n.resolve("SQL-A2\\RTC").unwrap().to_string(), "sql-a2.contoso.com\\RTC");
+        assert_eq!(
+            n.resolve("sqlb01\\RTC").unwrap(),
+            c.topology.backup.principal
+        );
+        assert_eq!(
+            n.resolve("SQL-A2\\RTC").unwrap().to_string(),
+            "sql-a2.contoso.com\\RTC"
+        );
         assert!(n.resolve("SQLX\\RTC").is_err());
         // A name with a domain or a port, or an address outside the topology, is refused
         // with the key.
