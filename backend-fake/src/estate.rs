@@ -60,6 +60,8 @@ struct Database {
 #[derive(Debug, Clone)]
 struct Instance {
     version: String,
+    /// What the server calls itself (`@@SERVERNAME`); `None`: [`default_server_name`].
+    server_name: Option<String>,
     reachable: bool,
     databases: BTreeMap<DatabaseName, Database>,
     location: Option<LocationRecord>,
@@ -146,6 +148,7 @@ impl Estate {
             addr.clone(),
             Instance {
                 version: version.to_string(),
+                server_name: None,
                 reachable: true,
                 databases: BTreeMap::new(),
                 location: None,
@@ -153,6 +156,28 @@ impl Estate {
         );
         g.record(addr, None, Change::InstanceAdded);
         Ok(())
+    }
+
+    /// Sets what the instance calls itself: its `@@SERVERNAME` /
+    /// `SERVERPROPERTY('ServerName')`, which its partners show as
+    /// `mirroring_partner_instance` ("the instance name and computer name", no domain, no
+    /// port: <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>,
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/functions/serverproperty-transact-sql>).
+    /// Unset: [`default_server_name`].
+    pub fn set_server_name(&self, addr: &InstanceAddr, name: &str) -> Result<(), SetupError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 128 {
+            return Err(SetupError(format!(
+                "the server name of {addr} must have 1-128 characters"
+            )));
+        }
+        self.lock().instance_mut(addr)?.server_name = Some(name.to_string());
+        Ok(())
+    }
+
+    /// What the instance calls itself (see [`Estate::set_server_name`]).
+    pub fn server_name(&self, addr: &InstanceAddr) -> String {
+        self.lock().server_name(addr)
     }
 
     /// Adds a database copy on an instance.
@@ -928,6 +953,22 @@ impl Estate {
     }
 }
 
+/// The server name an instance reports unless set ([`Estate::set_server_name`]): the
+/// computer name (the host's first DNS label, upper case, as Windows shows NetBIOS names)
+/// and the instance name, `SQL-A\RTC` for `sql-a.cms.test\RTC`; the default instance is
+/// the computer name alone. An IP host has no computer name here: the address as written.
+pub fn default_server_name(addr: &InstanceAddr) -> String {
+    let host = addr.host().as_str();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return addr.to_string();
+    }
+    let computer = host.split('.').next().unwrap_or(host).to_ascii_uppercase();
+    match addr.instance() {
+        Some(i) => format!("{computer}\\{i}"),
+        None => computer,
+    }
+}
+
 impl Inner {
     fn instance_mut(&mut self, addr: &InstanceAddr) -> Result<&mut Instance, SetupError> {
         self.instances
@@ -959,6 +1000,13 @@ impl Inner {
         })
     }
 
+    fn server_name(&self, addr: &InstanceAddr) -> String {
+        self.instances
+            .get(addr)
+            .and_then(|i| i.server_name.clone())
+            .unwrap_or_else(|| default_server_name(addr))
+    }
+
     fn reachable(&self, addr: &InstanceAddr) -> bool {
         self.instances.get(addr).is_some_and(|i| i.reachable)
     }
@@ -988,6 +1036,7 @@ impl Inner {
             MirrorRow {
                 role,
                 state,
+                partner_name: self.server_name(partner),
                 partner: partner.clone(),
                 safety_full: m.safety_full,
                 failover_lsn,

@@ -29,6 +29,8 @@ pub struct MirrorRow {
     pub state: MirrorState,
     /// The partner.
     pub partner: InstanceAddr,
+    /// What the partner calls itself (its `@@SERVERNAME`).
+    pub partner_name: String,
     /// `mirroring_safety_level_desc = 'FULL'`.
     pub safety_full: bool,
     /// `mirroring_failover_lsn`: the mirror copy's position.
@@ -36,9 +38,11 @@ pub struct MirrorRow {
 }
 
 impl MirrorRow {
-    /// `mirroring_partner_instance`: the partner's `host\instance` string.
+    /// `mirroring_partner_instance`: the partner's server name, "the instance name and
+    /// computer name" (no domain, no port):
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>.
     pub fn partner_instance(&self) -> String {
-        self.partner.to_string()
+        self.partner_name.clone()
     }
 }
 
@@ -82,6 +86,7 @@ impl DbRow {
                 role: m.role,
                 state: m.state,
                 partner: Some(m.partner.clone()),
+                partner_name: Some(m.partner_name.clone()),
                 safety_full: m.safety_full,
                 failover_lsn: Some(m.failover_lsn.into()),
             }),

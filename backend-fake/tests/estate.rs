@@ -172,7 +172,16 @@ fn planned_mirror_failover_swaps_roles() {
     let mm = m.mirroring.as_ref().unwrap();
     assert_eq!(mm.role, MirrorRole::Mirror);
     assert_eq!(mm.partner, a);
-    assert_eq!(mm.partner_instance(), "sql-a.cms.test\\RTC");
+    // The partner as SQL Server names it: computer name and instance, no domain.
+    assert_eq!(mm.partner_instance(), "SQL-A\\RTC");
+    e.set_server_name(&a, "SQLA01\\RTC").unwrap();
+    let s = e.snapshot();
+    let mm = s.database(&a2, &xds()).unwrap().mirroring.clone().unwrap();
+    assert_eq!(mm.partner_instance(), "SQLA01\\RTC");
+    assert_eq!(
+        mm.partner, a,
+        "the estate still knows the address behind the name"
+    );
 
     let sm = e.open_session(&a2).unwrap();
     assert_eq!(e.set_partner_failover(sm, &xds()).unwrap_err().number, 1470);

@@ -255,6 +255,10 @@ impl Transport for OdbcTransport {
         }
     }
 
+    fn known_instances(&self) -> Vec<failover_core::InstanceAddr> {
+        self.config.endpoints.keys().cloned().collect()
+    }
+
     fn call_timeout(&self) -> Option<std::time::Duration> {
         Some(self.config.call_timeout)
     }

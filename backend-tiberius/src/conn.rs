@@ -111,6 +111,10 @@ impl Transport for TiberiusTransport {
         }
     }
 
+    fn known_instances(&self) -> Vec<failover_core::InstanceAddr> {
+        self.cfg.endpoints.keys().cloned().collect()
+    }
+
     fn call_timeout(&self) -> Option<std::time::Duration> {
         Some(self.cfg.call_timeout)
     }

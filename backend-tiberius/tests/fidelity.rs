@@ -123,3 +123,65 @@ async fn a_missing_position_view_says_which_view_to_create() {
         "{e}"
     );
 }
+
+/// Item 2: `mirroring_partner_instance` is the partner's server name (computer and
+/// instance, no domain, no port); the backend maps it to a topology address by the host's
+/// first label, else by an alias, and a name it cannot map stops a mirror failover before
+/// anything is sent.
+#[tokio::test]
+async fn the_mirroring_partner_is_mapped_from_its_server_name() {
+    let fx = fixtures::build(&Options::default().mirrored(true));
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let dbs = fixtures::databases();
+    let sim = serve(fx.estate.clone()).await;
+    let b = backend_with(&sim, Duration::from_secs(10));
+    let partner = |p: failover_core::InstanceProbe| p.databases[0].mirroring.clone().unwrap();
+    let m = partner(b.probe(&a, &dbs).await.unwrap());
+    assert_eq!(m.partner_name.as_deref(), Some("SQL-A2\\RTC"));
+    assert_eq!(m.partner.as_ref(), Some(&a2));
+    // A computer name no address of the topology gives away.
+    fx.estate.set_server_name(&a2, "SQLA99\\RTC").unwrap();
+    let m = partner(b.probe(&a, &dbs).await.unwrap());
+    assert_eq!(
+        (m.partner_name.as_deref(), m.partner),
+        (Some("SQLA99\\RTC"), None)
+    );
+    let e = b
+        .mirror_failover(&a, &dbs, MirrorFailoverKind::Planned)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState, "{e}");
+    assert!(
+        e.message.contains("SQLA99\\RTC") && e.message.contains("[aliases]"),
+        "{e}"
+    );
+    assert!(
+        b.probe(&a, &dbs)
+            .await
+            .unwrap()
+            .databases
+            .iter()
+            .all(|d| d.is_writable()),
+        "nothing was sent"
+    );
+    // With the alias the name maps, and the failover runs.
+    let b = {
+        let mut cfg = backend_tiberius::TiberiusConfig::new(
+            LOGIN_USER,
+            backend_tiberius::Secret::new(fixtures::LOGIN_PASSWORD),
+        )
+        .with_encryption(backend_tiberius::Encryption::Plaintext)
+        .with_call_timeout(Duration::from_secs(10));
+        cfg.endpoints = sim.endpoint_map();
+        cfg.sql.server_names =
+            failover_core::ServerNames::default().with_alias("SQLA99\\RTC", a2.clone());
+        backend_tiberius::TiberiusBackend::new(cfg)
+    };
+    let m = partner(b.probe(&a, &dbs).await.unwrap());
+    assert_eq!(m.partner.as_ref(), Some(&a2));
+    let now = b
+        .mirror_failover(&a, &dbs, MirrorFailoverKind::Planned)
+        .await
+        .unwrap();
+    assert_eq!(now, a2);
+}

@@ -168,6 +168,7 @@ struct RawFile {
     databases: Option<Vec<Spanned<String>>>,
     login: Option<RawLogin>,
     endpoints: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    aliases: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     failover: Option<RawFailover>,
     connection: Option<RawConnection>,
@@ -411,6 +412,66 @@ impl Ctx<'_> {
         InstanceAddr::parse(v.get_ref()).map_err(|e| self.validation(v.span(), key, e))
     }
 
+    /// `[aliases]`: server name as SQL Server reports it (`"SQLB01\\RTC"`) → the topology
+    /// address it is. Each name is a computer name with an optional instance (no domain, no
+    /// port, as `mirroring_partner_instance` shows it); each address one of the topology's
+    /// instances. The topology's instances are also matched by their host's first label.
+    fn server_names(
+        &self,
+        topology: &Topology,
+        raw: Option<&BTreeMap<Spanned<String>, Spanned<String>>>,
+    ) -> Result<failover_core::ServerNames, ConfigError> {
+        let known: Vec<&InstanceAddr> = topology
+            .active
+            .instances()
+            .chain(topology.backup.instances())
+            .collect();
+        let mut names = failover_core::ServerNames::default().with_instances(known.iter().copied());
+        for (k, v) in raw.into_iter().flatten() {
+            let name = k.get_ref().trim();
+            let key = format!("aliases.\"{name}\"");
+            let (computer, instance) = match name.split_once('\\') {
+                Some((c, i)) => (c, Some(i)),
+                None => (name, None),
+            };
+            if computer.is_empty()
+                || computer.contains(['.', ',', ':', ' ', '\\'])
+                || instance.is_some_and(|i| failover_core::InstanceName::parse(i).is_err())
+            {
+                return Err(self.err(
+                    Some(k.span()),
+                    Some(&key),
+                    format!(
+                        "`{name}` is not a server name: write it as SQL Server reports it (SELECT @@SERVERNAME), computer name and instance without domain or port, e.g. \"SQLB01\\\\RTC\""
+                    ),
+                ));
+            }
+            let addr = self.addr(v, &key)?;
+            if !known.contains(&&addr) {
+                return Err(self.err(
+                    Some(v.span()),
+                    Some(&key),
+                    format!(
+                        "`{addr}` is not an instance of the topology ([active] or [backup] principal or mirror)"
+                    ),
+                ));
+            }
+            if names
+                .aliases
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                return Err(self.err(
+                    Some(k.span()),
+                    Some(&key),
+                    "this server name has two aliases",
+                ));
+            }
+            names = names.with_alias(name, addr);
+        }
+        Ok(names)
+    }
+
     fn store(&self, raw: &Spanned<RawStore>, name: &str) -> Result<Store, ConfigError> {
         let r = raw.get_ref();
         let principal = self.addr(&r.principal, &format!("{name}.principal"))?;
@@ -642,7 +703,7 @@ impl Config {
             odbc.dsn = o.dsn.as_ref().map(|d| d.get_ref().clone());
             odbc.connection_string = o.connection_string.as_ref().map(|d| d.get_ref().clone());
         }
-        let sql = match &raw.sql {
+        let mut sql: failover_tsql::SqlConfig = match &raw.sql {
             None => failover_tsql::SqlConfig::default(),
             Some(v) => v
                 .get_ref()
@@ -652,6 +713,7 @@ impl Config {
                     cx.err(Some(v.span()), Some("sql"), e.message().trim().to_string())
                 })?,
         };
+        sql.server_names = cx.server_names(&topology, raw.aliases.as_ref())?;
 
         let sections = crate::sections::Sections {
             backup_service: raw
@@ -734,6 +796,34 @@ tls = "off"
                 password: PasswordSource::Env("CMS_PW".into())
             }
         );
+    }
+
+    /// `[aliases]`: a server name (as `@@SERVERNAME` shows it) → a topology instance; the
+    /// topology's instances also match by their host's first label.
+    #[test]
+    fn aliases_map_server_names_to_topology_instances() {
+        let with = |a: &str| parse(&format!("{GOOD}\n[aliases]\n{a}\n"));
+        let c = with(r#""SQLB01\\RTC" = 'sql-b.contoso.com\RTC'"#).unwrap();
+        let n = &c.sql.server_names;
+        assert_eq!(
+            n.resolve("sqlb01\\RTC").unwrap(),
+            c.topology.backup.principal
+        );
+        assert_eq!(
+            n.resolve("SQL-A2\\RTC").unwrap().to_string(),
+            "sql-a2.contoso.com\\RTC"
+        );
+        assert!(n.resolve("SQLX\\RTC").is_err());
+        // A name with a domain or a port, or an address outside the topology, is refused
+        // with the key.
+        for bad in [
+            r#""sqlb01.contoso.com\\RTC" = 'sql-b.contoso.com\RTC'"#,
+            r#""SQLB01\\RTC,1433" = 'sql-b.contoso.com\RTC'"#,
+            r#""SQLB01\\RTC" = 'sql-z.contoso.com\RTC'"#,
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.key.as_deref().unwrap().starts_with("aliases."), "{e}");
+        }
     }
 
     #[test]

@@ -39,6 +39,16 @@ pub fn demo_settings() -> Settings {
     }
 }
 
+/// The demo's backup-store servers call themselves `SQLB01\RTC` and `SQLB02\RTC`, names no
+/// DNS name of the topology gives away: the demo's topology maps them with aliases (a real
+/// topology file: `[aliases] "SQLB01\\RTC" = "sql-b.cms.test\\RTC"`).
+pub fn demo_server_names() -> Vec<(failover_core::InstanceAddr, String)> {
+    vec![
+        (fixtures::backup(), "SQLB01\\RTC".to_string()),
+        (fixtures::backup_mirror(), "SQLB02\\RTC".to_string()),
+    ]
+}
+
 /// `a planned failover`, `a what-if plan of a disaster recovery`, … for the demo's heading.
 pub fn demo_title(mode: &Mode, what_if: bool) -> String {
     let run = match mode {
@@ -82,6 +92,17 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
     opts.workload_rate = 1;
     let fx = fixtures::build(&opts);
     let estate = fx.estate.clone();
+    // What each server calls itself (@@SERVERNAME, and mirroring_partner_instance on its
+    // partner): the active store's computers are named like their DNS names (matched by the
+    // host's first label), the backup store's are not (matched by the [aliases] below).
+    for (addr, name) in demo_server_names() {
+        estate.set_server_name(&addr, &name).map_err(|e| {
+            Failure::usage(
+                format!("cannot name the demo's servers: {e}"),
+                "report this as a bug",
+            )
+        })?;
+    }
     // TLS as a real estate has it: the demo's own CA, a certificate per instance, Force
     // Encryption on, and the client in `strict` mode trusting that CA.
     let pki = test_pki::TestPki::generate(estate.instances().iter().map(|i| i.to_string()))
@@ -139,7 +160,18 @@ pub async fn run(a: DemoArgs, argv: Vec<String>, quiet: bool) -> Result<i32, Fai
             dsn: None,
             connection_string: None,
         },
-        sql: failover_tsql::SqlConfig::default(),
+        sql: failover_tsql::SqlConfig {
+            server_names: demo_server_names().into_iter().fold(
+                failover_core::ServerNames::default().with_instances(
+                    fx.topology
+                        .active
+                        .instances()
+                        .chain(fx.topology.backup.instances()),
+                ),
+                |n, (addr, name)| n.with_alias(name, addr),
+            ),
+            ..failover_tsql::SqlConfig::default()
+        },
         sections: Default::default(),
     };
     let credentials = Credentials::Sql {

@@ -350,6 +350,16 @@ pub enum Refusal {
         /// The database.
         database: DatabaseName,
     },
+    /// A server reports a mirroring partner by a server name (computer\instance) that
+    /// the backend cannot map to an instance of the topology.
+    MirrorPartnerUnmapped {
+        /// The instance that reported it.
+        instance: InstanceAddr,
+        /// The mirrored database.
+        database: DatabaseName,
+        /// `mirroring_partner_instance`, verbatim.
+        name: String,
+    },
     /// Planned: the target already has writable copies.
     TargetWritable {
         /// The target instance.
@@ -466,6 +476,7 @@ impl Refusal {
             Refusal::SourceNotOnline { .. } => "source_not_online",
             Refusal::SourceReadOnly { .. } => "source_read_only",
             Refusal::TargetWritable { .. } => "target_writable",
+            Refusal::MirrorPartnerUnmapped { .. } => "mirror_partner_unmapped",
             Refusal::OldSourceAnswers { .. } => "old_source_answers",
             Refusal::CannotCheckOtherCopy { .. } => "cannot_check_other_copy",
             Refusal::ServingChanged { .. } => "serving_changed",
@@ -565,6 +576,14 @@ impl fmt::Display for Refusal {
                 f,
                 "{} already writable on the target {instance}: the target is already active (two writable copies!); run `cms-failover status` and `cms-failover restore`",
                 names(databases)
+            ),
+            Refusal::MirrorPartnerUnmapped {
+                instance,
+                database,
+                name,
+            } => write!(
+                f,
+                "{instance} reports the mirroring partner of {database} as `{name}` (the server name: computer and instance, no domain, no port), which maps to no instance of the topology; add `\"{name}\" = \"<host>\\\\<instance>\"` to the topology file's [aliases] table (or fix the topology's addresses), then run again"
             ),
             Refusal::OldSourceAnswers { instance, error } => write!(
                 f,

@@ -127,8 +127,17 @@ pub struct MirrorInfo {
     pub role: MirrorRole,
     /// Session state.
     pub state: MirrorState,
-    /// The partner instance (`mirroring_partner_instance`), when it parses as an address.
+    /// The partner as a topology address: the backend's translation of
+    /// [`partner_name`](Self::partner_name) ([`ServerNames::resolve`]); `None` when the server
+    /// showed no name or the name maps to no instance the backend knows.
     pub partner: Option<InstanceAddr>,
+    /// `mirroring_partner_instance` as the server reports it: the partner's server name,
+    /// "the instance name and computer name" (`SQLB01\RTC`; the computer name alone for a
+    /// default instance; no domain, no port):
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>.
+    /// `None` when the column is NULL (a login that is not sysadmin, on a mirror).
+    #[serde(default)]
+    pub partner_name: Option<String>,
     /// Whether the safety level is FULL (needed for a planned mirror failover).
     pub safety_full: bool,
     /// `mirroring_failover_lsn` (`numeric(25,0)`), when known.
@@ -255,4 +264,167 @@ pub struct LocationRecord {
     pub active: Store,
     /// The run that wrote it.
     pub run_id: String,
+}
+
+/// How a backend translates the server names SQL Server reports (`@@SERVERNAME`,
+/// `sys.database_mirroring.mirroring_partner_instance`: computer name and instance, no
+/// domain, no port) into topology addresses.
+///
+/// [`resolve`](Self::resolve) tries, in order: an explicit alias (the name, compared
+/// case-insensitively); then every known instance whose host's first DNS label and instance
+/// name equal the name's computer and instance parts (`SQLB01\RTC` matches
+/// `sqlb01.contoso.com\RTC` and `sqlb01.contoso.com\RTC,1433`; `SQLB01` matches the default
+/// instance `sqlb01.contoso.com`); then an instance whose address, written out, is the name.
+/// Exactly one instance must match; none or several is an error naming the alias to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNames {
+    /// Server name (as the server reports it) → topology address.
+    pub aliases: Vec<(String, InstanceAddr)>,
+    /// The instances the names may refer to (the topology's, the driver's endpoints).
+    pub instances: Vec<InstanceAddr>,
+}
+
+/// A server name that [`ServerNames::resolve`] cannot map to exactly one instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}; add `\"{name}\" = \"<address>\"` to the topology's [aliases] table")]
+pub struct UnmappedName {
+    /// The name as the server reported it.
+    pub name: String,
+    /// Why it does not map (no instance, or several).
+    pub reason: String,
+}
+
+impl ServerNames {
+    /// Adds instances the names may refer to (duplicates are ignored).
+    pub fn with_instances<'a>(
+        mut self,
+        instances: impl IntoIterator<Item = &'a InstanceAddr>,
+    ) -> Self {
+        for i in instances {
+            if !self.instances.contains(i) {
+                self.instances.push(i.clone());
+            }
+        }
+        self
+    }
+
+    /// Adds an alias: the server called `name` is `addr`.
+    pub fn with_alias(mut self, name: impl Into<String>, addr: InstanceAddr) -> Self {
+        self.aliases.push((name.into(), addr));
+        self
+    }
+
+    /// Whether `name` (`COMPUTER[\INSTANCE]`) is the server name of `addr` by the naming
+    /// rule: the host's first DNS label is the computer name (case-insensitive; an IP host
+    /// never matches) and the instance names are equal (both absent for a default instance).
+    pub fn names(addr: &InstanceAddr, name: &str) -> bool {
+        let (computer, instance) = match name.split_once('\\') {
+            Some((c, i)) => (c, Some(i)),
+            None => (name, None),
+        };
+        let host = addr.host().as_str();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return false;
+        }
+        let label = host.split('.').next().unwrap_or_default();
+        label.eq_ignore_ascii_case(computer)
+            && match (addr.instance(), instance) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.as_str().eq_ignore_ascii_case(b),
+                _ => false,
+            }
+    }
+
+    /// The topology address of the server that calls itself `name`.
+    pub fn resolve(&self, name: &str) -> Result<InstanceAddr, UnmappedName> {
+        let name = name.trim();
+        if let Some((_, a)) = self
+            .aliases
+            .iter()
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        {
+            return Ok(a.clone());
+        }
+        let by_rule: Vec<&InstanceAddr> = self
+            .instances
+            .iter()
+            .filter(|a| Self::names(a, name))
+            .collect();
+        match by_rule.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            many => {
+                let list: Vec<String> = many.iter().map(|a| a.to_string()).collect();
+                return Err(UnmappedName {
+                    name: name.to_string(),
+                    reason: format!(
+                        "the server name `{name}` matches several instances ({})",
+                        list.join(", ")
+                    ),
+                });
+            }
+        }
+        if let Ok(addr) = InstanceAddr::parse(name)
+            && let Some(a) = self.instances.iter().find(|a| **a == addr)
+        {
+            return Ok(a.clone());
+        }
+        Err(UnmappedName {
+            name: name.to_string(),
+            reason: format!(
+                "the server name `{name}` names no instance of the topology (a server reports its computer name and instance, without domain or port)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod server_names_tests {
+    use super::*;
+
+    fn a(s: &str) -> InstanceAddr {
+        InstanceAddr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn server_names_map_by_alias_then_by_computer_and_instance() {
+        let n = ServerNames::default()
+            .with_instances(&[
+                a("sql-a.cms.test\\RTC"),
+                a("sql-b.cms.test\\RTC,1433"),
+                a("sqlc.cms.test"),
+            ])
+            .with_alias("SQLB01\\RTC", a("sql-b.cms.test\\RTC,1433"));
+        assert_eq!(n.resolve("SQL-A\\RTC").unwrap(), a("sql-a.cms.test\\RTC"));
+        assert_eq!(n.resolve("sql-a\\rtc").unwrap(), a("sql-a.cms.test\\RTC"));
+        assert_eq!(
+            n.resolve("sqlb01\\RTC").unwrap(),
+            a("sql-b.cms.test\\RTC,1433")
+        );
+        assert_eq!(n.resolve("SQLC").unwrap(), a("sqlc.cms.test"));
+        // The default instance is not a named one, and the reverse.
+        assert!(n.resolve("SQLC\\RTC").is_err());
+        assert!(n.resolve("SQL-A").is_err());
+        let e = n.resolve("SQLX09\\RTC").unwrap_err();
+        assert_eq!(e.name, "SQLX09\\RTC");
+        assert!(e.to_string().contains("[aliases]"), "{e}");
+        assert!(e.to_string().contains("\"SQLX09\\RTC\" = "), "{e}");
+    }
+
+    #[test]
+    fn a_server_name_matching_two_instances_is_ambiguous() {
+        let n = ServerNames::default()
+            .with_instances(&[a("sql-a.one.test\\RTC"), a("sql-a.two.test\\RTC")]);
+        let e = n.resolve("SQL-A\\RTC").unwrap_err();
+        assert!(e.reason.contains("several"), "{e}");
+        let n = n.with_alias("SQL-A\\RTC", a("sql-a.two.test\\RTC"));
+        assert_eq!(n.resolve("SQL-A\\RTC").unwrap(), a("sql-a.two.test\\RTC"));
+    }
+
+    #[test]
+    fn an_ip_host_matches_only_its_written_address() {
+        let n = ServerNames::default().with_instances(&[a("127.0.0.1,14330")]);
+        assert!(n.resolve("127").is_err());
+        assert_eq!(n.resolve("127.0.0.1,14330").unwrap(), a("127.0.0.1,14330"));
+    }
 }

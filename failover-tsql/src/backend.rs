@@ -71,6 +71,9 @@ impl<T: Transport> SqlBackend<T> {
             let bound = u32::try_from(call.as_millis() * 3 / 4).unwrap_or(u32::MAX);
             cfg.fence_lock_timeout_ms = cfg.fence_lock_timeout_ms.min(bound.max(1));
         }
+        cfg.server_names = cfg
+            .server_names
+            .with_instances(&transport.known_instances());
         Self { transport, cfg }
     }
 
@@ -189,7 +192,25 @@ impl<T: Transport> SqlBackend<T> {
         dbs: &[DatabaseName],
     ) -> Result<InstanceProbe, BackendError> {
         let sets = self.reads(op, instance, &build::probe(dbs)).await?;
-        parsed(op, instance, rows::parse_probe(instance, dbs, &sets))
+        let mut probe = parsed(op, instance, rows::parse_probe(instance, dbs, &sets))?;
+        // The server reports its partner by server name (computer\instance); translate it
+        // to a topology address. An unmapped name stays `None` with the name kept: the core
+        // refuses the run before any change.
+        for m in probe
+            .databases
+            .iter_mut()
+            .filter_map(|d| d.mirroring.as_mut())
+        {
+            if let Some(name) = &m.partner_name {
+                match self.cfg.server_names.resolve(name) {
+                    Ok(a) => m.partner = Some(a),
+                    Err(e) => {
+                        tracing::warn!(%instance, error = %e, "mirroring partner name not mapped")
+                    }
+                }
+            }
+        }
+        Ok(probe)
     }
 
     async fn positions_on(

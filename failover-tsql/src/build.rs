@@ -59,6 +59,12 @@ pub struct SqlConfig {
     /// database lock before failing with 1222 (transient). The SQL backend lowers it to
     /// three quarters of the driver's call timeout, so the server always gives up first.
     pub fence_lock_timeout_ms: u32,
+    /// How the server names SQL Server reports (`mirroring_partner_instance`) map to
+    /// topology addresses. The SQL backend adds the driver's endpoint instances. Set by the
+    /// program from its topology (`[aliases]`), not read from the `[sql]` section
+    /// (`serde(skip)`).
+    #[serde(skip)]
+    pub server_names: failover_core::ServerNames,
 }
 
 /// The first statement of every batch: `USE [master];` (see the [module documentation](self)).
@@ -84,6 +90,7 @@ impl Default for SqlConfig {
             control_database: DatabaseName::parse("master").expect("valid name"),
             mirror_fallback: true,
             fence_lock_timeout_ms: 10_000,
+            server_names: failover_core::ServerNames::default(),
         }
     }
 }

@@ -120,13 +120,17 @@ pub fn mirror_failover_plan(
         }
         if kind == MirrorFailoverKind::Planned {
             let Some(p) = &m.partner else {
+                let why = match &m.partner_name {
+                    Some(n) => format!(
+                        "reports its mirroring partner as `{n}`, which maps to no instance of the topology; add `\"{n}\" = \"<address>\"` to the topology's [aliases] table"
+                    ),
+                    None => "shows no mirroring partner (mirroring_partner_instance is NULL: the login may not be sysadmin)".to_string(),
+                };
                 return Err(BackendError::new(
-                    ErrorKind::Fatal,
+                    ErrorKind::InvalidState,
                     op,
                     inst,
-                    format!(
-                        "the mirroring partner of {db} on {inst} is not a valid instance address"
-                    ),
+                    format!("{db} on {inst} {why}"),
                 ));
             };
             match &partner {
@@ -228,6 +232,7 @@ mod tests {
                 role,
                 state: MirrorState::Synchronized,
                 partner: Some(addr("b.test\\RTC")),
+                partner_name: Some("B\\RTC".into()),
                 safety_full: true,
                 failover_lsn: None,
             }),

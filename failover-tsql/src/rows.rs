@@ -168,11 +168,14 @@ pub fn parse_probe(
                 let state = MirrorState::from_desc(&state_desc).ok_or_else(|| {
                     RowError(format!("unknown mirroring_state_desc `{state_desc}`"))
                 })?;
-                let partner = text(
+                // The partner's server name (`SQLB01\RTC`), not an address: the backend
+                // maps it to a topology address (`ServerNames`).
+                let partner_name = text(
                     col(row, 5, "mirroring_partner_instance")?,
                     "mirroring_partner_instance",
                 )?
-                .and_then(|p| InstanceAddr::parse(p.trim()).ok());
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty());
                 let safety = text(
                     col(row, 6, "mirroring_safety_level_desc")?,
                     "mirroring_safety_level_desc",
@@ -185,7 +188,8 @@ pub fn parse_probe(
                 Some(MirrorInfo {
                     role,
                     state,
-                    partner,
+                    partner: None,
+                    partner_name,
                     safety_full,
                     failover_lsn,
                 })
@@ -339,10 +343,9 @@ mod tests {
         let m = lis.mirroring.as_ref().unwrap();
         assert_eq!(m.role, MirrorRole::Mirror);
         assert_eq!(m.state, MirrorState::Synchronized);
-        assert_eq!(
-            m.partner.as_ref().unwrap().to_string(),
-            "sql-a2.cms.test\\RTC"
-        );
+        // The server's name for its partner, verbatim: the backend maps it.
+        assert_eq!(m.partner_name.as_deref(), Some("sql-a2.cms.test\\RTC"));
+        assert_eq!(m.partner, None);
         assert!(m.safety_full);
         assert_eq!(m.failover_lsn, Some(41000000012300001));
         let xds = p.database(&db("xds")).unwrap();

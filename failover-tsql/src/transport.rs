@@ -139,6 +139,12 @@ pub trait Transport: Send + Sync {
         Vec::new()
     }
 
+    /// The instances the driver has endpoints for: the SQL backend maps the server names
+    /// SQL Server reports to these too ([`failover_core::ServerNames`]). None by default.
+    fn known_instances(&self) -> Vec<InstanceAddr> {
+        Vec::new()
+    }
+
     /// The driver's bound for one call, when it has one: the SQL backend keeps the fence's
     /// server-side `SET LOCK_TIMEOUT` below it.
     fn call_timeout(&self) -> Option<Duration> {

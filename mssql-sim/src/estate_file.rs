@@ -59,6 +59,13 @@ pub struct EstateFile {
 pub struct InstanceEntry {
     /// `fqdn[\instance]`, e.g. `sql-a.cms.test\RTC`.
     pub name: InstanceAddr,
+    /// What the server calls itself (`@@SERVERNAME`, and `mirroring_partner_instance` on
+    /// its partners): computer name and instance, e.g. `SQLB01\RTC`; no domain, no port
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>).
+    /// Absent: the host's first label in upper case and the instance
+    /// ([`backend_fake::default_server_name`]).
+    #[serde(default)]
+    pub server_name: Option<String>,
     /// `@@VERSION`.
     #[serde(default)]
     pub version: Option<String>,
@@ -212,6 +219,7 @@ impl EstateFile {
         Self {
             instances: vec![InstanceEntry {
                 name,
+                server_name: None,
                 version: None,
                 port,
                 reachable: true,
@@ -280,6 +288,9 @@ impl EstateFile {
             estate
                 .add_instance(&i.name, i.version.as_deref().unwrap_or(DEFAULT_VERSION))
                 .map_err(invalid)?;
+            if let Some(n) = &i.server_name {
+                estate.set_server_name(&i.name, n).map_err(invalid)?;
+            }
             if i.port != 0 {
                 ports.insert(i.name.clone(), i.port);
             }
@@ -382,6 +393,25 @@ mod tests {
             f.tls(Path::new(".")).unwrap().is_empty(),
             "no certificate: no TLS"
         );
+    }
+
+    /// `server_name` is what the server calls itself and what its partner shows as
+    /// `mirroring_partner_instance`; absent, the host's first label and the instance.
+    #[test]
+    fn server_names_come_from_the_file() {
+        let text = "[[instance]]\nname = 'sql-b.cms.test\\RTC'\nserver_name = 'SQLB01\\RTC'\n[[instance.database]]\nname = 'xds'\n\n[[instance]]\nname = 'sql-b2.cms.test\\RTC'\n\n[[mirroring]]\ndatabase = 'xds'\nprincipal = 'sql-b.cms.test\\RTC'\nmirror = 'sql-b2.cms.test\\RTC'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        let b = InstanceAddr::parse("sql-b.cms.test\\RTC").unwrap();
+        let b2 = InstanceAddr::parse("sql-b2.cms.test\\RTC").unwrap();
+        assert_eq!(estate.server_name(&b), "SQLB01\\RTC");
+        assert_eq!(estate.server_name(&b2), "SQL-B2\\RTC");
+        let xds = DatabaseName::parse("xds").unwrap();
+        let snap = estate.snapshot();
+        let on = |i: &InstanceAddr| snap.database(i, &xds).unwrap().mirroring.clone().unwrap();
+        assert_eq!(on(&b2).partner_instance(), "SQLB01\\RTC");
+        assert_eq!(on(&b).partner_instance(), "SQL-B2\\RTC");
+        let bad = "[[instance]]\nname = 'a'\nserver_name = ''\n";
+        assert!(EstateFile::parse(bad).unwrap().build(|_| None).is_err());
     }
 
     #[test]

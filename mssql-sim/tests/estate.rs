@@ -72,7 +72,10 @@ async fn probe_batch_returns_version_and_database_rows() {
     let sets = batch(&mut c, &build::probe(&dbs())).await.unwrap();
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[0], vec![row(&[Some(fixtures::VERSION)])]);
-    let partner = fixtures::active_mirror().to_string();
+    // mirroring_partner_instance is the partner's server name (computer\instance), not its
+    // address.
+    let partner = backend_fake::default_server_name(&fixtures::active_mirror());
+    assert_eq!(partner, "SQL-A2\\RTC");
     let lis = row(&[
         Some("lis"),
         Some("ONLINE"),
@@ -606,7 +609,8 @@ async fn a_failing_statement_does_not_stop_the_batch() {
     // @@SPID and SERVERPROPERTY.
     let sets = batch(&mut c, "SELECT @@SPID AS spid, SERVERPROPERTY('ServerName') AS s, SERVERPROPERTY(N'ProductVersion') AS v;").await.unwrap();
     assert!(sets[0][0][0].as_deref().unwrap().parse::<u16>().unwrap() >= 51);
-    assert_eq!(sets[0][0][1].as_deref(), Some("sql-a.cms.test\\RTC"));
+    // @@SERVERNAME is computer name and instance: no domain.
+    assert_eq!(sets[0][0][1].as_deref(), Some("SQL-A\\RTC"));
     assert_eq!(sets[0][0][2].as_deref(), Some("15.0.4322.2"));
 }
 

@@ -160,6 +160,27 @@ impl Observations {
         Err(problems)
     }
 
+    /// The first requested database whose mirroring partner the server names (its
+    /// `mirroring_partner_instance`) but the backend could not map to an address.
+    fn unmapped_partner(
+        &self,
+        dbs: &[DatabaseName],
+    ) -> Option<(InstanceAddr, DatabaseName, String)> {
+        self.probes.iter().find_map(|(i, p)| {
+            let p = p.as_ref().ok()?;
+            p.databases
+                .iter()
+                .filter(|d| dbs.contains(&d.name))
+                .find_map(|d| {
+                    let m = d.mirroring.as_ref()?;
+                    match (&m.partner, &m.partner_name) {
+                        (None, Some(n)) => Some((i.clone(), d.name.clone(), n.clone())),
+                        _ => None,
+                    }
+                })
+        })
+    }
+
     pub(super) fn writable_dbs(&self, i: &InstanceAddr) -> Vec<DatabaseName> {
         match self.probes.get(i) {
             Some(Ok(p)) => p
@@ -344,6 +365,17 @@ pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refus
             }
             .into());
         }
+    }
+    // A mirroring partner the backend could not map to a topology address: the run could
+    // not follow the principal role (a mirror failover, a position read on the partner),
+    // so it must not start.
+    if let Some((instance, database, name)) = obs.unmapped_partner(dbs) {
+        return Err(Refusal::MirrorPartnerUnmapped {
+            instance,
+            database,
+            name,
+        }
+        .into());
     }
     let mut plan = match &req.mode {
         Mode::Planned => plan_planned(req, obs, dbs, warnings),
@@ -913,7 +945,28 @@ pub(super) mod tests {
         );
     }
 
+    /// A mirroring partner named by a server name the backend cannot map: refused before
+    /// the lock, nothing changed, and the text names the name and the alias to add.
+    #[test]
+    fn an_unmapped_mirroring_partner_name_is_refused_before_any_change() {
+        let mut w = World::planned_mirrored();
+        w.unmap_partner(&bm(), "SQLB01\\RTC");
+        let (o, h) = w.run(planned_mirrored());
+        let Some(r @ Refusal::MirrorPartnerUnmapped { name, instance, .. }) = o.refusal() else {
+            panic!("{o}");
+        };
+        assert_eq!((name.as_str(), instance), ("SQLB01\\RTC", &bm()));
+        let text = r.to_string();
+        assert!(
+            text.contains("[aliases]") && text.contains("\"SQLB01\\RTC\""),
+            "{text}"
+        );
+        assert_eq!(h, [S::Preflight, S::Done]);
+        assert!(w.mutations().is_empty());
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        an_unmapped_mirroring_partner_name_is_refused_before_any_change,
         a_directory_elsewhere_is_refused_with_both_values,
         an_unreadable_directory_is_refused,
         refused_by_the_first_check_releases_the_lock_and_changes_nothing_else,

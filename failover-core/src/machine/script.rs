@@ -215,6 +215,7 @@ fn mirroring(role: MirrorRole, partner: InstanceAddr) -> Option<MirrorInfo> {
         role,
         state: MirrorState::Synchronized,
         partner: Some(partner),
+        partner_name: None,
         safety_full: true,
         failover_lsn: None,
     })
@@ -372,6 +373,19 @@ impl World {
         let d = &mut self.inst(i).dbs[n];
         d.state = DbState::Restoring;
         d.mirroring = None;
+    }
+    /// `i` names its mirroring partner `name`, which the backend could not map to an
+    /// address (`partner: None`, `partner_name: Some(name)`).
+    pub(crate) fn unmap_partner(&mut self, i: &InstanceAddr, name: &str) {
+        for m in self
+            .inst(i)
+            .dbs
+            .iter_mut()
+            .filter_map(|d| d.mirroring.as_mut())
+        {
+            m.partner = None;
+            m.partner_name = Some(name.to_string());
+        }
     }
     /// Takes `i` down: every call to it fails as unreachable.
     pub(crate) fn set_down(&mut self, i: &InstanceAddr) {

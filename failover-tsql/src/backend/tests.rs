@@ -46,6 +46,11 @@ impl Transport for Scripted {
     fn sql_config(&self) -> &SqlConfig {
         &self.sql
     }
+    /// The instances the scripted servers' names (`SQL-A\RTC`, `SQL-A2\RTC`) map to.
+    fn known_instances(&self) -> Vec<InstanceAddr> {
+        vec![a(), a2()]
+    }
+
     fn call_timeout(&self) -> Option<std::time::Duration> {
         self.call
     }
@@ -227,7 +232,7 @@ async fn positions_of_a_mirror_are_read_on_its_partner() {
         Err(TransportError::server(954, "xds is the mirror here")),
         probe_reply(&[
             ("lis", "ONLINE", None, None),
-            ("xds", "RESTORING", Some("MIRROR"), Some("sql-a2.test\\RTC")),
+            ("xds", "RESTORING", Some("MIRROR"), Some("SQL-A2\\RTC")),
         ]),
         one(int(7)),
         one(int(9)),
@@ -318,8 +323,8 @@ async fn recover_and_mirror_failover_send_only_what_is_needed() {
 
     // Planned on the old principal that is already the mirror: nothing sent, partner named.
     let b = backend(vec![probe_reply(&[
-        ("lis", "RESTORING", Some("MIRROR"), Some("sql-a2.test\\RTC")),
-        ("xds", "RESTORING", Some("MIRROR"), Some("sql-a2.test\\RTC")),
+        ("lis", "RESTORING", Some("MIRROR"), Some("SQL-A2\\RTC")),
+        ("xds", "RESTORING", Some("MIRROR"), Some("SQL-A2\\RTC")),
     ])]);
     let now = b
         .mirror_failover(&a(), &dbs(), MirrorFailoverKind::Planned)
@@ -428,7 +433,7 @@ async fn every_batch_runs_in_master_and_the_fence_lock_timeout_stays_below_the_c
 #[tokio::test]
 async fn statements_are_exactly_the_batches_sent() {
     let i = a();
-    let partner = || Some("sql-a2.test\\RTC");
+    let partner = || Some("SQL-A2\\RTC");
     let rec = record(3, "run-3");
     // Every database needs the mirror statement: all PRINCIPAL (planned) or MIRROR (forced).
     let mirror = |kind, state, role, expected_partner| {

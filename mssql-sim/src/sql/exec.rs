@@ -681,11 +681,11 @@ impl SqlSession {
         })
     }
 
+    /// `@@SERVERNAME` / `SERVERPROPERTY('ServerName')`: what the estate says this server
+    /// calls itself, computer name and instance (`SQLB01\RTC`), no domain, no port:
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/functions/serverproperty-transact-sql>.
     fn server_name(&self) -> String {
-        match self.addr.instance() {
-            Some(i) => format!("{}\\{}", self.addr.host(), i),
-            None => self.addr.host().to_string(),
-        }
+        self.estate.server_name(&self.addr)
     }
 
     fn instance_name(&self) -> String {
