@@ -117,7 +117,9 @@ impl LoginGrants {
     ) -> Option<bool> {
         let perm = permission.to_ascii_uppercase();
         match class.to_ascii_uppercase().as_str() {
-            "SERVER" if securable.is_none() => match perm.as_str() {
+            // The server itself: securable and class NULL (the page's first example), or
+            // class SERVER.
+            "" | "SERVER" if securable.is_none() => match perm.as_str() {
                 "VIEW SERVER STATE" => Some(self.sysadmin || self.view_server_state),
                 "CONTROL SERVER" | "ALTER ANY DATABASE" => Some(self.sysadmin),
                 "CREATE ANY DATABASE" => Some(self.sysadmin || self.dbcreator),

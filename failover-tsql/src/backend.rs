@@ -164,7 +164,12 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         dbs: &[DatabaseName],
     ) -> Result<InstanceProbe, BackendError> {
-        let sets = self.ops(op, instance, &build::probe(dbs)).await?;
+        // The preflight probe also reads the login's rights; the pre-checks need no rights.
+        let sql = match op {
+            Operation::Probe => build::preflight_probe(&self.cfg, dbs),
+            _ => build::probe(dbs),
+        };
+        let sets = self.ops(op, instance, &sql).await?;
         parsed(op, instance, rows::parse_probe(instance, dbs, &sets))
     }
 

@@ -167,6 +167,11 @@ pub struct LoginEntry {
     /// client names no database; 4064 at login when it cannot be opened.
     #[serde(default)]
     pub default_database: Option<DatabaseName>,
+    /// What the login may do on every instance (`[login.grants]`: `sysadmin`, `dbcreator`,
+    /// `view_server_state`, `owns`, `alter`, `control`, `view_definition`, `location_write`).
+    /// Absent: sysadmin.
+    #[serde(default)]
+    pub grants: Option<backend_fake::LoginGrants>,
 }
 
 impl std::fmt::Debug for LoginEntry {
@@ -175,6 +180,7 @@ impl std::fmt::Debug for LoginEntry {
             .field("user", &self.user)
             .field("password_env", &self.password_env)
             .field("default_database", &self.default_database)
+            .field("grants", &self.grants)
             .finish()
     }
 }
@@ -333,6 +339,9 @@ impl EstateFile {
             })?;
             estate.add_login(&l.user, &pw);
             estate.set_login_default_database(&l.user, l.default_database.as_ref());
+            if let Some(g) = &l.grants {
+                estate.set_login_grants(&l.user, None, g.clone());
+            }
         }
         for l in &self.locations {
             let active = Store::new(l.principal.clone(), l.mirror.clone()).map_err(invalid)?;
