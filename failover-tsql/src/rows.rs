@@ -359,6 +359,43 @@ mod tests {
         DatabaseName::parse(s).unwrap()
     }
 
+    /// The preflight probe's rights columns: the version row's login, roles and location
+    /// grants (NULL: unknown), each database's ALTER (NULL kept as unknown) and owner.
+    #[test]
+    fn probe_rights_rows() {
+        let inst = InstanceAddr::parse("sql-b.cms.test").unwrap();
+        let i = |n: i64| Some(SqlValue::Int(n));
+        let version = vec![vec![t("v"), t("CMS\\op"), i(0), None, i(1), i(0)]];
+        let row = |name: &str, alter: Option<SqlValue>, owner: &str| {
+            vec![
+                t(name),
+                t("ONLINE"),
+                i(0),
+                None,
+                None,
+                None,
+                None,
+                None,
+                i(0),
+                alter,
+                t(owner),
+            ]
+        };
+        let dbs = vec![row("lis", None, "cms\\OP"), row("xds", i(0), "sa")];
+        let p = parse_probe(&inst, &[db("xds"), db("lis")], &[version, dbs]).unwrap();
+        let r = p.rights.unwrap();
+        assert_eq!(r.login, "CMS\\op");
+        assert!(!r.sysadmin && !r.dbcreator, "NULL membership reads as not a member");
+        assert_eq!(r.location_write, Some(false), "INSERT but not UPDATE");
+        assert_eq!(r.can_alter(&db("xds")), Some(false));
+        assert_eq!(r.can_alter(&db("lis")), Some(true), "the owner (names compare without case)");
+        assert!(r.can_restore(&db("lis")) && !r.can_restore(&db("xds")));
+        // The pre-check probe has no rights columns.
+        let plain = vec![vec![t("v")]];
+        let p = parse_probe(&inst, &[db("xds")], &[plain, vec![]]).unwrap();
+        assert!(p.rights.is_none());
+    }
+
     #[test]
     fn probe_rows() {
         let inst = InstanceAddr::parse("sql-a.cms.test\\RTC").unwrap();
