@@ -385,6 +385,25 @@ mod tests {
             f.build(|_| None).is_err(),
             "a login without its password variable is refused"
         );
+        // [login.grants]: the operator is dbcreator, not sysadmin; cmsfailover has none (sysadmin).
+        let op = estate
+            .login(&a, "cmsoperator", "pw")
+            .and_then(|s| estate.session_grants(s))
+            .unwrap();
+        assert_eq!(op.0, "cmsoperator");
+        assert!(op.1.dbcreator && op.1.location_write && !op.1.sysadmin);
+        let full = estate
+            .login(&a, "cmsfailover", "pw")
+            .and_then(|s| estate.session_grants(s))
+            .unwrap();
+        assert!(full.1.sysadmin);
+        assert!(
+            EstateFile::parse(
+                "[[login]]\nuser = 'u'\npassword_env = 'P'\n[login.grants]\nroot = true\n"
+            )
+            .is_err(),
+            "an unknown grant is refused"
+        );
         assert!(EstateFile::parse("[[instance]]\nname = 'bad host'\n").is_err());
         assert!(EstateFile::parse("[[instance]]\nname = 'a'\nfoo = 1\n").is_err());
         assert!(
