@@ -30,18 +30,6 @@ fn xds() -> DatabaseName {
     DatabaseName::parse("xds").unwrap()
 }
 
-/// Every error number FreeTDS prints for `sql`, in order.
-async fn error_numbers(port: u16, sql: &str) -> Vec<u32> {
-    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, &format!("{sql}\ngo\n")).await;
-    out.lines()
-        .filter_map(|l| l.split("Msg ").nth(1))
-        .filter_map(|r| {
-            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .collect()
-}
-
 /// A login without ALTER, RESTORE or the location grants: the backends' statements fail as
 /// on SQL Server and nothing changes.
 #[tokio::test]
