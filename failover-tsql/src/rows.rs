@@ -385,10 +385,17 @@ mod tests {
         let p = parse_probe(&inst, &[db("xds"), db("lis")], &[version, dbs]).unwrap();
         let r = p.rights.unwrap();
         assert_eq!(r.login, "CMS\\op");
-        assert!(!r.sysadmin && !r.dbcreator, "NULL membership reads as not a member");
+        assert!(
+            !r.sysadmin && !r.dbcreator,
+            "NULL membership reads as not a member"
+        );
         assert_eq!(r.location_write, Some(false), "INSERT but not UPDATE");
         assert_eq!(r.can_alter(&db("xds")), Some(false));
-        assert_eq!(r.can_alter(&db("lis")), Some(true), "the owner (names compare without case)");
+        assert_eq!(
+            r.can_alter(&db("lis")),
+            Some(true),
+            "the owner (names compare without case)"
+        );
         assert!(r.can_restore(&db("lis")) && !r.can_restore(&db("xds")));
         // The pre-check probe has no rights columns.
         let plain = vec![vec![t("v")]];
