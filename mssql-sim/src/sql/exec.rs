@@ -849,7 +849,14 @@ impl SqlSession {
                 let class = self.str_arg(args, 1, env)?.unwrap_or_default();
                 let permission = self.str_arg(args, 2, env)?.unwrap_or_default();
                 let (_, grants) = self.estate.session_grants(self.id)?;
-                let rows = self.db_rows()?;
+                // A snapshot, not db_rows: a permission check does not advance the estate's
+                // clock (db_rows ticks once per call, which would speed replication up).
+                let snap = self.estate.snapshot();
+                let rows = snap
+                    .instances
+                    .get(&self.addr)
+                    .map(|i| i.databases.clone())
+                    .unwrap_or_default();
                 let accessible = |d: &DatabaseName| {
                     rows.iter()
                         .any(|r| &r.name == d && r.state == failover_core::DbState::Online)
