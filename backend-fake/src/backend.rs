@@ -6,8 +6,9 @@ use crate::fault::Fault;
 use async_trait::async_trait;
 use failover_core::sqlerror::classify;
 use failover_core::{
-    Backend, BackendError, DatabaseName, DatabasePosition, InstanceAddr, InstanceProbe,
-    LocationRecord, LockAttempt, MirrorFailoverKind, MirrorRole, Operation, Position,
+    Backend, BackendError, DatabaseName, DatabasePosition, DatabaseRights, DbState, InstanceAddr,
+    InstanceProbe, LocationRecord, LockAttempt, LoginRights, MirrorFailoverKind, MirrorRole,
+    Operation, Position,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -181,13 +182,41 @@ impl Backend for FakeBackend {
         self.run(Operation::Probe, instance, |e, s| {
             let version = e.version(s)?;
             let rows = e.database_rows(s)?;
+            let (login, grants) = e.session_grants(s)?;
+            let databases: Vec<_> = databases
+                .iter()
+                .filter_map(|d| rows.iter().find(|r| &r.name == d).map(|r| r.to_probe()))
+                .map(|mut p| {
+                    // NULL mirroring columns on a mirror for a login that is not sysadmin.
+                    if !grants.sees_mirror_columns()
+                        && p.mirroring
+                            .as_ref()
+                            .is_some_and(|m| m.role == MirrorRole::Mirror)
+                    {
+                        p.mirroring = None;
+                    }
+                    p
+                })
+                .collect();
+            let rights = LoginRights {
+                sysadmin: grants.sysadmin,
+                dbcreator: grants.dbcreator,
+                location_write: Some(grants.can_write_location()),
+                databases: databases
+                    .iter()
+                    .map(|p| DatabaseRights {
+                        name: p.name.clone(),
+                        alter: (p.state == DbState::Online).then(|| grants.can_alter(&p.name)),
+                        owner: e.database_owner(instance, &p.name) == login,
+                    })
+                    .collect(),
+                login,
+            };
             Ok(InstanceProbe {
                 instance: instance.clone(),
                 version,
-                databases: databases
-                    .iter()
-                    .filter_map(|d| rows.iter().find(|r| &r.name == d).map(|r| r.to_probe()))
-                    .collect(),
+                databases,
+                rights: Some(rights),
             })
         })
         .await

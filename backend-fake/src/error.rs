@@ -104,6 +104,44 @@ impl SqlError {
         Self::new(229, 14, 5, format!("The {what} permission was denied."))
     }
 
+    /// 5011: the login lacks ALTER on the database (SQL Server adds 5069 and does not say
+    /// whether the database exists):
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-5000-to-5999>
+    pub fn no_alter_permission(db: &str) -> Self {
+        Self::new(
+            5011,
+            14,
+            5,
+            format!(
+                "User does not have permission to alter database '{db}', the database does not exist, or the database is not in a state that allows access checks."
+            ),
+        )
+    }
+
+    /// 3110: the login may not RESTORE the database (not sysadmin, dbcreator or its owner;
+    /// SQL Server adds 3013):
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-3000-to-3999>
+    pub fn no_restore_permission(db: &str) -> Self {
+        Self::new(
+            3110,
+            14,
+            1,
+            format!("User does not have permission to RESTORE database '{db}'."),
+        )
+    }
+
+    /// 229: `permission` denied on a `dbo` object of `master` (the location table).
+    pub fn object_permission_denied(permission: &str, object: &str) -> Self {
+        Self::new(
+            229,
+            14,
+            5,
+            format!(
+                "The {permission} permission was denied on the object '{object}', database 'master', schema 'dbo'."
+            ),
+        )
+    }
+
     /// 5061: ALTER DATABASE could not lock the database.
     pub fn could_not_lock(db: &str) -> Self {
         Self::new(

@@ -27,6 +27,7 @@
 
 use crate::error::SqlError;
 use crate::fault::{Fault, FaultConfig, FaultState};
+use crate::grants::LoginGrants;
 pub use crate::snapshot::SessionId;
 use crate::snapshot::{
     Change, DbRow, InstanceSnapshot, LockSnapshot, MirrorRow, Mutation, Snapshot,
@@ -101,6 +102,10 @@ struct Inner {
     workloads: Vec<Workload>,
     logins: BTreeMap<String, String>,
     default_databases: BTreeMap<String, String>,
+    /// Grants per (login, instance); `None`: every instance.
+    grants: BTreeMap<(String, Option<InstanceAddr>), LoginGrants>,
+    /// The SQL login of each session opened with one.
+    session_logins: BTreeMap<SessionId, String>,
     sessions: BTreeMap<SessionId, InstanceAddr>,
     next_session: u64,
     locks: BTreeMap<(InstanceAddr, String), (SessionId, u32)>,
@@ -541,7 +546,46 @@ impl Estate {
                 return Err(SqlError::login_failed(user));
             }
         }
-        self.open_session(addr)
+        let id = self.open_session(addr)?;
+        self.lock().session_logins.insert(id, user.to_string());
+        Ok(id)
+    }
+
+    /// Sets what login `user` may do on `instance` (`None`: on every instance without its
+    /// own grants). A login without grants, and a trusted session, is sysadmin.
+    pub fn set_login_grants(
+        &self,
+        user: &str,
+        instance: Option<&InstanceAddr>,
+        grants: LoginGrants,
+    ) {
+        self.lock()
+            .grants
+            .insert((user.to_string(), instance.cloned()), grants);
+    }
+
+    /// The session's login name (`sa` for a trusted session) and what it may do.
+    pub fn session_grants(&self, session: SessionId) -> Result<(String, LoginGrants), SqlError> {
+        let g = self.lock();
+        let addr = g
+            .sessions
+            .get(&session)
+            .ok_or_else(SqlError::connection_dropped)?;
+        Ok(g.grants_of(session, addr))
+    }
+
+    /// The login that owns `db` on `addr` (`sa` unless a login's grants own it).
+    pub fn database_owner(&self, addr: &InstanceAddr, db: &DatabaseName) -> String {
+        let g = self.lock();
+        let owner = |inst: Option<&InstanceAddr>| {
+            g.grants
+                .iter()
+                .find(|((_, i), gr)| i.as_ref() == inst && gr.owns(db))
+                .map(|((u, _), _)| u.clone())
+        };
+        owner(Some(addr))
+            .or_else(|| owner(None))
+            .unwrap_or_else(|| "sa".into())
     }
 
     /// Ends a session and releases its application locks. Idempotent.
@@ -638,6 +682,9 @@ impl Estate {
                 .databases
                 .get(db)
                 .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
+            if !g.grants_of(session, a).1.can_alter(db) {
+                return Err(SqlError::no_alter_permission(db.as_str()));
+            }
             if g.role(a, db) == Some(MirrorRole::Mirror) {
                 return Err(SqlError::in_mirroring_session(db.as_str()));
             }
@@ -682,6 +729,9 @@ impl Estate {
                 .databases
                 .get(db)
                 .ok_or_else(|| SqlError::no_such_database(db.as_str()))?;
+            if !g.grants_of(session, a).1.can_restore(db) {
+                return Err(SqlError::no_restore_permission(db.as_str()));
+            }
             if g.mirroring_index(a, db).is_some() {
                 return Err(SqlError::restore_mirrored(db.as_str()));
             }
@@ -736,6 +786,9 @@ impl Estate {
         self.op(session, |g, a| {
             if !g.instances[a].databases.contains_key(db) {
                 return Err(SqlError::no_such_database(db.as_str()));
+            }
+            if !g.grants_of(session, a).1.can_alter(db) {
+                return Err(SqlError::no_alter_permission(db.as_str()));
             }
             let i = g
                 .mirroring_index(a, db)
@@ -806,6 +859,9 @@ impl Estate {
         self.op(session, |g, a| {
             if !g.instances[a].databases.contains_key(db) {
                 return Err(SqlError::no_such_database(db.as_str()));
+            }
+            if !g.grants_of(session, a).1.can_alter(db) {
+                return Err(SqlError::no_alter_permission(db.as_str()));
             }
             let i = g
                 .mirroring_index(a, db)
@@ -938,6 +994,16 @@ impl Estate {
         expected_epoch: Option<u64>,
     ) -> Result<(), SqlError> {
         self.op(session, |g, a| {
+            if !g.grants_of(session, a).1.can_write_location() {
+                return Err(SqlError::object_permission_denied(
+                    if g.instances[a].location.is_some() {
+                        "UPDATE"
+                    } else {
+                        "INSERT"
+                    },
+                    "cms_failover_location",
+                ));
+            }
             let stored = g.instances[a].location.clone();
             if stored.as_ref() == Some(record) {
                 return Ok(());
@@ -1082,7 +1148,23 @@ impl Inner {
         });
     }
 
+    /// The session's login (`sa` when trusted) and its grants on `addr` (sysadmin when none
+    /// are configured).
+    fn grants_of(&self, session: SessionId, addr: &InstanceAddr) -> (String, LoginGrants) {
+        let Some(user) = self.session_logins.get(&session) else {
+            return ("sa".into(), LoginGrants::sysadmin());
+        };
+        let grants = self
+            .grants
+            .get(&(user.clone(), Some(addr.clone())))
+            .or_else(|| self.grants.get(&(user.clone(), None)))
+            .cloned()
+            .unwrap_or_else(LoginGrants::sysadmin);
+        (user.clone(), grants)
+    }
+
     fn end_session(&mut self, session: SessionId) {
+        self.session_logins.remove(&session);
         if self.sessions.remove(&session).is_none() {
             return;
         }

@@ -53,6 +53,10 @@ pub enum StandbyCopy {
     Restoring,
     /// ONLINE and read-only (application-level copy); set read-write on promotion.
     OnlineReadOnly,
+    /// Log shipping `WITH STANDBY`: ONLINE, read-only, `is_in_standby = 1`; `SET
+    /// READ_WRITE` fails with 5063, promoted with `RESTORE … WITH RECOVERY`. Cannot be
+    /// mirrored either (like [`StandbyCopy::Restoring`]).
+    Standby,
 }
 
 /// Fixture options.
@@ -167,6 +171,12 @@ pub fn build(o: &Options) -> Fixture {
             StandbyCopy::OnlineReadOnly => estate
                 .add_database(&b, db, DbState::Online, true, behind)
                 .expect("fixture db"),
+            StandbyCopy::Standby => {
+                estate
+                    .add_database(&b, db, DbState::Online, true, behind)
+                    .expect("fixture db");
+                estate.set_standby(&b, db).expect("fixture standby");
+            }
         }
         if o.mirrored {
             estate

@@ -16,6 +16,7 @@ pub mod error;
 pub mod estate;
 pub mod fault;
 pub mod fixtures;
+pub mod grants;
 pub mod snapshot;
 
 pub use backend::FakeBackend;
@@ -23,4 +24,5 @@ pub use directory::{DirectoryFault, FakeDirectory};
 pub use error::{LOCATION_CONFLICT, SqlError};
 pub use estate::{Estate, LinkId, SessionId, SetupError, default_server_name};
 pub use fault::{Fault, FaultConfig, FaultRates, ScriptedFault, TimeoutFault};
+pub use grants::LoginGrants;
 pub use snapshot::{Change, DbRow, InstanceSnapshot, LockSnapshot, MirrorRow, Mutation, Snapshot};

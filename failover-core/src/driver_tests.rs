@@ -38,6 +38,7 @@ fn probe(i: &InstanceAddr, dbs: &[DatabaseName], read_only: bool) -> InstancePro
                 mirroring: None,
             })
             .collect(),
+        rights: None,
     }
 }
 

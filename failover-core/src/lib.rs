@@ -37,7 +37,7 @@ pub mod state;
 
 pub use machine::{Action, Batch, Machine, StateName};
 pub use op::{Op, OpResult};
-pub use outcome::{DataLossEstimate, Failure, Outcome, Refusal, UndoFailure};
+pub use outcome::{DataLossEstimate, Failure, MissingRight, Outcome, Refusal, UndoFailure};
 pub use request::{FailoverRequest, Mode, Settings};
 pub mod directory;
 pub mod driver;

@@ -451,6 +451,13 @@ pub enum Refusal {
         /// What it means and what to do.
         reason: String,
     },
+    /// The login may not run every step this run needs on some instance (read by the
+    /// probe); nothing was changed. Each entry names the instance, the step, what is
+    /// missing and the statement that grants it.
+    InsufficientPermissions {
+        /// What is missing, per instance and step.
+        missing: Vec<MissingRight>,
+    },
     /// Planned, Backup Service gate: a backlog did not clear in time; nothing was fenced.
     BackupServiceTimeout {
         /// The replication timeout.
@@ -492,6 +499,7 @@ impl Refusal {
             Refusal::BackupServiceUnreadable { .. } => "backup_service_unreadable",
             Refusal::BackupServiceBlocked { .. } => "backup_service_blocked",
             Refusal::BackupServiceTimeout { .. } => "backup_service_timeout",
+            Refusal::InsufficientPermissions { .. } => "insufficient_permissions",
         }
     }
 }
@@ -652,11 +660,52 @@ impl fmt::Display for Refusal {
             Refusal::BackupServiceBlocked { reason, .. } => {
                 write!(f, "{reason}; the source was not fenced")
             }
+            Refusal::InsufficientPermissions { missing } => write!(
+                f,
+                "the login may not run every step of this run; nothing was changed. {}. Grant what is missing, then run again",
+                missing
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             Refusal::BackupServiceTimeout { timeout, state } => write!(
                 f,
                 "the Backup Service still reported {CMS_MODULE} ExportStatus {state} (a backlog) after {timeout:?}; the source was not fenced. Force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE}, then try again or raise the replication timeout"
             ),
         }
+    }
+}
+
+/// A right the login lacks on one instance for one step ([`Refusal::InsufficientPermissions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingRight {
+    /// Where.
+    pub instance: InstanceAddr,
+    /// The login as the server names it (`SUSER_SNAME()`).
+    pub login: String,
+    /// The step that needs it (`fence`, `recover`, `open`, `partner_failover`,
+    /// `force_service`, `record_location`, `read_mirroring`).
+    pub step: String,
+    /// The databases concerned (empty for a server-wide right).
+    pub databases: Vec<DatabaseName>,
+    /// What is missing, in SQL Server's words (`ALTER on the database`, …).
+    pub needs: String,
+    /// The statement(s) that grant it.
+    pub fix: String,
+}
+
+impl fmt::Display for MissingRight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "on {} the login {} cannot {}",
+            self.instance, self.login, self.step
+        )?;
+        if !self.databases.is_empty() {
+            write!(f, " ({})", names(&self.databases))?;
+        }
+        write!(f, ": it needs {} (fix: {})", self.needs, self.fix)
     }
 }
 

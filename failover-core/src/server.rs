@@ -192,6 +192,84 @@ pub struct InstanceProbe {
     pub version: String,
     /// One entry per requested database that exists; a missing database is simply absent.
     pub databases: Vec<DatabaseProbe>,
+    /// What the probing login may do on this instance (`None`: the backend does not tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rights: Option<LoginRights>,
+}
+
+/// What the login a backend uses may do on one instance, read by the probe with
+/// `SUSER_SNAME()`, `IS_SRVROLEMEMBER` and `HAS_PERMS_BY_NAME`. The core decides from it
+/// which steps the login cannot run ([`LoginRights::can_alter`], [`LoginRights::can_restore`],
+/// [`LoginRights::sees_mirroring`]).
+///
+/// - `IS_SRVROLEMEMBER` returns 1, 0, or NULL "role or login isn't valid, or you don't have
+///   permission to view the role membership" (read as not a member):
+///   <https://learn.microsoft.com/en-us/sql/t-sql/functions/is-srvrolemember-transact-sql>
+/// - `HAS_PERMS_BY_NAME` returns 1, 0, or NULL "when the query fails" (`None` here):
+///   <https://learn.microsoft.com/en-us/sql/t-sql/functions/has-perms-by-name-transact-sql>
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRights {
+    /// `SUSER_SNAME()`: the login as the server names it.
+    pub login: String,
+    /// `IS_SRVROLEMEMBER('sysadmin') = 1`.
+    pub sysadmin: bool,
+    /// `IS_SRVROLEMEMBER('dbcreator') = 1`.
+    pub dbcreator: bool,
+    /// INSERT and UPDATE on the location table (`None`: the table does not exist yet, or the
+    /// check failed).
+    pub location_write: Option<bool>,
+    /// One entry per requested database that exists.
+    pub databases: Vec<DatabaseRights>,
+}
+
+/// What the login may do on one database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseRights {
+    /// The database.
+    pub name: DatabaseName,
+    /// `HAS_PERMS_BY_NAME(name, 'DATABASE', 'ALTER')` (`None`: NULL, e.g. a RESTORING copy
+    /// that does not allow access checks).
+    pub alter: Option<bool>,
+    /// The login owns the database (`SUSER_SNAME(owner_sid) = SUSER_SNAME()`).
+    pub owner: bool,
+}
+
+impl LoginRights {
+    fn db(&self, db: &DatabaseName) -> Option<&DatabaseRights> {
+        self.databases.iter().find(|d| &d.name == db)
+    }
+
+    /// Whether `ALTER DATABASE [db] …` is allowed ("Requires ALTER permission on the
+    /// database": <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql>;
+    /// sysadmin, the owner and dbcreator ("can create, alter, drop, and restore any database":
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/security/authentication-access/server-level-roles>)
+    /// always may). `None`: cannot be told (HAS_PERMS_BY_NAME returned NULL).
+    pub fn can_alter(&self, db: &DatabaseName) -> Option<bool> {
+        if self.sysadmin || self.dbcreator {
+            return Some(true);
+        }
+        match self.db(db) {
+            Some(d) if d.owner => Some(true),
+            Some(d) => d.alter,
+            None => None,
+        }
+    }
+
+    /// Whether `RESTORE DATABASE [db] …` is allowed: "RESTORE permissions default to members
+    /// of the sysadmin and dbcreator fixed server roles and the owner (dbo) of the database"
+    /// (not to db_owner members):
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/restore-statements-transact-sql#permissions>.
+    pub fn can_restore(&self, db: &DatabaseName) -> bool {
+        self.sysadmin || self.dbcreator || self.db(db).is_some_and(|d| d.owner)
+    }
+
+    /// Whether `sys.database_mirroring` shows this login the mirroring columns of a mirror
+    /// copy: "To see non-NULL values on a mirror database, you must be a member of the
+    /// sysadmin fixed server role":
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>.
+    pub fn sees_mirroring(&self) -> bool {
+        self.sysadmin
+    }
 }
 
 impl InstanceProbe {

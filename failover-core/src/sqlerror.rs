@@ -19,6 +19,7 @@
 //! | 18456 | login failed | permission |
 //! | 229, 230, 262, 300, 15247, 916, 4060 | permission denied / cannot open database | permission |
 //! | 5011 | no permission to alter the database, or it does not exist (5069 follows) | permission |
+//! | 3110 | no permission to RESTORE the database (3013 follows) | permission |
 //! | 3906 | database is read-only | invalid state |
 //! | 5052, 1468 | ALTER DATABASE not allowed in this state / in a mirroring session | invalid state |
 //! | 50000 | the location record's compare-and-swap found another epoch (our RAISERROR) | invalid state |
@@ -47,7 +48,7 @@ pub fn classify(number: i32) -> ErrorKind {
         1205 | 1222 | 5061 | 1404 | 3101 | 40613 | 40501 | 49918..=49920 => ErrorKind::Transient,
         -2 => ErrorKind::Timeout,
         954 | 955 | 1418 | 10053 | 10054 | 10060 | 233 | 2 | 53 => ErrorKind::Unreachable,
-        18456 | 229 | 230 | 262 | 300 | 15247 | 916 | 4060 | 5011 => ErrorKind::Permission,
+        18456 | 229 | 230 | 262 | 300 | 15247 | 916 | 4060 | 5011 | 3110 => ErrorKind::Permission,
         3906 | 5052 | 1468 | 50000 | 5069 | 5070 | 1422 | 1455 | 1470 | 1477 | 927 | 5063 | 911
         | 3013 | 3104 | 3108 | 3117 | 1412 | 1416 | 1443 | 1447 => ErrorKind::InvalidState,
         _ => ErrorKind::Fatal,

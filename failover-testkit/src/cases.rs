@@ -490,6 +490,107 @@ pub async fn recover_promotes_a_standby_copy(h: &dyn Harness) {
     );
 }
 
+/// Issue 12 item 6: the probe reports what the login may do (`SUSER_SNAME`,
+/// `IS_SRVROLEMEMBER`, `HAS_PERMS_BY_NAME`), a statement it lacks the right for fails as
+/// SQL Server fails it (5011 ALTER, 3110 RESTORE, 229 the location table; each a permission
+/// error) and changes nothing, and a mirror copy shows no mirroring to a login that is not
+/// sysadmin.
+pub async fn probe_reports_the_login_rights_and_refused_statements_change_nothing(h: &dyn Harness) {
+    let (c, b) = Ctx::new(h, Options::default()).await;
+    let lis = c.dbs[1].clone();
+    c.estate.set_login_grants(
+        fixtures::LOGIN_USER,
+        None,
+        backend_fake::LoginGrants {
+            alter: vec![xds()],
+            ..Default::default()
+        },
+    );
+    let (a, bk) = (fixtures::active(), fixtures::backup());
+    c.estate.set_standby(&bk, &xds()).expect("standby copy");
+    let p = b.probe(&a, &c.dbs).await.expect("probe");
+    let r = p
+        .rights
+        .unwrap_or_else(|| panic!("{}", c.ctx("rights probed")));
+    assert_eq!(r.login, fixtures::LOGIN_USER, "{}", c.ctx("SUSER_SNAME"));
+    assert!(!r.sysadmin && !r.dbcreator, "{}: {r:?}", c.ctx("no role"));
+    assert_eq!(
+        (
+            r.can_alter(&xds()),
+            r.can_alter(&lis),
+            r.can_restore(&xds())
+        ),
+        (Some(true), Some(false), false),
+        "{}: {r:?}",
+        c.ctx("ALTER / RESTORE")
+    );
+    assert_eq!(
+        r.location_write,
+        Some(false),
+        "{}",
+        c.ctx("location grants")
+    );
+    let before = c.estate.history().len();
+    let e = expect_err(
+        b.set_read_only(&a, &[lis], true).await,
+        ErrorKind::Permission,
+        Operation::SetReadOnly,
+        &a,
+        &c.ctx("fence without ALTER"),
+    );
+    assert_eq!(e.code, Some(5011), "{}", c.ctx("5011"));
+    let e = expect_err(
+        b.recover(&bk, &[xds()]).await,
+        ErrorKind::Permission,
+        Operation::Recover,
+        &bk,
+        &c.ctx("RESTORE without dbcreator"),
+    );
+    assert_eq!(e.code, Some(3110), "{}", c.ctx("3110"));
+    let rec = LocationRecord {
+        epoch: 2,
+        active: Store::new(bk.clone(), None).expect("store"),
+        run_id: "conformance".into(),
+    };
+    let e = expect_err(
+        b.write_location(&a, &rec, Some(1)).await,
+        ErrorKind::Permission,
+        Operation::WriteLocation,
+        &a,
+        &c.ctx("location write without INSERT/UPDATE"),
+    );
+    assert_eq!(e.code, Some(229), "{}", c.ctx("229"));
+    assert_eq!(
+        c.estate.history().len(),
+        before,
+        "{}",
+        c.ctx("nothing changed")
+    );
+
+    let (c, b) = Ctx::new(h, Options::default().mirrored(true)).await;
+    c.estate.set_login_grants(
+        fixtures::LOGIN_USER,
+        None,
+        backend_fake::LoginGrants::default(),
+    );
+    let p = b
+        .probe(&fixtures::active_mirror(), &c.dbs)
+        .await
+        .expect("probe");
+    assert!(
+        p.databases
+            .iter()
+            .all(|d| d.state == DbState::Restoring && d.mirroring.is_none()),
+        "{}: {p:?}",
+        c.ctx("NULL mirroring columns on the mirror")
+    );
+    assert!(
+        p.rights.is_some_and(|r| !r.sees_mirroring()),
+        "{}",
+        c.ctx("the rights say why")
+    );
+}
+
 /// Recover on an ONLINE database succeeds and changes nothing.
 pub async fn recover_is_idempotent(h: &dyn Harness) {
     let (c, b) = Ctx::new(h, Options::default().standby(StandbyCopy::Restoring)).await;

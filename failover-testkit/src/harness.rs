@@ -49,6 +49,10 @@ impl Harness for FakeHarness {
 #[async_trait]
 impl Served for FakeServed {
     async fn client(&self) -> Box<dyn Backend> {
-        Box::new(FakeBackend::new(self.0.clone()))
+        // The fixture login, as the SQL harnesses use (its grants apply to it).
+        Box::new(FakeBackend::new(self.0.clone()).with_login(
+            backend_fake::fixtures::LOGIN_USER,
+            backend_fake::fixtures::LOGIN_PASSWORD,
+        ))
     }
 }

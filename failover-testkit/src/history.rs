@@ -144,6 +144,7 @@ pub async fn check_history(
             kind: Kind::Planned,
             mirrored: h.mirrored,
             restoring_standby: false,
+            log_shipping_standby: false,
             lag: 0,
             stalled: false,
             seed: step.seed,

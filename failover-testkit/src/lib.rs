@@ -73,6 +73,7 @@ macro_rules! __conformance_cases {
             set_read_only_on_missing_database_is_invalid_state: arranged,
             recover_brings_restoring_online: arranged,
             recover_promotes_a_standby_copy: arranged,
+            probe_reports_the_login_rights_and_refused_statements_change_nothing: arranged,
             recover_is_idempotent: arranged,
             recover_on_mirror_is_invalid_state: arranged,
             mirror_planned_failover_swaps_roles: arranged,

@@ -73,6 +73,10 @@ pub struct Scenario {
     pub mirrored: bool,
     /// Standby copies RESTORING (log shipping) rather than ONLINE read-only.
     pub restoring_standby: bool,
+    /// Standby copies restored `WITH STANDBY` (log shipping: ONLINE, read-only,
+    /// `is_in_standby`; promoted with `RESTORE … WITH RECOVERY`, 5063 on `SET READ_WRITE`).
+    /// Takes precedence over [`Scenario::restoring_standby`].
+    pub log_shipping_standby: bool,
     /// Initial replication lag.
     pub lag: u64,
     /// The link starts stalled.
@@ -125,18 +129,22 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.15),
         ),
-        prop::option::weighted(0.25, gate_scripts()),
+        (
+            prop::option::weighted(0.25, gate_scripts()),
+            prop::bool::weighted(0.25),
+        ),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
                 (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
-                gate,
+                (gate, standby),
             )| {
                 Scenario {
                     kind,
                     mirrored,
                     restoring_standby: restoring,
+                    log_shipping_standby: standby,
                     lag,
                     stalled,
                     seed,
@@ -148,7 +156,8 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                     backup_principal_down: bp_down
                         && kind == Kind::Disaster
                         && mirrored
-                        && !restoring,
+                        && !restoring
+                        && !standby,
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
                     stall_before_fence: stall && kind == Kind::Planned,
                     gate: gate.filter(|_| kind == Kind::Planned),
@@ -660,7 +669,9 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             .mirrored(sc.mirrored)
             .lag(sc.lag)
             .stalled(sc.stalled)
-            .standby(if sc.restoring_standby {
+            .standby(if sc.log_shipping_standby {
+                StandbyCopy::Standby
+            } else if sc.restoring_standby {
                 StandbyCopy::Restoring
             } else {
                 StandbyCopy::OnlineReadOnly

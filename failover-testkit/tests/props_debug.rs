@@ -8,6 +8,7 @@ fn replay() {
         kind: Kind::Disaster,
         mirrored: true,
         restoring_standby: false,
+        log_shipping_standby: false,
         lag: 0,
         stalled: false,
         seed: 18162334579999754586,

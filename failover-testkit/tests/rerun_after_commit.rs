@@ -9,6 +9,7 @@ fn scenario(kind: Kind, crash_at: usize) -> Scenario {
         kind,
         mirrored: false,
         restoring_standby: false,
+        log_shipping_standby: false,
         lag: 0,
         stalled: false,
         seed: 1,

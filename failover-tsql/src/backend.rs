@@ -191,7 +191,12 @@ impl<T: Transport> SqlBackend<T> {
         instance: &InstanceAddr,
         dbs: &[DatabaseName],
     ) -> Result<InstanceProbe, BackendError> {
-        let sets = self.reads(op, instance, &build::probe(dbs)).await?;
+        // The preflight probe also reads the login's rights; the pre-checks need no rights.
+        let sql = match op {
+            Operation::Probe => build::preflight_probe(&self.cfg, dbs),
+            _ => build::probe(dbs),
+        };
+        let sets = self.reads(op, instance, &sql).await?;
         let mut probe = parsed(op, instance, rows::parse_probe(instance, dbs, &sets))?;
         // The server reports its partner by server name (computer\instance); translate it
         // to a topology address. An unmapped name stays `None` with the name kept: the core

@@ -17,7 +17,7 @@
 //!
 //! | operation | batch | result sets |
 //! |---|---|---|
-//! | probe | [`probe`] | 2: `version`; one row per existing requested database |
+//! | probe | [`preflight_probe`] ([`probe`] for the pre-checks of recover / mirror_failover) | 2: `version` (+ the login's rights); one row per existing requested database (+ its rights) |
 //! | positions | [`positions`] | 1 per database, in order (0 or 1 row, first column) |
 //! | set_read_only | [`set_read_only`] | none |
 //! | recover | [`recover`] | none |
@@ -337,6 +337,51 @@ pub fn probe(dbs: &[DatabaseName]) -> String {
     )
 }
 
+/// The preflight probe ([`Op::Probe`](failover_core::Op::Probe)): [`probe`] plus what the
+/// login may do, in the same two result sets (one round trip). The version row adds
+/// `login` (`SUSER_SNAME()`), `is_sysadmin` / `is_dbcreator` (`IS_SRVROLEMEMBER`) and
+/// `can_insert_location` / `can_update_location` (`HAS_PERMS_BY_NAME` on the location
+/// table, NULL while it does not exist); each database row adds `can_alter`
+/// (`HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER')`) and `owner_login`
+/// (`SUSER_SNAME(d.owner_sid)`), from which [`crate::rows::parse_probe`] fills
+/// [`failover_core::LoginRights`]. The core decides which steps they allow.
+/// <https://learn.microsoft.com/en-us/sql/t-sql/functions/has-perms-by-name-transact-sql>,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/functions/is-srvrolemember-transact-sql>,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/functions/suser-sname-transact-sql>.
+///
+/// ```sql
+/// USE [master];
+/// SELECT @@VERSION AS version, SUSER_SNAME() AS login,
+///   IS_SRVROLEMEMBER(N'sysadmin') AS is_sysadmin, IS_SRVROLEMEMBER(N'dbcreator') AS is_dbcreator,
+///   HAS_PERMS_BY_NAME(N'[master].[dbo].[cms_failover_location]', N'OBJECT', N'INSERT') AS can_insert_location,
+///   HAS_PERMS_BY_NAME(N'[master].[dbo].[cms_failover_location]', N'OBJECT', N'UPDATE') AS can_update_location;
+/// SELECT d.name, …, d.is_in_standby, HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER') AS can_alter,
+///   SUSER_SNAME(d.owner_sid) AS owner_login
+/// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
+/// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
+/// ```
+pub fn preflight_probe(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
+    let table = quote_nstring(&format!(
+        "{}.[dbo].{}",
+        quote_ident(cfg.control_database.as_str()),
+        quote_ident(LOCATION_TABLE)
+    ));
+    format!(
+        "{USE_MASTER}\nSELECT @@VERSION AS version, SUSER_SNAME() AS login, \
+         IS_SRVROLEMEMBER(N'sysadmin') AS is_sysadmin, IS_SRVROLEMEMBER(N'dbcreator') AS is_dbcreator, \
+         HAS_PERMS_BY_NAME({table}, N'OBJECT', N'INSERT') AS can_insert_location, \
+         HAS_PERMS_BY_NAME({table}, N'OBJECT', N'UPDATE') AS can_update_location;\n\
+         SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
+         m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
+         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby, \
+         HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER') AS can_alter, \
+         SUSER_SNAME(d.owner_sid) AS owner_login \
+         FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \
+         WHERE d.name IN ({}) ORDER BY d.name;",
+        name_list(dbs)
+    )
+}
+
 /// Positions: `USE [master];`, then the configured [`PositionQuery`] once per database, in
 /// order.
 pub fn positions(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
@@ -552,7 +597,7 @@ pub fn statements(cfg: &SqlConfig, op: &failover_core::Op) -> Vec<String> {
     use failover_core::Op;
     let non_empty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>();
     non_empty(match op {
-        Op::Probe { databases, .. } => vec![probe(databases)],
+        Op::Probe { databases, .. } => vec![preflight_probe(cfg, databases)],
         Op::Positions { databases, .. } => vec![positions(cfg, databases)],
         Op::SetReadOnly {
             databases,

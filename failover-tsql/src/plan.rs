@@ -220,6 +220,7 @@ mod tests {
             instance: addr("a.test\\RTC"),
             version: "v".into(),
             databases: dbs,
+            rights: None,
         }
     }
     fn d(name: &str, state: DbState, ro: bool, role: Option<MirrorRole>) -> DatabaseProbe {

@@ -5,7 +5,7 @@
 
 use failover_core::{
     DatabaseName, DatabasePosition, DatabaseProbe, DbState, InstanceAddr, InstanceProbe,
-    LocationRecord, MirrorInfo, MirrorRole, MirrorState, Position, Store,
+    LocationRecord, LoginRights, MirrorInfo, MirrorRole, MirrorState, Position, Store,
 };
 use thiserror::Error;
 
@@ -146,6 +146,8 @@ pub fn parse_probe(
         .trim()
         .to_string();
     let mut databases = Vec::new();
+    // Owner names, resolved against the login once it is known.
+    let mut db_rights: Vec<DatabaseRights<Option<String>>> = Vec::new();
     for row in &s[1] {
         let name = req_text(col(row, 0, "name")?, "name")?;
         let name = DatabaseName::parse(&name).map_err(|e| RowError(e.to_string()))?;
@@ -200,6 +202,14 @@ pub fn parse_probe(
             Some(v) => v.is_some() && boolean(v.as_ref(), "is_in_standby")?,
             None => false,
         };
+        // The preflight probe's rights columns (9: can_alter, 10: owner_login).
+        if let Some(v) = row.get(9) {
+            db_rights.push(DatabaseRights {
+                name: name.clone(),
+                alter: flag(v.as_ref(), "can_alter")?,
+                owner: text(row.get(10).and_then(|v| v.as_ref()), "owner_login")?,
+            });
+        }
         databases.push(DatabaseProbe {
             name,
             state,
@@ -208,11 +218,65 @@ pub fn parse_probe(
             in_standby,
         });
     }
+    let rights = login_rights(&s[0][0], db_rights)?;
     Ok(InstanceProbe {
         instance: instance.clone(),
         version,
         databases,
+        rights,
     })
+}
+
+/// `HAS_PERMS_BY_NAME` / `IS_SRVROLEMEMBER`: 1, 0 or NULL (`None`).
+fn flag(v: Option<&SqlValue>, what: &str) -> Result<Option<bool>, RowError> {
+    match v {
+        None => Ok(None),
+        Some(_) => Ok(Some(boolean(v, what)?)),
+    }
+}
+
+/// The rights of one database while parsing (`owner`: the owner's login name).
+struct DatabaseRights<O> {
+    name: DatabaseName,
+    alter: Option<bool>,
+    owner: O,
+}
+
+/// The version row's rights columns (1: login, 2: is_sysadmin, 3: is_dbcreator, 4 and 5:
+/// INSERT / UPDATE on the location table); `None` when the reply has none (the pre-check
+/// probe). IS_SRVROLEMEMBER's NULL ("you don't have permission to view the role
+/// membership") reads as not a member.
+fn login_rights(
+    row: &Row,
+    dbs: Vec<DatabaseRights<Option<String>>>,
+) -> Result<Option<LoginRights>, RowError> {
+    let Some(login) = row.get(1) else {
+        return Ok(None);
+    };
+    let login = req_text(login.as_ref(), "login")?;
+    let member = |i: usize, what: &str| -> Result<bool, RowError> {
+        Ok(flag(col(row, i, what)?, what)?.unwrap_or(false))
+    };
+    let insert = flag(col(row, 4, "can_insert_location")?, "can_insert_location")?;
+    let update = flag(col(row, 5, "can_update_location")?, "can_update_location")?;
+    let location_write = match (insert, update) {
+        (Some(i), Some(u)) => Some(i && u),
+        _ => None,
+    };
+    Ok(Some(LoginRights {
+        sysadmin: member(2, "is_sysadmin")?,
+        dbcreator: member(3, "is_dbcreator")?,
+        location_write,
+        databases: dbs
+            .into_iter()
+            .map(|d| failover_core::DatabaseRights {
+                owner: d.owner.is_some_and(|o| o.eq_ignore_ascii_case(&login)),
+                name: d.name,
+                alter: d.alter,
+            })
+            .collect(),
+        login,
+    }))
 }
 
 /// Parses the reply to [`crate::build::positions`]: one result set per database, in order;
@@ -297,6 +361,50 @@ mod tests {
     }
     fn db(s: &str) -> DatabaseName {
         DatabaseName::parse(s).unwrap()
+    }
+
+    /// The preflight probe's rights columns: the version row's login, roles and location
+    /// grants (NULL: unknown), each database's ALTER (NULL kept as unknown) and owner.
+    #[test]
+    fn probe_rights_rows() {
+        let inst = InstanceAddr::parse("sql-b.cms.test").unwrap();
+        let i = |n: i64| Some(SqlValue::Int(n));
+        let version = vec![vec![t("v"), t("CMS\\op"), i(0), None, i(1), i(0)]];
+        let row = |name: &str, alter: Option<SqlValue>, owner: &str| {
+            vec![
+                t(name),
+                t("ONLINE"),
+                i(0),
+                None,
+                None,
+                None,
+                None,
+                None,
+                i(0),
+                alter,
+                t(owner),
+            ]
+        };
+        let dbs = vec![row("lis", None, "cms\\OP"), row("xds", i(0), "sa")];
+        let p = parse_probe(&inst, &[db("xds"), db("lis")], &[version, dbs]).unwrap();
+        let r = p.rights.unwrap();
+        assert_eq!(r.login, "CMS\\op");
+        assert!(
+            !r.sysadmin && !r.dbcreator,
+            "NULL membership reads as not a member"
+        );
+        assert_eq!(r.location_write, Some(false), "INSERT but not UPDATE");
+        assert_eq!(r.can_alter(&db("xds")), Some(false));
+        assert_eq!(
+            r.can_alter(&db("lis")),
+            Some(true),
+            "the owner (names compare without case)"
+        );
+        assert!(r.can_restore(&db("lis")) && !r.can_restore(&db("xds")));
+        // The pre-check probe has no rights columns.
+        let plain = vec![vec![t("v")]];
+        let p = parse_probe(&inst, &[db("xds")], &[plain, vec![]]).unwrap();
+        assert!(p.rights.is_none());
     }
 
     #[test]

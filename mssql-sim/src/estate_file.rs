@@ -174,6 +174,11 @@ pub struct LoginEntry {
     /// client names no database; 4064 at login when it cannot be opened.
     #[serde(default)]
     pub default_database: Option<DatabaseName>,
+    /// What the login may do on every instance (`[login.grants]`: `sysadmin`, `dbcreator`,
+    /// `view_server_state`, `owns`, `alter`, `control`, `view_definition`, `location_write`).
+    /// Absent: sysadmin.
+    #[serde(default)]
+    pub grants: Option<backend_fake::LoginGrants>,
 }
 
 impl std::fmt::Debug for LoginEntry {
@@ -182,6 +187,7 @@ impl std::fmt::Debug for LoginEntry {
             .field("user", &self.user)
             .field("password_env", &self.password_env)
             .field("default_database", &self.default_database)
+            .field("grants", &self.grants)
             .finish()
     }
 }
@@ -344,6 +350,9 @@ impl EstateFile {
             })?;
             estate.add_login(&l.user, &pw);
             estate.set_login_default_database(&l.user, l.default_database.as_ref());
+            if let Some(g) = &l.grants {
+                estate.set_login_grants(&l.user, None, g.clone());
+            }
         }
         for l in &self.locations {
             let active = Store::new(l.principal.clone(), l.mirror.clone()).map_err(invalid)?;
@@ -386,6 +395,25 @@ mod tests {
         assert!(
             f.build(|_| None).is_err(),
             "a login without its password variable is refused"
+        );
+        // [login.grants]: the operator is dbcreator, not sysadmin; cmsfailover has none (sysadmin).
+        let op = estate
+            .login(&a, "cmsoperator", "pw")
+            .and_then(|s| estate.session_grants(s))
+            .unwrap();
+        assert_eq!(op.0, "cmsoperator");
+        assert!(op.1.dbcreator && op.1.location_write && !op.1.sysadmin);
+        let full = estate
+            .login(&a, "cmsfailover", "pw")
+            .and_then(|s| estate.session_grants(s))
+            .unwrap();
+        assert!(full.1.sysadmin);
+        assert!(
+            EstateFile::parse(
+                "[[login]]\nuser = 'u'\npassword_env = 'P'\n[login.grants]\nroot = true\n"
+            )
+            .is_err(),
+            "an unknown grant is refused"
         );
         assert!(EstateFile::parse("[[instance]]\nname = 'bad host'\n").is_err());
         assert!(EstateFile::parse("[[instance]]\nname = 'a'\nfoo = 1\n").is_err());

@@ -202,18 +202,6 @@ async fn a_blocked_fence_fails_with_1222_after_the_lock_timeout() {
     assert!(read_only(&f, &a, "xds"));
 }
 
-/// The raw messages of a batch: every (number, class) of its ERROR tokens, in order.
-async fn error_numbers(port: u16, sql: &str) -> Vec<u32> {
-    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, &format!("{sql}\ngo\n")).await;
-    out.lines()
-        .filter_map(|l| l.split("Msg ").nth(1))
-        .filter_map(|r| {
-            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .collect()
-}
-
 /// Item 5: the specific error, then the generic trailer, as SQL Server sends them: 5011 +
 /// 5069 for ALTER DATABASE on a missing database, 1468 + 5069 on a mirror, 5052 + 5069 on a
 /// RESTORING copy, 3117 + 3013 for RESTORE … WITH RECOVERY on an ONLINE one, 927 opening a

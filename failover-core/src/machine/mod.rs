@@ -33,6 +33,7 @@ mod commit;
 mod directory;
 mod fence;
 mod lock;
+mod permissions;
 mod preflight;
 mod promote;
 mod replication;

@@ -347,6 +347,7 @@ pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refus
         .into());
     }
     obs.winner()?;
+    super::permissions::check_visibility(obs)?;
     let directory = obs.directory_value(req)?;
     // The directory must point where this run starts from (as the cmdlet checks the
     // directory against the topology). For the SQL record the record checks of each mode
@@ -382,6 +383,7 @@ pub fn plan(req: &FailoverRequest, obs: &Observations) -> Result<Plan, Box<Refus
         Mode::DisasterRecovery { target } => plan_dr(req, obs, target, dbs, warnings),
         Mode::Restore => restore::plan_restore(req, obs, &directory, dbs, warnings),
     }?;
+    super::permissions::check(obs, &plan, dbs)?;
     plan.directory = directory;
     Ok(plan)
 }

@@ -147,6 +147,7 @@ struct Inst {
     active_side: bool,
     dbs: Vec<DatabaseProbe>,
     record: Option<LocationRecord>,
+    rights: Option<LoginRights>,
 }
 
 type Answer = Box<dyn FnMut(&Op) -> Option<Result<OpResult, BackendError>>>;
@@ -235,6 +236,7 @@ impl World {
                         active_side,
                         dbs,
                         record: None,
+                        rights: None,
                     },
                 )
             })
@@ -387,9 +389,22 @@ impl World {
             m.partner_name = Some(name.to_string());
         }
     }
+    /// Makes every database of `i` a log-shipping STANDBY copy (ONLINE, read-only,
+    /// `is_in_standby`).
+    pub(crate) fn set_standby(&mut self, i: &InstanceAddr) {
+        for d in &mut self.inst(i).dbs {
+            d.state = DbState::Online;
+            d.read_only = true;
+            d.in_standby = true;
+        }
+    }
     /// Takes `i` down: every call to it fails as unreachable.
     pub(crate) fn set_down(&mut self, i: &InstanceAddr) {
         self.inst(i).up = false;
+    }
+    /// The probe of `i` reports these login rights.
+    pub(crate) fn set_rights(&mut self, i: &InstanceAddr, rights: LoginRights) {
+        self.inst(i).rights = Some(rights);
     }
     /// The backup store lags the source by `n` before the fence (and after it).
     pub(crate) fn set_lag(&mut self, n: u64) {
@@ -696,6 +711,7 @@ impl World {
                 instance: instance.clone(),
                 version: "Microsoft SQL Server 2019".into(),
                 databases: i.dbs.clone(),
+                rights: i.rights.clone(),
             }),
             Op::Positions { databases, .. } => {
                 let p = if i.active_side {

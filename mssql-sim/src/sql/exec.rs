@@ -486,6 +486,9 @@ impl SqlSession {
                     // 1 for a copy restored WITH STANDBY:
                     // https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-databases-transact-sql
                     Column::new("is_in_standby", ColType::Bit),
+                    // varbinary(85) on SQL Server; the simulator has no varbinary, so it
+                    // carries the owner's login name, which SUSER_SNAME maps back to itself.
+                    Column::new("owner_sid", s(128)),
                 ];
                 let rows = all
                     .iter()
@@ -507,6 +510,10 @@ impl SqlSession {
                             Value::Bit(ro),
                             nv("MULTI_USER"),
                             Value::Bit(standby),
+                            nv(match r {
+                                Some(r) => self.estate.database_owner(&self.addr, &r.name),
+                                None => "sa".to_string(),
+                            }),
                         ]
                     })
                     .collect();
@@ -522,26 +529,35 @@ impl SqlSession {
                 Column::new("mirroring_witness_state_desc", s(60)),
                 Column::new("mirroring_failover_lsn", ColType::BigInt),
             ];
+            // "To see non-NULL values on a mirror database, you must be a member of the
+            // sysadmin fixed server role":
+            // https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql
+            let sees_mirror = self.estate.session_grants(self.id)?.1.sees_mirror_columns();
             let rows = all
                 .iter()
-                .map(|(id, _, r)| match r.and_then(|r| r.mirroring.as_ref()) {
-                    Some(m) => vec![
-                        Value::Int(*id),
-                        nv(match m.role {
-                            MirrorRole::Principal => "PRINCIPAL",
-                            MirrorRole::Mirror => "MIRROR",
-                        }),
-                        nv(m.state.as_desc()),
-                        nv(format!("TCP://{}:5022", m.partner.host())),
-                        nv(m.partner_instance()),
-                        nv(if m.safety_full { "FULL" } else { "OFF" }),
-                        nv("UNKNOWN"),
-                        Value::Int(m.failover_lsn as i64),
-                    ],
-                    None => {
-                        let mut v = vec![Value::Int(*id)];
-                        v.extend(std::iter::repeat_n(Value::Null, 7));
-                        v
+                .map(|(id, _, r)| {
+                    match r
+                        .and_then(|r| r.mirroring.as_ref())
+                        .filter(|m| sees_mirror || m.role != MirrorRole::Mirror)
+                    {
+                        Some(m) => vec![
+                            Value::Int(*id),
+                            nv(match m.role {
+                                MirrorRole::Principal => "PRINCIPAL",
+                                MirrorRole::Mirror => "MIRROR",
+                            }),
+                            nv(m.state.as_desc()),
+                            nv(format!("TCP://{}:5022", m.partner.host())),
+                            nv(m.partner_instance()),
+                            nv(if m.safety_full { "FULL" } else { "OFF" }),
+                            nv("UNKNOWN"),
+                            Value::Int(m.failover_lsn as i64),
+                        ],
+                        None => {
+                            let mut v = vec![Value::Int(*id)];
+                            v.extend(std::iter::repeat_n(Value::Null, 7));
+                            v
+                        }
                     }
                 })
                 .collect();
@@ -792,6 +808,71 @@ impl SqlSession {
                 (
                     ColType::NVarChar(32),
                     nv(if held { "Exclusive" } else { "NoLock" }),
+                )
+            }
+            // The login functions answer from the estate's grants (backend_fake::grants, where
+            // each rule cites its page):
+            // https://learn.microsoft.com/en-us/sql/t-sql/functions/suser-sname-transact-sql
+            // https://learn.microsoft.com/en-us/sql/t-sql/functions/is-srvrolemember-transact-sql
+            // https://learn.microsoft.com/en-us/sql/t-sql/functions/has-perms-by-name-transact-sql
+            "SUSER_SNAME" => {
+                let v = if args.is_empty() {
+                    nv(self.estate.session_grants(self.id)?.0)
+                } else {
+                    // `owner_sid` carries the owner's login name here (no varbinary).
+                    opt_str(self.str_arg(args, 0, env)?)
+                };
+                (ColType::NVarChar(128), v)
+            }
+            "IS_SRVROLEMEMBER" => {
+                if args.is_empty() || args.len() > 2 {
+                    arity(1)?;
+                }
+                let role = self.str_arg(args, 0, env)?.unwrap_or_default();
+                let (login, grants) = self.estate.session_grants(self.id)?;
+                let v = match self.str_arg(args, 1, env)? {
+                    // Another login than the current one: the simulator can only answer for
+                    // the session's own login; others are "not valid" (NULL).
+                    Some(other) if !other.eq_ignore_ascii_case(&login) => None,
+                    _ => grants.is_srvrolemember(&role),
+                };
+                (
+                    ColType::Int,
+                    v.map_or(Value::Null, |b| Value::Int(b as i64)),
+                )
+            }
+            "HAS_PERMS_BY_NAME" => {
+                if args.len() < 3 {
+                    arity(3)?;
+                }
+                let securable = self.str_arg(args, 0, env)?;
+                let class = self.str_arg(args, 1, env)?.unwrap_or_default();
+                let permission = self.str_arg(args, 2, env)?.unwrap_or_default();
+                let (_, grants) = self.estate.session_grants(self.id)?;
+                // A snapshot, not db_rows: a permission check does not advance the estate's
+                // clock (db_rows ticks once per call, which would speed replication up).
+                let snap = self.estate.snapshot();
+                let rows = snap
+                    .instances
+                    .get(&self.addr)
+                    .map(|i| i.databases.clone())
+                    .unwrap_or_default();
+                let accessible = |d: &DatabaseName| {
+                    rows.iter()
+                        .any(|r| &r.name == d && r.state == failover_core::DbState::Online)
+                };
+                let is_location = class.eq_ignore_ascii_case("OBJECT")
+                    && securable
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(LOCATION_TABLE));
+                let v = if is_location && !self.location_table_exists()? {
+                    None
+                } else {
+                    grants.has_perms_by_name(securable.as_deref(), &class, &permission, accessible)
+                };
+                (
+                    ColType::Int,
+                    v.map_or(Value::Null, |b| Value::Int(b as i64)),
                 )
             }
             "OBJECT_ID" => {
@@ -1201,11 +1282,16 @@ impl SqlSession {
                 .map_err(|f| f.with_trailer(alter_failed())),
             Stmt::AlterPartner { db, forced } => {
                 let name = Self::db_name(db)?;
-                if *forced {
-                    self.estate.force_service(self.id, &name)?;
+                let r = if *forced {
+                    self.estate.force_service(self.id, &name).map(|_| ())
                 } else {
-                    self.estate.set_partner_failover(self.id, &name)?;
-                }
+                    self.estate.set_partner_failover(self.id, &name).map(|_| ())
+                };
+                // Without ALTER on the database: 5011, then 5069 as for every ALTER DATABASE.
+                r.map_err(|e| match e.number {
+                    5011 => Failure::from(e).with_trailer(alter_failed()),
+                    _ => Failure::from(e),
+                })?;
                 Ok(done)
             }
             Stmt::Restore(db) => {

@@ -196,3 +196,17 @@ pub fn rpc_payload(proc_name: &str, params: &[(&str, Result<&str, i32>)]) -> Vec
     }
     v
 }
+
+/// Every error number FreeTDS `tsql` prints for `sql` run as the fixture login, in order
+/// (informational messages such as 3014 included).
+pub async fn error_numbers(port: u16, sql: &str) -> Vec<u32> {
+    use backend_fake::fixtures::{LOGIN_PASSWORD, LOGIN_USER};
+    let out = tsql(port, LOGIN_USER, LOGIN_PASSWORD, &format!("{sql}\ngo\n")).await;
+    out.lines()
+        .filter_map(|l| l.split("Msg ").nth(1))
+        .filter_map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}

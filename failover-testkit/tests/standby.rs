@@ -1,0 +1,109 @@
+//! Issue 12 item 4 at machine level: the backup store's copies are log-shipping STANDBY
+//! copies (`WITH STANDBY`: ONLINE, read-only, `is_in_standby`). Planned and disaster
+//! recovery promote them with `RESTORE … WITH RECOVERY` (never `SET READ_WRITE`, which
+//! fails with 5063), restore converges after a crash at every call, and the invariants of
+//! `props::check` hold (one writer, no promotion behind the fence, every outcome matches the
+//! estate). The generated property scenarios draw STANDBY copies too
+//! (`Scenario::log_shipping_standby`).
+
+use backend_fake::fixtures::{self, Options, StandbyCopy};
+use failover_core::{Driver, FailoverRequest, Mode, Outcome};
+use failover_testkit::props::*;
+use std::sync::Arc;
+
+fn scenario(kind: Kind) -> Scenario {
+    Scenario {
+        kind,
+        mirrored: false,
+        restoring_standby: false,
+        log_shipping_standby: true,
+        lag: 0,
+        stalled: false,
+        seed: 7,
+        fault_rate: 0.0,
+        crash_at: None,
+        cancel_at: None,
+        what_if: false,
+        source_down: kind == Kind::Disaster,
+        backup_principal_down: false,
+        concurrent: false,
+        stall_before_fence: false,
+        gate: None,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn standby_copies_keep_the_invariants_in_every_mode_and_at_every_crash_point() {
+    let rt = rt();
+    for kind in [Kind::Planned, Kind::Disaster, Kind::Restore] {
+        for mirrored in [false, true] {
+            for lag in [0, 30] {
+                let mut sc = scenario(kind);
+                sc.mirrored = mirrored;
+                sc.lag = lag;
+                if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
+                    panic!("{kind:?} mirrored={mirrored} lag={lag}: {e}");
+                }
+                for k in 0..30 {
+                    let sc = Scenario {
+                        crash_at: Some((k, k % 2 == 0)),
+                        ..sc.clone()
+                    };
+                    if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
+                        panic!("{kind:?} mirrored={mirrored} crash at {k}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The promotion is a RESTORE: the STANDBY copies end ONLINE, read-write and out of standby,
+/// and no `SET READ_WRITE` was refused with 5063 on the way.
+#[test]
+fn planned_and_dr_promote_standby_copies_with_restore_with_recovery() {
+    let rt = rt();
+    for dr in [false, true] {
+        let fx = fixtures::build(&Options::default().standby(StandbyCopy::Standby));
+        let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
+        let mode = if dr {
+            Mode::DisasterRecovery {
+                target: fx.topology.backup.clone(),
+            }
+        } else {
+            Mode::Planned
+        };
+        let req = FailoverRequest::new("standby-run", fx.topology.clone(), mode).unwrap();
+        let report = rt.block_on(Driver::new(backend).run(req));
+        assert!(
+            matches!(report.outcome, Outcome::Succeeded { .. }),
+            "dr={dr}: {}",
+            report.outcome
+        );
+        let refused_5063 = report
+            .steps
+            .iter()
+            .flat_map(|s| &s.ops)
+            .any(|o| o.error.as_ref().is_some_and(|e| e.code == Some(5063)));
+        assert!(
+            !refused_5063,
+            "dr={dr}: SET READ_WRITE sent to a STANDBY copy"
+        );
+        let snap = fx.estate.snapshot();
+        let b = &fx.topology.backup.principal;
+        for d in &snap.instances[b].databases {
+            assert!(
+                d.state == failover_core::DbState::Online && !d.read_only && !d.in_standby,
+                "dr={dr}: {d:?}"
+            );
+        }
+    }
+}
