@@ -33,6 +33,8 @@ elif m == 4:  # inv 4: what-if executes no change
 elif m == 5:  # inv 5: restore follows the directory (the SQL record when there is none)
     sub('restore.rs', 'let (followed, other) = if directory.points_at(&topo.backup) {',
         'let (followed, other) = if false {')
+    sub('restore.rs', 'let (recorded, other) = match obs.recorded_active() {',
+        'let (recorded, other) = match None::<&crate::server::LocationRecord> {')
 elif m == 6:  # inv 6: a lock held elsewhere refuses the run
     sub('lock.rs', 'Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),',
         'Ok(_) => locks.push(op.instance().cloned().expect("a SQL call")),')

@@ -194,6 +194,6 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
     /// Replication lag (in changes) the backup starts with, to show the catch-up wait.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 300)]
     pub lag: u64,
 }

@@ -62,7 +62,7 @@ fn the_demo_report_renders_in_chromium() {
     // simulated operation lets replication gain a change), so the lag curve has points.
     let out = w
         .cmd()
-        .args(["demo", "--lag", "120", "--report"])
+        .args(["demo", "--lag", "300", "--report"])
         .arg(&report)
         .output()
         .unwrap();

@@ -228,8 +228,16 @@ mod tests {
         let (o, h) = w.run(planned());
         assert_eq!(missing(&o), [("a.test".to_string(), "fence".to_string())]);
         assert_eq!(o.exit_code(), 3);
-        assert_eq!(h, [StateName::Preflight, StateName::Done]);
-        assert!(w.mutations().is_empty());
+        // The first check took the lock and released it; nothing else changed.
+        assert_eq!(
+            h,
+            [
+                StateName::Preflight,
+                StateName::ReleasingLocks,
+                StateName::Done
+            ]
+        );
+        assert!(w.durable_mutations().is_empty());
         let text = o.to_string();
         assert!(text.contains("GRANT ALTER ON DATABASE::[xds]"), "{text}");
         assert!(text.contains("[cms]]op]"), "the login is escaped: {text}");
@@ -248,7 +256,7 @@ mod tests {
             missing(&o),
             [("b.test".to_string(), "read_mirroring".to_string())]
         );
-        assert!(w.mutations().is_empty());
+        assert!(w.durable_mutations().is_empty());
     }
 
     /// A log-shipping STANDBY target is recovered with RESTORE, which ALTER does not
@@ -271,7 +279,7 @@ mod tests {
             }
             _ => panic!("{o}"),
         }
-        assert!(w.mutations().is_empty());
+        assert!(w.durable_mutations().is_empty());
         rb.dbcreator = true;
         w.set_rights(&b(), rb);
         let (o, _) = w.run(planned());
@@ -288,7 +296,7 @@ mod tests {
             missing(&o),
             [("a.test".to_string(), "record_location".to_string())]
         );
-        assert!(w.mutations().is_empty());
+        assert!(w.durable_mutations().is_empty());
     }
 
     #[test]

@@ -963,8 +963,8 @@ pub(super) mod tests {
             text.contains("[aliases]") && text.contains("\"SQLB01\\RTC\""),
             "{text}"
         );
-        assert_eq!(h, [S::Preflight, S::Done]);
-        assert!(w.mutations().is_empty());
+        assert_eq!(h, [S::Preflight, S::ReleasingLocks, S::Done]);
+        assert!(w.durable_mutations().is_empty());
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[

@@ -494,6 +494,15 @@ impl World {
     pub(crate) fn mutations(&self) -> Vec<Op> {
         self.log.clone()
     }
+    /// The mutations that outlive the run's sessions: all but taking and releasing the
+    /// failover lock (a run refused by its first check took the lock with it).
+    pub(crate) fn durable_mutations(&self) -> Vec<Op> {
+        self.log
+            .iter()
+            .filter(|op| !matches!(op, Op::AcquireLock { .. } | Op::ReleaseLock { .. }))
+            .cloned()
+            .collect()
+    }
     /// Whether every database of `i` is writable.
     pub(crate) fn writable(&self, i: &InstanceAddr) -> bool {
         self.inst[i].dbs.iter().all(|d| d.is_writable())
