@@ -515,6 +515,16 @@ impl Estate {
         self.lock().history.clone()
     }
 
+    /// How many mutations outlive their session ([`crate::Change::is_durable`]): a run
+    /// refused after taking and releasing its lock leaves this unchanged.
+    pub fn durable_changes(&self) -> usize {
+        self.lock()
+            .history
+            .iter()
+            .filter(|m| m.change.is_durable())
+            .count()
+    }
+
     // ----- sessions -----
 
     /// Opens a session (trusted connection). Error 53 when the instance is down or unknown.

@@ -390,14 +390,7 @@ fn kerberos_problems_are_refused(
         let sim = KrbSim::start(ports, user);
         // The first preflight step takes the lock; a refusal releases it. Nothing else may
         // change.
-        let durable = |sim: &KrbSim| {
-            sim.estate
-                .history()
-                .iter()
-                .filter(|m| m.change.is_durable())
-                .count()
-        };
-        let before = durable(&sim);
+        let before = sim.estate.durable_changes();
         let out = cli(w, backend, topo, &["failover", "--yes"], env);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(3), "{backend} {name}: {t}");
@@ -405,7 +398,7 @@ fn kerberos_problems_are_refused(
             assert!(t.contains(e), "{backend} {name}: expected `{e}` in {t}");
         }
         assert_eq!(
-            durable(&sim),
+            sim.estate.durable_changes(),
             before,
             "{backend} {name}: changed the estate"
         );

@@ -110,7 +110,7 @@ async fn a_login_lacking_any_needed_right_is_refused_before_any_change() {
         let fx = fixtures::build(&c.options);
         fx.estate
             .set_login_grants(LOGIN_USER, None, c.grants.clone());
-        let before = durable(&fx.estate);
+        let before = fx.estate.durable_changes();
         let o = run(&fx, c.dr).await;
         match o.refusal() {
             Some(Refusal::InsufficientPermissions { missing }) => {
@@ -131,7 +131,12 @@ async fn a_login_lacking_any_needed_right_is_refused_before_any_change() {
         }
         assert_eq!(o.exit_code(), 3, "{}", c.name);
         // The first check took the lock and released it; nothing durable changed.
-        assert_eq!(durable(&fx.estate), before, "{}: nothing changed", c.name);
+        assert_eq!(
+            fx.estate.durable_changes(),
+            before,
+            "{}: nothing changed",
+            c.name
+        );
     }
 }
 
@@ -147,13 +152,4 @@ async fn with_the_rights_granted_the_same_runs_succeed() {
         let o = run(&fx, c.dr).await;
         assert!(matches!(o, Outcome::Succeeded { .. }), "{}: {o}", c.name);
     }
-}
-
-/// The estate's changes that outlive a session (all but the failover lock).
-fn durable(estate: &backend_fake::Estate) -> usize {
-    estate
-        .history()
-        .iter()
-        .filter(|m| m.change.is_durable())
-        .count()
 }
