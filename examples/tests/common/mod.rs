@@ -320,6 +320,60 @@ impl Drop for Sim {
     }
 }
 
+/// Runs `cmd` (stdout and stderr piped, stdin closed) to the end and returns its output;
+/// panics with a clear message and what it printed so far when it has not exited within
+/// `bound` (the child is killed). Both pipes are drained while waiting: a child that writes
+/// more than a pipe buffer (64 KiB, e.g. a disaster recovery's `--json` document) would
+/// otherwise block in `write` forever, and look hung, while the parent waits for its exit.
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    bound: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + bound;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "{what} did not exit within {bound:?} (killed):\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 /// Reads a file to a string.
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
