@@ -215,16 +215,31 @@ pub struct ResultSet {
 }
 
 impl OdbcConn {
-    /// Connects with a full connection string. `login_timeout_secs` sets
-    /// `SQL_ATTR_LOGIN_TIMEOUT` (ignored by drivers that do not support it).
+    /// Connects with a full connection string. `login_timeout_secs` bounds the whole
+    /// connect: it sets `SQL_ATTR_LOGIN_TIMEOUT` (the login; FreeTDS then fails with
+    /// `HYT00`) and `SQL_ATTR_CONNECTION_TIMEOUT`, which FreeTDS takes as its TCP connect
+    /// timeout (`odbc_connect`: `login->connect_timeout = dbc->attr.connection_timeout`), so
+    /// neither a host that never answers the SYN nor a server that accepts and never
+    /// answers the pre-login keeps the calling thread past it. Drivers that support neither
+    /// ignore them; the caller's hard timeout still applies.
     pub fn connect(conn_str: &str, login_timeout_secs: u32) -> Result<Self, OdbcFailure> {
         let env = env()?;
         let mut conn = {
             let _g = ALLOC.lock().unwrap_or_else(|p| p.into_inner());
             check(env.allocate_connection(), env)?
         };
-        // Not every driver supports it; a failure here is not fatal.
-        let _ = conn.set_login_timeout_sec(login_timeout_secs.max(1));
+        let secs = login_timeout_secs.max(1);
+        // Not every driver supports them; a failure here is not fatal.
+        let _ = conn.set_login_timeout_sec(secs);
+        // SAFETY: a live connection handle; the attribute takes an SQLUINTEGER by value.
+        let _ = unsafe {
+            odbc_api::sys::SQLSetConnectAttrW(
+                conn.as_sys(),
+                odbc_api::sys::ConnectionAttribute::ConnectionTimeout,
+                secs as usize as odbc_api::sys::Pointer,
+                0,
+            )
+        };
         let text = SqlText::new(conn_str);
         check(conn.connect_with_connection_string(&text), &conn)?;
         Ok(Self { handle: Some(conn) })

@@ -62,15 +62,49 @@ async fn silent_server_hits_the_call_timeout_not_a_hang() {
         HashMap::from([(addr.clone(), port)]),
         Duration::from_millis(500),
     );
-    // Opening the lock session hits the login timeout: an error, never a hang.
-    let e = b.lock_held(&addr, "cms-failover").await.unwrap_err();
-    assert!(
-        matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable),
-        "{e}"
-    );
-    let e = b.read_location(&addr).await.unwrap_err();
-    assert!(
-        matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable),
-        "{e}"
-    );
+    // Opening the lock session hits the login timeout: an error, never a hang; a timeout,
+    // as backend-tiberius reports a server that never answers.
+    let bounded = Duration::from_secs(30);
+    let e = tokio::time::timeout(bounded, b.lock_held(&addr, "cms-failover"))
+        .await
+        .expect("the call returns on its own")
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    let e = tokio::time::timeout(bounded, b.read_location(&addr))
+        .await
+        .expect("the call returns on its own")
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+}
+
+/// The blocking connect itself gives up at its login timeout, so the blocking thread the
+/// backend leaves behind when its hard timeout fires ends too (nothing lingers until exit):
+/// against a listener that accepts and never answers it fails with a timeout; against a
+/// closed port at once, as unreachable. Run on a plain thread, bounded by a channel.
+#[test]
+fn the_driver_connect_ends_by_itself_at_the_login_timeout() {
+    use backend_odbc::{classify, driver::OdbcConn};
+    use std::sync::mpsc;
+    common::require_freetds();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let connect = |port: u16| {
+        let (tx, rx) = mpsc::channel();
+        let conn_str = format!(
+            "Driver={{FreeTDS}};Server=127.0.0.1;Port={port};TDS_Version=7.4;Encryption=off;UID=sa;PWD=x;"
+        );
+        std::thread::spawn(move || {
+            let _ = tx.send(OdbcConn::connect(&conn_str, 1).map(drop));
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the driver's connect did not return within 30 s despite a 1 s login timeout")
+            .expect_err("nothing answers")
+    };
+    let f = connect(silent.local_addr().unwrap().port());
+    assert_eq!(classify::classify(&f).0, ErrorKind::Timeout, "{f:?}");
+    let f = connect(closed.port());
+    assert_eq!(classify::classify(&f).0, ErrorKind::Unreachable, "{f:?}");
 }
