@@ -81,7 +81,10 @@ fn disaster_recovery(sim: &Sim, endpoints: &[(failover_core::InstanceAddr, Socke
     assert_eq!(v["outcome"]["active"], fixtures::backup().to_string());
     let snap = sim.estate.snapshot();
     for db in fixtures::databases() {
-        assert_eq!(snap.writable_reachable_copies(&db), vec![fixtures::backup()]);
+        assert_eq!(
+            snap.writable_reachable_copies(&db),
+            vec![fixtures::backup()]
+        );
     }
     eprintln!("the DR took {:?}", started.elapsed());
 }
