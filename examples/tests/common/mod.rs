@@ -165,6 +165,15 @@ impl Trap {
         .map(|i| (i, a))
         .collect()
     }
+    /// Whether anyone connected since the last check (takes one pending connection).
+    pub fn touched(&self) -> bool {
+        match self.listener.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Ok(_) => true,
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+
     /// Panics if anyone connected.
     pub fn assert_untouched(&self) {
         match self.listener.accept() {

@@ -66,6 +66,12 @@ impl SambaDc {
     /// naming the fixture's active store; `None` (SKIPPED) without root or the tools, or when
     /// another DC holds that address's LDAPS port outside CI.
     pub fn start(addr: &str, what: &str) -> Option<Self> {
+        Self::start_with(addr, what, &[])
+    }
+
+    /// [`SambaDc::start`] with more variables for `samba-dc.sh` (e.g. `SQL_INSTANCES`: the
+    /// `fqdn:port` service principals to register, their keys in `KRB5_KTNAME_SERVICE`).
+    pub fn start_with(addr: &str, what: &str, env: &[(&str, &str)]) -> Option<Self> {
         if !available(what) {
             return None;
         }
@@ -85,6 +91,7 @@ impl SambaDc {
             .arg(&path)
             .env("SCP_BACKEND", fixtures::active().to_string())
             .env("SAMBA_ADDR", addr)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         assert!(

@@ -1,0 +1,158 @@
+//! Clock skew provoked end to end (issue 14, "errors an operator can act on"): the CLI runs
+//! under libfaketime (`faketime -f +1h`, Debian package `faketime`) with its clock an hour
+//! ahead of the Samba AD DC's KDC, with a real ticket-granting ticket obtained at the right
+//! time. libfaketime is an `LD_PRELOAD` library that replaces libc's `time`,
+//! `gettimeofday` and `clock_gettime`; MIT krb5 (which FreeTDS and our preflight use) takes
+//! the time through those libc calls, so the authenticator of its TGS request is an hour
+//! off and the KDC answers `KRB_AP_ERR_SKEW` (checked by hand first:
+//! `faketime -f +1h kvno MSSQLSvc/…` says "Clock skew too great while getting credentials").
+//! Nothing here fakes the classification: the KDC's real error goes through the Kerberos
+//! preflight of the ODBC backend.
+//!
+//! Asserted: a planned failover through `--backend odbc` is refused with the exit code the
+//! README documents for refusals (3), the message names the clock skew and what to do
+//! (synchronise the clock), and nothing was even contacted: every instance points at a
+//! trap listener that no connection reaches. Then the same run with the real clock gets
+//! past Kerberos and does reach the trap (so the refusal was the clock's).
+//!
+//! Needs root, the Samba/Kerberos packages and `faketime` (`scripts/test-all.sh` installs
+//! them) and `--features odbc,kerberos`; otherwise SKIPPED, and a failure under `CI`. Its DC
+//! runs on its own loopback address, 127.0.0.43 (status .40, modes .41, crash .42).
+
+mod common;
+
+use common::samba::SambaDc;
+use common::{FAST_TIMEOUTS, Trap, Work, output_within};
+use failover_core::InstanceAddr;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const ADDR: &str = "127.0.0.43";
+const WHAT: &str = "Kerberos clock-skew test";
+
+/// Whether the test can run here beyond Samba itself (checked by [`SambaDc::start_with`]).
+fn prerequisites() -> bool {
+    let have = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let missing: Vec<_> = ["faketime", "kinit", "odbcinst"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
+    if missing.is_empty() && features {
+        return true;
+    }
+    let why = format!("missing tools {missing:?}, features odbc+kerberos: {features}");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the {WHAT} cannot run under CI: {why} (scripts/test-all.sh installs the packages and runs the tests as root with --all-features)"
+    );
+    eprintln!("SKIPPED {WHAT}: {why}");
+    false
+}
+
+/// The mirrored fixture with `[login] method = "kerberos"`, every instance at `endpoints`.
+fn topology(w: &Work, endpoints: &[(InstanceAddr, SocketAddr)]) -> PathBuf {
+    use backend_fake::fixtures;
+    let mut t = format!(
+        "databases = [\"xds\", \"lis\"]\n\n[active]\nprincipal = '{}'\nmirror = '{}'\n\n[backup]\nprincipal = '{}'\nmirror = '{}'\n\n[login]\nmethod = \"kerberos\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+        fixtures::backup_mirror()
+    );
+    for (i, a) in endpoints {
+        t.push_str(&format!("'{i}' = \"{a}\"\n"));
+    }
+    t.push_str(FAST_TIMEOUTS);
+    w.write("topology.toml", &t)
+}
+
+/// `cms-failover <args> --backend odbc` with only the Kerberos environment, under
+/// `faketime -f <offset>` when one is given.
+fn cli(w: &Work, dc: &SambaDc, topology: &Path, args: &[&str], offset: Option<&str>) -> Output {
+    let bin = env!("CARGO_BIN_EXE_cms-failover");
+    let mut c = match offset {
+        Some(o) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", o, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let cc = w.path("user.ccache");
+    std::fs::copy(dc.var("KRB5CCNAME_USER").trim_start_matches("FILE:"), &cc).unwrap();
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", w.dir.path())
+        .env("XDG_STATE_HOME", w.path("state"))
+        .env("USER", "tester")
+        .env("KRB5_CONFIG", dc.var("KRB5_CONFIG"))
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .args(args)
+        .args(["--backend", "odbc", "--topology"])
+        .arg(topology)
+        .arg("--journal-dir")
+        .arg(w.journal());
+    output_within(
+        &mut c,
+        Duration::from_secs(120),
+        &format!("cms-failover {args:?} (clock {offset:?})"),
+    )
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_clock_an_hour_off_is_refused_as_clock_skew_before_anything_is_contacted() {
+    if !prerequisites() {
+        return;
+    }
+    let trap = Trap::new();
+    let endpoints = trap.endpoints();
+    // Every instance's SPN is registered, so only the clock can be wrong.
+    let spns: Vec<String> = endpoints
+        .iter()
+        .map(|(i, a)| format!("{}:{}", i.host(), a.port()))
+        .collect();
+    let Some(dc) = SambaDc::start_with(ADDR, WHAT, &[("SQL_INSTANCES", &spns.join(" "))]) else {
+        return;
+    };
+    let w = Work::new();
+    let t = topology(&w, &endpoints);
+
+    let out = cli(&w, &dc, &t, &["failover", "--yes"], Some("+1h"));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "a refusal: {said}");
+    for e in [
+        "clock skew too great",
+        "synchronise the clock (NTP with the domain controllers)",
+    ] {
+        assert!(said.contains(e), "expected `{e}` in {said}");
+    }
+    trap.assert_untouched();
+
+    // The same run with the real clock gets its service ticket and goes on to log in: it
+    // reaches the trap (which never answers, so that run fails otherwise).
+    let out = cli(&w, &dc, &t, &["status"], None);
+    let said = text(&out);
+    assert!(!said.contains("clock skew"), "{said}");
+    assert!(
+        trap.touched(),
+        "with the right clock the login should have gone ahead: {said}"
+    );
+}
