@@ -21,12 +21,12 @@
 
 mod common;
 
-use common::samba::SambaDc;
-use common::{FAST_TIMEOUTS, Trap, Work, output_within};
+use common::samba::{self, SambaDc};
+use common::{FAST_TIMEOUTS, Trap, Work, output_within, text};
 use failover_core::InstanceAddr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const ADDR: &str = "127.0.0.43";
@@ -34,28 +34,16 @@ const WHAT: &str = "Kerberos clock-skew test";
 
 /// Whether the test can run here beyond Samba itself (checked by [`SambaDc::start_with`]).
 fn prerequisites() -> bool {
-    let have = |t: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
     let missing: Vec<_> = ["faketime", "kinit", "odbcinst"]
         .into_iter()
-        .filter(|t| !have(t))
+        .filter(|t| !samba::have(t))
         .collect();
     let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
-    if missing.is_empty() && features {
-        return true;
-    }
-    let why = format!("missing tools {missing:?}, features odbc+kerberos: {features}");
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the {WHAT} cannot run under CI: {why} (scripts/test-all.sh installs the packages and runs the tests as root with --all-features)"
-    );
-    eprintln!("SKIPPED {WHAT}: {why}");
-    false
+    missing.is_empty() && features
+        || samba::skipped(
+            WHAT,
+            &format!("missing tools {missing:?}, features odbc+kerberos: {features}"),
+        )
 }
 
 /// The mirrored fixture with `[login] method = "kerberos"`, every instance at `endpoints`.
@@ -105,15 +93,6 @@ fn cli(w: &Work, dc: &SambaDc, topology: &Path, args: &[&str], offset: Option<&s
         &mut c,
         Duration::from_secs(120),
         &format!("cms-failover {args:?} (clock {offset:?})"),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 

@@ -18,7 +18,7 @@
 mod common;
 
 use backend_fake::fixtures;
-use common::{DR_FLAGS, Sim, Work, json, topology_text_with};
+use common::{DR_FLAGS, Sim, Work, json, text, topology_text_with};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -46,15 +46,6 @@ fn run_bounded(w: &Work, topology: &std::path::Path, args: &[&str]) -> Output {
         &mut c,
         BOUND,
         &format!("cms-failover {args:?} --backend odbc"),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 

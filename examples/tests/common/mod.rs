@@ -383,6 +383,16 @@ pub fn output_within(
     }
 }
 
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Reads a file to a string.
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()

@@ -23,7 +23,8 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
 }
 
-fn have(tool: &str) -> bool {
+/// Whether `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -52,7 +53,12 @@ pub fn available(what: &str) -> bool {
     if missing.is_empty() && root {
         return true;
     }
-    let why = format!("missing tools {missing:?}, root: {root}");
+    skipped(what, &format!("missing tools {missing:?}, root: {root}"))
+}
+
+/// Prints SKIPPED for `what` because of `why` and returns false, or panics under CI
+/// (`scripts/test-all.sh` installs what the tests need and runs them as root).
+pub fn skipped(what: &str, why: &str) -> bool {
     assert!(
         std::env::var_os("CI").is_none(),
         "{what} cannot run under CI: {why} (scripts/test-all.sh installs what it needs)"
