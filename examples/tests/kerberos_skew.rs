@@ -22,10 +22,8 @@
 mod common;
 
 use common::samba::{self, SambaDc};
-use common::{FAST_TIMEOUTS, Trap, Work, output_within, text};
-use failover_core::InstanceAddr;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use common::{Trap, Work, kerberos_topology_text, output_within, text};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -44,23 +42,6 @@ fn prerequisites() -> bool {
             WHAT,
             &format!("missing tools {missing:?}, features odbc+kerberos: {features}"),
         )
-}
-
-/// The mirrored fixture with `[login] method = "kerberos"`, every instance at `endpoints`.
-fn topology(w: &Work, endpoints: &[(InstanceAddr, SocketAddr)]) -> PathBuf {
-    use backend_fake::fixtures;
-    let mut t = format!(
-        "databases = [\"xds\", \"lis\"]\n\n[active]\nprincipal = '{}'\nmirror = '{}'\n\n[backup]\nprincipal = '{}'\nmirror = '{}'\n\n[login]\nmethod = \"kerberos\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
-        fixtures::active(),
-        fixtures::active_mirror(),
-        fixtures::backup(),
-        fixtures::backup_mirror()
-    );
-    for (i, a) in endpoints {
-        t.push_str(&format!("'{i}' = \"{a}\"\n"));
-    }
-    t.push_str(FAST_TIMEOUTS);
-    w.write("topology.toml", &t)
 }
 
 /// `cms-failover <args> --backend odbc` with only the Kerberos environment, under
@@ -112,7 +93,7 @@ fn a_clock_an_hour_off_is_refused_as_clock_skew_before_anything_is_contacted() {
         return;
     };
     let w = Work::new();
-    let t = topology(&w, &endpoints);
+    let t = w.write("topology.toml", &kerberos_topology_text(&endpoints));
 
     let out = cli(&w, &dc, &t, &["failover", "--yes"], Some("+1h"));
     let said = text(&out);

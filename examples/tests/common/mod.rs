@@ -140,6 +140,24 @@ pub fn topology_text_with(
     t
 }
 
+/// A topology file's text for the mirrored fixture with `[login] method = "kerberos"` (no
+/// password key anywhere), plaintext, every instance at its `endpoints` entry.
+pub fn kerberos_topology_text(endpoints: &[(InstanceAddr, SocketAddr)]) -> String {
+    let mut t = format!(
+        "databases = [\"xds\", \"lis\"]\n\n[active]\nprincipal = '{}'\nmirror = '{}'\n\n[backup]\nprincipal = '{}'\nmirror = '{}'\n\n[login]\nmethod = \"kerberos\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
+        fixtures::active(),
+        fixtures::active_mirror(),
+        fixtures::backup(),
+        fixtures::backup_mirror()
+    );
+    for (i, a) in endpoints {
+        t.push_str(&format!("'{i}' = \"{a}\"\n"));
+    }
+    t.push_str(FAST_TIMEOUTS);
+    assert!(!t.to_ascii_lowercase().contains("password"), "{t}");
+    t
+}
+
 /// A listener nobody should connect to: every fixture instance points at it.
 pub struct Trap {
     listener: TcpListener,
