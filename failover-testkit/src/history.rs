@@ -157,6 +157,7 @@ pub async fn check_history(
             concurrent: false,
             stall_before_fence: false,
             gate: None,
+            read_only_refused_on_mirroring_principal: false,
         };
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);
