@@ -407,6 +407,63 @@ fn disaster_recovery_with_mirror() {
     }
 }
 
+/// Issue 12 item 3: where SQL Server refuses `SET READ_ONLY` on a mirroring principal
+/// (1468 then 5069), a planned failover from a mirrored store is refused before any change
+/// (exit 3, `fence_refused_in_mirroring_session`), the lock released, the journal settled,
+/// and the text says what the operator can do; a second run says the same (nothing
+/// unfinished is left behind).
+#[test]
+fn a_fence_refused_on_a_mirroring_principal_is_exit_3_with_what_to_do() {
+    let sim = Sim::start(
+        fixtures::Options::default()
+            .mirrored(true)
+            .read_only_refused_on_mirroring_principal(true),
+    );
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.estate.durable_changes();
+    for attempt in 0..2 {
+        let out = w
+            .cmd()
+            .args(["failover", "--yes", "--json", "--topology"])
+            .arg(&t)
+            .arg("--journal-dir")
+            .arg(w.journal())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "attempt {attempt}: {stderr}");
+        let v = json(&out.stdout);
+        assert_eq!(v["outcome"]["code"], "refused");
+        assert_eq!(v["outcome"]["reason"], "fence_refused_in_mirroring_session");
+        let text = v["outcome"]["text"].as_str().unwrap();
+        for want in [
+            "1468",
+            "nothing was changed",
+            "SET PARTNER OFF",
+            "SET PARTNER SUSPEND",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+    }
+    assert_eq!(sim.estate.durable_changes(), before);
+    assert!(sim.estate.snapshot().locks.is_empty());
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.epoch(), Some(1));
+    // The text output (without --json) carries the same advice.
+    let out = w
+        .cmd()
+        .args(["failover", "--yes", "--topology"])
+        .arg(&t)
+        .arg("--journal-dir")
+        .arg(w.journal())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("SET PARTNER OFF"), "{text}");
+}
+
 #[test]
 fn refused_when_the_lock_is_held() {
     let sim = Sim::standard();

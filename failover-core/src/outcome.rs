@@ -700,6 +700,7 @@ impl fmt::Display for Refusal {
 /// removing it (`SET PARTNER OFF`) leaves each partner its own copy, the mirror RESTORING
 /// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/removing-database-mirroring-sql-server>),
 /// an operator's decision, not the tool's.
+///
 /// `dr_alternative`: also offer giving the store up (planned and disaster recovery; a restore
 /// must fence it, not leave it).
 fn mirroring_fence_help(then: &str, dr_alternative: bool) -> String {
