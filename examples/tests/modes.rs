@@ -422,18 +422,26 @@ fn a_fence_refused_on_a_mirroring_principal_is_exit_3_with_what_to_do() {
     let w = Work::new();
     let t = sim.topology(&w, "");
     let before = sim.estate.durable_changes();
-    for attempt in 0..2 {
-        let out = w
-            .cmd()
-            .args(["failover", "--yes", "--json", "--topology"])
+    let failover = |json: bool| {
+        let mut c = w.cmd();
+        c.args(["failover", "--yes", "--topology"])
             .arg(&t)
             .arg("--journal-dir")
-            .arg(w.journal())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "attempt {attempt}: {stderr}");
-        let v = json(&out.stdout);
+            .arg(w.journal());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    for _ in 0..2 {
+        let v = json(&failover(true));
         assert_eq!(v["outcome"]["code"], "refused");
         assert_eq!(v["outcome"]["reason"], "fence_refused_in_mirroring_session");
         let text = v["outcome"]["text"].as_str().unwrap();
@@ -446,22 +454,13 @@ fn a_fence_refused_on_a_mirroring_principal_is_exit_3_with_what_to_do() {
             assert!(text.contains(want), "{want}: {text}");
         }
     }
+    // The text output (without --json) carries the same advice.
+    let text = String::from_utf8(failover(false)).unwrap();
+    assert!(text.contains("SET PARTNER OFF"), "{text}");
     assert_eq!(sim.estate.durable_changes(), before);
     assert!(sim.estate.snapshot().locks.is_empty());
     assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
     assert_eq!(sim.epoch(), Some(1));
-    // The text output (without --json) carries the same advice.
-    let out = w
-        .cmd()
-        .args(["failover", "--yes", "--topology"])
-        .arg(&t)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("SET PARTNER OFF"), "{text}");
 }
 
 #[test]

@@ -107,6 +107,31 @@ pub struct Scenario {
     pub read_only_refused_on_mirroring_principal: bool,
 }
 
+impl Default for Scenario {
+    /// A planned run on the unmirrored fixture: no lag, no faults, no crash, nothing else.
+    fn default() -> Self {
+        Self {
+            kind: Kind::Planned,
+            mirrored: false,
+            restoring_standby: false,
+            log_shipping_standby: false,
+            lag: 0,
+            stalled: false,
+            seed: 0,
+            fault_rate: 0.0,
+            crash_at: None,
+            cancel_at: None,
+            what_if: false,
+            source_down: false,
+            backup_principal_down: false,
+            concurrent: false,
+            stall_before_fence: false,
+            gate: None,
+            read_only_refused_on_mirroring_principal: false,
+        }
+    }
+}
+
 /// The generator of scenarios.
 pub fn scenarios() -> impl Strategy<Value = Scenario> {
     (

@@ -16,21 +16,9 @@ fn scenario(kind: Kind) -> Scenario {
     Scenario {
         kind,
         mirrored: true,
-        restoring_standby: false,
-        log_shipping_standby: false,
-        lag: 0,
-        stalled: false,
         seed: 11,
-        fault_rate: 0.0,
-        crash_at: None,
-        cancel_at: None,
-        what_if: false,
-        source_down: false,
-        backup_principal_down: false,
-        concurrent: false,
-        stall_before_fence: false,
-        gate: None,
         read_only_refused_on_mirroring_principal: true,
+        ..Scenario::default()
     }
 }
 

@@ -251,7 +251,16 @@ pub(super) mod tests {
         })
     }
 
-    fn assert_mirroring_refusal(o: &Outcome, h: &[S]) {
+    /// Runs `req` on `w` with every fence refused with 1468 and checks the refusal: exit 3,
+    /// the code, the operator's way out, the lock released, nothing durable changed, the
+    /// source still writable and `target` not.
+    fn refused_by_mirroring(
+        mut w: World,
+        req: crate::request::FailoverRequest,
+        target: crate::model::InstanceAddr,
+    ) {
+        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
+        let (o, h) = w.run(req);
         assert!(
             matches!(
                 o.refusal(),
@@ -272,6 +281,9 @@ pub(super) mod tests {
             h.ends_with(&[S::Fencing, S::ProbingFence, S::ReleasingLocks, S::Done]),
             "{h:?}"
         );
+        let durable = w.durable_mutations();
+        assert!(durable.is_empty(), "{durable:?}");
+        assert!(w.writable(&a()) && !w.any_writable(&target));
     }
 
     /// Planned, the source a mirroring principal on a server that refuses READ_ONLY there:
@@ -279,32 +291,14 @@ pub(super) mod tests {
     /// nothing durable changed, and the text says what to do.
     #[test]
     fn planned_fence_refused_in_a_mirroring_session_is_a_refusal_that_changes_nothing() {
-        let mut w = World::planned_mirrored();
-        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
-        let (o, h) = w.run(planned_mirrored());
-        assert_mirroring_refusal(&o, &h);
-        assert!(
-            w.durable_mutations().is_empty(),
-            "{:?}",
-            w.durable_mutations()
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&bm()));
+        refused_by_mirroring(World::planned_mirrored(), planned_mirrored(), bm());
     }
 
     /// Disaster recovery with the old source up and refusing the fence with 1468: refused
     /// before any change as well (promoting would make two writable copies).
     #[test]
     fn dr_old_source_refusing_the_fence_in_a_mirroring_session_is_a_refusal() {
-        let mut w = World::dr();
-        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
-        let (o, h) = w.run(dr());
-        assert_mirroring_refusal(&o, &h);
-        assert!(
-            w.durable_mutations().is_empty(),
-            "{:?}",
-            w.durable_mutations()
-        );
-        assert!(w.writable(&a()) && !w.any_writable(&b()));
+        refused_by_mirroring(World::dr(), dr(), b());
     }
 
     /// Part of the fence landed (a database outside the session) and the rest was refused
