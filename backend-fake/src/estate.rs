@@ -18,7 +18,9 @@
 //!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
 //!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
 //!   `ALTER DATABASE … SET READ_ONLY/READ_WRITE` is allowed on a principal (the flag travels
-//!   to the mirror with the log).
+//!   to the mirror with the log), unless
+//!   [`Estate::set_read_only_refused_on_mirroring_principal`] makes `SET READ_ONLY` there
+//!   fail with 1468 (whether SQL Server does is not documented; the estate models both).
 //! - **Sessions**: an instance going down, [`Estate::kill_sessions`] and
 //!   [`Estate::close_session`] end sessions and release their application locks.
 //! - **History**: every mutation except the position changes made by ticks.
@@ -111,6 +113,8 @@ struct Inner {
     locks: BTreeMap<(InstanceAddr, String), (SessionId, u32)>,
     history: Vec<Mutation>,
     faults: FaultState,
+    /// [`Estate::set_read_only_refused_on_mirroring_principal`].
+    read_only_refused_on_mirroring_principal: bool,
 }
 
 /// The estate: a cheap, clonable, thread-safe handle to shared state.
@@ -437,6 +441,29 @@ impl Estate {
         Ok(())
     }
 
+    /// Makes `ALTER DATABASE … SET READ_ONLY` on a database that is the principal of a
+    /// mirroring session (in any mirroring state) fail with 1468, which SQL Server follows
+    /// with 5069 (the simulator adds it), changing nothing. Default `false`: allowed.
+    ///
+    /// Why both: `READ_ONLY` "requires exclusive access to the database"
+    /// (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options>,
+    /// `<db_update_option>`), and options that need it are refused with 1468 on databases in
+    /// a mirroring session or an availability group
+    /// (<https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-1000-to-1999>;
+    /// practitioners report 1468 + 5069 for `SINGLE_USER` and `SET RECOVERY`), but no
+    /// Microsoft page says whether `READ_ONLY` on a mirroring principal is among them. `SET
+    /// READ_WRITE` stays allowed: a read-only database cannot enter a mirroring session
+    /// (1466), so with this flag on a read-only principal exists only as a read-only copy
+    /// set up that way, and refusing to open it would model nothing SQL Server documents.
+    pub fn set_read_only_refused_on_mirroring_principal(&self, refused: bool) {
+        self.lock().read_only_refused_on_mirroring_principal = refused;
+    }
+
+    /// See [`Estate::set_read_only_refused_on_mirroring_principal`].
+    pub fn read_only_refused_on_mirroring_principal(&self) -> bool {
+        self.lock().read_only_refused_on_mirroring_principal
+    }
+
     /// Replaces the fault configuration and resets the call counters.
     pub fn set_faults(&self, config: FaultConfig) {
         self.lock().faults = FaultState::new(config);
@@ -679,8 +706,9 @@ impl Estate {
 
     /// `ALTER DATABASE [db] SET READ_ONLY|READ_WRITE WITH ROLLBACK IMMEDIATE`. Setting the
     /// mode a database already has succeeds and changes nothing. 911 missing, 1468 for a
-    /// mirror, 5052 for a database that is not ONLINE (SQL Server follows each with 5069;
-    /// the simulator adds it).
+    /// mirror (and for `READ_ONLY` on a principal when
+    /// [`Estate::set_read_only_refused_on_mirroring_principal`] is on), 5052 for a database
+    /// that is not ONLINE (SQL Server follows each with 5069; the simulator adds it).
     pub fn set_read_only(
         &self,
         session: SessionId,
@@ -695,8 +723,16 @@ impl Estate {
             if !g.grants_of(session, a).1.can_alter(db) {
                 return Err(SqlError::no_alter_permission(db.as_str()));
             }
-            if g.role(a, db) == Some(MirrorRole::Mirror) {
-                return Err(SqlError::in_mirroring_session(db.as_str()));
+            match g.role(a, db) {
+                Some(MirrorRole::Mirror) => {
+                    return Err(SqlError::in_mirroring_session(db.as_str()));
+                }
+                Some(MirrorRole::Principal)
+                    if read_only && g.read_only_refused_on_mirroring_principal =>
+                {
+                    return Err(SqlError::in_mirroring_session(db.as_str()));
+                }
+                _ => {}
             }
             if d.state != DbState::Online {
                 return Err(SqlError::not_permitted_in_state(&d.state));

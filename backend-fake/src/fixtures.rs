@@ -80,6 +80,9 @@ pub struct Options {
     pub location: bool,
     /// Whether the fixture login ([`LOGIN_USER`]) is added.
     pub login: bool,
+    /// Whether `SET READ_ONLY` on a mirroring principal fails with 1468
+    /// ([`Estate::set_read_only_refused_on_mirroring_principal`]).
+    pub read_only_refused_on_mirroring_principal: bool,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             workload: true,
             location: true,
             login: true,
+            read_only_refused_on_mirroring_principal: false,
         }
     }
 }
@@ -127,6 +131,11 @@ impl Options {
     /// Sets [`Options::location`].
     pub fn location(mut self, v: bool) -> Self {
         self.location = v;
+        self
+    }
+    /// Sets [`Options::read_only_refused_on_mirroring_principal`].
+    pub fn read_only_refused_on_mirroring_principal(mut self, v: bool) -> Self {
+        self.read_only_refused_on_mirroring_principal = v;
         self
     }
 }
@@ -217,6 +226,7 @@ pub fn build(o: &Options) -> Fixture {
     if o.login {
         estate.add_login(LOGIN_USER, LOGIN_PASSWORD);
     }
+    estate.set_read_only_refused_on_mirroring_principal(o.read_only_refused_on_mirroring_principal);
     Fixture {
         estate,
         topology,

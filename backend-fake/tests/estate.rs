@@ -126,6 +126,57 @@ fn read_only_is_idempotent_and_refused_on_mirrors_restoring_and_missing() {
     assert!(err.message.contains("RESTORING"));
 }
 
+/// With `read_only_refused_on_mirroring_principal` (issue 12 item 3), `SET READ_ONLY` on a
+/// mirroring principal is 1468 and changes nothing, in every mirroring state; `SET
+/// READ_WRITE` there, and `READ_ONLY` on an unmirrored database, are unaffected. Off (the
+/// default) the principal is fenced as before (see the test above).
+#[test]
+fn read_only_on_a_mirroring_principal_can_be_refused_with_1468() {
+    let f = fixtures::build(
+        &Options::default()
+            .mirrored(true)
+            .read_only_refused_on_mirroring_principal(true),
+    );
+    let e = &f.estate;
+    assert!(e.read_only_refused_on_mirroring_principal());
+    let a = e.open_session(&fixtures::active()).unwrap();
+    for state in [MirrorState::Synchronized, MirrorState::Suspended] {
+        e.set_mirroring_state(&xds(), &fixtures::active(), state)
+            .unwrap();
+        let before = e.durable_changes();
+        let err = e.set_read_only(a, &xds(), true).unwrap_err();
+        assert_eq!((err.number, err.class), (1468, 16), "{state:?}");
+        assert!(err.message.contains("database mirroring session"), "{err}");
+        assert_eq!(e.durable_changes(), before, "{state:?}: nothing changed");
+        assert!(
+            e.snapshot()
+                .database(&fixtures::active(), &xds())
+                .unwrap()
+                .is_writable()
+        );
+    }
+    // The backup principal's read-only copy may still be opened.
+    let b = e.open_session(&fixtures::backup()).unwrap();
+    e.set_read_only(b, &xds(), false).unwrap();
+    // An unmirrored database is fenced as always.
+    let g = fixtures::build(&Options::default().read_only_refused_on_mirroring_principal(true));
+    let a = g.estate.open_session(&fixtures::active()).unwrap();
+    g.estate.set_read_only(a, &xds(), true).unwrap();
+    assert!(
+        g.estate
+            .snapshot()
+            .database(&fixtures::active(), &xds())
+            .unwrap()
+            .read_only
+    );
+    // The default allows it.
+    assert!(
+        !fixtures::standard()
+            .estate
+            .read_only_refused_on_mirroring_principal()
+    );
+}
+
 #[test]
 fn restore_with_recovery_semantics() {
     let f = fixtures::build(&Options::default().standby(StandbyCopy::Restoring));

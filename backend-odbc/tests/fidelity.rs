@@ -47,6 +47,41 @@ async fn a_blocked_fence_is_abandoned_by_the_server_before_the_call_timeout() {
     assert!(!b.probe(&a, &[db("xds")]).await.unwrap().databases[0].is_writable());
 }
 
+/// Item 3: where SQL Server refuses `SET READ_ONLY` on a mirroring principal (the estate's
+/// `read_only_refused_on_mirroring_principal`), the fence fails with 1468 (the first of
+/// 1468 + 5069), classified invalid state, and changes nothing; with the flag off (the
+/// default) the same fence lands.
+#[tokio::test]
+async fn a_fence_refused_on_a_mirroring_principal_is_1468_and_changes_nothing() {
+    for refused in [true, false] {
+        let fx = fixtures::build(
+            &Options::default()
+                .mirrored(true)
+                .read_only_refused_on_mirroring_principal(refused),
+        );
+        let sim = serve(fx.estate.clone()).await;
+        let b = backend_with(&sim, Duration::from_secs(10));
+        let (a, dbs) = (fixtures::active(), fixtures::databases());
+        let before = fx.estate.durable_changes();
+        let r = b.set_read_only(&a, &dbs, true).await;
+        let probe = b.probe(&a, &dbs).await.unwrap();
+        if refused {
+            let e = r.unwrap_err();
+            assert_eq!(
+                (e.kind, e.code),
+                (ErrorKind::InvalidState, Some(1468)),
+                "{e}"
+            );
+            assert!(e.message.contains("database mirroring session"), "{e}");
+            assert_eq!(fx.estate.durable_changes(), before);
+            assert!(probe.databases.iter().all(|d| d.is_writable()));
+        } else {
+            r.unwrap();
+            assert!(probe.databases.iter().all(|d| !d.is_writable()));
+        }
+    }
+}
+
 /// Item 7: a login whose default database is `xds` does not break SET PARTNER FAILOVER:
 /// every batch starts with `USE [master];`.
 #[tokio::test]

@@ -407,6 +407,62 @@ fn disaster_recovery_with_mirror() {
     }
 }
 
+/// Issue 12 item 3: where SQL Server refuses `SET READ_ONLY` on a mirroring principal
+/// (1468 then 5069), a planned failover from a mirrored store is refused before any change
+/// (exit 3, `fence_refused_in_mirroring_session`), the lock released, the journal settled,
+/// and the text says what the operator can do; a second run says the same (nothing
+/// unfinished is left behind).
+#[test]
+fn a_fence_refused_on_a_mirroring_principal_is_exit_3_with_what_to_do() {
+    let sim = Sim::start(
+        fixtures::Options::default()
+            .mirrored(true)
+            .read_only_refused_on_mirroring_principal(true),
+    );
+    let w = Work::new();
+    let t = sim.topology(&w, "");
+    let before = sim.estate.durable_changes();
+    let failover = |json: bool| {
+        let mut c = w.cmd();
+        c.args(["failover", "--yes", "--topology"])
+            .arg(&t)
+            .arg("--journal-dir")
+            .arg(w.journal());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    for _ in 0..2 {
+        let v = json(&failover(true));
+        assert_eq!(v["outcome"]["code"], "refused");
+        assert_eq!(v["outcome"]["reason"], "fence_refused_in_mirroring_session");
+        let text = v["outcome"]["text"].as_str().unwrap();
+        for want in [
+            "1468",
+            "nothing was changed",
+            "SET PARTNER OFF",
+            "SET PARTNER SUSPEND",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+    }
+    // The text output (without --json) carries the same advice.
+    let text = String::from_utf8(failover(false)).unwrap();
+    assert!(text.contains("SET PARTNER OFF"), "{text}");
+    assert_eq!(sim.estate.durable_changes(), before);
+    assert!(sim.estate.snapshot().locks.is_empty());
+    assert_eq!(sim.writable("xds"), vec![fixtures::active()]);
+    assert_eq!(sim.epoch(), Some(1));
+}
+
 #[test]
 fn refused_when_the_lock_is_held() {
     let sim = Sim::standard();

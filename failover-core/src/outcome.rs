@@ -465,6 +465,14 @@ pub enum Refusal {
         /// The last export state seen.
         state: ExportState,
     },
+    /// Planned / disaster recovery: SQL Server refused the fence (`SET READ_ONLY`) with 1468
+    /// because the source's databases are in a database mirroring session, and the probe
+    /// that followed found nothing fenced. The fence is the run's first change, so nothing
+    /// was changed.
+    FenceRefusedInMirroringSession {
+        /// The fence's errors (at least one is 1468).
+        errors: Vec<BackendError>,
+    },
 }
 
 impl Refusal {
@@ -500,6 +508,7 @@ impl Refusal {
             Refusal::BackupServiceBlocked { .. } => "backup_service_blocked",
             Refusal::BackupServiceTimeout { .. } => "backup_service_timeout",
             Refusal::InsufficientPermissions { .. } => "insufficient_permissions",
+            Refusal::FenceRefusedInMirroringSession { .. } => "fence_refused_in_mirroring_session",
         }
     }
 }
@@ -673,7 +682,35 @@ impl fmt::Display for Refusal {
                 f,
                 "the Backup Service still reported {CMS_MODULE} ExportStatus {state} (a backlog) after {timeout:?}; the source was not fenced. Force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE}, then try again or raise the replication timeout"
             ),
+            Refusal::FenceRefusedInMirroringSession { errors } => write!(
+                f,
+                "SQL Server refused to fence the source: SET READ_ONLY failed with error 1468 because its databases are in a database mirroring session ({}); nothing was changed. {}",
+                join(errors),
+                mirroring_fence_help("run the failover again", true)
+            ),
         }
+    }
+}
+
+/// What the operator can do when SQL Server refuses `SET READ_ONLY` with 1468 on a mirroring
+/// principal (see `docs/recovery.md`, "The fence refused on a mirroring principal"). No
+/// fence SQL Server documents works there instead: pausing the session (`SET PARTNER
+/// SUSPEND`) leaves the principal available
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/pausing-and-resuming-database-mirroring-sql-server>);
+/// removing it (`SET PARTNER OFF`) leaves each partner its own copy, the mirror RESTORING
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/removing-database-mirroring-sql-server>),
+/// an operator's decision, not the tool's.
+///
+/// `dr_alternative`: also offer giving the store up (planned and disaster recovery; a restore
+/// must fence it, not leave it).
+fn mirroring_fence_help(then: &str, dr_alternative: bool) -> String {
+    let base = format!(
+        "Pausing mirroring (SET PARTNER SUSPEND) is no fence: the principal stays writable. Remove mirroring from that store first (on its principal, for each CMS database: `ALTER DATABASE [<db>] SET PARTNER OFF;`; its mirror copy stays RESTORING; set mirroring up again afterwards), then {then}"
+    );
+    if !dr_alternative {
+        base
+    } else {
+        base + "; or, if that store is to be given up, shut its instances down and run a disaster recovery (`--force`; changes not yet copied may be lost)"
     }
 }
 
@@ -830,13 +867,31 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::FenceFailed { errors } => {
-                write!(f, "fencing the source failed: {}", join(errors))
+                write!(f, "fencing the source failed: {}", join(errors))?;
+                if crate::sqlerror::any_in_mirroring_session(errors) {
+                    write!(
+                        f,
+                        ". {}",
+                        mirroring_fence_help("run the failover again", true)
+                    )?;
+                }
+                Ok(())
             }
-            Failure::OldSourceRefusedFence { errors } => write!(
-                f,
-                "the old source is reachable but could not be fenced ({}); fix that, or use a planned failover",
-                join(errors)
-            ),
+            Failure::OldSourceRefusedFence { errors } => {
+                write!(
+                    f,
+                    "the old source is reachable but could not be fenced ({}); ",
+                    join(errors)
+                )?;
+                if crate::sqlerror::any_in_mirroring_session(errors) {
+                    f.write_str(&mirroring_fence_help(
+                        "run the disaster recovery again",
+                        true,
+                    ))
+                } else {
+                    f.write_str("fix that, or use a planned failover")
+                }
+            }
             Failure::FencedPositionsUnreadable { error: Some(e) } => {
                 write!(f, "cannot read the fenced positions: {e}")
             }
@@ -886,11 +941,21 @@ impl fmt::Display for Failure {
                 f,
                 "recording the new location failed: {error}; reading it back failed: {e}; the directory may hold the new value: run `cms-failover restore`, which follows the directory"
             ),
-            Failure::OthersNotFenced { errors } => write!(
-                f,
-                "could not fence the copies outside the recorded store ({}); the recorded store was left read-only so that two copies are never writable",
-                join(errors)
-            ),
+            Failure::OthersNotFenced { errors } => {
+                write!(
+                    f,
+                    "could not fence the copies outside the recorded store ({}); the recorded store was left read-only so that two copies are never writable",
+                    join(errors)
+                )?;
+                if crate::sqlerror::any_in_mirroring_session(errors) {
+                    write!(
+                        f,
+                        ". SQL Server refuses READ_ONLY there (1468: a database mirroring session). {}",
+                        mirroring_fence_help("run restore again", false)
+                    )?;
+                }
+                Ok(())
+            }
             Failure::EndStateWrong { problems } => {
                 write!(f, "the end state is not right: {}", problems.join("; "))
             }

@@ -40,7 +40,23 @@
 //! (0-999 for 927, 1000-1999 for 1404-1477, 3000-3999 for 3013/3101/3104, 5000-5999 for
 //! 5011/5052/5063/5069).
 
-use crate::error::ErrorKind;
+use crate::error::{BackendError, ErrorKind};
+
+/// 1468: "The operation cannot be performed on database … because it is involved in a
+/// database mirroring session or an availability group" (then 5069), what SQL Server answers
+/// an option that needs exclusive access on such a database
+/// (<https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-1000-to-1999>).
+/// `SET READ_ONLY` needs exclusive access
+/// (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options>);
+/// whether a mirroring principal refuses it is not documented, so the fence handles both
+/// (`docs/sql-server-behaviour.md`). Classified as invalid state; the fence tells it apart
+/// by this number to say what the operator can do.
+pub const IN_MIRRORING_SESSION: i32 = 1468;
+
+/// Whether any of `errors` is [`IN_MIRRORING_SESSION`].
+pub fn any_in_mirroring_session(errors: &[BackendError]) -> bool {
+    errors.iter().any(|e| e.code == Some(IN_MIRRORING_SESSION))
+}
 
 /// Classifies an SQL Server error number (see the module table).
 pub fn classify(number: i32) -> ErrorKind {

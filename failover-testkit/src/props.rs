@@ -102,6 +102,34 @@ pub struct Scenario {
     pub stall_before_fence: bool,
     /// Planned: gate on a fake Backup Service answering this script first (then honestly).
     pub gate: Option<Vec<GateAnswer>>,
+    /// SQL Server refuses `SET READ_ONLY` on a mirroring principal with 1468 (issue 12 item
+    /// 3; `Estate::set_read_only_refused_on_mirroring_principal`).
+    pub read_only_refused_on_mirroring_principal: bool,
+}
+
+impl Default for Scenario {
+    /// A planned run on the unmirrored fixture: no lag, no faults, no crash, nothing else.
+    fn default() -> Self {
+        Self {
+            kind: Kind::Planned,
+            mirrored: false,
+            restoring_standby: false,
+            log_shipping_standby: false,
+            lag: 0,
+            stalled: false,
+            seed: 0,
+            fault_rate: 0.0,
+            crash_at: None,
+            cancel_at: None,
+            what_if: false,
+            source_down: false,
+            backup_principal_down: false,
+            concurrent: false,
+            stall_before_fence: false,
+            gate: None,
+            read_only_refused_on_mirroring_principal: false,
+        }
+    }
 }
 
 /// The generator of scenarios.
@@ -132,13 +160,14 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
         (
             prop::option::weighted(0.25, gate_scripts()),
             prop::bool::weighted(0.25),
+            prop::bool::weighted(0.25),
         ),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
                 (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
-                (gate, standby),
+                (gate, standby, ro_refused),
             )| {
                 Scenario {
                     kind,
@@ -161,6 +190,7 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
                     stall_before_fence: stall && kind == Kind::Planned,
                     gate: gate.filter(|_| kind == Kind::Planned),
+                    read_only_refused_on_mirroring_principal: ro_refused && mirrored,
                 }
             },
         )
@@ -613,7 +643,11 @@ pub(crate) async fn restore_until_converged(
     dr: bool,
     clock: u64,
 ) -> Result<(), String> {
-    for attempt in 0..4 {
+    // Set once the operator gave the old source up after a disaster recovery was refused
+    // because SQL Server refuses to fence its mirroring principal (a refusal at the last
+    // attempt earns one more: attempt 4 runs only then).
+    let mut gave_up_source = false;
+    for attempt in 0..5 {
         if attempt == 3 {
             estate.set_faults_enabled(false);
             if !dr {
@@ -652,14 +686,30 @@ pub(crate) async fn restore_until_converged(
             }
             return Ok(());
         }
-        if attempt == 3 {
+        if dr
+            && !gave_up_source
+            && matches!(
+                report.outcome.refusal(),
+                Some(failover_core::Refusal::FenceRefusedInMirroringSession { .. })
+            )
+        {
+            // The old source is up and SQL Server refuses READ_ONLY on its mirroring
+            // principal: the operator follows the refusal's advice and gives that store up
+            // (shuts it down), then runs the disaster recovery again.
+            for i in topo.active.instances() {
+                estate.set_reachable(i, false).map_err(|e| e.0)?;
+            }
+            gave_up_source = true;
+            continue;
+        }
+        if attempt >= 3 {
             return Err(format!(
                 "restore without faults did not converge: {}",
                 report.outcome
             ));
         }
     }
-    unreachable!()
+    Err("restore did not converge".into())
 }
 
 /// Runs one scenario and checks every invariant. `Err` describes the violation.
@@ -669,6 +719,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
             .mirrored(sc.mirrored)
             .lag(sc.lag)
             .stalled(sc.stalled)
+            .read_only_refused_on_mirroring_principal(sc.read_only_refused_on_mirroring_principal)
             .standby(if sc.log_shipping_standby {
                 StandbyCopy::Standby
             } else if sc.restoring_standby {

@@ -21,6 +21,7 @@ fn replay() {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        read_only_refused_on_mirroring_principal: false,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };

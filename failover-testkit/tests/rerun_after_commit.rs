@@ -22,6 +22,7 @@ fn scenario(kind: Kind, crash_at: usize) -> Scenario {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        read_only_refused_on_mirroring_principal: false,
     }
 }
 

@@ -29,6 +29,7 @@ fn scenario(kind: Kind) -> Scenario {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        read_only_refused_on_mirroring_principal: false,
     }
 }
 

@@ -51,6 +51,12 @@ pub struct EstateFile {
     /// `--state-dir` does; the flag wins.
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// `ALTER DATABASE … SET READ_ONLY` on a mirroring principal fails with 1468 then 5069
+    /// (default false: allowed). Microsoft does not document which SQL Server does, so the
+    /// simulator can act either way: see
+    /// `backend_fake::Estate::set_read_only_refused_on_mirroring_principal`.
+    #[serde(default)]
+    pub read_only_refused_on_mirroring_principal: bool,
 }
 
 /// `[[instance]]`.
@@ -289,6 +295,9 @@ impl EstateFile {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(Estate, HashMap<InstanceAddr, u16>), EstateFileError> {
         let estate = Estate::new();
+        estate.set_read_only_refused_on_mirroring_principal(
+            self.read_only_refused_on_mirroring_principal,
+        );
         let mut ports = HashMap::new();
         for i in &self.instances {
             estate
@@ -440,6 +449,20 @@ mod tests {
         assert_eq!(on(&b).partner_instance(), "SQL-B2\\RTC");
         let bad = "[[instance]]\nname = 'a'\nserver_name = ''\n";
         assert!(EstateFile::parse(bad).unwrap().build(|_| None).is_err());
+    }
+
+    /// The top-level `read_only_refused_on_mirroring_principal` key reaches the estate
+    /// (default off).
+    #[test]
+    fn read_only_refusal_on_a_mirroring_principal_comes_from_the_file() {
+        let text = "read_only_refused_on_mirroring_principal = true\n[[instance]]\nname = 'a'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        assert!(estate.read_only_refused_on_mirroring_principal());
+        let (estate, _) = EstateFile::parse("[[instance]]\nname = 'a'\n")
+            .unwrap()
+            .build(|_| None)
+            .unwrap();
+        assert!(!estate.read_only_refused_on_mirroring_principal());
     }
 
     #[test]

@@ -250,6 +250,38 @@ async fn errors_come_in_the_pairs_sql_server_sends() {
     );
 }
 
+/// Item 3: with `read_only_refused_on_mirroring_principal`, the fence on a mirroring
+/// principal is refused as SQL Server refuses options that need exclusive access there:
+/// 1468 then 5069 (tiberius reports the first, FreeTDS prints both), nothing changed, the
+/// rest of the batch still runs; off (the default), the same batch fences.
+#[tokio::test]
+async fn a_fence_on_a_mirroring_principal_can_be_refused_with_1468_then_5069() {
+    let a = fixtures::active();
+    let fence = build::set_read_only(&dbs(), true, 50);
+    let (sim, f) = start(
+        &Options::default()
+            .mirrored(true)
+            .read_only_refused_on_mirroring_principal(true),
+    )
+    .await;
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    assert_eq!(batch(&mut c, &fence).await.unwrap_err().0, 1468);
+    assert_eq!(
+        error_numbers(port(&sim, &a), &fence).await,
+        vec![1468, 5069, 1468, 5069],
+        "each ALTER of the batch is refused"
+    );
+    assert!(!read_only(&f, &a, "xds") && !read_only(&f, &a, "lis"));
+    let (sim, f) = start(&Options::default().mirrored(true)).await;
+    let mut c = tiberius_connect(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    batch(&mut c, &fence).await.unwrap();
+    assert!(read_only(&f, &a, "xds") && read_only(&f, &a, "lis"));
+}
+
 /// Item 4: a log-shipping STANDBY copy is ONLINE, read-only and `is_in_standby = 1`; `SET
 /// READ_WRITE` fails with 5063 (then 5069); `RESTORE DATABASE … WITH RECOVERY` opens it
 /// read-write.

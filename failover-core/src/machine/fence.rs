@@ -6,8 +6,9 @@
 use super::{Action, Cause, Ctx, Results, Run, S, State, errors_of, promote, release};
 use crate::error::ErrorKind;
 use crate::op::{Op, OpResult};
-use crate::outcome::{Failure, Outcome};
+use crate::outcome::{Failure, Outcome, Refusal};
 use crate::request::Mode;
+use crate::sqlerror::any_in_mirroring_session;
 use std::time::Duration;
 
 pub(super) fn enter_fencing(ctx: &mut Ctx, run: &mut Run, now: Duration) -> Action {
@@ -117,21 +118,31 @@ pub(super) fn enter_probing(ctx: &mut Ctx, run: &Run) -> Action {
 }
 
 /// A failed fence that changed something (or may have) is undone; one that changed
-/// nothing ends rolled back at once.
+/// nothing ends rolled back at once, or, refused with 1468 (the source is in a database
+/// mirroring session and the server refuses `SET READ_ONLY` there), as a refusal: the fence
+/// is the first change of a planned or disaster-recovery run, so nothing was changed, and
+/// the refusal says what the operator can do (`docs/sql-server-behaviour.md`, item 3).
 pub(super) fn on_probed(mut run: Box<Run>, failure: Failure, results: Results) -> State {
     let fenced_or_unknown = results.into_iter().any(|r| match r {
         Ok(OpResult::Probe(p)) => p.databases.iter().any(|d| d.read_only),
         _ => true,
     });
     if fenced_or_unknown {
-        State::UndoingFence {
+        return State::UndoingFence {
             run,
             cause: Cause::Failed(failure),
-        }
-    } else {
-        run.fenced.clear();
-        release(run.locks, Outcome::rolled_back(failure))
+        };
     }
+    run.fenced.clear();
+    let outcome = match failure {
+        Failure::FenceFailed { errors } | Failure::OldSourceRefusedFence { errors }
+            if any_in_mirroring_session(&errors) =>
+        {
+            Refusal::FenceRefusedInMirroringSession { errors }.into()
+        }
+        failure => Outcome::rolled_back(failure),
+    };
+    release(run.locks, outcome)
 }
 
 #[cfg(test)]
@@ -139,7 +150,7 @@ pub(super) mod tests {
     use crate::error::ErrorKind;
     use crate::machine::S;
     use crate::machine::script::*;
-    use crate::outcome::{Failure, Outcome};
+    use crate::outcome::{Failure, Outcome, Refusal};
 
     #[test]
     fn failed_fence_that_changed_nothing_rolls_back_at_once() {
@@ -224,7 +235,124 @@ pub(super) mod tests {
         assert!(!m.findings().warnings.is_empty());
     }
 
+    /// SQL Server's answer to `SET READ_ONLY` on a mirroring principal where it refuses it
+    /// (issue 12 item 3): 1468, invalid state.
+    fn refused_in_mirroring_session(
+        op: &crate::op::Op,
+    ) -> Option<Result<crate::op::OpResult, crate::error::BackendError>> {
+        matches!(op, crate::op::Op::SetReadOnly { read_only: true, .. }).then(|| {
+            Err(crate::error::BackendError::new(
+                ErrorKind::InvalidState,
+                op.operation(),
+                op.target(),
+                "The operation cannot be performed on database \"xds\" because it is involved in a database mirroring session or an availability group.",
+            )
+            .with_code(crate::sqlerror::IN_MIRRORING_SESSION))
+        })
+    }
+
+    /// Runs `req` on `w` with every fence refused with 1468 and checks the refusal: exit 3,
+    /// the code, the operator's way out, the lock released, nothing durable changed, the
+    /// source still writable and `target` not.
+    fn refused_by_mirroring(
+        mut w: World,
+        req: crate::request::FailoverRequest,
+        target: crate::model::InstanceAddr,
+    ) {
+        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
+        let (o, h) = w.run(req);
+        assert!(
+            matches!(
+                o.refusal(),
+                Some(Refusal::FenceRefusedInMirroringSession { .. })
+            ),
+            "{o}"
+        );
+        assert_eq!(o.code(), Some("fence_refused_in_mirroring_session"));
+        assert_eq!(o.exit_code(), 3);
+        let text = o.to_string();
+        assert!(
+            text.contains("nothing was changed")
+                && text.contains("SET PARTNER OFF")
+                && text.contains("SET PARTNER SUSPEND"),
+            "{text}"
+        );
+        assert!(
+            h.ends_with(&[S::Fencing, S::ProbingFence, S::ReleasingLocks, S::Done]),
+            "{h:?}"
+        );
+        let durable = w.durable_mutations();
+        assert!(durable.is_empty(), "{durable:?}");
+        assert!(w.writable(&a()) && !w.any_writable(&target));
+    }
+
+    /// Planned, the source a mirroring principal on a server that refuses READ_ONLY there:
+    /// the probe finds nothing fenced, the run ends refused (exit 3), the lock released,
+    /// nothing durable changed, and the text says what to do.
+    #[test]
+    fn planned_fence_refused_in_a_mirroring_session_is_a_refusal_that_changes_nothing() {
+        refused_by_mirroring(World::planned_mirrored(), planned_mirrored(), bm());
+    }
+
+    /// Disaster recovery with the old source up and refusing the fence with 1468: refused
+    /// before any change as well (promoting would make two writable copies).
+    #[test]
+    fn dr_old_source_refusing_the_fence_in_a_mirroring_session_is_a_refusal() {
+        refused_by_mirroring(World::dr(), dr(), b());
+    }
+
+    /// Part of the fence landed (a database outside the session) and the rest was refused
+    /// with 1468: the run is undone as any failed fence, and the failure says why.
+    #[test]
+    fn a_fence_refused_in_part_by_mirroring_is_undone_and_says_why() {
+        let mut w = World::planned();
+        w.on_nth(S::Fencing, 1, |w| w.set_writable(&a(), false));
+        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
+        let (o, h) = w.run(planned());
+        assert!(
+            matches!(
+                (&o, o.failure()),
+                (
+                    Outcome::RolledBack { .. },
+                    Some(Failure::FenceFailed { .. })
+                )
+            ),
+            "{o}"
+        );
+        assert!(o.to_string().contains("SET PARTNER OFF"), "{o}");
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ProbingFence, S::UndoingFence])
+        );
+        assert!(w.writable(&a()));
+    }
+
+    /// Restore must fence the copy outside the recorded store; refused with 1468 it opens
+    /// nothing (never two writable copies) and says to remove mirroring there first.
+    #[test]
+    fn restore_whose_other_copy_refuses_the_fence_in_a_mirroring_session_opens_nothing() {
+        let mut w = World::planned();
+        w.record_everywhere(record(2, &topology().backup));
+        w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
+        let (o, h) = w.run(restore());
+        assert!(
+            matches!(o.failure(), Some(Failure::OthersNotFenced { .. })),
+            "{o}"
+        );
+        let text = o.to_string();
+        assert!(
+            text.contains("SET PARTNER OFF") && text.contains("run restore again"),
+            "{text}"
+        );
+        assert!(!h.contains(&S::OpeningTarget), "{h:?}");
+        assert!(w.writable(&a()) && !w.any_writable(&b()));
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        restore_whose_other_copy_refuses_the_fence_in_a_mirroring_session_opens_nothing,
+        planned_fence_refused_in_a_mirroring_session_is_a_refusal_that_changes_nothing,
+        dr_old_source_refusing_the_fence_in_a_mirroring_session_is_a_refusal,
+        a_fence_refused_in_part_by_mirroring_is_undone_and_says_why,
         failed_fence_that_changed_nothing_rolls_back_at_once,
         failed_fence_that_did_land_is_undone,
         cancelled_right_after_the_fence_undoes_it,
