@@ -467,15 +467,16 @@ fn disaster_recovery(
     let v = json(&out.stdout);
     assert_eq!(v["outcome"]["code"], "succeeded", "{backend}: {v}");
     assert_eq!(v["run"]["backend"], backend);
-    // The lost store still believes it serves (it was down during the run).
+    assert_eq!(sim.writable("xds"), vec![fixtures::backup()], "{backend}");
+    for i in [fixtures::active(), fixtures::active_mirror()] {
+        sim.estate.set_reachable(&i, true).unwrap();
+    }
+    // Back, the lost store still believes it serves (it was down during the run).
     assert_eq!(
         sim.writable("xds"),
         vec![fixtures::active(), fixtures::backup()],
         "{backend}"
     );
-    for i in [fixtures::active(), fixtures::active_mirror()] {
-        sim.estate.set_reachable(&i, true).unwrap();
-    }
     let out = cli_bounded(w, backend, topo, &["restore", "--yes"], env)
         .map_err(|e| format!("{backend} restore after the disaster recovery: {e}"))?;
     assert_eq!(
