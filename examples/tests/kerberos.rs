@@ -26,7 +26,7 @@
 mod common;
 
 use backend_fake::fixtures;
-use common::{FAST_TIMEOUTS, Work, json};
+use common::{FAST_TIMEOUTS, Work, json, text};
 use failover_core::{DatabaseName, InstanceAddr};
 use mssql_sim::integrated::WindowsLogin;
 use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
@@ -254,59 +254,12 @@ fn cli_bounded(
             "the child would inherit a password-like variable {k}"
         );
     }
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Both pipes are drained while the child runs: a report larger than the pipe buffer
-    // (64 KiB; a disaster recovery's JSON is) would otherwise block the child's write
-    // forever, a hang of the test's making.
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    // Bounded: a hung login must fail the test, not the CI time limit.
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let (status, hung) = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break (status, false);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break (child.wait().unwrap(), true);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
-    if hung {
-        return Err(format!(
-            "cms-failover {args:?} --backend {backend} did not exit within {}s (killed); \
-             what it printed:\n{}",
-            CHILD_TIMEOUT.as_secs(),
-            text(&out)
-        ));
-    }
-    Ok(out)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    // Bounded (a hung login must fail the test, not the CI time limit), both pipes drained
+    // while it runs (a disaster recovery's JSON is larger than a pipe buffer).
+    common::try_output_within(
+        &mut c,
+        CHILD_TIMEOUT,
+        &format!("cms-failover {args:?} --backend {backend}"),
     )
 }
 

@@ -349,14 +349,25 @@ impl Drop for Sim {
 
 /// Runs `cmd` (stdout and stderr piped, stdin closed) to the end and returns its output;
 /// panics with a clear message and what it printed so far when it has not exited within
-/// `bound` (the child is killed). Both pipes are drained while waiting: a child that writes
-/// more than a pipe buffer (64 KiB, e.g. a disaster recovery's `--json` document) would
-/// otherwise block in `write` forever, and look hung, while the parent waits for its exit.
+/// `bound` (the child is killed). See [`try_output_within`].
 pub fn output_within(
     cmd: &mut std::process::Command,
     bound: std::time::Duration,
     what: &str,
 ) -> std::process::Output {
+    try_output_within(cmd, bound, what).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`output_within`], with a child that did not exit within `bound` returned as `Err` (the
+/// message says so and holds what it printed). Both pipes are drained while waiting: a child
+/// that writes more than a pipe buffer (64 KiB, e.g. a disaster recovery's `--json`
+/// document) would otherwise block in `write` forever, and look hung, while the parent waits
+/// for its exit.
+pub fn try_output_within(
+    cmd: &mut std::process::Command,
+    bound: std::time::Duration,
+    what: &str,
+) -> Result<std::process::Output, String> {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
@@ -388,17 +399,17 @@ pub fn output_within(
     };
     let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
     let Some(status) = status else {
-        panic!(
+        return Err(format!(
             "{what} did not exit within {bound:?} (killed):\nstdout:\n{}\nstderr:\n{}",
             String::from_utf8_lossy(&stdout),
             String::from_utf8_lossy(&stderr)
-        );
+        ));
     };
-    std::process::Output {
+    Ok(std::process::Output {
         status,
         stdout,
         stderr,
-    }
+    })
 }
 
 /// A finished command's exit code, stdout and stderr, for assertion messages.
