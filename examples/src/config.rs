@@ -211,6 +211,7 @@ struct RawTimeouts {
     dr_fence: Option<Spanned<RawDuration>>,
     undo: Option<Spanned<RawDuration>>,
     retry_backoff: Option<Spanned<RawDuration>>,
+    mirror_switch: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -609,6 +610,11 @@ impl Config {
                 &t.retry_backoff,
                 "timeouts.retry_backoff",
                 &mut settings.retry_backoff,
+            )?;
+            cx.duration(
+                &t.mirror_switch,
+                "timeouts.mirror_switch",
+                &mut settings.mirror_switch_timeout,
             )?;
         }
         if let Some(f) = &raw.failover {

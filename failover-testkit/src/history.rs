@@ -157,6 +157,8 @@ pub async fn check_history(
             concurrent: false,
             stall_before_fence: false,
             gate: None,
+            backup_on_mirror: false,
+            switch_delay: 0,
         };
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);

@@ -102,6 +102,11 @@ pub struct Scenario {
     pub stall_before_fence: bool,
     /// Planned: gate on a fake Backup Service answering this script first (then honestly).
     pub gate: Option<Vec<GateAnswer>>,
+    /// Mirrored, ONLINE read-only standby: the backup store is served by its mirror partner,
+    /// so a planned failover gives the principal role back with `SET PARTNER FAILOVER`.
+    pub backup_on_mirror: bool,
+    /// Estate ticks between `SET PARTNER FAILOVER` returning and the roles switching.
+    pub switch_delay: u64,
 }
 
 /// The generator of scenarios.
@@ -132,14 +137,18 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
         (
             prop::option::weighted(0.25, gate_scripts()),
             prop::bool::weighted(0.25),
+            prop::bool::weighted(0.35),
+            prop_oneof![Just(0u64), 1u64..60],
         ),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
                 (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
-                (gate, standby),
+                (gate, standby, on_mirror, switch_delay),
             )| {
+                let bp_down =
+                    bp_down && kind == Kind::Disaster && mirrored && !restoring && !standby;
                 Scenario {
                     kind,
                     mirrored,
@@ -153,14 +162,12 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                     cancel_at,
                     what_if,
                     source_down: source_down && kind == Kind::Disaster,
-                    backup_principal_down: bp_down
-                        && kind == Kind::Disaster
-                        && mirrored
-                        && !restoring
-                        && !standby,
+                    backup_principal_down: bp_down,
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
                     stall_before_fence: stall && kind == Kind::Planned,
                     gate: gate.filter(|_| kind == Kind::Planned),
+                    backup_on_mirror: on_mirror && mirrored && !restoring && !standby && !bp_down,
+                    switch_delay,
                 }
             },
         )
@@ -237,6 +244,7 @@ pub(crate) fn request(kind: Kind, topo: &Topology, run: &str, t: &Timing) -> Fai
     r.settings.catch_up_timeout = t.wait;
     r.settings.undo_timeout = t.step * 4;
     r.settings.dr_fence_timeout = t.step;
+    r.settings.mirror_switch_timeout = t.wait;
     r.settings.retry_backoff = t.poll / 2;
     r
 }
@@ -667,6 +675,8 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
     let fx = fixtures::build(
         &Options::default()
             .mirrored(sc.mirrored)
+            .backup_on_mirror(sc.backup_on_mirror)
+            .switch_delay(sc.switch_delay)
             .lag(sc.lag)
             .stalled(sc.stalled)
             .standby(if sc.log_shipping_standby {

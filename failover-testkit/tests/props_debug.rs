@@ -21,6 +21,8 @@ fn replay() {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        backup_on_mirror: false,
+        switch_delay: 0,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };

@@ -22,6 +22,8 @@ fn scenario(kind: Kind, crash_at: usize) -> Scenario {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        backup_on_mirror: false,
+        switch_delay: 0,
     }
 }
 

@@ -29,6 +29,8 @@ fn scenario(kind: Kind) -> Scenario {
         concurrent: false,
         stall_before_fence: false,
         gate: None,
+        backup_on_mirror: false,
+        switch_delay: 0,
     }
 }
 
