@@ -812,8 +812,8 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET PARTNER FAILOVER` on the principal; returns the new principal.
-    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1422 not SYNCHRONIZED /
-    /// mirror unreachable.
+    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1404 an earlier one
+    /// still switching, 1422 not SYNCHRONIZED / mirror unreachable.
     pub fn set_partner_failover(
         &self,
         session: SessionId,
@@ -836,8 +836,11 @@ impl Estate {
             if !m.safety_full {
                 return Err(SqlError::safety_off(db.as_str()));
             }
+            if m.pending_switch.is_some() {
+                return Err(SqlError::mirror_busy());
+            }
             if m.state != MirrorState::Synchronized || !g.instances[&m.mirror].reachable {
-                return Err(SqlError::mirror_not_caught_up());
+                return Err(SqlError::mirror_not_caught_up(db.as_str()));
             }
             if g.switch_delay == 0 {
                 g.switch_roles(i);
