@@ -109,6 +109,34 @@ pub struct Scenario {
     pub switch_delay: u64,
 }
 
+impl Scenario {
+    /// A scenario with nothing drawn: unmirrored ONLINE read-only copies, no lag, no faults,
+    /// no crash or cancellation; a disaster recovery has its old source down. Tests set the
+    /// fields they vary.
+    pub fn plain(kind: Kind) -> Self {
+        Self {
+            kind,
+            mirrored: false,
+            restoring_standby: false,
+            log_shipping_standby: false,
+            lag: 0,
+            stalled: false,
+            seed: 1,
+            fault_rate: 0.0,
+            crash_at: None,
+            cancel_at: None,
+            what_if: false,
+            source_down: kind == Kind::Disaster,
+            backup_principal_down: false,
+            concurrent: false,
+            stall_before_fence: false,
+            gate: None,
+            backup_on_mirror: false,
+            switch_delay: 0,
+        }
+    }
+}
+
 /// The generator of scenarios.
 pub fn scenarios() -> impl Strategy<Value = Scenario> {
     (

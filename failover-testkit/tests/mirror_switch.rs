@@ -18,24 +18,11 @@ use std::time::Duration;
 
 fn scenario(kind: Kind, switch_delay: u64) -> Scenario {
     Scenario {
-        kind,
         mirrored: true,
-        restoring_standby: false,
-        log_shipping_standby: false,
-        lag: 0,
-        stalled: false,
         seed: 11,
-        fault_rate: 0.0,
-        crash_at: None,
-        cancel_at: None,
-        what_if: false,
-        source_down: kind == Kind::Disaster,
-        backup_principal_down: false,
-        concurrent: false,
-        stall_before_fence: false,
-        gate: None,
         backup_on_mirror: true,
         switch_delay,
+        ..Scenario::plain(kind)
     }
 }
 
