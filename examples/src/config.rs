@@ -781,6 +781,21 @@ tls = "off"
         Config::parse(Path::new("t.toml"), t)
     }
 
+    /// `[timeouts] mirror_switch`: the wait for the roles to switch after SET PARTNER FAILOVER.
+    #[test]
+    fn the_mirror_switch_timeout_is_read() {
+        let t = GOOD.replace(
+            "poll_interval = \"500ms\"",
+            "poll_interval = \"500ms\"\nmirror_switch = \"90s\"",
+        );
+        let c = parse(&t).unwrap();
+        assert_eq!(c.settings.mirror_switch_timeout, Duration::from_secs(90));
+        assert_eq!(
+            parse(GOOD).unwrap().settings.mirror_switch_timeout,
+            Duration::from_secs(60)
+        );
+    }
+
     #[test]
     fn parses_a_full_file() {
         let c = parse(GOOD).unwrap();
