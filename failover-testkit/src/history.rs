@@ -141,24 +141,11 @@ pub async fn check_history(
         let topo = oriented(&base, on_base_active);
         let fail = |what: String| format!("run {n} ({:?}): {what}", step.mv);
         let sc_faults = crate::props::Scenario {
-            kind: Kind::Planned,
             mirrored: h.mirrored,
-            restoring_standby: false,
-            log_shipping_standby: false,
-            lag: 0,
-            stalled: false,
             seed: step.seed,
             fault_rate: step.fault_rate,
             crash_at: step.crash_at,
-            cancel_at: None,
-            what_if: false,
-            source_down: false,
-            backup_principal_down: false,
-            concurrent: false,
-            stall_before_fence: false,
-            gate: None,
-            backup_on_mirror: false,
-            switch_delay: 0,
+            ..crate::props::Scenario::plain(Kind::Planned)
         };
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);
