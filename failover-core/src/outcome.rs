@@ -924,7 +924,7 @@ impl fmt::Display for Failure {
                 seen,
             } => write!(
                 f,
-                "SET PARTNER FAILOVER on {partner} was accepted, but {principal} did not become the serving principal (PRINCIPAL and ONLINE) within {timeout:?} (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish or fail the switch; the target store was fenced again so that whichever partner ends up PRINCIPAL stays read-only. Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on both partners; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if role switches take longer here"
+                "SET PARTNER FAILOVER on {partner} was accepted, but {principal} did not become the serving principal (PRINCIPAL and ONLINE) within {timeout:?} (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish or fail the switch; the undo fences the serving partner again, so that whichever partner ends up PRINCIPAL stays read-only (the outcome says whether that worked). Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on both partners; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if role switches take longer here"
             ),
             Failure::BackupServiceTimeout { timeout, state } => write!(
                 f,
