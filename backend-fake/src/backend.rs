@@ -8,7 +8,7 @@ use failover_core::sqlerror::classify;
 use failover_core::{
     Backend, BackendError, DatabaseName, DatabasePosition, DatabaseRights, DbState, InstanceAddr,
     InstanceProbe, LocationRecord, LockAttempt, LoginRights, MirrorFailoverKind, MirrorRole,
-    Operation, Position,
+    MirrorState, Operation, Position,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -278,9 +278,26 @@ impl Backend for FakeBackend {
     ) -> Result<InstanceAddr, BackendError> {
         self.run(Operation::MirrorFailover, instance, |e, s| {
             let mut serving = instance.clone();
+            // Planned, like the SQL backend's plan: a database already switched (a retry) or
+            // switching (PENDING_FAILOVER: SET PARTNER FAILOVER returns before the roles
+            // switch) is not sent again; clients use its partner.
+            let sent = match kind {
+                MirrorFailoverKind::Planned => e.database_rows(s)?,
+                MirrorFailoverKind::Forced => Vec::new(),
+            };
             for d in databases {
+                let done = sent
+                    .iter()
+                    .find(|r| &r.name == d)
+                    .and_then(|r| r.mirroring.as_ref())
+                    .filter(|m| {
+                        m.role == MirrorRole::Mirror || m.state == MirrorState::PendingFailover
+                    });
                 match kind {
-                    MirrorFailoverKind::Planned => serving = e.set_partner_failover(s, d)?,
+                    MirrorFailoverKind::Planned => match done {
+                        Some(m) => serving = m.partner.clone(),
+                        None => serving = e.set_partner_failover(s, d)?,
+                    },
                     MirrorFailoverKind::Forced => {
                         let rows = e.database_rows(s)?;
                         let role = rows

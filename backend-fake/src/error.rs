@@ -263,13 +263,31 @@ impl SqlError {
         )
     }
 
-    /// 1422: the mirror is not caught up.
-    pub fn mirror_not_caught_up() -> Self {
+    /// 1422, as "Database Engine events and errors (1000 to 1999)" words it:
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-1000-to-1999>.
+    /// The estate raises it for a planned failover while the session is not SYNCHRONIZED or
+    /// the mirror is unreachable.
+    pub fn mirror_not_caught_up(db: &str) -> Self {
         Self::new(
             1422,
             16,
             2,
-            "The mirror server instance is not caught up to the recent changes to the principal server instance. The mirror server instance cannot be used in a failover.",
+            format!(
+                "The mirror server instance is not caught up to the recent changes to database \"{db}\". Unable to fail over."
+            ),
+        )
+    }
+
+    /// 1404 (same page): "The command failed because the database mirror is busy. Reissue
+    /// the command later." The estate raises it for `SET PARTNER FAILOVER` issued again while
+    /// an earlier one has not switched the roles yet (that this is when SQL Server sends it
+    /// is an inference: the page gives no condition). Retryable.
+    pub fn mirror_busy() -> Self {
+        Self::new(
+            1404,
+            16,
+            1,
+            "The command failed because the database mirror is busy. Reissue the command later.",
         )
     }
 

@@ -14,7 +14,12 @@
 //!   partner is DISCONNECTED while the other partner is unreachable, else the stored state.
 //!   Planned failover (on the principal; needs SYNCHRONIZED, safety FULL and a reachable
 //!   mirror, else 1422; 1477 with safety OFF; on the mirror 1470) swaps roles: the new principal is ONLINE with the
-//!   old principal's read-only flag, the old one RESTORING. Forced service (on the mirror,
+//!   old principal's read-only flag, the old one RESTORING. With a switch delay
+//!   ([`Estate::set_partner_failover_delay`]) the statement returns first and the roles
+//!   switch that many ticks later ("can complete successfully when entered, but fail
+//!   later"); meanwhile both partners show PENDING_FAILOVER with their old roles, and the
+//!   switch fails (roles kept, the session back to SYNCHRONIZED) when a partner is
+//!   unreachable at its tick. Forced service (on the mirror,
 //!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
 //!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
 //!   `ALTER DATABASE … SET READ_ONLY/READ_WRITE` is allowed on a principal (the flag travels
@@ -77,6 +82,8 @@ struct Mirroring {
     mirror: InstanceAddr,
     state: MirrorState,
     safety_full: bool,
+    /// A planned failover accepted but not yet done: the ticks left before the roles switch.
+    pending_switch: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +105,9 @@ struct Workload {
 #[derive(Debug, Default)]
 struct Inner {
     tick: u64,
+    /// Ticks between `SET PARTNER FAILOVER` returning and the roles switching (0: inside the
+    /// statement).
+    switch_delay: u64,
     instances: BTreeMap<InstanceAddr, Instance>,
     mirrors: Vec<Mirroring>,
     links: Vec<Link>,
@@ -274,6 +284,7 @@ impl Estate {
             mirror: mirror.clone(),
             state,
             safety_full,
+            pending_switch: None,
         });
         g.record(
             principal,
@@ -283,6 +294,21 @@ impl Estate {
             },
         );
         Ok(())
+    }
+
+    /// `SET PARTNER FAILOVER` returns before the roles switch: they switch `ticks` session
+    /// operations (ticks) later; 0 (the default) switches inside the statement. Ticks, not
+    /// time, so tests stay deterministic (replication advances the same way).
+    pub fn set_partner_failover_delay(&self, ticks: u64) {
+        self.lock().switch_delay = ticks;
+    }
+
+    /// Whether a planned failover of `db` on `instance`'s session was accepted and its roles
+    /// have not switched yet.
+    pub fn switch_pending(&self, db: &DatabaseName, instance: &InstanceAddr) -> bool {
+        let g = self.lock();
+        g.mirroring_index(instance, db)
+            .is_some_and(|i| g.mirrors[i].pending_switch.is_some())
     }
 
     /// Changes the stored state of the mirroring session of `db` that `instance` is a partner
@@ -822,8 +848,8 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET PARTNER FAILOVER` on the principal; returns the new principal.
-    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1422 not SYNCHRONIZED /
-    /// mirror unreachable.
+    /// 1416 not mirrored, 1470 issued on the mirror, 1477 safety OFF, 1404 an earlier one
+    /// still switching, 1422 not SYNCHRONIZED / mirror unreachable.
     pub fn set_partner_failover(
         &self,
         session: SessionId,
@@ -846,54 +872,30 @@ impl Estate {
             if !m.safety_full {
                 return Err(SqlError::safety_off(db.as_str()));
             }
+            if m.pending_switch.is_some() {
+                return Err(SqlError::mirror_busy());
+            }
             if m.state != MirrorState::Synchronized || !g.instances[&m.mirror].reachable {
-                return Err(SqlError::mirror_not_caught_up());
+                return Err(SqlError::mirror_not_caught_up(db.as_str()));
             }
-            let p = g.db_mut(&m.principal, db).expect("principal copy").clone();
-            {
-                let nm = g.db_mut(&m.mirror, db).expect("mirror copy");
-                nm.position = p.position;
-                nm.read_only = p.read_only;
-                nm.state = DbState::Online;
+            if g.switch_delay == 0 {
+                g.switch_roles(i);
+            } else {
+                // SQL Server: "A SET PARTNER or SET WITNESS command can complete successfully
+                // when entered, but fail later"
+                // (https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring);
+                // sys.database_mirroring's mirroring_state 3 is "Pending Failover"
+                // (https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql).
+                // That both partners show it with their old roles until the switch is an
+                // inference: the page does not say which side shows what.
+                g.mirrors[i].state = MirrorState::PendingFailover;
+                g.mirrors[i].pending_switch = Some(g.switch_delay);
+                g.record(
+                    &m.principal,
+                    Some(db),
+                    Change::MirroringState(MirrorState::PendingFailover),
+                );
             }
-            g.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
-            g.mirrors[i].principal = m.mirror.clone();
-            g.mirrors[i].mirror = m.principal.clone();
-            let pos = p.position;
-            g.record(
-                &m.principal,
-                Some(db),
-                Change::State {
-                    from: DbState::Online,
-                    to: DbState::Restoring,
-                    position: pos,
-                },
-            );
-            g.record(
-                &m.principal,
-                Some(db),
-                Change::Role {
-                    role: MirrorRole::Mirror,
-                    forced: false,
-                },
-            );
-            g.record(
-                &m.mirror,
-                Some(db),
-                Change::State {
-                    from: DbState::Restoring,
-                    to: DbState::Online,
-                    position: pos,
-                },
-            );
-            g.record(
-                &m.mirror,
-                Some(db),
-                Change::Role {
-                    role: MirrorRole::Principal,
-                    forced: false,
-                },
-            );
             Ok(m.mirror)
         })
     }
@@ -923,6 +925,7 @@ impl Estate {
             g.mirrors[i].principal = m.mirror.clone();
             g.mirrors[i].mirror = m.principal.clone();
             g.mirrors[i].state = MirrorState::Suspended;
+            g.mirrors[i].pending_switch = None;
             g.record(
                 a,
                 Some(db),
@@ -1226,6 +1229,90 @@ impl Inner {
         }
     }
 
+    /// Switches the roles of mirroring session `i` (a planned failover landing): the mirror
+    /// copy takes the principal's position and read-only flag and comes ONLINE, the old
+    /// principal goes RESTORING; recorded in the history.
+    fn switch_roles(&mut self, i: usize) {
+        let m = self.mirrors[i].clone();
+        let db = &m.database;
+        let p = self
+            .db_mut(&m.principal, db)
+            .expect("principal copy")
+            .clone();
+        {
+            let nm = self.db_mut(&m.mirror, db).expect("mirror copy");
+            nm.position = p.position;
+            nm.read_only = p.read_only;
+            nm.state = DbState::Online;
+        }
+        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
+        self.mirrors[i].principal = m.mirror.clone();
+        self.mirrors[i].mirror = m.principal.clone();
+        let pos = p.position;
+        self.record(
+            &m.principal,
+            Some(db),
+            Change::State {
+                from: DbState::Online,
+                to: DbState::Restoring,
+                position: pos,
+            },
+        );
+        self.record(
+            &m.principal,
+            Some(db),
+            Change::Role {
+                role: MirrorRole::Mirror,
+                forced: false,
+            },
+        );
+        self.record(
+            &m.mirror,
+            Some(db),
+            Change::State {
+                from: DbState::Restoring,
+                to: DbState::Online,
+                position: pos,
+            },
+        );
+        self.record(
+            &m.mirror,
+            Some(db),
+            Change::Role {
+                role: MirrorRole::Principal,
+                forced: false,
+            },
+        );
+    }
+
+    /// Planned failovers accepted earlier: count down, then switch (or fail, with a partner
+    /// unreachable: the roles stay and the session goes back to SYNCHRONIZED).
+    fn pending_switches(&mut self) {
+        for i in 0..self.mirrors.len() {
+            match self.mirrors[i].pending_switch {
+                Some(n) if n > 1 => self.mirrors[i].pending_switch = Some(n - 1),
+                Some(_) => {
+                    self.mirrors[i].pending_switch = None;
+                    self.mirrors[i].state = MirrorState::Synchronized;
+                    let (p, m) = (
+                        self.mirrors[i].principal.clone(),
+                        self.mirrors[i].mirror.clone(),
+                    );
+                    let db = self.mirrors[i].database.clone();
+                    self.record(
+                        &p,
+                        Some(&db),
+                        Change::MirroringState(MirrorState::Synchronized),
+                    );
+                    if self.reachable(&p) && self.reachable(&m) {
+                        self.switch_roles(i);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
     fn kill_sessions(&mut self, addr: &InstanceAddr) {
         let ids: Vec<SessionId> = self
             .sessions
@@ -1240,6 +1327,7 @@ impl Inner {
 
     fn tick(&mut self) {
         self.tick += 1;
+        self.pending_switches();
         // Workloads.
         for w in self.workloads.clone() {
             for inst in &w.instances {

@@ -83,6 +83,13 @@ pub struct Options {
     /// Whether `SET READ_ONLY` on a mirroring principal fails with 1468
     /// ([`Estate::set_read_only_refused_on_mirroring_principal`]).
     pub read_only_refused_on_mirroring_principal: bool,
+    /// With [`Options::mirrored`] and ONLINE read-only standby copies: the backup store is
+    /// served by its mirror partner (B2 principal, B its mirror), so a planned failover gives
+    /// the principal role back to B with `SET PARTNER FAILOVER`.
+    pub backup_on_mirror: bool,
+    /// [`Estate::set_partner_failover_delay`]: ticks between `SET PARTNER FAILOVER`
+    /// returning and the roles switching.
+    pub switch_delay: u64,
 }
 
 impl Default for Options {
@@ -98,6 +105,8 @@ impl Default for Options {
             location: true,
             login: true,
             read_only_refused_on_mirroring_principal: false,
+            backup_on_mirror: false,
+            switch_delay: 0,
         }
     }
 }
@@ -126,6 +135,16 @@ impl Options {
     /// Sets [`Options::workload`].
     pub fn workload(mut self, v: bool) -> Self {
         self.workload = v;
+        self
+    }
+    /// Sets [`Options::backup_on_mirror`].
+    pub fn backup_on_mirror(mut self, v: bool) -> Self {
+        self.backup_on_mirror = v;
+        self
+    }
+    /// Sets [`Options::switch_delay`].
+    pub fn switch_delay(mut self, v: u64) -> Self {
+        self.switch_delay = v;
         self
     }
     /// Sets [`Options::location`].
@@ -169,6 +188,13 @@ pub fn build(o: &Options) -> Fixture {
         estate.add_instance(i, VERSION).expect("fixture instance");
     }
     let behind = INITIAL_POSITION.saturating_sub(o.lag);
+    estate.set_partner_failover_delay(o.switch_delay);
+    let on_mirror = o.mirrored && o.backup_on_mirror && o.standby == StandbyCopy::OnlineReadOnly;
+    let (bp, bm) = if on_mirror {
+        (b2.clone(), b.clone())
+    } else {
+        (b.clone(), b2.clone())
+    };
     for db in &dbs {
         estate
             .add_database(&a, db, DbState::Online, false, INITIAL_POSITION)
@@ -178,7 +204,7 @@ pub fn build(o: &Options) -> Fixture {
                 .add_database(&b, db, DbState::Restoring, false, behind)
                 .expect("fixture db"),
             StandbyCopy::OnlineReadOnly => estate
-                .add_database(&b, db, DbState::Online, true, behind)
+                .add_database(&bp, db, DbState::Online, true, behind)
                 .expect("fixture db"),
             StandbyCopy::Standby => {
                 estate
@@ -193,7 +219,7 @@ pub fn build(o: &Options) -> Fixture {
                 .expect("fixture mirroring");
             if o.standby == StandbyCopy::OnlineReadOnly {
                 estate
-                    .add_mirroring(db, &b, &b2, MirrorState::Synchronized, true)
+                    .add_mirroring(db, &bp, &bm, MirrorState::Synchronized, true)
                     .expect("fixture mirroring");
             }
         }

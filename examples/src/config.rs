@@ -211,6 +211,7 @@ struct RawTimeouts {
     dr_fence: Option<Spanned<RawDuration>>,
     undo: Option<Spanned<RawDuration>>,
     retry_backoff: Option<Spanned<RawDuration>>,
+    mirror_switch: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -610,6 +611,11 @@ impl Config {
                 "timeouts.retry_backoff",
                 &mut settings.retry_backoff,
             )?;
+            cx.duration(
+                &t.mirror_switch,
+                "timeouts.mirror_switch",
+                &mut settings.mirror_switch_timeout,
+            )?;
         }
         if let Some(f) = &raw.failover {
             if let Some(m) = f.max_lag {
@@ -773,6 +779,21 @@ tls = "off"
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("t.toml"), t)
+    }
+
+    /// `[timeouts] mirror_switch`: the wait for the roles to switch after SET PARTNER FAILOVER.
+    #[test]
+    fn the_mirror_switch_timeout_is_read() {
+        let t = GOOD.replace(
+            "poll_interval = \"500ms\"",
+            "poll_interval = \"500ms\"\nmirror_switch = \"90s\"",
+        );
+        let c = parse(&t).unwrap();
+        assert_eq!(c.settings.mirror_switch_timeout, Duration::from_secs(90));
+        assert_eq!(
+            parse(GOOD).unwrap().settings.mirror_switch_timeout,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

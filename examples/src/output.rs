@@ -183,7 +183,7 @@ pub struct SummaryRow {
 }
 
 /// The wait a polling or pause state belongs to (`AwaitingReplication`, `AwaitingCatchUp`,
-/// `AwaitingDirectory`).
+/// `AwaitingDirectory`, `AwaitingPrincipal`).
 pub fn wait_of(s: StateName) -> Option<StateName> {
     match s {
         StateName::AwaitingDirectory | StateName::DirectoryPause => {
@@ -193,6 +193,9 @@ pub fn wait_of(s: StateName) -> Option<StateName> {
             Some(StateName::AwaitingReplication)
         }
         StateName::AwaitingCatchUp | StateName::CatchUpPause => Some(StateName::AwaitingCatchUp),
+        StateName::AwaitingPrincipal | StateName::PrincipalPause => {
+            Some(StateName::AwaitingPrincipal)
+        }
         _ => None,
     }
 }

@@ -831,6 +831,19 @@ pub enum Failure {
         /// What it means and what to do.
         reason: String,
     },
+    /// Planned: `SET PARTNER FAILOVER` (giving the principal role back to the target store's
+    /// designated principal) did not end with that principal serving in time. SQL Server
+    /// accepts the statement before the roles switch and may finish or fail the switch later.
+    MirrorSwitchTimeout {
+        /// The instance that should have become principal.
+        principal: InstanceAddr,
+        /// The partner the statement was issued on (it served the target store before).
+        partner: InstanceAddr,
+        /// The mirror switch timeout.
+        timeout: Duration,
+        /// What the last probes showed.
+        seen: String,
+    },
     /// After the fence, the Backup Service did not reach `FinalState` in time.
     BackupServiceTimeout {
         /// The final-state timeout.
@@ -859,6 +872,7 @@ impl Failure {
             Failure::BackupServiceUnreadable { .. } => "backup_service_unreadable",
             Failure::BackupServiceBlocked { .. } => "backup_service_blocked",
             Failure::BackupServiceTimeout { .. } => "backup_service_timeout",
+            Failure::MirrorSwitchTimeout { .. } => "mirror_switch_timeout",
         }
     }
 }
@@ -968,6 +982,15 @@ impl fmt::Display for Failure {
             Failure::BackupServiceBlocked { reason, .. } => {
                 write!(f, "after the fence: {reason}")
             }
+            Failure::MirrorSwitchTimeout {
+                principal,
+                partner,
+                timeout,
+                seen,
+            } => write!(
+                f,
+                "SET PARTNER FAILOVER on {partner} was accepted, but {principal} did not become the serving principal (PRINCIPAL and ONLINE) within {timeout:?} (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish or fail the switch; the undo fences the serving partner again, so that whichever partner ends up PRINCIPAL stays read-only (the outcome says whether that worked). Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on both partners; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if role switches take longer here"
+            ),
             Failure::BackupServiceTimeout { timeout, state } => write!(
                 f,
                 "after the fence the Backup Service did not report {CMS_MODULE} ExportStatus FinalState within {timeout:?} (last: {state}); force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE} or raise [backup_service] final_state_timeout"

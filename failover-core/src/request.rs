@@ -142,6 +142,16 @@ pub struct Settings {
     /// positions (its copies share no log with the source); `None`: SQL positions.
     #[serde(default)]
     pub backup_service: Option<crate::backup_service::BackupServiceSettings>,
+    /// Planned, on a mirrored target store served by its mirror partner: how long to wait,
+    /// after `SET PARTNER FAILOVER` gives the principal role back, for the designated
+    /// principal to report PRINCIPAL and ONLINE (SQL Server returns from the statement
+    /// before the roles switch).
+    #[serde(with = "duration_ms", default = "default_mirror_switch_timeout")]
+    pub mirror_switch_timeout: Duration,
+}
+
+fn default_mirror_switch_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_directory_timeout() -> Duration {
@@ -165,6 +175,7 @@ impl Default for Settings {
             epoch_clock: 0,
             directory_timeout: default_directory_timeout(),
             backup_service: None,
+            mirror_switch_timeout: default_mirror_switch_timeout(),
         }
     }
 }

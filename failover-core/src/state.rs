@@ -35,11 +35,13 @@ pub enum StateName {
     Done,
     AwaitingBackupService,
     BackupServicePause,
+    AwaitingPrincipal,
+    PrincipalPause,
 }
 
 impl StateName {
     /// Every state, in rough order of a run.
-    pub const ALL: [StateName; 28] = [
+    pub const ALL: [StateName; 30] = [
         StateName::Preflight,
         StateName::AcquiringLocks,
         StateName::RepublishingRecord,
@@ -68,6 +70,8 @@ impl StateName {
         StateName::Done,
         StateName::AwaitingBackupService,
         StateName::BackupServicePause,
+        StateName::AwaitingPrincipal,
+        StateName::PrincipalPause,
     ];
 
     /// The name as text.
@@ -101,6 +105,8 @@ impl StateName {
             StateName::Done => "Done",
             StateName::AwaitingBackupService => "AwaitingBackupService",
             StateName::BackupServicePause => "BackupServicePause",
+            StateName::AwaitingPrincipal => "AwaitingPrincipal",
+            StateName::PrincipalPause => "PrincipalPause",
         }
     }
 }

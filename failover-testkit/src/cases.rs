@@ -664,6 +664,63 @@ pub async fn mirror_planned_failover_swaps_roles(h: &dyn Harness) {
     }
 }
 
+/// `SET PARTNER FAILOVER` returns before the roles switch (the estate's switch delay): the
+/// call returns the partner while both partners still show their old roles and
+/// PENDING_FAILOVER; issuing it again meanwhile sends nothing; the roles switch later.
+/// SQL Server: "A SET PARTNER or SET WITNESS command can complete successfully when entered,
+/// but fail later"
+/// (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>).
+pub async fn mirror_planned_failover_returns_before_the_roles_switch(h: &dyn Harness) {
+    let (c, b) = Ctx::new(h, Options::default().mirrored(true)).await;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    c.estate.set_partner_failover_delay(1_000);
+    let serving = b
+        .mirror_failover(&a, &c.dbs, MirrorFailoverKind::Planned)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("planned failover accepted")));
+    assert_eq!(serving, a2, "{}", c.ctx("returned partner"));
+    let p = b.probe(&a2, &c.dbs).await.expect("probe the partner");
+    for d in &p.databases {
+        let m = d.mirroring.as_ref().expect("mirrored");
+        assert_eq!(
+            (d.state.clone(), m.role, m.state),
+            (
+                DbState::Restoring,
+                MirrorRole::Mirror,
+                MirrorState::PendingFailover
+            ),
+            "{}",
+            c.ctx("still the mirror while the switch is pending")
+        );
+    }
+    let again = b
+        .mirror_failover(&a, &c.dbs, MirrorFailoverKind::Planned)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("issued again while pending")));
+    assert_eq!(again, a2, "{}", c.ctx("issued again"));
+    for d in &c.dbs {
+        assert!(c.estate.switch_pending(d, &a), "{}", c.ctx("still pending"));
+    }
+    c.estate.advance(1_000);
+    let p = b.probe(&a2, &c.dbs).await.expect("probe the new principal");
+    for d in &p.databases {
+        assert_eq!(
+            (d.state.clone(), d.mirroring.as_ref().map(|m| m.role)),
+            (DbState::Online, Some(MirrorRole::Principal)),
+            "{}",
+            c.ctx("switched")
+        );
+    }
+    for d in &c.dbs {
+        assert_eq!(
+            c.estate.snapshot().writable_copies(d),
+            vec![a2.clone()],
+            "{}",
+            c.ctx("one writable copy after the switch")
+        );
+    }
+}
+
 /// A planned failover when not SYNCHRONIZED is `InvalidState` and changes nothing.
 pub async fn mirror_planned_failover_needs_synchronized(h: &dyn Harness) {
     let (c, b) = Ctx::new(h, Options::default().mirrored(true)).await;

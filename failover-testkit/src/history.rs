@@ -141,12 +141,11 @@ pub async fn check_history(
         let topo = oriented(&base, on_base_active);
         let fail = |what: String| format!("run {n} ({:?}): {what}", step.mv);
         let sc_faults = crate::props::Scenario {
-            kind: Kind::Planned,
             mirrored: h.mirrored,
             seed: step.seed,
             fault_rate: step.fault_rate,
             crash_at: step.crash_at,
-            ..Default::default()
+            ..crate::props::Scenario::plain(Kind::Planned)
         };
         estate.set_faults(fault_config(&sc_faults, &t));
         estate.set_faults_enabled(step.fault_rate > 0.0);

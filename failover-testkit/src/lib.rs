@@ -77,6 +77,7 @@ macro_rules! __conformance_cases {
             recover_is_idempotent: arranged,
             recover_on_mirror_is_invalid_state: arranged,
             mirror_planned_failover_swaps_roles: arranged,
+            mirror_planned_failover_returns_before_the_roles_switch: arranged,
             mirror_planned_failover_needs_synchronized: arranged,
             mirror_forced_failover_with_principal_down: arranged,
             mirror_forced_failover_is_idempotent_on_principal: arranged,

@@ -22,6 +22,8 @@ fn replay() {
         stall_before_fence: false,
         gate: None,
         read_only_refused_on_mirroring_principal: false,
+        backup_on_mirror: false,
+        switch_delay: 0,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };

@@ -6,23 +6,8 @@ use failover_testkit::props::*;
 
 fn scenario(kind: Kind, crash_at: usize) -> Scenario {
     Scenario {
-        kind,
-        mirrored: false,
-        restoring_standby: false,
-        log_shipping_standby: false,
-        lag: 0,
-        stalled: false,
-        seed: 1,
-        fault_rate: 0.0,
         crash_at: Some((crash_at, true)),
-        cancel_at: None,
-        what_if: false,
-        source_down: kind == Kind::Disaster,
-        backup_principal_down: false,
-        concurrent: false,
-        stall_before_fence: false,
-        gate: None,
-        read_only_refused_on_mirroring_principal: false,
+        ..Scenario::plain(kind)
     }
 }
 

@@ -13,23 +13,9 @@ use std::sync::Arc;
 
 fn scenario(kind: Kind) -> Scenario {
     Scenario {
-        kind,
-        mirrored: false,
-        restoring_standby: false,
         log_shipping_standby: true,
-        lag: 0,
-        stalled: false,
         seed: 7,
-        fault_rate: 0.0,
-        crash_at: None,
-        cancel_at: None,
-        what_if: false,
-        source_down: kind == Kind::Disaster,
-        backup_principal_down: false,
-        concurrent: false,
-        stall_before_fence: false,
-        gate: None,
-        read_only_refused_on_mirroring_principal: false,
+        ..Scenario::plain(kind)
     }
 }
 

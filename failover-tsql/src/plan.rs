@@ -9,7 +9,7 @@
 
 use failover_core::{
     BackendError, DatabaseName, DbState, ErrorKind, InstanceAddr, InstanceProbe, LocationRecord,
-    MirrorFailoverKind, MirrorRole, Operation,
+    MirrorFailoverKind, MirrorRole, MirrorState, Operation,
 };
 
 fn refuse(op: Operation, instance: &InstanceAddr, code: i32, msg: String) -> BackendError {
@@ -87,7 +87,7 @@ pub struct MirrorPlan {
 /// Plans a mirror failover issued on `probe.instance`.
 ///
 /// Planned: databases where the instance is PRINCIPAL get `SET PARTNER FAILOVER`; ones where
-/// it already is MIRROR are done; clients must then use the partner
+/// it already is MIRROR, or PRINCIPAL with the switch pending (PENDING_FAILOVER), are done; clients must then use the partner
 /// (`mirroring_partner_instance`). Forced: databases where it is MIRROR get
 /// `FORCE_SERVICE_ALLOW_DATA_LOSS`, PRINCIPAL ones are done; clients use this instance.
 /// Refuses a missing or unmirrored database, and a planned failover whose partner name
@@ -112,7 +112,13 @@ pub fn mirror_failover_plan(
             ));
         };
         let needs = match kind {
-            MirrorFailoverKind::Planned => m.role == MirrorRole::Principal,
+            // PENDING_FAILOVER on the principal: the statement was accepted and the roles
+            // have not switched yet ("can complete successfully when entered, but fail
+            // later": https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring);
+            // sending it again would fail (the session is not SYNCHRONIZED).
+            MirrorFailoverKind::Planned => {
+                m.role == MirrorRole::Principal && m.state != MirrorState::PendingFailover
+            }
             MirrorFailoverKind::Forced => m.role == MirrorRole::Mirror,
         };
         if needs {

@@ -57,6 +57,13 @@ pub struct EstateFile {
     /// `backend_fake::Estate::set_read_only_refused_on_mirroring_principal`.
     #[serde(default)]
     pub read_only_refused_on_mirroring_principal: bool,
+    /// `SET PARTNER FAILOVER` returns before the roles switch ("can complete successfully
+    /// when entered, but fail later":
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>):
+    /// the roles switch after this many further statements (estate ticks, so runs stay
+    /// deterministic); meanwhile both partners show PENDING_FAILOVER. 0: inside the statement.
+    #[serde(default)]
+    pub partner_failover_delay: u64,
 }
 
 /// `[[instance]]`.
@@ -298,6 +305,7 @@ impl EstateFile {
         estate.set_read_only_refused_on_mirroring_principal(
             self.read_only_refused_on_mirroring_principal,
         );
+        estate.set_partner_failover_delay(self.partner_failover_delay);
         let mut ports = HashMap::new();
         for i in &self.instances {
             estate
@@ -386,6 +394,7 @@ impl EstateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use failover_core::{MirrorRole, MirrorState};
 
     #[test]
     fn example_file_builds() {
@@ -463,6 +472,36 @@ mod tests {
             .build(|_| None)
             .unwrap();
         assert!(!estate.read_only_refused_on_mirroring_principal());
+    }
+
+    /// `partner_failover_delay`: the planned failover is accepted, the roles switch later.
+    #[test]
+    fn the_partner_failover_delay_holds_the_role_switch() {
+        let text = "partner_failover_delay = 3\n[[instance]]\nname = 'sql-b'\n[[instance.database]]\nname = 'xds'\n\n[[instance]]\nname = 'sql-b2'\n\n[[mirroring]]\ndatabase = 'xds'\nprincipal = 'sql-b'\nmirror = 'sql-b2'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        let (b, b2) = (
+            InstanceAddr::parse("sql-b").unwrap(),
+            InstanceAddr::parse("sql-b2").unwrap(),
+        );
+        let xds = DatabaseName::parse("xds").unwrap();
+        let s = estate.open_session(&b).unwrap();
+        assert_eq!(estate.set_partner_failover(s, &xds).unwrap(), b2);
+        let role = |i: &InstanceAddr| {
+            let snap = estate.snapshot();
+            let m = snap.database(i, &xds).unwrap().mirroring.clone().unwrap();
+            (m.role, m.state)
+        };
+        assert_eq!(
+            role(&b2),
+            (MirrorRole::Mirror, MirrorState::PendingFailover)
+        );
+        estate.advance(2);
+        assert_eq!(role(&b2).0, MirrorRole::Mirror);
+        estate.advance(1);
+        assert_eq!(
+            role(&b2),
+            (MirrorRole::Principal, MirrorState::Synchronized)
+        );
     }
 
     #[test]

@@ -348,3 +348,37 @@ async fn partner_failover_errors_are_1470_on_the_mirror_and_1477_with_safety_off
     let sim = Simulator::start(e, SimOptions::default()).await.unwrap();
     assert_eq!(error_numbers(port(&sim, &a), &planned).await, vec![1477]);
 }
+
+/// Item 2: `SET PARTNER FAILOVER` "can complete successfully when entered, but fail later"
+/// (ALTER DATABASE database mirroring): with a switch delay the statement returns, both
+/// partners show PENDING_FAILOVER with their old roles (FreeTDS `tsql` reads
+/// sys.database_mirroring), the same statement again is 1404 (mirror busy), and the roles
+/// switch later. 1422 keeps its documented text.
+#[tokio::test]
+async fn a_planned_failover_returns_before_the_roles_switch_and_a_second_one_is_1404() {
+    let (sim, f) = start(&Options::default().mirrored(true).switch_delay(1_000)).await;
+    let planned = build::mirror_failover(&[xds()], MirrorFailoverKind::Planned);
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    assert_eq!(
+        error_numbers(port(&sim, &a), &planned).await,
+        Vec::<u32>::new()
+    );
+    let view = "SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring WHERE database_id = DB_ID(N'xds')\ngo\n";
+    let out = tsql(port(&sim, &a2), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(
+        out.contains("MIRROR") && out.contains("PENDING_FAILOVER"),
+        "{out}"
+    );
+    assert_eq!(error_numbers(port(&sim, &a), &planned).await, vec![1404]);
+    f.estate.advance(1_000);
+    let out = tsql(port(&sim, &a2), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(
+        out.contains("PRINCIPAL") && out.contains("SYNCHRONIZED") && !out.contains("PENDING"),
+        "{out}"
+    );
+    let e = backend_fake::SqlError::mirror_not_caught_up("xds");
+    assert_eq!(
+        e.message,
+        "The mirror server instance is not caught up to the recent changes to database \"xds\". Unable to fail over."
+    );
+}

@@ -17,6 +17,7 @@
 //! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate: SQL positions, or the Backup Service); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up); `AwaitingBackupService`, `BackupServicePause` (the Backup Service's `FinalState` after the fence) |
 //! | `fence.rs` | `Fencing`, `ProbingFence` |
 //! | `promote.rs` | `ForcingMirror`, `Recovering`, `OpeningTarget`, `RepointingMirror` |
+//! | `switch.rs` | `AwaitingPrincipal`, `PrincipalPause` (after `SET PARTNER FAILOVER` returns: the designated principal reports PRINCIPAL and ONLINE) |
 //! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` (with the end state's probes) |
 //! | `verify.rs` | `Verifying` (the end state; in the publish step when there is one) |
 //! | `directory.rs` | `AwaitingDirectory`, `DirectoryPause` (every DC returns the new value) |
@@ -25,9 +26,9 @@
 //!
 //! Run data lives in the states: nothing after preflight is optional. What-if runs the same
 //! machine: the driver skips the changes (answering with [`Op::assumed_result`]) and the
-//! machine differs in exactly four behaviours, each at a `Ctx::what_if` check (a refusal becomes a blocker,
-//! the replication gate samples twice, the post-fence catch-up is not awaited, the end state
-//! is not verified).
+//! machine differs in exactly five behaviours, each at a `Ctx::what_if` check (a refusal becomes a blocker,
+//! the replication gate samples twice, the post-fence catch-up is not awaited, the mirroring
+//! role switch is not awaited, the end state is not verified).
 
 mod commit;
 mod directory;
@@ -38,6 +39,7 @@ mod preflight;
 mod promote;
 mod replication;
 mod restore;
+mod switch;
 mod undo;
 mod verify;
 
@@ -371,6 +373,28 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         "poll again",
     ),
     (S::BackupServicePause, S::UndoingFence, "cancelled"),
+    (
+        S::RepointingMirror,
+        S::AwaitingPrincipal,
+        "SET PARTNER FAILOVER returned (or its answer was lost): wait for the roles to switch",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::PrincipalPause,
+        "the designated principal is not PRINCIPAL and ONLINE yet",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::RecordingLocation,
+        "the designated principal serves (or, the statement failed, the partner still does)",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::UndoingPromotion,
+        "timeout / cancelled: the switch did not complete",
+    ),
+    (S::PrincipalPause, S::AwaitingPrincipal, "poll again"),
+    (S::PrincipalPause, S::UndoingPromotion, "cancelled"),
 ];
 
 const N_STATES: usize = StateName::ALL.len();
@@ -591,6 +615,16 @@ enum State {
         until: Duration,
         progress: Progress,
     },
+    AwaitingPrincipal {
+        run: Box<Run>,
+        wait: switch::Wait,
+    },
+    PrincipalPause {
+        run: Box<Run>,
+        wait: switch::Wait,
+        until: Duration,
+        progress: Progress,
+    },
 }
 
 impl State {
@@ -622,6 +656,8 @@ impl State {
             State::Done(_) => S::Done,
             State::AwaitingBackupService { .. } => S::AwaitingBackupService,
             State::BackupServicePause { .. } => S::BackupServicePause,
+            State::AwaitingPrincipal { .. } => S::AwaitingPrincipal,
+            State::PrincipalPause { .. } => S::PrincipalPause,
         }
     }
 }
@@ -858,6 +894,12 @@ impl Machine {
             } => {
                 replication::on_backup_service_timer(&self.ctx, run, deadline, until, progress, now)
             }
+            State::PrincipalPause {
+                run,
+                wait,
+                until,
+                progress,
+            } => switch::on_timer(&self.ctx, run, wait, until, progress, now),
             other => other,
         };
         self.go(next);
@@ -908,6 +950,9 @@ impl Machine {
             }
             | State::BackupServicePause {
                 until, progress, ..
+            }
+            | State::PrincipalPause {
+                until, progress, ..
             } => Action::Sleep {
                 until: *until,
                 progress: progress.clone(),
@@ -933,6 +978,7 @@ impl Machine {
             State::ReleasingLocks { locks, .. } => lock::enter_releasing(ctx, locks),
             State::Done(outcome) => Action::Finished(outcome.clone()),
             State::AwaitingBackupService { run, .. } => replication::enter_backup_service(ctx, run),
+            State::AwaitingPrincipal { wait, .. } => switch::enter(ctx, wait),
         }
     }
 
@@ -959,7 +1005,7 @@ impl Machine {
             State::Recovering(run) => promote::on_recovered(ctx, run, results),
             State::OpeningTarget(run) => promote::on_opened(ctx, run, results),
             State::RepointingMirror { run, principal } => {
-                promote::on_repointed(ctx, run, principal, results)
+                promote::on_repointed(ctx, run, principal, results, now)
             }
             State::RecordingLocation(run) => commit::on_recorded(ctx, run, results, now),
             State::ConfirmingRecord { run, error } => {
@@ -983,10 +1029,14 @@ impl Machine {
             State::AwaitingBackupService { run, deadline } => {
                 replication::on_backup_service(ctx, run, deadline, results, now)
             }
+            State::AwaitingPrincipal { run, wait } => {
+                switch::on_results(ctx, run, wait, ops, results, now)
+            }
             s @ (State::ReplicationPause { .. }
             | State::CatchUpPause { .. }
             | State::DirectoryPause { .. }
             | State::BackupServicePause { .. }
+            | State::PrincipalPause { .. }
             | State::Done(_)) => s,
         }
     }

@@ -8,6 +8,7 @@ use crate::op::{Op, OpResult};
 use crate::outcome::{Failure, Outcome};
 use crate::request::Mode;
 use crate::server::MirrorFailoverKind;
+use std::time::Duration;
 
 pub(super) fn enter_forcing(ctx: &mut Ctx, mirror: &InstanceAddr) -> Action {
     let op = Op::MirrorFailover {
@@ -162,21 +163,27 @@ pub(super) fn enter_repointing(ctx: &mut Ctx, run: &Run, principal: &InstanceAdd
     )
 }
 
-/// Repointing is best effort: the mirror partner serving is a working end state.
+/// Repointing is best effort: the mirror partner serving is a working end state. SQL Server
+/// returns from `SET PARTNER FAILOVER` before the roles switch, so the designated principal
+/// is awaited ([`super::switch`]); so is a failed statement (its answer may have been lost),
+/// which leaves the partner serving once a probe shows nothing switching. What-if sends
+/// nothing, so nothing is awaited.
 pub(super) fn on_repointed(
     ctx: &mut Ctx,
     mut run: Box<Run>,
     principal: InstanceAddr,
     results: Results,
+    now: Duration,
 ) -> State {
     match results.into_iter().next() {
-        Some(Ok(OpResult::Partner(_))) => run.plan.target = principal,
-        Some(Err(e)) => ctx.f.warnings.push(format!(
-            "could not give the principal role back to {principal} ({e}); the CMS is served by the mirror partner"
-        )),
-        _ => {}
+        Some(Ok(OpResult::Partner(_))) if ctx.what_if() => {
+            run.plan.target = principal;
+            State::RecordingLocation(run)
+        }
+        Some(Ok(OpResult::Partner(_))) => super::switch::start(ctx, run, principal, None, now),
+        Some(Err(e)) => super::switch::start(ctx, run, principal, Some(e), now),
+        _ => State::RecordingLocation(run),
     }
-    State::RecordingLocation(run)
 }
 
 #[cfg(test)]
@@ -250,8 +257,27 @@ pub(super) mod tests {
         );
         assert!(
             h.windows(2)
-                .any(|p| p == [S::RepointingMirror, S::RecordingLocation])
+                .any(|p| p == [S::RepointingMirror, S::AwaitingPrincipal])
         );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::AwaitingPrincipal, S::RecordingLocation])
+        );
+    }
+
+    #[test]
+    fn what_if_does_not_wait_for_the_role_switch() {
+        let mut w = World::planned_mirrored();
+        let mut req = planned_mirrored();
+        req.what_if = true;
+        let (_, h) = w.run(req);
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::RepointingMirror, S::RecordingLocation]),
+            "{h:?}"
+        );
+        assert!(!h.contains(&S::AwaitingPrincipal), "{h:?}");
+        assert!(w.durable_mutations().is_empty());
     }
 
     #[test]
@@ -307,6 +333,7 @@ pub(super) mod tests {
         cancelled_after_the_open_is_undone,
         failed_recovery_undoes_the_fence,
         planned_on_a_mirror_partner_gives_the_role_back,
+        what_if_does_not_wait_for_the_role_switch,
         dr_force_failure_undoes_the_fence,
         dr_forced_mirror_with_a_restoring_copy_is_recovered,
         target_that_cannot_be_fenced_again_needs_restore,

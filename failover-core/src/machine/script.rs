@@ -195,6 +195,12 @@ pub(crate) struct World {
     seen: BTreeMap<StateName, usize>,
     cancel_in: Option<StateName>,
     cancel_on_sleep: bool,
+    cancel_on_sleep_in: Option<StateName>,
+    /// Calls between a planned mirror failover returning and its roles switching (0: at
+    /// once; `usize::MAX`: never).
+    switch_delay: usize,
+    /// A planned mirror failover accepted: (calls left, issued on, new principal).
+    pending_switch: Option<(usize, InstanceAddr, InstanceAddr)>,
     lag: u64,
     behind: u64,
     backup_state: ExportState,
@@ -250,6 +256,9 @@ impl World {
             seen: BTreeMap::new(),
             cancel_in: None,
             cancel_on_sleep: false,
+            cancel_on_sleep_in: None,
+            switch_delay: 0,
+            pending_switch: None,
             lag: 0,
             behind: 0,
             backup_state: ExportState::FinalState,
@@ -489,6 +498,15 @@ impl World {
     pub(crate) fn cancel_on_sleep(&mut self) {
         self.cancel_on_sleep = true;
     }
+    /// The operator cancels during the first sleep in `state`.
+    pub(crate) fn cancel_on_sleep_in(&mut self, state: StateName) {
+        self.cancel_on_sleep_in = Some(state);
+    }
+    /// A planned mirror failover returns at once and its roles switch `calls` calls later
+    /// (`usize::MAX`: never); meanwhile both partners show PENDING_FAILOVER.
+    pub(crate) fn delay_switch(&mut self, calls: usize) {
+        self.switch_delay = calls;
+    }
 
     /// Every change (mutating call) actually made, in order.
     pub(crate) fn mutations(&self) -> Vec<Op> {
@@ -563,6 +581,10 @@ impl World {
                     assert!(until >= now, "sleeps go forward");
                     now = until;
                     if std::mem::take(&mut self.cancel_on_sleep) {
+                        m.request_cancel();
+                    }
+                    if self.cancel_on_sleep_in == Some(m.state()) {
+                        self.cancel_on_sleep_in = None;
                         m.request_cancel();
                     }
                     action = m.on_timer(now);
@@ -705,8 +727,33 @@ impl World {
         }
     }
 
+    /// A planned mirror failover's roles switch: `instance`'s copies go to `partner`.
+    fn swap_roles(&mut self, instance: &InstanceAddr, partner: &InstanceAddr) {
+        let served = self.inst(instance).dbs.clone();
+        let p = self.inst(partner);
+        let mirror_copies = p.dbs.clone();
+        p.dbs = served;
+        for d in &mut p.dbs {
+            d.mirroring = mirroring(MirrorRole::Principal, instance.clone());
+        }
+        self.inst(instance).dbs = mirror_copies;
+        for d in &mut self.inst(instance).dbs {
+            d.mirroring = mirroring(MirrorRole::Mirror, partner.clone());
+        }
+    }
+
+    /// Counts a call towards a pending role switch, and switches when it is due.
+    fn count_pending_switch(&mut self) {
+        match self.pending_switch.take() {
+            Some((n, i, p)) if n <= 1 => self.swap_roles(&i, &p),
+            Some((n, i, p)) => self.pending_switch = Some((n - 1, i, p)),
+            None => {}
+        }
+    }
+
     /// What `op` does to the world, and its answer.
     fn effect(&mut self, op: &Op) -> Result<OpResult, BackendError> {
+        self.count_pending_switch();
         let (lag, behind, backup_state) = (self.lag, self.behind, self.backup_state);
         let Some(addr) = op.instance().cloned() else {
             return self.directory_effect(op);
@@ -778,16 +825,21 @@ impl World {
                 kind: MirrorFailoverKind::Planned,
                 ..
             } => {
-                let served = i.dbs.clone();
-                let partner = self.inst(expected_partner);
-                let mirror_copies = partner.dbs.clone();
-                partner.dbs = served;
-                for d in &mut partner.dbs {
-                    d.mirroring = mirroring(MirrorRole::Principal, instance.clone());
-                }
-                self.inst(instance).dbs = mirror_copies;
-                for d in &mut self.inst(instance).dbs {
-                    d.mirroring = mirroring(MirrorRole::Mirror, expected_partner.clone());
+                if self.switch_delay == 0 {
+                    self.swap_roles(instance, expected_partner);
+                } else if self.pending_switch.is_none() {
+                    for i in [instance, expected_partner] {
+                        for d in &mut self.inst(i).dbs {
+                            if let Some(m) = &mut d.mirroring {
+                                m.state = MirrorState::PendingFailover;
+                            }
+                        }
+                    }
+                    self.pending_switch = Some((
+                        self.switch_delay,
+                        instance.clone(),
+                        expected_partner.clone(),
+                    ));
                 }
                 OpResult::Partner(expected_partner.clone())
             }
@@ -825,6 +877,7 @@ fn the_unit_tests_take_every_transition() {
         super::undo::tests::SCENARIOS,
         super::restore::tests::SCENARIOS,
         super::directory::tests::SCENARIOS,
+        super::switch::tests::SCENARIOS,
     ];
     TAKEN.with(|t| t.borrow_mut().clear());
     for scenario in lists.iter().flat_map(|l| l.iter()) {
