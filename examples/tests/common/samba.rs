@@ -66,6 +66,12 @@ impl SambaDc {
     /// naming the fixture's active store; `None` (SKIPPED) without root or the tools, or when
     /// another DC holds that address's LDAPS port outside CI.
     pub fn start(addr: &str, what: &str) -> Option<Self> {
+        Self::start_with(addr, what, &[])
+    }
+
+    /// [`SambaDc::start`] with more variables for `samba-dc.sh` (e.g. `SQL_INSTANCES`, the
+    /// simulated instances whose `MSSQLSvc/…` SPNs it registers).
+    pub fn start_with(addr: &str, what: &str, env: &[(&str, &str)]) -> Option<Self> {
         if !available(what) {
             return None;
         }
@@ -85,6 +91,7 @@ impl SambaDc {
             .arg(&path)
             .env("SCP_BACKEND", fixtures::active().to_string())
             .env("SAMBA_ADDR", addr)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         assert!(
@@ -133,6 +140,49 @@ impl SambaDc {
             self.var("SAMBA_CA"),
             self.var("SAMBA_USER"),
         )
+    }
+
+    /// The topology's `[directory]` section for this DC with the Kerberos bind: no user, no
+    /// password.
+    pub fn kerberos_section(&self, extra: &str) -> String {
+        format!(
+            "\n[directory]\nurl = \"{}\"\nca_file = \"{}\"\nbind = \"kerberos\"\n{extra}",
+            self.var("SAMBA_URL"),
+            self.var("SAMBA_CA"),
+        )
+    }
+
+    /// The file behind a `FILE:` ticket cache or keytab variable (`KRB5CCNAME_USER`, …).
+    pub fn file(&self, k: &str) -> PathBuf {
+        PathBuf::from(self.var(k).trim_start_matches("FILE:"))
+    }
+
+    /// The SCP's `msRTCSIP-BackEndServer` as `ldapsearch -Y GSSAPI` reads it with the ticket
+    /// cache `ccache` (an independent Kerberos LDAP client: OpenLDAP with Cyrus SASL's GSSAPI
+    /// module; `-N`: the service name is the URL's host, as in our client; `maxssf=0`: no SASL
+    /// security layer inside TLS).
+    pub fn backend_gssapi(&self, ccache: &str) -> String {
+        let out = Command::new("ldapsearch")
+            .args(["-H", self.var("SAMBA_URL"), "-Y", "GSSAPI", "-N", "-Q"])
+            .args(["-O", "maxssf=0", "-LLL", "-o", "ldif-wrap=no", "-s", "base"])
+            .args(["-b", self.var("SAMBA_SCP_DN"), "(objectClass=*)", BACKEND_ATTR])
+            .env("LDAPTLS_CACERT", self.var("SAMBA_CA"))
+            .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
+            .env("KRB5CCNAME", ccache)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ldapsearch -Y GSSAPI: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let prefix = format!("{BACKEND_ATTR}: ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
+            .to_string()
     }
 
     /// Runs an OpenLDAP client (`ldapsearch`, `ldapmodify`) with the Administrator's
