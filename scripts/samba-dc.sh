@@ -13,7 +13,8 @@
 #   - user principals cmsuser@CMS.TEST (the test operator) and intruder@CMS.TEST (a valid
 #     principal no estate admits), each with a random password nobody knows; their keys are
 #     exported to DIR/krb/<user>.keytab and `kinit -k -t` fills DIR/krb/<user>.ccache from it
-#     (no password in any argv or file); cmsuser may read and change the SCP (an ACE on it);
+#     (no password in any argv or file); cmsuser may read and change the SCP, every
+#     authenticated user read it (ACEs on it);
 #   - for each `fqdn:port[:instance]` in $SQL_INSTANCES (default `sql-a.cms.test:1433:RTC`) a
 #     service account svc-<first label> with the SPNs MSSQLSvc/<fqdn>:<port> and, with an
 #     instance, MSSQLSvc/<fqdn>:<instance>; every SPN's key goes into DIR/krb/service.keytab.
@@ -188,12 +189,14 @@ for u in cmsuser intruder; do
         || { echo "kinit $u@$realm from its keytab failed" >&2; exit 1; }
 done
 # cmsuser (the test operator) may read and change the SCP, as RTCUniversalServerAdmins may
-# in a real forest: the directory's Kerberos bind runs as cmsuser.
+# in a real forest: the directory's Kerberos bind runs as cmsuser. Every authenticated user
+# may read it (as in a real forest's configuration partition), so intruder sees it and is
+# refused the change (insufficientAccessRights, 50).
 sid=$(samba-tool user show cmsuser -s "$dir/etc/smb.conf" --attributes objectSid 2>/dev/null \
     | sed -n 's/^objectSid: //p')
 [ -n "$sid" ] || { echo "cannot read cmsuser's SID" >&2; exit 1; }
 st dsacl set --objectdn="CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,$base" \
-    --sddl="(A;;RPWP;;;$sid)"
+    --sddl="(A;;RPWP;;;$sid)(A;;RPLCLORC;;;AU)"
 spns=()
 for entry in $sql_instances; do
     IFS=: read -r fqdn port inst <<< "$entry"
