@@ -101,9 +101,7 @@ mod tests {
             op,
             dc,
             &spn,
-            LdapError::GssapiOperationError(
-                "Server not found in Kerberos database".into(),
-            ),
+            LdapError::GssapiOperationError("Server not found in Kerberos database".into()),
         );
         assert_eq!(e.kind, ErrorKind::Permission);
         assert!(e.message.contains("setspn -S ldap/dc01.cms.test "), "{e}");

@@ -368,7 +368,14 @@ async fn kerberos(dc: &SambaDc, simple: &Harness<'_>) {
     c.url = dc.var("SAMBA_STARTTLS_URL").into();
     c.starttls = true;
     h.set_behind_our_back(&a).await;
-    assert_eq!(LdapDirectory::new(c).unwrap().read(&dc.var("SAMBA_STARTTLS_URL").to_string()).await.unwrap(), a);
+    assert_eq!(
+        LdapDirectory::new(c)
+            .unwrap()
+            .read(dc.var("SAMBA_STARTTLS_URL"))
+            .await
+            .unwrap(),
+        a
+    );
 
     // A name the DC has no SPN for (the certificate names localhost): says which to register.
     let mut c = dc.kerberos_config();

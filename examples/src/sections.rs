@@ -408,12 +408,17 @@ mod tests {
 
     #[test]
     fn a_kerberos_bind_takes_no_user_and_no_password() {
-        let c = parse("[directory]\nurl = \"ldaps://dc01.cms.test\"\nbind = \"kerberos\"\n").unwrap();
+        let c =
+            parse("[directory]\nurl = \"ldaps://dc01.cms.test\"\nbind = \"kerberos\"\n").unwrap();
         assert_eq!(
             c.sections.directory.unwrap().bind,
             super::DirectoryBind::Kerberos
         );
-        for extra in ["user = \"u\"", "password_env = \"P\"", "password_file = \"f\""] {
+        for extra in [
+            "user = \"u\"",
+            "password_env = \"P\"",
+            "password_file = \"f\"",
+        ] {
             let e = parse(&format!(
                 "[directory]\nurl = \"ldaps://dc01.cms.test\"\nbind = \"kerberos\"\n{extra}\n"
             ))

@@ -49,12 +49,19 @@ fn missing_prerequisites() -> Option<String> {
         .filter(|t| !have(t))
         .collect();
     // Cyrus SASL's GSSAPI module (libsasl2-modules-gssapi-mit) for `ldapsearch -Y GSSAPI`.
-    let sasl_gssapi = ["/usr/lib/x86_64-linux-gnu/sasl2", "/usr/lib/aarch64-linux-gnu/sasl2"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("libgssapiv2.so"));
+    let sasl_gssapi = [
+        "/usr/lib/x86_64-linux-gnu/sasl2",
+        "/usr/lib/aarch64-linux-gnu/sasl2",
+    ]
+    .iter()
+    .filter_map(|d| std::fs::read_dir(d).ok())
+    .flatten()
+    .flatten()
+    .any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("libgssapiv2.so")
+    });
     let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
     (!missing.is_empty() || !sasl_gssapi || !features).then(|| {
         format!(
@@ -148,11 +155,7 @@ fn no_ticket_for_the_directory_is_refused(
     user: &str,
 ) {
     let conf = dc.var("KRB5_CONFIG");
-    let sql_spns: Vec<String> = dc
-        .var("KRB5_SPNS")
-        .split(' ')
-        .map(str::to_string)
-        .collect();
+    let sql_spns: Vec<String> = dc.var("KRB5_SPNS").split(' ').map(str::to_string).collect();
     let sql_spns: Vec<&str> = sql_spns.iter().map(String::as_str).collect();
     let cc = ccache_without_tgt(
         w,
@@ -206,16 +209,30 @@ fn every_mode(
 
     // status: the SCP read with the Kerberos bind agrees with the SQL record.
     let out = cli(w, backend, topo, &["status", "--json"], &env);
-    assert_eq!(out.status.code(), Some(0), "{backend} status: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{backend} status: {}",
+        text(&out)
+    );
     let v = json(&out.stdout);
     let dc0 = &v["directory"]["domain_controllers"][0];
     assert_eq!(dc0["dc"], dc.var("SAMBA_URL"), "{v}");
-    assert_eq!(dc0["value"]["backend"], fixtures::active().to_string(), "{v}");
+    assert_eq!(
+        dc0["value"]["backend"],
+        fixtures::active().to_string(),
+        "{v}"
+    );
     assert_eq!(dc0["agrees_with_record"], true, "{v}");
 
     // Planned: the SCP is the commit point, swapped with the GSSAPI-bound session.
     let out = cli(w, backend, topo, &["failover", "--yes", "--json"], &env);
-    assert_eq!(out.status.code(), Some(0), "{backend} planned: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{backend} planned: {}",
+        text(&out)
+    );
     let v = json(&out.stdout);
     assert_eq!(v["run"]["backend"], *backend);
     assert_eq!(v["run"]["directory"]["dc"], dc.var("SAMBA_URL"), "{v}");
@@ -224,18 +241,28 @@ fn every_mode(
 
     // Restore after a successful run: keeps the store the directory names.
     let out = cli(w, backend, topo, &["restore", "--yes", "--json"], &env);
-    assert_eq!(out.status.code(), Some(0), "{backend} restore: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{backend} restore: {}",
+        text(&out)
+    );
     both_on(&fixtures::backup(), "restore");
     assert_eq!(dc.backend_gssapi(&reader), fixtures::backup().to_string());
 
     // Disaster recovery back to the file's [active] store with the current source down.
-    sim.estate.set_reachable(&fixtures::backup(), false).unwrap();
+    sim.estate
+        .set_reachable(&fixtures::backup(), false)
+        .unwrap();
     let out = cli(w, backend, topo, DR_TO_ACTIVE, &env);
     assert_eq!(out.status.code(), Some(0), "{backend} DR: {}", text(&out));
     assert_eq!(json(&out.stdout)["run"]["mode"], "disaster_recovery");
     assert_eq!(dc.backend_gssapi(&reader), fixtures::active().to_string());
     for db in ["xds", "lis"] {
-        assert!(sim.writable(db).contains(&fixtures::active()), "{backend} DR: {db}");
+        assert!(
+            sim.writable(db).contains(&fixtures::active()),
+            "{backend} DR: {db}"
+        );
     }
 
     // The old source comes back still writable: restore follows the directory, fences it.

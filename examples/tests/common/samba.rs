@@ -165,7 +165,12 @@ impl SambaDc {
         let out = Command::new("ldapsearch")
             .args(["-H", self.var("SAMBA_URL"), "-Y", "GSSAPI", "-N", "-Q"])
             .args(["-O", "maxssf=0", "-LLL", "-o", "ldif-wrap=no", "-s", "base"])
-            .args(["-b", self.var("SAMBA_SCP_DN"), "(objectClass=*)", BACKEND_ATTR])
+            .args([
+                "-b",
+                self.var("SAMBA_SCP_DN"),
+                "(objectClass=*)",
+                BACKEND_ATTR,
+            ])
             .env("LDAPTLS_CACERT", self.var("SAMBA_CA"))
             .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
             .env("KRB5CCNAME", ccache)
