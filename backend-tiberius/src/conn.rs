@@ -156,6 +156,12 @@ async fn connect(cfg: &TiberiusConfig, inst: &InstanceAddr) -> Result<TdsClient,
     c.host(inst.host().as_str());
     c.database("master");
     c.application_name(&cfg.application_name);
+    // One bound, ours: `call_timeout` covers each call whole (TCP connect, handshake, batch)
+    // on tokio's clock and drops the connection on expiry, classified as a timeout. tiberius
+    // 0.13's own bounds (15 s handshake, 30 s per response, on a separate timer thread) would
+    // only cut a longer configured call short and report it as a lost connection.
+    c.handshake_timeout(None);
+    c.command_timeout(None);
     if cfg.integrated {
         #[cfg(feature = "kerberos")]
         c.authentication(AuthMethod::Integrated);

@@ -200,26 +200,26 @@ pub fn preflight(spn: &str) -> Result<(), TransportError> {
             ),
         }
     };
-    let mut mechs = OidSet::new().map_err(fail)?;
-    mechs.add(&GSS_MECH_KRB5).map_err(fail)?;
+    let mut mechs = OidSet::new();
+    mechs.add(GSS_MECH_KRB5).map_err(fail)?;
     let cred = Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs)).map_err(fail)?;
-    let name = Name::new(spn.as_bytes(), Some(&GSS_NT_KRB5_PRINCIPAL)).map_err(fail)?;
+    let name = Name::new(spn.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(fail)?;
     // The realms of the ticket and of the service, to tell a wrong realm from a missing SPN
     // (the KDC answers "unknown principal" to both).
     let realm = |n: Option<String>| n.and_then(|n| n.rsplit_once('@').map(|(_, r)| r.to_string()));
     let client_realm = realm(cred.name().ok().map(|n| n.to_string()));
     let service_realm = realm(
-        name.canonicalize(Some(&GSS_MECH_KRB5))
+        name.canonicalize(Some(GSS_MECH_KRB5))
             .ok()
             .map(|n| n.to_string()),
     );
-    let ctx = ClientCtx::new(
-        cred,
+    let mut ctx = ClientCtx::new(
+        Some(cred),
         name,
         CtxFlags::GSS_C_MUTUAL_FLAG,
-        Some(&GSS_MECH_KRB5),
+        Some(GSS_MECH_KRB5),
     );
-    match ctx.step(None) {
+    match ctx.step(None, None) {
         Ok(_) => Ok(()),
         Err(e)
             if Problem::from_code(e.minor as i32) == Some(Problem::UnknownSpn)

@@ -24,7 +24,7 @@ impl GssAcceptor {
             format!("no acceptor credential (is KRB5_KTNAME set to the service keytab?): {e}")
         })?;
         Ok(Self {
-            ctx: ServerCtx::new(cred),
+            ctx: ServerCtx::new(Some(cred)),
         })
     }
 }
@@ -33,7 +33,7 @@ impl Acceptor for GssAcceptor {
     fn step(&mut self, token: &[u8]) -> Result<Step, String> {
         let out = self
             .ctx
-            .step(token)
+            .step(token, None)
             .map_err(|e| format!("gss_accept_sec_context: {e}"))?
             .map(|b| b.to_vec());
         if !self.ctx.open().map_err(|e| e.to_string())? {

@@ -81,16 +81,23 @@ async fn tiberius_refuses_wrong_ca_wrong_name_expired_and_self_signed() {
         (served, wrong_ca, name, expected)
     };
     let cases = [
-        ca_case(Served::Valid, true, "sql-a.cms.test", "UnknownIssuer"),
-        ca_case(Served::Valid, false, "sql-b.cms.test", "NotValidForName"),
+        // rustls 0.23's wording (lower-cased): the variant name, or for a name mismatch and an
+        // expired certificate a sentence with the names and dates.
+        ca_case(Served::Valid, true, "sql-a.cms.test", "unknownissuer"),
+        ca_case(Served::Valid, false, "sql-b.cms.test", "not valid for name"),
         ca_case(
             Served::WrongName,
             false,
             "sql-a.cms.test",
-            "NotValidForName",
+            "not valid for name",
         ),
-        ca_case(Served::Expired, false, "sql-a.cms.test", "Expired"),
-        ca_case(Served::SelfSigned, false, "sql-a.cms.test", "UnknownIssuer"),
+        ca_case(
+            Served::Expired,
+            false,
+            "sql-a.cms.test",
+            "certificate expired",
+        ),
+        ca_case(Served::SelfSigned, false, "sql-a.cms.test", "unknownissuer"),
     ];
     for (served, wrong_ca, name, expected) in cases {
         let (sim, _f, pki) = start_tls(&Options::default(), served, false).await;
@@ -104,7 +111,7 @@ async fn tiberius_refuses_wrong_ca_wrong_name_expired_and_self_signed() {
             .await
             .expect_err("the client must refuse this certificate");
         assert!(
-            e.to_string().contains(expected),
+            e.to_string().to_lowercase().contains(expected),
             "{served:?} as {name} (wrong CA: {wrong_ca}): expected {expected}, got {e}"
         );
         // TrustServerCertificate accepts the same certificate.
