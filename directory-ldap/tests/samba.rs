@@ -333,26 +333,24 @@ async fn kerberos(dc: &SambaDc, simple: &Harness<'_>) {
     let [a, b, _] = values();
     simple.set_behind_our_back(&a).await;
 
-    // No ticket: refused before any bind, says `kinit`, changes nothing.
-    let e = LdapDirectory::new(dc.kerberos_config())
-        .unwrap()
-        .compare_and_swap(url, &a, &b)
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Permission, "{e}");
-    assert!(e.message.contains("kinit"), "{e}");
-    assert_eq!(simple.read_independently().await, a);
-
+    // A Kerberos-bound swap from `a` to `b` is refused as a permission error whose message
+    // has `needle`, and the SCP still holds `a`.
+    let (a_, b_) = (&a, &b);
+    let refused = |needle: &'static str| async move {
+        let e = LdapDirectory::new(dc.kerberos_config())
+            .unwrap()
+            .compare_and_swap(url, a_, b_)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permission, "{e}");
+        assert!(e.message.contains(needle), "{e}");
+        assert_eq!(&simple.read_independently().await, a_);
+    };
+    // No ticket: refused before any bind, says `kinit`.
+    refused("kinit").await;
     // A principal the SCP's ACL does not admit: the bind works, the swap is refused (50).
     let intruder = use_ccache(dc, "KRB5CCNAME_INTRUDER", "intruder");
-    let e = LdapDirectory::new(dc.kerberos_config())
-        .unwrap()
-        .compare_and_swap(url, &a, &b)
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Permission, "{e}");
-    assert!(e.message.contains("(50)"), "{e}");
-    assert_eq!(simple.read_independently().await, a);
+    refused("(50)").await;
     drop(intruder);
 
     // The suite, bound as cmsuser with its ticket cache only.

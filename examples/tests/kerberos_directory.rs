@@ -202,21 +202,35 @@ fn every_mode(
     dc.set_backend(&fixtures::active().to_string());
     let _ = std::fs::remove_dir_all(w.journal());
     let sim = KrbSim::start(opts, ports, user);
-    let both_on = |i: &InstanceAddr, what: &str| {
+
+    // Runs `args`, expects exit 0, returns the JSON; then the SCP as `ldapsearch -Y GSSAPI`
+    // reads it must name `scp` and, for a change, both databases be writable there only.
+    let ok = |what: &str, args: &[&str], scp: &InstanceAddr, only: bool| {
+        let out = cli(w, backend, topo, args, &env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{backend} {what}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            dc.backend_gssapi(&reader),
+            scp.to_string(),
+            "{backend} {what}"
+        );
         for db in ["xds", "lis"] {
-            assert_eq!(sim.writable(db), vec![i.clone()], "{backend} {what}: {db}");
+            let writable = sim.writable(db);
+            if only {
+                assert_eq!(writable, vec![scp.clone()], "{backend} {what}: {db}");
+            } else {
+                assert!(writable.contains(scp), "{backend} {what}: {db}");
+            }
         }
+        json(&out.stdout)
     };
 
     // status: the SCP read with the Kerberos bind agrees with the SQL record.
-    let out = cli(w, backend, topo, &["status", "--json"], &env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{backend} status: {}",
-        text(&out)
-    );
-    let v = json(&out.stdout);
+    let v = ok("status", &["status", "--json"], &fixtures::active(), true);
     let dc0 = &v["directory"]["domain_controllers"][0];
     assert_eq!(dc0["dc"], dc.var("SAMBA_URL"), "{v}");
     assert_eq!(
@@ -227,54 +241,23 @@ fn every_mode(
     assert_eq!(dc0["agrees_with_record"], true, "{v}");
 
     // Planned: the SCP is the commit point, swapped with the GSSAPI-bound session.
-    let out = cli(w, backend, topo, &["failover", "--yes", "--json"], &env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{backend} planned: {}",
-        text(&out)
-    );
-    let v = json(&out.stdout);
+    let planned = ["failover", "--yes", "--json"];
+    let v = ok("planned", &planned, &fixtures::backup(), true);
     assert_eq!(v["run"]["backend"], *backend);
     assert_eq!(v["run"]["directory"]["dc"], dc.var("SAMBA_URL"), "{v}");
-    both_on(&fixtures::backup(), "planned");
-    assert_eq!(dc.backend_gssapi(&reader), fixtures::backup().to_string());
 
     // Restore after a successful run: keeps the store the directory names.
-    let out = cli(w, backend, topo, &["restore", "--yes", "--json"], &env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{backend} restore: {}",
-        text(&out)
-    );
-    both_on(&fixtures::backup(), "restore");
-    assert_eq!(dc.backend_gssapi(&reader), fixtures::backup().to_string());
+    let restore = ["restore", "--yes", "--json"];
+    ok("restore", &restore, &fixtures::backup(), true);
 
     // Disaster recovery back to the file's [active] store with the current source down.
     sim.estate
         .set_reachable(&fixtures::backup(), false)
         .unwrap();
-    let out = cli(w, backend, topo, DR_TO_ACTIVE, &env);
-    assert_eq!(out.status.code(), Some(0), "{backend} DR: {}", text(&out));
-    assert_eq!(json(&out.stdout)["run"]["mode"], "disaster_recovery");
-    assert_eq!(dc.backend_gssapi(&reader), fixtures::active().to_string());
-    for db in ["xds", "lis"] {
-        assert!(
-            sim.writable(db).contains(&fixtures::active()),
-            "{backend} DR: {db}"
-        );
-    }
+    let v = ok("DR", DR_TO_ACTIVE, &fixtures::active(), false);
+    assert_eq!(v["run"]["mode"], "disaster_recovery");
 
     // The old source comes back still writable: restore follows the directory, fences it.
     sim.estate.set_reachable(&fixtures::backup(), true).unwrap();
-    let out = cli(w, backend, topo, &["restore", "--yes", "--json"], &env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{backend} restore after DR: {}",
-        text(&out)
-    );
-    both_on(&fixtures::active(), "restore after DR");
-    assert_eq!(dc.backend_gssapi(&reader), fixtures::active().to_string());
+    ok("restore after DR", &restore, &fixtures::active(), true);
 }

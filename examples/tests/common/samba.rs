@@ -177,17 +177,7 @@ impl SambaDc {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "ldapsearch -Y GSSAPI: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let prefix = format!("{BACKEND_ATTR}: ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
-            .to_string()
+        backend_of(&out, "ldapsearch -Y GSSAPI")
     }
 
     /// Runs an OpenLDAP client (`ldapsearch`, `ldapmodify`) with the Administrator's
@@ -233,17 +223,7 @@ impl SambaDc {
             ],
             None,
         );
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "ldapsearch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let prefix = format!("{BACKEND_ATTR}: ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
-            .to_string()
+        backend_of(&out, "ldapsearch")
     }
 
     /// The LDIF that replaces the SCP's store with `value`.
@@ -276,6 +256,21 @@ impl SambaDc {
             self.replace_ldif(value)
         )
     }
+}
+
+/// The `msRTCSIP-BackEndServer` value in an `ldapsearch -LLL` output.
+fn backend_of(out: &Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("{BACKEND_ATTR}: ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
+        .to_string()
 }
 
 impl Drop for SambaDc {
