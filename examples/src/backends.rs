@@ -28,8 +28,9 @@ fn check_kerberos(kind: BackendKind) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `[login] method = "ntlm"` works only through FreeTDS: tiberius 0.12 has NTLM only on
-/// Windows (feature `winauth`), and Microsoft's ODBC driver on Linux only Kerberos.
+/// `[login] method = "ntlm"` works only through FreeTDS: tiberius's `winauth` NTLM is
+/// Windows-only (its pure-Rust `sspi-rs` NTLM is not built here), and Microsoft's ODBC driver
+/// on Linux does only Kerberos.
 fn check_ntlm(kind: BackendKind, cfg: &Config) -> Result<(), Failure> {
     let freetds = cfg.odbc.flavour == crate::config::OdbcFlavour::FreeTds;
     if kind == BackendKind::Odbc && freetds {

@@ -324,9 +324,14 @@ async fn run<S: Service>(
             packet::LOGIN7 | crate::tds::sspi::SSPI_MESSAGE
                 if login_integrated && msg.data.is_empty() =>
             {
-                // tiberius sends an empty SSPI leg after the server's last token, once the
-                // login response is in; SQL Server evidently ignores it (inference: tiberius
-                // works against it, and no document covers a leg after LOGINACK).
+                // An empty SSPI message after the login response. Known: MS-TDS documents
+                // no client message after LOGINACK (the server's last SSPI token comes with
+                // it, 2.2.7.22); tiberius up to 0.13.0 "sends" an empty token once GSSAPI is
+                // done, which writes no packet at all (an empty payload) but leaves its
+                // client waiting for a reply, so its first query hangs, against SQL Server
+                // too (tiberius issue #339; our vendored tiberius sends nothing). So this
+                // empty message is not known to reach any server, and what SQL Server does
+                // with one is undocumented. Ignoring it is an inference, kept as harmless.
                 continue;
             }
             other => {
