@@ -136,25 +136,43 @@ fn every_mode_with_kerberos_for_sql_and_the_directory() {
     std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
     let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
     let topo = topology(&w, &dc, &ports);
-    let opts = fixtures::Options::default();
-
+    let case = Case {
+        w: &w,
+        dc: &dc,
+        topo: &topo,
+        ports: &ports,
+        pristine: &pristine,
+        user: &user,
+    };
     for backend in BACKENDS {
-        no_ticket_for_the_directory_is_refused(&w, &dc, backend, &topo, &ports, &pristine, &user);
-        every_mode(&w, &dc, backend, &topo, &ports, &pristine, &user, &opts);
+        no_ticket_for_the_directory_is_refused(&case, backend);
+        every_mode(&case, backend);
     }
+}
+
+/// What every case runs with: the work dir, the DC, the topology, the instances' ports, the
+/// untouched ticket cache of `cmsuser` and its principal.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    w: &'a Work,
+    dc: &'a SambaDc,
+    topo: &'a Path,
+    ports: &'a HashMap<InstanceAddr, u16>,
+    pristine: &'a Path,
+    user: &'a str,
 }
 
 /// A cache with the SQL service tickets and no TGT: SQL logins work, the directory's
 /// preflight finds no ticket for `ldap/127.0.0.44`; refused, nothing changed.
-fn no_ticket_for_the_directory_is_refused(
-    w: &Work,
-    dc: &SambaDc,
-    backend: &str,
-    topo: &Path,
-    ports: &HashMap<InstanceAddr, u16>,
-    pristine: &Path,
-    user: &str,
-) {
+fn no_ticket_for_the_directory_is_refused(c: &Case<'_>, backend: &str) {
+    let Case {
+        w,
+        dc,
+        topo,
+        ports,
+        pristine,
+        user,
+    } = *c;
     let conf = dc.var("KRB5_CONFIG");
     let sql_spns: Vec<String> = dc.var("KRB5_SPNS").split(' ').map(str::to_string).collect();
     let sql_spns: Vec<&str> = sql_spns.iter().map(String::as_str).collect();
@@ -184,24 +202,22 @@ fn no_ticket_for_the_directory_is_refused(
 }
 
 /// status, planned, restore, disaster recovery back, restore: one estate, one ticket cache.
-#[allow(clippy::too_many_arguments)]
-fn every_mode(
-    w: &Work,
-    dc: &SambaDc,
-    backend: &str,
-    topo: &Path,
-    ports: &HashMap<InstanceAddr, u16>,
-    pristine: &Path,
-    user: &str,
-    opts: &fixtures::Options,
-) {
+fn every_mode(c: &Case<'_>, backend: &str) {
+    let Case {
+        w,
+        dc,
+        topo,
+        ports,
+        pristine,
+        user,
+    } = *c;
     let conf = dc.var("KRB5_CONFIG");
     let cc = ccache_copy(w, pristine, &format!("{backend}.ccache"));
     let reader = ccache_copy(w, pristine, &format!("{backend}-ldapsearch.ccache"));
     let env = [("KRB5CCNAME", cc.as_str()), ("KRB5_CONFIG", conf)];
     dc.set_backend(&fixtures::active().to_string());
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(opts, ports, user);
+    let sim = KrbSim::start(&fixtures::Options::default(), ports, user);
 
     // Runs `args`, expects exit 0, returns the JSON; then the SCP as `ldapsearch -Y GSSAPI`
     // reads it must name `scp` and, for a change, both databases be writable there only.
