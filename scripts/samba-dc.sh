@@ -13,10 +13,19 @@
 #   - user principals cmsuser@CMS.TEST (the test operator) and intruder@CMS.TEST (a valid
 #     principal no estate admits), each with a random password nobody knows; their keys are
 #     exported to DIR/krb/<user>.keytab and `kinit -k -t` fills DIR/krb/<user>.ccache from it
-#     (no password in any argv or file);
+#     (no password in any argv or file); cmsuser may read and change the SCP, every
+#     authenticated user read it (ACEs on it);
 #   - for each `fqdn:port[:instance]` in $SQL_INSTANCES (default `sql-a.cms.test:1433:RTC`) a
 #     service account svc-<first label> with the SPNs MSSQLSvc/<fqdn>:<port> and, with an
 #     instance, MSSQLSvc/<fqdn>:<instance>; every SPN's key goes into DIR/krb/service.keytab.
+# Directory binds with Kerberos (SASL GSSAPI) over LDAPS: Samba's default
+# `ldap server require strong auth = yes` refuses SASL over TLS both with sign/seal ("not
+# allowed if TLS is used") and without ("required"); the DC is provisioned with
+# `allow_sasl_over_tls`, which is how Windows AD treats GSSAPI over LDAPS.
+# The DC's own computer account gets one more SPN, ldap/$SAMBA_ADDR, so a GSSAPI bind to the
+# URL ldaps://$SAMBA_ADDR (which is what the tests can reach without DNS) finds a service
+# principal; AD registers ldap/<dc fqdn> by itself (Microsoft: "Configuring Kerberos for IP
+# Addresses" for the IP form).
 # DIR/env then also names KRB5_KTNAME_SERVICE, KRB5CCNAME_USER, KRB5CCNAME_INTRUDER,
 # KRB5_USER_PRINCIPAL, KRB5_INTRUDER_PRINCIPAL and KRB5_SPNS (space separated).
 #
@@ -73,6 +82,7 @@ samba-tool domain provision --targetdir="$dir" --realm=$realm --domain=CMS --ser
     --option="interfaces=$iface" --option="bind interfaces only=yes" \
     --option="pid directory=$dir/run" \
     --option="dsdb:schema update allowed=yes" \
+    --option="ldap server require strong auth=allow_sasl_over_tls" \
     --option="tls enabled=yes" --option="tls keyfile=$dir/tls/key.pem" \
     --option="tls certfile=$dir/tls/cert.pem" --option="tls cafile=$dir/tls/ca.pem" \
     > "$dir/provision.log" 2>&1 || { tail -20 "$dir/provision.log" >&2; exit 1; }
@@ -131,6 +141,7 @@ cat > "$dir/krb5.conf" <<KRB
     dns_lookup_kdc = false
     dns_lookup_realm = false
     rdns = false
+    dns_canonicalize_hostname = false
 [realms]
     $realm = {
         kdc = $addr
@@ -177,6 +188,15 @@ for u in cmsuser intruder; do
     KRB5CCNAME="FILE:$krb/$u.ccache" kinit -k -t "$krb/$u.keytab" "$u@$realm" \
         || { echo "kinit $u@$realm from its keytab failed" >&2; exit 1; }
 done
+# cmsuser (the test operator) may read and change the SCP, as RTCUniversalServerAdmins may
+# in a real forest: the directory's Kerberos bind runs as cmsuser. Every authenticated user
+# may read it (as in a real forest's configuration partition), so intruder sees it and is
+# refused the change (insufficientAccessRights, 50).
+sid=$(samba-tool user show cmsuser -s "$dir/etc/smb.conf" --attributes objectSid 2>/dev/null \
+    | sed -n 's/^objectSid: //p')
+[ -n "$sid" ] || { echo "cannot read cmsuser's SID" >&2; exit 1; }
+st dsacl set --objectdn="CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,$base" \
+    --sddl="(A;;RPWP;;;$sid)(A;;RPLCLORC;;;AU)"
 spns=()
 for entry in $sql_instances; do
     IFS=: read -r fqdn port inst <<< "$entry"
@@ -189,6 +209,12 @@ for entry in $sql_instances; do
         spns+=("MSSQLSvc/$fqdn:$inst")
     fi
 done
+# The DC's account (its sAMAccountName, e.g. VM$) and the LDAP SPN for the address.
+dc_account=$(ldbsearch -H "$sam" -s sub -b "$base" \
+    '(userAccountControl:1.2.840.113556.1.4.803:=8192)' sAMAccountName 2>/dev/null \
+    | sed -n 's/^sAMAccountName: //p' | head -1)
+[ -n "$dc_account" ] || { echo "cannot find the DC's computer account" >&2; exit 1; }
+st spn add "ldap/$addr" "$dc_account"
 for spn in "${spns[@]}"; do
     st domain exportkeytab "$krb/service.keytab" --principal="$spn"
 done
@@ -211,5 +237,7 @@ KRB5CCNAME_INTRUDER=FILE:$krb/intruder.ccache
 KRB5_USER_PRINCIPAL=cmsuser@$realm
 KRB5_INTRUDER_PRINCIPAL=intruder@$realm
 KRB5_SPNS=${spns[*]}
+SAMBA_DC_ACCOUNT=$dc_account
+SAMBA_LDAP_SPN=ldap/$addr
 ENV
 echo "samba AD DC up: $dir/env"

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the tests need
 # (unixODBC, the FreeTDS ODBC driver and tsql; Samba's AD DC, the Kerberos client tools and
-# OpenLDAP's clients for the directory tests; Chromium, which renders the HTML report in a
-# test; the MIT krb5 headers and clang that the `gssapi` features build against;
-# libfaketime, which runs the CLI with its clock an hour off in the Kerberos clock-skew
-# test), then format, lint and every test. The tests
+# OpenLDAP's clients and Cyrus SASL's GSSAPI module (`ldapsearch -Y GSSAPI`) for the directory
+# tests; Chromium, which renders the HTML report in a test; the MIT krb5 headers and clang
+# that the `gssapi` features build against; libfaketime, which runs the CLI with its clock an
+# hour off in the Kerberos clock-skew test), then format, lint and every test. The tests
 # start every service they use themselves (the simulator, Samba) on loopback, in temp dirs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for pkg in unixodbc unixodbc-dev odbcinst tdsodbc freetds-bin \
-    samba-ad-dc samba krb5-user ldb-tools ldap-utils openssl chromium \
+    samba-ad-dc samba krb5-user ldb-tools ldap-utils libsasl2-modules-gssapi-mit openssl chromium \
     libkrb5-dev libclang-dev clang faketime; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done

@@ -74,6 +74,10 @@ fn code(op: DirectoryOperation, dc: &str, r: &LdapResult, what: &str) -> Directo
         format!(": {}", r.text.trim())
     };
     let (kind, why) = match r.rc {
+        49 if what.starts_with("Kerberos") => (
+            ErrorKind::Permission,
+            "invalid credentials (49): the DC refused the Kerberos ticket's principal (disabled, locked or expired account?); check `klist` and the account in Active Directory".to_string(),
+        ),
         49 => (
             ErrorKind::Permission,
             "invalid credentials (49): check the bind user and the password in its environment variable or file".to_string(),

@@ -15,11 +15,8 @@ pub struct LdapConfig {
     /// PEM file with the CA certificate(s) that signed the DCs' certificates; `None`: the
     /// system's roots (an error when there are none).
     pub ca_file: Option<PathBuf>,
-    /// The bind DN or user principal name (`CN=svc-cms,CN=Users,DC=contoso,DC=com` or
-    /// `svc-cms@contoso.com`).
-    pub bind_dn: String,
-    /// The bind password.
-    pub password: Secret,
+    /// How to bind.
+    pub bind: LdapBind,
     /// The service control point's DN; `None`: searched for.
     pub scp_dn: Option<String>,
     /// More DCs (URLs) whose value is read back to watch replication converge.
@@ -28,15 +25,50 @@ pub struct LdapConfig {
     pub timeout: Duration,
 }
 
+/// How the directory binds.
+#[derive(Debug, Clone)]
+pub enum LdapBind {
+    /// A simple bind with a password the caller read from an environment variable or a file.
+    Simple {
+        /// The bind DN or user principal name (`CN=svc-cms,CN=Users,DC=contoso,DC=com` or
+        /// `svc-cms@contoso.com`).
+        user: String,
+        /// The bind password.
+        password: Secret,
+    },
+    /// SASL GSSAPI (Kerberos) with the process's credentials: the ticket cache named by
+    /// `KRB5CCNAME` (after `kinit`), or a client keytab in `KRB5_CLIENT_KTNAME`. No password.
+    /// The service principal is `ldap/<the URL's host>`, so the URLs name each DC as its SPN
+    /// does (Active Directory registers `ldap/<dc fqdn>`). Needs the cargo feature
+    /// `kerberos`.
+    Kerberos,
+}
+
 impl LdapConfig {
-    /// A configuration for `url` binding as `bind_dn`, LDAPS expected, 10 s timeout.
+    /// A configuration for `url` with a simple bind as `bind_dn`, LDAPS expected, 10 s
+    /// timeout.
     pub fn new(url: impl Into<String>, bind_dn: impl Into<String>, password: Secret) -> Self {
+        Self::with_bind(
+            url,
+            LdapBind::Simple {
+                user: bind_dn.into(),
+                password,
+            },
+        )
+    }
+
+    /// A configuration for `url` that binds with Kerberos ([`LdapBind::Kerberos`]), LDAPS
+    /// expected, 10 s timeout.
+    pub fn kerberos(url: impl Into<String>) -> Self {
+        Self::with_bind(url, LdapBind::Kerberos)
+    }
+
+    fn with_bind(url: impl Into<String>, bind: LdapBind) -> Self {
         Self {
             url: url.into(),
             starttls: false,
             ca_file: None,
-            bind_dn: bind_dn.into(),
-            password,
+            bind,
             scp_dn: None,
             domain_controllers: Vec::new(),
             timeout: Duration::from_secs(10),
@@ -57,8 +89,21 @@ impl LdapConfig {
             }
             return Err(ConfigError::Url(url.clone()));
         }
-        if self.bind_dn.trim().is_empty() {
-            return Err(ConfigError::NoUser);
+        match &self.bind {
+            LdapBind::Simple { user, .. } if user.trim().is_empty() => {
+                return Err(ConfigError::NoUser);
+            }
+            LdapBind::Simple { .. } => {}
+            LdapBind::Kerberos if !cfg!(feature = "kerberos") => {
+                return Err(ConfigError::KerberosNotBuilt);
+            }
+            LdapBind::Kerberos => {
+                for url in std::iter::once(&self.url).chain(&self.domain_controllers) {
+                    if crate::url_host(url).is_none() {
+                        return Err(ConfigError::Url(url.clone()));
+                    }
+                }
+            }
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::Timeout);
@@ -124,6 +169,11 @@ pub enum ConfigError {
     /// No bind user.
     #[error("no bind user: set the directory's `user` (a DN or user@domain)")]
     NoUser,
+    /// A Kerberos bind in a build without the `kerberos` feature.
+    #[error(
+        "the directory's Kerberos bind is not in this build (cargo feature `kerberos` of directory-ldap; the CLI: `cargo build -p examples --features kerberos`, which needs libkrb5-dev, clang and libclang-dev)"
+    )]
+    KerberosNotBuilt,
     /// A zero timeout.
     #[error("the directory timeout must be greater than zero")]
     Timeout,
@@ -170,9 +220,26 @@ mod tests {
         let mut c = cfg("ldaps://dc01.cms.test");
         c.domain_controllers.push("ldap://dc02.cms.test".into());
         assert!(matches!(c.validate(), Err(ConfigError::Plaintext(u)) if u.contains("dc02")));
-        let mut c = cfg("ldaps://dc01.cms.test");
-        c.bind_dn = " ".into();
+        let c = LdapConfig::new("ldaps://dc01.cms.test", " ", Secret::new("pw"));
         assert_eq!(c.validate(), Err(ConfigError::NoUser));
+    }
+
+    #[test]
+    fn a_kerberos_bind_needs_the_feature_and_a_host_in_each_url() {
+        let c = LdapConfig::kerberos("ldaps://dc01.cms.test");
+        if cfg!(feature = "kerberos") {
+            assert!(c.validate().is_ok());
+            let mut c = LdapConfig::kerberos("ldaps://dc01.cms.test");
+            c.domain_controllers.push("ldaps://:636".into());
+            assert_eq!(c.validate(), Err(ConfigError::Url("ldaps://:636".into())));
+        } else {
+            assert_eq!(c.validate(), Err(ConfigError::KerberosNotBuilt));
+        }
+        // Plain LDAP stays refused: the Kerberos bind goes over TLS too.
+        assert!(matches!(
+            LdapConfig::kerberos("ldap://dc01.cms.test").validate(),
+            Err(ConfigError::Plaintext(_))
+        ));
     }
 
     #[test]

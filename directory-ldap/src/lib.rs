@@ -9,7 +9,12 @@
 //!   [`LdapConfig::starttls`]), the certificate validated against [`LdapConfig::ca_file`] (or
 //!   the system's roots). Plain LDAP is refused: a simple bind would send the password in the
 //!   clear (AD and Samba refuse it too: "Transport encryption required").
-//! - Bind: simple, with a password the caller read from an environment variable or a file.
+//! - Bind: simple, with a password the caller read from an environment variable or a file;
+//!   or SASL GSSAPI ([`LdapBind::Kerberos`], cargo feature `kerberos`) with the process's
+//!   Kerberos credentials and no password. Before each Kerberos bind a preflight asks the
+//!   system GSSAPI library for the `ldap/<host>` service ticket (the SQL backends' preflight,
+//!   `failover_tsql::kerberos`), so no ticket, an expired one, clock skew, an unregistered
+//!   SPN, a wrong realm and an unreachable KDC are each reported as that, with what to do.
 //! - The SCP: [`LdapConfig::scp_dn`], or found by `(objectClass=msRTCSIP-GlobalTopologySetting)`
 //!   in subtree scope under the RootDSE's `configurationNamingContext`, then under the root
 //!   domain's `CN=System` container (older forests); none or several is an error naming what
@@ -27,9 +32,11 @@
 
 mod classify;
 mod config;
+#[cfg(feature = "kerberos")]
+mod kerberos;
 mod scp;
 
-pub use config::{ConfigError, LdapConfig};
+pub use config::{ConfigError, LdapBind, LdapConfig};
 pub use scp::{ATTR_BACKEND, ATTR_MIRROR, SCP_CLASS, swap_mods};
 
 use async_trait::async_trait;
@@ -81,11 +88,26 @@ impl LdapDirectory {
             .map_err(|e| classify::error(op, dc, e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(self.cfg.timeout);
-        let bind = ldap
-            .simple_bind(&self.cfg.bind_dn, self.cfg.password.expose())
-            .await
-            .map_err(|e| classify::error(op, dc, e))?;
-        classify::result(op, dc, bind, "bind")?;
+        match &self.cfg.bind {
+            LdapBind::Simple { user, password } => {
+                let bind = ldap
+                    .simple_bind(user, password.expose())
+                    .await
+                    .map_err(|e| classify::error(op, dc, e))?;
+                classify::result(op, dc, bind, "bind")?;
+            }
+            #[cfg(feature = "kerberos")]
+            LdapBind::Kerberos => kerberos::bind(&mut ldap, dc, op).await?,
+            #[cfg(not(feature = "kerberos"))]
+            LdapBind::Kerberos => {
+                return Err(DirectoryError::new(
+                    ErrorKind::Fatal,
+                    op,
+                    dc,
+                    ConfigError::KerberosNotBuilt.to_string(),
+                ));
+            }
+        }
         Ok(ldap)
     }
 
@@ -203,5 +225,33 @@ fn settled(
         Ok(())
     } else {
         Err(conflict(found))
+    }
+}
+
+/// The host of an LDAP URL (`ldaps://dc01.contoso.com:636/…` → `dc01.contoso.com`; an IPv6
+/// literal without its brackets), `None` when it names none.
+pub(crate) fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn the_host_of_a_url() {
+        assert_eq!(url_host("ldaps://dc01.cms.test"), Some("dc01.cms.test"));
+        assert_eq!(url_host("ldap://dc01.cms.test:389/"), Some("dc01.cms.test"));
+        assert_eq!(url_host("ldaps://127.0.0.44:636"), Some("127.0.0.44"));
+        assert_eq!(url_host("ldaps://[::1]:636"), Some("::1"));
+        assert_eq!(url_host("ldaps://:636"), None);
+        assert_eq!(url_host("dc01"), None);
     }
 }

@@ -4,8 +4,12 @@
 //! client.
 //!
 //! One test, because the DC's ports are fixed: it runs the shared conformance suite, then the
-//! transport and failure cases. Needs root and the Debian packages the README's test command
-//! installs; without them it prints SKIPPED (and fails under `CI`).
+//! transport and failure cases, with the simple bind; with the cargo feature `kerberos` the
+//! suite runs again with the SASL GSSAPI bind (the DC's `cmsuser`, a ticket cache only, the
+//! service principal `ldap/127.0.0.1` that `samba-dc.sh` registers on the DC), followed by
+//! the Kerberos refusals (no ticket, an unregistered SPN, a principal without rights on the
+//! SCP). Needs root and the Debian packages the README's test command installs; without them
+//! it prints SKIPPED (and fails under `CI`).
 
 use async_trait::async_trait;
 use directory_ldap::{LdapConfig, LdapDirectory};
@@ -92,6 +96,14 @@ impl SambaDc {
             self.var("SAMBA_USER"),
             Secret::new(self.password()),
         );
+        c.ca_file = Some(self.var("SAMBA_CA").into());
+        c
+    }
+
+    /// The same DC with the Kerberos bind (the process's ticket cache, `KRB5CCNAME`).
+    #[cfg(feature = "kerberos")]
+    fn kerberos_config(&self) -> LdapConfig {
+        let mut c = LdapConfig::kerberos(self.var("SAMBA_URL"));
         c.ca_file = Some(self.var("SAMBA_CA").into());
         c
     }
@@ -195,6 +207,17 @@ impl DirectoryHarness for Harness<'_> {
 #[test]
 fn samba_active_directory() {
     let Some(dc) = SambaDc::start() else { return };
+    // No ticket yet: the Kerberos part first checks the refusal without one.
+    #[cfg(feature = "kerberos")]
+    let empty_ccache = dc.path.join("empty.ccache");
+    // SAFETY: before the runtime (or any other thread of this test) starts; this binary has
+    // one test. The GSSAPI library reads these from the environment.
+    #[cfg(feature = "kerberos")]
+    unsafe {
+        std::env::set_var("KRB5_CONFIG", dc.var("KRB5_CONFIG"));
+        std::env::set_var("KRB5CCNAME", format!("FILE:{}", empty_ccache.display()));
+        std::env::remove_var("KRB5_CLIENT_KTNAME");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -228,8 +251,13 @@ fn samba_active_directory() {
         }
 
         // A wrong password is refused as a permission error and changes nothing.
-        let mut c = dc.config();
-        c.password = Secret::new("not-the-password");
+        let c = LdapConfig {
+            bind: directory_ldap::LdapBind::Simple {
+                user: dc.var("SAMBA_USER").into(),
+                password: Secret::new("not-the-password"),
+            },
+            ..dc.config()
+        };
         let bad = LdapDirectory::new(c).unwrap();
         let e = bad
             .compare_and_swap(dc.var("SAMBA_URL"), &a, &b)
@@ -292,5 +320,83 @@ fn samba_active_directory() {
             .unwrap_err();
         assert_ne!(e.kind, ErrorKind::Timeout, "{e}");
         assert_eq!(h.read_independently().await, a);
+
+        #[cfg(feature = "kerberos")]
+        kerberos(&dc, &h).await;
     });
+}
+
+/// The conformance suite and the refusals with the SASL GSSAPI bind.
+#[cfg(feature = "kerberos")]
+async fn kerberos(dc: &SambaDc, simple: &Harness<'_>) {
+    let url = dc.var("SAMBA_URL");
+    let [a, b, _] = values();
+    simple.set_behind_our_back(&a).await;
+
+    // A Kerberos-bound swap from `a` to `b` is refused as a permission error whose message
+    // has `needle`, and the SCP still holds `a`.
+    let (a_, b_) = (&a, &b);
+    let refused = |needle: &'static str| async move {
+        let e = LdapDirectory::new(dc.kerberos_config())
+            .unwrap()
+            .compare_and_swap(url, a_, b_)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Permission, "{e}");
+        assert!(e.message.contains(needle), "{e}");
+        assert_eq!(&simple.read_independently().await, a_);
+    };
+    // No ticket: refused before any bind, says `kinit`.
+    refused("kinit").await;
+    // A principal the SCP's ACL does not admit: the bind works, the swap is refused (50).
+    let intruder = use_ccache(dc, "KRB5CCNAME_INTRUDER", "intruder");
+    refused("(50)").await;
+    drop(intruder);
+
+    // The suite, bound as cmsuser with its ticket cache only.
+    let _user = use_ccache(dc, "KRB5CCNAME_USER", "cmsuser");
+    let h = Harness {
+        dc,
+        dir: LdapDirectory::new(dc.kerberos_config()).unwrap(),
+    };
+    run_all(&h).await;
+
+    // StartTLS with Kerberos too.
+    let mut c = dc.kerberos_config();
+    c.url = dc.var("SAMBA_STARTTLS_URL").into();
+    c.starttls = true;
+    h.set_behind_our_back(&a).await;
+    assert_eq!(
+        LdapDirectory::new(c)
+            .unwrap()
+            .read(dc.var("SAMBA_STARTTLS_URL"))
+            .await
+            .unwrap(),
+        a
+    );
+
+    // A name the DC has no SPN for (the certificate names localhost): says which to register.
+    let mut c = dc.kerberos_config();
+    c.url = "ldaps://localhost".into();
+    let e = LdapDirectory::new(c)
+        .unwrap()
+        .compare_and_swap("ldaps://localhost", &a, &b)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permission, "{e}");
+    assert!(e.message.contains("setspn -S ldap/localhost "), "{e}");
+    assert_eq!(h.read_independently().await, a);
+}
+
+/// Points `KRB5CCNAME` at a fresh copy of the DC's ticket cache `var` (so service tickets
+/// cached by one part do not serve another).
+#[cfg(feature = "kerberos")]
+fn use_ccache(dc: &SambaDc, var: &str, name: &str) -> PathBuf {
+    let from = dc.var(var).trim_start_matches("FILE:").to_string();
+    let to = dc.path.join(format!("{name}-copy.ccache"));
+    std::fs::copy(from, &to).unwrap();
+    // SAFETY: the runtime is single-threaded and no GSSAPI call is running; the blocking
+    // pool's threads are idle between the preflights.
+    unsafe { std::env::set_var("KRB5CCNAME", format!("FILE:{}", to.display())) };
+    to
 }

@@ -90,7 +90,7 @@ pub async fn run_oriented(
         pair::check_to(to, &d, &p.config.topology)?;
     }
     let p = p;
-    let dir_password = directory.as_ref().map(|(_, pw)| pw.clone());
+    let dir_password = directory.as_ref().and_then(|(_, pw)| pw.clone());
     let mut secrets = p.credentials.secrets();
     secrets.extend(dir_password.as_ref().map(|pw| pw.expose()));
     let mut driver = Driver::new(backend.clone());

@@ -14,7 +14,7 @@
 //! [directory]
 //! url = "ldaps://dc01.contoso.com"     # or ldap://… with starttls = true
 //! ca_file = "/etc/cms-failover/ad-ca.pem"
-//! bind = "simple"                      # "kerberos": not supported yet
+//! bind = "simple"                      # or "kerberos" (then no user, no password)
 //! user = "svc-cmsfailover@contoso.com"
 //! password_env = "CMS_FAILOVER_AD_PASSWORD"   # or password_file = "…"
 //! scp_dn = "CN=Topology Settings,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"  # optional
@@ -23,7 +23,10 @@
 //!
 //! The command runs without a shell (an argv array), standard input closed; nothing secret
 //! belongs in it. The directory's password comes from an environment variable or a file,
-//! never the topology, argv, a log or a report.
+//! never the topology, argv, a log or a report. `bind = "kerberos"` binds with SASL GSSAPI
+//! and the process's Kerberos credentials (`kinit`, `KRB5CCNAME`, or a client keytab in
+//! `KRB5_CLIENT_KTNAME`), the service principal `ldap/<host of each URL>`; it takes no user
+//! and no password, and needs a build with the `kerberos` feature.
 
 use crate::config::{ConfigError, Ctx, RawDuration};
 use crate::secret::PasswordSource;
@@ -64,16 +67,28 @@ pub struct DirectoryConfig {
     pub starttls: bool,
     /// CA certificates (PEM) of the DCs.
     pub ca_file: Option<PathBuf>,
-    /// Bind user (DN or user@domain).
-    pub user: String,
-    /// Where the bind password is read from.
-    pub password: PasswordSource,
+    /// How to bind.
+    pub bind: DirectoryBind,
     /// The SCP's DN, when not searched for.
     pub scp_dn: Option<String>,
     /// More DCs to read back.
     pub domain_controllers: Vec<String>,
     /// Bound on each LDAP request.
     pub timeout: Option<Duration>,
+}
+
+/// `[directory] bind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryBind {
+    /// `"simple"` (the default): a user and its password.
+    Simple {
+        /// Bind user (DN or user@domain).
+        user: String,
+        /// Where the bind password is read from.
+        password: PasswordSource,
+    },
+    /// `"kerberos"`: SASL GSSAPI with the process's Kerberos credentials.
+    Kerberos,
 }
 
 #[derive(Deserialize)]
@@ -190,43 +205,38 @@ impl RawDirectory {
                 format!("`{url}` is not an LDAP URL: use ldaps://dc01.contoso.com (or ldap://… with starttls = true)"),
             ));
         }
-        match &self.bind {
-            None => {}
-            Some(b) if b.get_ref() == "simple" => {}
-            Some(b) if b.get_ref() == "kerberos" => {
+        let bind = match self.bind.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("simple", _)) => self.simple_bind(cx)?,
+            Some(("kerberos", _)) => {
+                for (present, key) in [
+                    (self.user.as_ref().map(|v| v.span()), "directory.user"),
+                    (
+                        self.password_env.as_ref().map(|v| v.span()),
+                        "directory.password_env",
+                    ),
+                    (
+                        self.password_file.as_ref().map(|v| v.span()),
+                        "directory.password_file",
+                    ),
+                ] {
+                    if let Some(at) = present {
+                        return Err(cx.err(
+                            Some(at),
+                            Some(key),
+                            "bind = \"kerberos\" binds with the process's Kerberos credentials (`kinit`, KRB5CCNAME, or a client keytab in KRB5_CLIENT_KTNAME), so it takes no user and no password: remove this key",
+                        ));
+                    }
+                }
+                DirectoryBind::Kerberos
+            }
+            Some((other, span)) => {
                 return Err(cx.err(
-                    Some(b.span()),
+                    Some(span),
                     Some("directory.bind"),
-                    "bind = \"kerberos\" is not supported yet (SASL GSSAPI arrives with the Kerberos issue); use bind = \"simple\" with user and password_env or password_file",
+                    format!("`{other}` is not a bind method: use \"simple\" (user and password) or \"kerberos\" (the process's Kerberos ticket)"),
                 ));
-            }
-            Some(b) => {
-                return Err(cx.err(
-                    Some(b.span()),
-                    Some("directory.bind"),
-                    format!("`{}` is not a bind method: use \"simple\" (\"kerberos\" is not supported yet)", b.get_ref()),
-                ));
-            }
-        }
-        let user = match &self.user {
-            Some(u) if !u.get_ref().trim().is_empty() => u.get_ref().trim().to_string(),
-            Some(u) => {
-                return Err(cx.err(
-                    Some(u.span()),
-                    Some("directory.user"),
-                    "the bind user must not be empty: a DN or user@domain",
-                ));
-            }
-            None => {
-                return Err(cx.err(Some(self.url.span()), Some("directory"), "add user = \"svc-cmsfailover@contoso.com\" (a DN or user@domain) for the simple bind"));
             }
         };
-        let password = cx.password(
-            &self.password_env,
-            &self.password_file,
-            "directory",
-            self.url.span(),
-        )?;
         let mut domain_controllers = Vec::new();
         for dc in self.domain_controllers.iter().flatten() {
             let l = dc.get_ref().to_ascii_lowercase();
@@ -259,12 +269,37 @@ impl RawDirectory {
             url,
             starttls,
             ca_file: self.ca_file.as_ref().map(|f| cx.relative(f.get_ref())),
-            user,
-            password,
+            bind,
             scp_dn,
             domain_controllers,
             timeout,
         })
+    }
+}
+
+impl RawDirectory {
+    /// `bind = "simple"`: the user and where its password is.
+    fn simple_bind(&self, cx: &Ctx) -> Result<DirectoryBind, ConfigError> {
+        let user = match &self.user {
+            Some(u) if !u.get_ref().trim().is_empty() => u.get_ref().trim().to_string(),
+            Some(u) => {
+                return Err(cx.err(
+                    Some(u.span()),
+                    Some("directory.user"),
+                    "the bind user must not be empty: a DN or user@domain",
+                ));
+            }
+            None => {
+                return Err(cx.err(Some(self.url.span()), Some("directory"), "add user = \"svc-cmsfailover@contoso.com\" (a DN or user@domain) for the simple bind, or bind = \"kerberos\""));
+            }
+        };
+        let password = cx.password(
+            &self.password_env,
+            &self.password_file,
+            "directory",
+            self.url.span(),
+        )?;
+        Ok(DirectoryBind::Simple { user, password })
     }
 }
 
@@ -334,6 +369,10 @@ mod tests {
             key(
                 "[directory]\nurl = \"ldaps://dc\"\nbind = \"kerberos\"\nuser = \"u\"\npassword_env = \"P\"\n"
             ),
+            "directory.user"
+        );
+        assert_eq!(
+            key("[directory]\nurl = \"ldaps://dc\"\nbind = \"ntlm\"\n"),
             "directory.bind"
         );
         assert_eq!(
@@ -359,8 +398,39 @@ mod tests {
         // Relative password files are relative to the topology file.
         let c = parse("[directory]\nurl = \"ldap://dc\"\nstarttls = true\nuser = \"u\"\npassword_file = \"ad-pw\"\n").unwrap();
         assert_eq!(
-            c.sections.directory.unwrap().password,
-            crate::secret::PasswordSource::File("/etc/cms/ad-pw".into())
+            c.sections.directory.unwrap().bind,
+            super::DirectoryBind::Simple {
+                user: "u".into(),
+                password: crate::secret::PasswordSource::File("/etc/cms/ad-pw".into())
+            }
         );
+    }
+
+    #[test]
+    fn a_kerberos_bind_takes_no_user_and_no_password() {
+        let c =
+            parse("[directory]\nurl = \"ldaps://dc01.cms.test\"\nbind = \"kerberos\"\n").unwrap();
+        assert_eq!(
+            c.sections.directory.unwrap().bind,
+            super::DirectoryBind::Kerberos
+        );
+        for extra in [
+            "user = \"u\"",
+            "password_env = \"P\"",
+            "password_file = \"f\"",
+        ] {
+            let e = parse(&format!(
+                "[directory]\nurl = \"ldaps://dc01.cms.test\"\nbind = \"kerberos\"\n{extra}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.message.contains("kinit") && e.message.contains("remove this key"),
+                "{e}"
+            );
+        }
+        // Plain LDAP stays refused with Kerberos too.
+        let e = parse("[directory]\nurl = \"ldap://dc01.cms.test\"\nbind = \"kerberos\"\n")
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("directory.url"), "{e}");
     }
 }

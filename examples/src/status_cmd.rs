@@ -70,7 +70,11 @@ pub async fn run(a: StatusArgs) -> Result<i32, Failure> {
         }
     }
     let mut secrets = credentials.secrets();
-    secrets.extend(directory.as_ref().map(|(_, pw)| pw.expose()));
+    secrets.extend(
+        directory
+            .as_ref()
+            .and_then(|(_, pw)| pw.as_ref().map(|pw| pw.expose())),
+    );
     if a.json {
         let mut v = crate::json::status_doc(&doc, &secrets);
         if let Some(d) = &dir_status {

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::sections::DirectoryConfig;
+use crate::sections::{DirectoryBind, DirectoryConfig};
 use crate::status::StatusDoc;
 use failover_core::{CmsLocation, Directory, Driver, Secret, Topology};
 use serde::Serialize;
@@ -13,11 +13,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A directory and its bind password (kept to scrub it from every output).
-pub type Built = (Arc<dyn Directory>, Secret);
+/// A directory and its bind password (kept to scrub it from every output; `None` for the
+/// Kerberos bind, which has none).
+pub type Built = (Arc<dyn Directory>, Option<Secret>);
 
 /// The directory of `cfg` and its bind password (for redaction), or `None` without a
-/// `[directory]` section. Reads the password and the CA file now; connects to nothing.
+/// `[directory]` section. Reads the password and the CA file now; connects to nothing. A
+/// Kerberos bind in a build without the `kerberos` feature is bad input (exit 2).
 pub fn build(cfg: &Config) -> Result<Option<Built>, Failure> {
     let Some(d) = &cfg.sections.directory else {
         return Ok(None);
@@ -26,16 +28,28 @@ pub fn build(cfg: &Config) -> Result<Option<Built>, Failure> {
 }
 
 fn build_ldap(d: &DirectoryConfig, timeout: Duration) -> Result<Built, Failure> {
-    let password = d.password.load().map_err(|e| {
-        Failure::usage(
-            e.to_string().replace("SQL login's", "directory bind"),
-            format!(
-                "provide the directory bind password through the {} named in the topology's [directory]",
-                d.password.describe()
-            ),
-        )
-    })?;
-    let mut lc = directory_ldap::LdapConfig::new(d.url.clone(), d.user.clone(), password.clone());
+    let (mut lc, password) = match &d.bind {
+        DirectoryBind::Simple { user, password } => {
+            let password = password.load().map_err(|e| {
+                Failure::usage(
+                    e.to_string().replace("SQL login's", "directory bind"),
+                    format!(
+                        "provide the directory bind password through the {} named in the topology's [directory]",
+                        password.describe()
+                    ),
+                )
+            })?;
+            let lc = directory_ldap::LdapConfig::new(d.url.clone(), user.clone(), password.clone());
+            (lc, Some(password))
+        }
+        DirectoryBind::Kerberos if !cfg!(feature = "kerberos") => {
+            return Err(Failure::usage(
+                "[directory] bind = \"kerberos\" but this build of cms-failover has no Kerberos support for the directory",
+                "rebuild with `cargo build --release -p examples --features kerberos` (needs libkrb5-dev, clang and libclang-dev), or use bind = \"simple\" with user and password_env or password_file",
+            ));
+        }
+        DirectoryBind::Kerberos => (directory_ldap::LdapConfig::kerberos(d.url.clone()), None),
+    };
     lc.starttls = d.starttls;
     lc.ca_file = d.ca_file.clone();
     lc.scp_dn = d.scp_dn.clone();

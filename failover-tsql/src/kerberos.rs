@@ -93,6 +93,17 @@ impl Problem {
             Self::ClockSkew => format!(
                 "Kerberos: clock skew too great between this machine and the KDC (for {spn}); synchronise the clock (NTP with the domain controllers) and retry"
             ),
+            Self::UnknownSpn if spn.starts_with("ldap/") => {
+                let host = &spn["ldap/".len()..];
+                format!(
+                    "Kerberos: the KDC knows no service principal {spn}: name the domain controller in the directory URL by its DNS name (Active Directory registers ldap/<dc fqdn> on the DC's computer account), or register this one on it: `setspn -S {spn} <domain>\\<DC name>$`{}",
+                    if host.parse::<std::net::IpAddr>().is_ok() {
+                        " (an IP address needs that SPN: Microsoft, \"Configuring Kerberos for IP Addresses\")"
+                    } else {
+                        ""
+                    }
+                )
+            }
             Self::UnknownSpn => {
                 let port_or_instance = spn.rsplit(':').next().unwrap_or("<port>");
                 let host = spn
@@ -266,6 +277,8 @@ mod tests {
         assert!(Problem::NoTicket.message(&spn).contains("kinit"));
         let m = Problem::UnknownSpn.message(&spn);
         assert!(m.contains("setspn -S MSSQLSvc/sql-a.cms.test:1433 "), "{m}");
+        let m = Problem::UnknownSpn.message("ldap/dc01.cms.test");
+        assert!(m.contains("setspn -S ldap/dc01.cms.test "), "{m}");
         assert_eq!(Problem::KdcUnreachable.kind(), ErrorKind::Unreachable);
         assert_eq!(Problem::ClockSkew.kind(), ErrorKind::Permission);
     }

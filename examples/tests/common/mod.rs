@@ -10,6 +10,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+pub mod krb;
 pub mod samba;
 
 /// The environment variable the test topologies name for the password.

@@ -148,6 +148,44 @@ impl SambaDc {
         )
     }
 
+    /// The topology's `[directory]` section for this DC with the Kerberos bind: no user, no
+    /// password.
+    pub fn kerberos_section(&self, extra: &str) -> String {
+        format!(
+            "\n[directory]\nurl = \"{}\"\nca_file = \"{}\"\nbind = \"kerberos\"\n{extra}",
+            self.var("SAMBA_URL"),
+            self.var("SAMBA_CA"),
+        )
+    }
+
+    /// The file behind a `FILE:` ticket cache or keytab variable (`KRB5CCNAME_USER`, …).
+    pub fn file(&self, k: &str) -> PathBuf {
+        PathBuf::from(self.var(k).trim_start_matches("FILE:"))
+    }
+
+    /// The SCP's `msRTCSIP-BackEndServer` as `ldapsearch -Y GSSAPI` reads it with the ticket
+    /// cache `ccache` (an independent Kerberos LDAP client: OpenLDAP with Cyrus SASL's GSSAPI
+    /// module; `-N`: the service name is the URL's host, as in our client; `maxssf=0`: no SASL
+    /// security layer inside TLS).
+    pub fn backend_gssapi(&self, ccache: &str) -> String {
+        let out = Command::new("ldapsearch")
+            .args(["-H", self.var("SAMBA_URL"), "-Y", "GSSAPI", "-N", "-Q"])
+            .args(["-O", "maxssf=0", "-LLL", "-o", "ldif-wrap=no", "-s", "base"])
+            .args([
+                "-b",
+                self.var("SAMBA_SCP_DN"),
+                "(objectClass=*)",
+                BACKEND_ATTR,
+            ])
+            .env("LDAPTLS_CACERT", self.var("SAMBA_CA"))
+            .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
+            .env("KRB5CCNAME", ccache)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        backend_of(&out, "ldapsearch -Y GSSAPI")
+    }
+
     /// Runs an OpenLDAP client (`ldapsearch`, `ldapmodify`) with the Administrator's
     /// credentials over LDAPS (the password from its file through `-y`).
     pub fn openldap(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Output {
@@ -191,17 +229,7 @@ impl SambaDc {
             ],
             None,
         );
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "ldapsearch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let prefix = format!("{BACKEND_ATTR}: ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
-            .to_string()
+        backend_of(&out, "ldapsearch")
     }
 
     /// The LDIF that replaces the SCP's store with `value`.
@@ -234,6 +262,21 @@ impl SambaDc {
             self.replace_ldif(value)
         )
     }
+}
+
+/// The `msRTCSIP-BackEndServer` value in an `ldapsearch -LLL` output.
+fn backend_of(out: &Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("{BACKEND_ATTR}: ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {BACKEND_ATTR} in: {text}"))
+        .to_string()
 }
 
 impl Drop for SambaDc {

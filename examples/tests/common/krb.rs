@@ -1,0 +1,214 @@
+//! Kerberos-only CLI runs (issue 14): the simulator with integrated security admitting one
+//! principal, the CLI run with a cleared environment (no password-like variable can reach
+//! it), and ticket caches prepared from the Samba DC's (`scripts/samba-dc.sh`).
+//!
+//! Merge note: `examples/tests/kerberos.rs` keeps its own copies of [`KrbSim`] and the runner
+//! (that file belongs to another change); it can use these.
+
+use backend_fake::{Estate, fixtures};
+use failover_core::{DatabaseName, InstanceAddr};
+use mssql_sim::integrated::WindowsLogin;
+use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (the SPNs name the instances' ports, so they are fixed
+/// before the DC is provisioned).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fixture served with integrated security on fixed ports, admitting only `principal`
+/// (as the sysadmin `CMS\cmsuser`). The acceptor reads its keytab from `KRB5_KTNAME`.
+pub struct KrbSim {
+    /// The estate behind the simulator.
+    pub estate: Estate,
+    handle: Option<SimHandle>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl KrbSim {
+    /// Serves `opts`'s fixture on `ports`.
+    pub fn start(
+        opts: &fixtures::Options,
+        ports: &HashMap<InstanceAddr, u16>,
+        principal: &str,
+    ) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fx = fixtures::build(opts);
+        let options = SimOptions {
+            ports: ports.clone(),
+            windows_logins: Some(vec![WindowsLogin {
+                principal: principal.into(),
+                name: Some("CMS\\cmsuser".into()),
+                sysadmin: true,
+            }]),
+            ..SimOptions::default()
+        };
+        let handle = rt
+            .block_on(Simulator::start(fx.estate.clone(), options))
+            .unwrap();
+        Self {
+            estate: fx.estate,
+            handle: Some(handle),
+            rt,
+        }
+    }
+
+    /// The reachable instances where `db` is writable.
+    pub fn writable(&self, db: &str) -> Vec<InstanceAddr> {
+        self.estate
+            .snapshot()
+            .writable_reachable_copies(&DatabaseName::parse(db).unwrap())
+    }
+}
+
+impl Drop for KrbSim {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+/// Runs the CLI with only `env` (plus PATH, HOME, the journal): asserts no password-like
+/// variable reaches the child, and bounds the run at 120 s.
+pub fn cli(
+    work: &super::Work,
+    backend: &str,
+    topology: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cms-failover"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", work.dir.path())
+        .env("XDG_STATE_HOME", work.path("state"))
+        .env("USER", "tester")
+        .envs(env.iter().copied())
+        .args(args)
+        .args(["--backend", backend, "--topology"])
+        .arg(topology)
+        .arg("--journal-dir")
+        .arg(work.journal())
+        .stdin(Stdio::null());
+    for (k, _) in c.get_envs() {
+        let k = k.to_string_lossy().to_ascii_uppercase();
+        assert!(
+            !(k.contains("PASSWORD") || k.contains("PWD") || k.ends_with("_PW")),
+            "the child would inherit a password-like variable {k}"
+        );
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained while it runs: a report larger than the pipe's buffer (64 KiB) would block the
+    // child on a full stdout otherwise.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "cms-failover {args:?} --backend {backend} did not finish in 120 s: {}{}",
+                String::from_utf8_lossy(&stdout.join().unwrap()),
+                String::from_utf8_lossy(&stderr.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// A run's exit code and output, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fresh copy of the ticket cache `from` as `name` in `work`, as a `FILE:` name.
+pub fn ccache_copy(work: &super::Work, from: &Path, name: &str) -> String {
+    let to = work.path(name);
+    std::fs::copy(from, &to).unwrap();
+    format!("FILE:{}", to.display())
+}
+
+/// A ticket cache holding service tickets for `spns` and no ticket-granting ticket, made
+/// from `from` (which has one): `kvno` fetches and caches each service ticket, then the
+/// TGT's entries are renamed (`krbtgt` → `krbtgx`, same length, so the file stays valid),
+/// so any other service (the directory's `ldap/…`) finds no TGT: "no ticket".
+pub fn ccache_without_tgt(
+    work: &super::Work,
+    from: &Path,
+    name: &str,
+    spns: &[&str],
+    krb5_config: &str,
+) -> String {
+    let cc = ccache_copy(work, from, name);
+    let st = Command::new("kvno")
+        .args(["-c", &cc])
+        .args(spns)
+        .env("KRB5_CONFIG", krb5_config)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kvno {spns:?}");
+    let path = PathBuf::from(cc.trim_start_matches("FILE:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut renamed = 0;
+    for i in 0..bytes.len().saturating_sub(6) {
+        if &bytes[i..i + 6] == b"krbtgt" {
+            bytes[i + 5] = b'x';
+            renamed += 1;
+        }
+    }
+    assert!(renamed > 0, "no TGT in {}", path.display());
+    std::fs::write(&path, bytes).unwrap();
+    // Only the services asked for are left.
+    let st = Command::new("kvno")
+        .args(["-c", &cc])
+        .args(spns)
+        .env("KRB5_CONFIG", krb5_config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the service tickets survive: kvno {spns:?}");
+    cc
+}
