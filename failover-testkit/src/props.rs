@@ -1365,3 +1365,55 @@ fn run_wire_shard(factory: &dyn BackendFactory, cases: u32, shard: u64) -> Resul
 pub const WIRE_CASES_VAR: &str = "CMS_FAILOVER_WIRE_PROPTEST_CASES";
 /// The variable that sets the number of property-test cases against the fake (per shard).
 pub const FAKE_CASES_VAR: &str = "CMS_FAILOVER_PROPTEST_CASES";
+
+/// A current-thread runtime with paused time, for driving [`check`] from a plain `#[test]`.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// The variations [`sweep`] checks around one scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    /// Crash at each of the first this many calls (every other one with its answer lost).
+    pub crash_points: usize,
+    /// Fault seeds `0..fault_seeds`, each at [`Sweep::fault_rate`].
+    pub fault_seeds: u64,
+    /// The fault rate of the seeded runs.
+    pub fault_rate: f64,
+    /// Every this many seeds, also cancel the run (at call `seed % 9`).
+    pub cancel_every: Option<u64>,
+}
+
+/// Checks `base` against the fake under paused time, then `base` crashed at each crash
+/// point, then with seeded faults (and cancellations); panics naming `tag` and the first
+/// variation that breaks an invariant.
+pub fn sweep(rt: &tokio::runtime::Runtime, base: &Scenario, tag: &str, s: Sweep) {
+    let run = |sc: &Scenario, what: &str| {
+        if let Err(e) = rt.block_on(check(&FakeFactory, sc, Timing::paused())) {
+            panic!("{tag}{what}: {e}");
+        }
+    };
+    run(base, "");
+    for k in 0..s.crash_points {
+        let sc = Scenario {
+            crash_at: Some((k, k % 2 == 0)),
+            ..base.clone()
+        };
+        run(&sc, &format!(" crash at {k}"));
+    }
+    for seed in 0..s.fault_seeds {
+        let sc = Scenario {
+            seed,
+            fault_rate: s.fault_rate,
+            cancel_at: s
+                .cancel_every
+                .and_then(|n| (seed % n == 0).then_some(seed as usize % 9)),
+            ..base.clone()
+        };
+        run(&sc, &format!(" faults seed {seed}"));
+    }
+}

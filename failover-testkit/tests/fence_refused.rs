@@ -22,17 +22,9 @@ fn scenario(kind: Kind) -> Scenario {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_refused_fence_keeps_the_invariants_in_every_mode_with_faults_and_at_every_crash_point() {
-    let rt = rt();
+    let rt = paused_runtime();
     let mut variants = vec![
         scenario(Kind::Planned),
         Scenario {
@@ -59,29 +51,17 @@ fn a_refused_fence_keeps_the_invariants_in_every_mode_with_faults_and_at_every_c
             "{:?} source_down={} backup_principal_down={} lag={} concurrent={}",
             base.kind, base.source_down, base.backup_principal_down, base.lag, base.concurrent
         );
-        if let Err(e) = rt.block_on(check(&FakeFactory, &base, Timing::paused())) {
-            panic!("{tag}: {e}");
-        }
-        for k in 0..30 {
-            let sc = Scenario {
-                crash_at: Some((k, k % 2 == 0)),
-                ..base.clone()
-            };
-            if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                panic!("{tag} crash at {k}: {e}");
-            }
-        }
-        for seed in 0..40 {
-            let sc = Scenario {
-                seed,
+        sweep(
+            &rt,
+            &base,
+            &tag,
+            Sweep {
+                crash_points: 30,
+                fault_seeds: 40,
                 fault_rate: 0.15,
-                cancel_at: (seed % 5 == 0).then_some(seed as usize % 9),
-                ..base.clone()
-            };
-            if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                panic!("{tag} faults seed {seed}: {e}");
-            }
-        }
+                cancel_every: Some(5),
+            },
+        );
     }
 }
 
@@ -89,7 +69,7 @@ fn a_refused_fence_keeps_the_invariants_in_every_mode_with_faults_and_at_every_c
 /// operator's way out, nothing durable changed, no lock left, the source still writable.
 #[test]
 fn planned_and_dr_with_the_source_up_are_refused_and_change_nothing() {
-    let rt = rt();
+    let rt = paused_runtime();
     for dr in [false, true] {
         let fx = fixtures::build(
             &Options::default()

@@ -26,42 +26,22 @@ fn scenario(kind: Kind, switch_delay: u64) -> Scenario {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_delayed_role_switch_keeps_the_invariants_in_every_mode_and_at_every_crash_point() {
-    let rt = rt();
+    let rt = paused_runtime();
     for kind in [Kind::Planned, Kind::Disaster, Kind::Restore] {
         for delay in [0, 7, 40] {
-            let sc = scenario(kind, delay);
-            if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                panic!("{kind:?} delay={delay}: {e}");
-            }
-            for k in 0..40 {
-                let sc = Scenario {
-                    crash_at: Some((k, k % 2 == 0)),
-                    ..sc.clone()
-                };
-                if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                    panic!("{kind:?} delay={delay} crash at {k}: {e}");
-                }
-            }
-            for seed in 0..20 {
-                let sc = Scenario {
-                    seed,
+            sweep(
+                &rt,
+                &scenario(kind, delay),
+                &format!("{kind:?} delay={delay}"),
+                Sweep {
+                    crash_points: 40,
+                    fault_seeds: 20,
                     fault_rate: 0.2,
-                    ..sc.clone()
-                };
-                if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                    panic!("{kind:?} delay={delay} faults seed {seed}: {e}");
-                }
-            }
+                    cancel_every: None,
+                },
+            );
         }
     }
 }
@@ -92,7 +72,7 @@ fn planned_on_mirror(delay: u64) -> (fixtures::Fixture, FailoverRequest) {
 /// and ONLINE: it waits (progress names the switch), then records and verifies it.
 #[test]
 fn a_planned_run_waits_for_the_designated_principal_with_progress() {
-    let rt = rt();
+    let rt = paused_runtime();
     let (fx, req) = planned_on_mirror(30);
     let progress = Arc::new(Progress::default());
     let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
@@ -129,7 +109,7 @@ fn a_planned_run_waits_for_the_designated_principal_with_progress() {
 /// says what state the pair is in.
 #[test]
 fn a_switch_that_does_not_land_in_time_is_rolled_back_with_guidance() {
-    let rt = rt();
+    let rt = paused_runtime();
     let (fx, mut req) = planned_on_mirror(u64::MAX);
     req.settings.mirror_switch_timeout = Duration::from_secs(10);
     let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));

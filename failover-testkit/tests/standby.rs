@@ -19,35 +19,26 @@ fn scenario(kind: Kind) -> Scenario {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn standby_copies_keep_the_invariants_in_every_mode_and_at_every_crash_point() {
-    let rt = rt();
+    let rt = paused_runtime();
     for kind in [Kind::Planned, Kind::Disaster, Kind::Restore] {
         for mirrored in [false, true] {
             for lag in [0, 30] {
                 let mut sc = scenario(kind);
                 sc.mirrored = mirrored;
                 sc.lag = lag;
-                if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                    panic!("{kind:?} mirrored={mirrored} lag={lag}: {e}");
-                }
-                for k in 0..30 {
-                    let sc = Scenario {
-                        crash_at: Some((k, k % 2 == 0)),
-                        ..sc.clone()
-                    };
-                    if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-                        panic!("{kind:?} mirrored={mirrored} crash at {k}: {e}");
-                    }
-                }
+                sweep(
+                    &rt,
+                    &sc,
+                    &format!("{kind:?} mirrored={mirrored} lag={lag}"),
+                    Sweep {
+                        crash_points: 30,
+                        fault_seeds: 0,
+                        fault_rate: 0.0,
+                        cancel_every: None,
+                    },
+                );
             }
         }
     }
@@ -57,7 +48,7 @@ fn standby_copies_keep_the_invariants_in_every_mode_and_at_every_crash_point() {
 /// and no `SET READ_WRITE` was refused with 5063 on the way.
 #[test]
 fn planned_and_dr_promote_standby_copies_with_restore_with_recovery() {
-    let rt = rt();
+    let rt = paused_runtime();
     for dr in [false, true] {
         let fx = fixtures::build(&Options::default().standby(StandbyCopy::Standby));
         let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
