@@ -1,4 +1,5 @@
-//! Serving every instance of an estate, each on its own loopback port.
+//! Serving every instance of an estate, each on its own loopback port, or on its own
+//! loopback address ([`SimOptions::addresses`]) as the instances of a real estate do.
 
 use crate::integrated::{IntegratedAuth, WindowsLogin, WithIntegrated};
 use crate::listener::{bind, run_listener};
@@ -16,8 +17,12 @@ use tokio::task::JoinHandle;
 /// How the simulator listens.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
-    /// The address to bind (default 127.0.0.1).
+    /// The address to bind (default 127.0.0.1) for instances not in [`SimOptions::addresses`].
     pub host: IpAddr,
+    /// An address of its own per instance (e.g. 127.0.1.1, 127.0.1.2: all of 127.0.0.0/8 is
+    /// loopback on Linux), so that each can listen on SQL Server's standard port 1433 under
+    /// its own name and service principal (`MSSQLSvc/<fqdn>:1433`), as in a real estate.
+    pub addresses: HashMap<InstanceAddr, IpAddr>,
     /// Fixed ports per instance; instances not listed get an ephemeral port (port 0).
     pub ports: HashMap<InstanceAddr, u16>,
     /// Certificate and encryption policy per instance; instances not listed have no
@@ -36,6 +41,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            addresses: HashMap::new(),
             ports: HashMap::new(),
             tls: HashMap::new(),
             state: None,
@@ -45,6 +51,21 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
+    /// Serves `instance` on `addr` (its own address and port; port 0: an ephemeral one).
+    pub fn with_listen_addr(mut self, instance: InstanceAddr, addr: SocketAddr) -> Self {
+        self.addresses.insert(instance.clone(), addr.ip());
+        self.ports.insert(instance, addr.port());
+        self
+    }
+
+    /// The socket address `instance` is bound to (port 0: an ephemeral one).
+    pub fn listen_addr(&self, instance: &InstanceAddr) -> SocketAddr {
+        SocketAddr::new(
+            self.addresses.get(instance).copied().unwrap_or(self.host),
+            self.ports.get(instance).copied().unwrap_or(0),
+        )
+    }
+
     /// Serves `instance` with this certificate and policy.
     pub fn with_tls(mut self, instance: InstanceAddr, tls: ServerTls) -> Self {
         self.tls.insert(instance, tls);
@@ -128,7 +149,7 @@ pub struct StartError {
 pub struct Simulator;
 
 impl Simulator {
-    /// Serves every instance of `estate` (each on its own port) until the handle is shut
+    /// Serves every instance of `estate` (each on its own address and port) until the handle is shut
     /// down or dropped. Must be called inside a tokio runtime.
     pub async fn start(estate: Estate, options: SimOptions) -> Result<SimHandle, StartError> {
         let shared = Arc::new(Shared::default());
@@ -136,8 +157,7 @@ impl Simulator {
         let mut endpoints = Vec::new();
         let mut tasks = Vec::new();
         for instance in estate.instances() {
-            let port = options.ports.get(&instance).copied().unwrap_or(0);
-            let addr = SocketAddr::new(options.host, port);
+            let addr = options.listen_addr(&instance);
             let listener = bind(addr).map_err(|source| StartError {
                 instance: instance.clone(),
                 addr,
@@ -237,5 +257,93 @@ impl Drop for SimHandle {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER};
+    use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+    /// `SELECT @@SERVERNAME` through tiberius at `addr`.
+    async fn server_name_at(addr: SocketAddr) -> String {
+        let mut config = tiberius::Config::new();
+        config.host(addr.ip().to_string());
+        config.port(addr.port());
+        config.authentication(tiberius::AuthMethod::sql_server(LOGIN_USER, LOGIN_PASSWORD));
+        config.encryption(tiberius::EncryptionLevel::NotSupported);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = tiberius::Client::connect(config, tcp.compat_write())
+            .await
+            .unwrap();
+        let row = c
+            .simple_query("SELECT @@SERVERNAME")
+            .await
+            .unwrap()
+            .into_row()
+            .await
+            .unwrap()
+            .unwrap();
+        row.get::<&str, _>(0).unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn each_instance_listens_on_its_own_address_on_the_same_port() {
+        let fx = fixtures::build(&fixtures::Options::default());
+        let (a, b) = (fixtures::active(), fixtures::backup());
+        let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, n));
+        // A port free on these addresses: the first start picks it, the second reuses it.
+        let probe = Simulator::start(
+            fx.estate.clone(),
+            SimOptions::default().with_listen_addr(a.clone(), SocketAddr::new(ip(1), 0)),
+        )
+        .await
+        .unwrap();
+        let port = probe.addr_of(&a).unwrap().port();
+        probe.shutdown().await;
+
+        let options = SimOptions::default()
+            .with_listen_addr(a.clone(), SocketAddr::new(ip(1), port))
+            .with_listen_addr(b.clone(), SocketAddr::new(ip(2), port));
+        assert_eq!(options.listen_addr(&a), SocketAddr::new(ip(1), port));
+        // Not listed: the common host, an ephemeral port.
+        let other = fixtures::active_mirror();
+        assert_eq!(
+            options.listen_addr(&other),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+        );
+        let sim = Simulator::start(fx.estate.clone(), options).await.unwrap();
+        assert_eq!(sim.addr_of(&a), Some(SocketAddr::new(ip(1), port)));
+        assert_eq!(sim.addr_of(&b), Some(SocketAddr::new(ip(2), port)));
+        // Each address answers as its own instance.
+        let name_a = server_name_at(SocketAddr::new(ip(1), port)).await;
+        let name_b = server_name_at(SocketAddr::new(ip(2), port)).await;
+        assert_eq!(name_a, backend_fake::default_server_name(&a));
+        assert_eq!(name_b, backend_fake::default_server_name(&b));
+        // The port is bound on those two addresses only, not on every loopback address.
+        assert!(
+            tokio::net::TcpStream::connect(SocketAddr::new(ip(3), port))
+                .await
+                .is_err()
+        );
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_reported_with_the_instance_and_address() {
+        let fx = fixtures::build(&fixtures::Options::default());
+        let a = fixtures::active();
+        let taken = std::net::TcpListener::bind("127.0.9.4:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let e = Simulator::start(
+            fx.estate.clone(),
+            SimOptions::default().with_listen_addr(a.clone(), addr),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.instance, a);
+        assert_eq!(e.addr, addr);
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
     }
 }
