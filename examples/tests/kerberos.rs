@@ -31,6 +31,7 @@
 mod common;
 
 use backend_fake::fixtures;
+use common::krb::{loopback_endpoints, sql_instances_spec};
 use common::{FAST_TIMEOUTS, Work, json, text};
 use failover_core::{DatabaseName, InstanceAddr};
 use mssql_sim::integrated::WindowsLogin;
@@ -136,17 +137,8 @@ impl Drop for SambaDc {
     }
 }
 
-/// SQL Server's standard port, which every instance listens on (each at its own address).
-const SQL_PORT: u16 = 1433;
-
-/// Each instance's own address: 127.0.1.1, .2, … on [`SQL_PORT`] (this binary's block).
-fn endpoints() -> HashMap<InstanceAddr, SocketAddr> {
-    instances()
-        .into_iter()
-        .zip(1u8..)
-        .map(|(i, n)| (i, SocketAddr::from(([127, 0, 1, n], SQL_PORT))))
-        .collect()
-}
+/// This binary's block of instance addresses: 127.0.1.1–.4 on port 1433.
+const ENDPOINT_BLOCK: u8 = 1;
 
 fn instances() -> [InstanceAddr; 4] {
     [
@@ -292,12 +284,8 @@ fn kerberos_only_through_both_backends() {
         eprintln!("SKIPPED kerberos CLI test: {why}");
         return;
     }
-    let endpoints = endpoints();
-    let spec: Vec<String> = instances()
-        .iter()
-        .map(|i| format!("{}:{}", i.host(), endpoints[i].port()))
-        .collect();
-    let dc = SambaDc::start(&spec.join(" "));
+    let endpoints = loopback_endpoints(&instances(), ENDPOINT_BLOCK);
+    let dc = SambaDc::start(&sql_instances_spec(&endpoints));
     // SAFETY: set before the simulator's runtime (or any other thread of this test) starts;
     // this binary has one test. The acceptor reads the keytab name from the environment.
     unsafe {
