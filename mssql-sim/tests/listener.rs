@@ -105,15 +105,8 @@ async fn server_name_at(addr: SocketAddr) -> String {
     let mut c = common::tiberius_connect_at(addr, LOGIN_USER, LOGIN_PASSWORD, None)
         .await
         .unwrap();
-    let row = c
-        .simple_query("SELECT @@SERVERNAME")
-        .await
-        .unwrap()
-        .into_row()
-        .await
-        .unwrap()
-        .unwrap();
-    row.get::<&str, _>(0).unwrap().to_string()
+    let sets = common::batch(&mut c, "SELECT @@SERVERNAME").await.unwrap();
+    sets[0][0][0].clone().unwrap()
 }
 
 #[tokio::test]
