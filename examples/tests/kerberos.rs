@@ -15,10 +15,15 @@
 //! Debian packages `scripts/test-all.sh` installs and `--features odbc,kerberos`; without
 //! them it prints SKIPPED (and fails under `CI`).
 //!
-//! Names: the instances' names are not resolved at all. tiberius is handed the TCP stream
-//! to the `[endpoints]` address and names the service from the instance's host name
-//! (`MSSQLSvc/sql-a.cms.test:<port>`); the ODBC backend gives FreeTDS the same name with
-//! `ServerSPN=`. So every instance has its own service principal without /etc/hosts.
+//! Addresses and names: as in a real estate, each simulated instance listens on its own
+//! address on SQL Server's standard port 1433, here loopback addresses 127.0.1.1–.4 (all of
+//! 127.0.0.0/8 is loopback on Linux; this binary's block, clear of the Samba DCs on
+//! 127.0.0.1 and 127.0.0.40–.44 and of `kerberos_directory.rs`'s 127.0.2.x), so the SPNs are
+//! `MSSQLSvc/sql-a.cms.test:1433` and so on. The instances' names are not resolved at all:
+//! the topology's `[endpoints]` maps each name to its address; tiberius is handed the TCP
+//! stream to it and names the service from the instance's host name and the port, and the
+//! ODBC backend gives FreeTDS the same name with `ServerSPN=`. So every instance has its
+//! own service principal without /etc/hosts.
 //!
 //! The Samba helper is a copy of the one in `samba_status.rs` (merge note: it belongs in
 //! `tests/common/` with the others).
@@ -26,6 +31,7 @@
 mod common;
 
 use backend_fake::fixtures;
+use common::krb::{loopback_endpoints, sql_instances_spec};
 use common::{FAST_TIMEOUTS, Work, json, text};
 use failover_core::{DatabaseName, InstanceAddr};
 use mssql_sim::integrated::WindowsLogin;
@@ -131,13 +137,8 @@ impl Drop for SambaDc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// This binary's block of instance addresses: 127.0.1.1–.4 on port 1433.
+const ENDPOINT_BLOCK: u8 = 1;
 
 fn instances() -> [InstanceAddr; 4] {
     [
@@ -148,8 +149,8 @@ fn instances() -> [InstanceAddr; 4] {
     ]
 }
 
-/// The mirrored fixture served with integrated security on fixed ports (the SPNs name
-/// them), admitting only the DC's `cmsuser`.
+/// The mirrored fixture served with integrated security at fixed addresses (the SPNs name
+/// their ports), admitting only the DC's `cmsuser`.
 struct KrbSim {
     estate: backend_fake::Estate,
     handle: Option<SimHandle>,
@@ -157,15 +158,14 @@ struct KrbSim {
 }
 
 impl KrbSim {
-    fn start(ports: &HashMap<InstanceAddr, u16>, user: &str) -> Self {
+    fn start(endpoints: &HashMap<InstanceAddr, SocketAddr>, user: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let fx = fixtures::build(&fixtures::Options::default().mirrored(true));
-        let options = SimOptions {
-            ports: ports.clone(),
+        let mut options = SimOptions {
             windows_logins: Some(vec![WindowsLogin {
                 principal: user.into(),
                 name: Some("CMS\\cmsuser".into()),
@@ -173,6 +173,9 @@ impl KrbSim {
             }]),
             ..SimOptions::default()
         };
+        for (i, a) in endpoints {
+            options = options.with_listen_addr(i.clone(), *a);
+        }
         let handle = rt
             .block_on(Simulator::start(fx.estate.clone(), options))
             .unwrap();
@@ -281,13 +284,8 @@ fn kerberos_only_through_both_backends() {
         eprintln!("SKIPPED kerberos CLI test: {why}");
         return;
     }
-    let ports: HashMap<InstanceAddr, u16> =
-        instances().into_iter().map(|i| (i, free_port())).collect();
-    let spec: Vec<String> = instances()
-        .iter()
-        .map(|i| format!("{}:{}", i.host(), ports[i]))
-        .collect();
-    let dc = SambaDc::start(&spec.join(" "));
+    let endpoints = loopback_endpoints(&instances(), ENDPOINT_BLOCK);
+    let dc = SambaDc::start(&sql_instances_spec(&endpoints));
     // SAFETY: set before the simulator's runtime (or any other thread of this test) starts;
     // this binary has one test. The acceptor reads the keytab name from the environment.
     unsafe {
@@ -300,17 +298,13 @@ fn kerberos_only_through_both_backends() {
     let pristine = w.path("pristine.ccache");
     std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
     let krb5_conf = dc.var("KRB5_CONFIG").to_string();
-    let endpoints: HashMap<InstanceAddr, SocketAddr> = ports
-        .iter()
-        .map(|(i, p)| (i.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
-        .collect();
     let topo = topology(&w, "topology.toml", &endpoints);
     let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
 
     // The refusals through both backends: each is found before the driver's login (the
     // preflight) or is the server's 18456.
     for backend in ["odbc", "tiberius"] {
-        kerberos_problems_are_refused(&w, &dc, backend, &ports, &pristine, &user);
+        kerberos_problems_are_refused(&w, &dc, backend, &endpoints, &pristine, &user);
     }
 
     // Successful logins through both backends: status, planned failover, restore, then a
@@ -323,8 +317,8 @@ fn kerberos_only_through_both_backends() {
             ("KRB5CCNAME", cc.as_str()),
             ("KRB5_CONFIG", krb5_conf.as_str()),
         ];
-        planned_and_restore(&w, backend, &topo, &env, &ports, &user);
-        if let Err(e) = disaster_recovery(&w, backend, &topo, &env, &ports, &user) {
+        planned_and_restore(&w, backend, &topo, &env, &endpoints, &user);
+        if let Err(e) = disaster_recovery(&w, backend, &topo, &env, &endpoints, &user) {
             failures.push(e);
         }
     }
@@ -337,11 +331,11 @@ fn planned_and_restore(
     backend: &str,
     topo: &Path,
     env: &[(&str, &str)],
-    ports: &HashMap<InstanceAddr, u16>,
+    endpoints: &HashMap<InstanceAddr, SocketAddr>,
     user: &str,
 ) {
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(ports, user);
+    let sim = KrbSim::start(endpoints, user);
     let out = cli(w, backend, topo, &["status", "--json"], env);
     assert_eq!(
         out.status.code(),
@@ -381,11 +375,11 @@ fn disaster_recovery(
     backend: &str,
     topo: &Path,
     env: &[(&str, &str)],
-    ports: &HashMap<InstanceAddr, u16>,
+    endpoints: &HashMap<InstanceAddr, SocketAddr>,
     user: &str,
 ) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(ports, user);
+    let sim = KrbSim::start(endpoints, user);
     for i in [fixtures::active(), fixtures::active_mirror()] {
         sim.estate.set_reachable(&i, false).unwrap();
     }
@@ -450,19 +444,15 @@ fn kerberos_problems_are_refused(
     w: &Work,
     dc: &SambaDc,
     backend: &str,
-    ports: &HashMap<InstanceAddr, u16>,
+    endpoints: &HashMap<InstanceAddr, SocketAddr>,
     pristine: &Path,
     user: &str,
 ) {
     let krb5_conf = dc.var("KRB5_CONFIG").to_string();
-    let endpoints: HashMap<InstanceAddr, SocketAddr> = ports
-        .iter()
-        .map(|(i, p)| (i.clone(), SocketAddr::from(([127, 0, 0, 1], *p))))
-        .collect();
-    let topo = topology(w, "topology.toml", &endpoints);
+    let topo = topology(w, "topology.toml", endpoints);
     let refused = |name: &str, topo: &Path, env: &[(&str, &str)], expect: &[&str]| {
         let _ = std::fs::remove_dir_all(w.journal());
-        let sim = KrbSim::start(ports, user);
+        let sim = KrbSim::start(endpoints, user);
         // The first preflight step takes the lock; a refusal releases it. Nothing else may
         // change.
         let before = sim.estate.durable_changes();
@@ -515,8 +505,9 @@ fn kerberos_problems_are_refused(
         &["Login failed for user 'CMS\\intruder'"],
     );
 
-    // An SPN the KDC does not know: the active instance answers on a port no SPN names.
-    let stray = TcpListener::bind("127.0.0.1:0").unwrap();
+    // An SPN the KDC does not know: the topology puts the active instance at its own address
+    // but on a port no SPN names (every SPN names 1433).
+    let stray = TcpListener::bind(SocketAddr::new(endpoints[&fixtures::active()].ip(), 0)).unwrap();
     let stray_port = stray.local_addr().unwrap().port();
     let mut moved = endpoints.clone();
     moved.insert(fixtures::active(), stray.local_addr().unwrap());

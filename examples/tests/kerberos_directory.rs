@@ -14,23 +14,30 @@
 //! (exit 3), saying `kinit`.
 //!
 //! One test (one Samba provision per binary: the DC's ports are fixed), its DC on
-//! 127.0.0.44. Needs root, the Debian packages `scripts/test-all.sh` installs and
+//! 127.0.0.44, the simulated instances each on its own address on port 1433 (127.0.2.1
+//! and .2), so their SPNs are `MSSQLSvc/sql-a.cms.test:1433` and so on. Needs root, the Debian packages `scripts/test-all.sh` installs and
 //! `--features odbc,kerberos`; without them it prints SKIPPED (and fails under `CI`).
 
 mod common;
 
 use backend_fake::fixtures;
-use common::krb::{KrbSim, ccache_copy, ccache_without_tgt, cli, free_port, text};
+use common::krb::{
+    KrbSim, ccache_copy, ccache_without_tgt, cli, loopback_endpoints, sql_instances_spec, text,
+};
 use common::samba::SambaDc;
 use common::{FAST_TIMEOUTS, Work, json};
 use failover_core::InstanceAddr;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// This binary's DC address (each Samba test binary has its own: the ports are fixed).
 const ADDR: &str = "127.0.0.44";
 const WHAT: &str = "Kerberos directory CLI test";
+/// This binary's block of instance addresses: 127.0.2.1, .2 on port 1433 (`kerberos.rs`
+/// has 127.0.1.x).
+const ENDPOINT_BLOCK: u8 = 2;
 
 /// Both SQL backends (tiberius through the vendored 0.13 whose completed GSSAPI login no
 /// longer hangs).
@@ -76,14 +83,14 @@ fn instances() -> [InstanceAddr; 2] {
 }
 
 /// The unmirrored fixture with Kerberos for SQL and for the directory, no password key.
-fn topology(w: &Work, dc: &SambaDc, ports: &HashMap<InstanceAddr, u16>) -> PathBuf {
+fn topology(w: &Work, dc: &SambaDc, endpoints: &HashMap<InstanceAddr, SocketAddr>) -> PathBuf {
     let mut t = format!(
         "databases = [\"xds\", \"lis\"]\n\n[active]\nprincipal = '{}'\n\n[backup]\nprincipal = '{}'\n\n[login]\nmethod = \"kerberos\"\n\n[connection]\ntls = \"off\"\n\n[odbc]\ndriver = \"FreeTDS\"\n\n[endpoints]\n",
         fixtures::active(),
         fixtures::backup(),
     );
     for i in instances() {
-        t.push_str(&format!("'{i}' = \"127.0.0.1:{}\"\n", ports[&i]));
+        t.push_str(&format!("'{i}' = \"{}\"\n", endpoints[&i]));
     }
     t.push_str(FAST_TIMEOUTS);
     t.push_str(&dc.kerberos_section(""));
@@ -113,13 +120,8 @@ fn every_mode_with_kerberos_for_sql_and_the_directory() {
         eprintln!("SKIPPED {WHAT}: {why}");
         return;
     }
-    let ports: HashMap<InstanceAddr, u16> =
-        instances().into_iter().map(|i| (i, free_port())).collect();
-    let spec: Vec<String> = instances()
-        .iter()
-        .map(|i| format!("{}:{}", i.host(), ports[i]))
-        .collect();
-    let spec = spec.join(" ");
+    let endpoints = loopback_endpoints(&instances(), ENDPOINT_BLOCK);
+    let spec = sql_instances_spec(&endpoints);
     let Some(dc) = SambaDc::start_with(ADDR, WHAT, &[("SQL_INSTANCES", spec.as_str())]) else {
         return;
     };
@@ -135,12 +137,12 @@ fn every_mode_with_kerberos_for_sql_and_the_directory() {
     let pristine = w.path("pristine.ccache");
     std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
     let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
-    let topo = topology(&w, &dc, &ports);
+    let topo = topology(&w, &dc, &endpoints);
     let case = Case {
         w: &w,
         dc: &dc,
         topo: &topo,
-        ports: &ports,
+        endpoints: &endpoints,
         pristine: &pristine,
         user: &user,
     };
@@ -150,14 +152,14 @@ fn every_mode_with_kerberos_for_sql_and_the_directory() {
     }
 }
 
-/// What every case runs with: the work dir, the DC, the topology, the instances' ports, the
+/// What every case runs with: the work dir, the DC, the topology, the instances' addresses, the
 /// untouched ticket cache of `cmsuser` and its principal.
 #[derive(Clone, Copy)]
 struct Case<'a> {
     w: &'a Work,
     dc: &'a SambaDc,
     topo: &'a Path,
-    ports: &'a HashMap<InstanceAddr, u16>,
+    endpoints: &'a HashMap<InstanceAddr, SocketAddr>,
     pristine: &'a Path,
     user: &'a str,
 }
@@ -169,7 +171,7 @@ fn no_ticket_for_the_directory_is_refused(c: &Case<'_>, backend: &str) {
         w,
         dc,
         topo,
-        ports,
+        endpoints,
         pristine,
         user,
     } = *c;
@@ -186,7 +188,7 @@ fn no_ticket_for_the_directory_is_refused(c: &Case<'_>, backend: &str) {
     let good = ccache_copy(w, pristine, &format!("{backend}-reader.ccache"));
     dc.set_backend(&fixtures::active().to_string());
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(&fixtures::Options::default(), ports, user);
+    let sim = KrbSim::start(&fixtures::Options::default(), endpoints, user);
     let before = sim.estate.durable_changes();
     let env = [("KRB5CCNAME", cc.as_str()), ("KRB5_CONFIG", conf)];
     let out = cli(w, backend, topo, &["failover", "--yes"], &env);
@@ -207,7 +209,7 @@ fn every_mode(c: &Case<'_>, backend: &str) {
         w,
         dc,
         topo,
-        ports,
+        endpoints,
         pristine,
         user,
     } = *c;
@@ -217,7 +219,7 @@ fn every_mode(c: &Case<'_>, backend: &str) {
     let env = [("KRB5CCNAME", cc.as_str()), ("KRB5_CONFIG", conf)];
     dc.set_backend(&fixtures::active().to_string());
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(&fixtures::Options::default(), ports, user);
+    let sim = KrbSim::start(&fixtures::Options::default(), endpoints, user);
 
     // Runs `args`, expects exit 0, returns the JSON; then the SCP as `ldapsearch -Y GSSAPI`
     // reads it must name `scp` and, for a change, both databases be writable there only.

@@ -130,6 +130,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let options = SimOptions {
         host,
+        addresses: file.addresses(),
         ports,
         tls,
         state: store.clone(),

@@ -85,6 +85,10 @@ pub struct InstanceEntry {
     /// Loopback port (absent or 0: ephemeral).
     #[serde(default)]
     pub port: u16,
+    /// The address it listens on, e.g. `127.0.1.1` (absent: 127.0.0.1). With one address per
+    /// instance every instance can use SQL Server's standard port 1433, as in a real estate.
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
     /// Whether the instance starts up (default true).
     #[serde(default = "yes")]
     pub reachable: bool,
@@ -241,6 +245,7 @@ impl EstateFile {
                 server_name: None,
                 version: None,
                 port,
+                address: None,
                 reachable: true,
                 databases: DatabaseName::cms_defaults()
                     .into_iter()
@@ -294,6 +299,14 @@ impl EstateFile {
             }
         }
         Ok(out)
+    }
+
+    /// The instances that listen on an address of their own (`address`).
+    pub fn addresses(&self) -> HashMap<InstanceAddr, std::net::IpAddr> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.address.map(|a| (i.name.clone(), a)))
+            .collect()
     }
 
     /// Builds the estate and the fixed ports; `env` resolves `password_env` names.
@@ -395,6 +408,26 @@ impl EstateFile {
 mod tests {
     use super::*;
     use failover_core::{MirrorRole, MirrorState};
+
+    #[test]
+    fn an_instance_may_listen_on_an_address_of_its_own() {
+        let f = EstateFile::parse(
+            "[[instance]]\nname = 'sql-a.cms.test'\naddress = '127.0.1.1'\nport = 1433\n\n[[instance]]\nname = 'sql-b.cms.test'\n",
+        )
+        .unwrap();
+        let a = InstanceAddr::parse("sql-a.cms.test").unwrap();
+        assert_eq!(
+            f.addresses(),
+            HashMap::from([(a.clone(), "127.0.1.1".parse().unwrap())])
+        );
+        let (_, ports) = f.build(|_| None).unwrap();
+        assert_eq!(ports, HashMap::from([(a, 1433)]));
+        let bad = EstateFile::parse("[[instance]]\nname = 'sql-a.cms.test'\naddress = 'sql-a'\n");
+        assert!(
+            bad.is_err(),
+            "an address that is not an IP address is refused"
+        );
+    }
 
     #[test]
     fn example_file_builds() {

@@ -1,4 +1,5 @@
-//! Serving every instance of an estate, each on its own loopback port.
+//! Serving every instance of an estate, each on its own loopback port, or on its own
+//! loopback address ([`SimOptions::addresses`]) as the instances of a real estate do.
 
 use crate::integrated::{IntegratedAuth, WindowsLogin, WithIntegrated};
 use crate::listener::{bind, run_listener};
@@ -16,8 +17,12 @@ use tokio::task::JoinHandle;
 /// How the simulator listens.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
-    /// The address to bind (default 127.0.0.1).
+    /// The address to bind (default 127.0.0.1) for instances not in [`SimOptions::addresses`].
     pub host: IpAddr,
+    /// An address of its own per instance (e.g. 127.0.1.1, 127.0.1.2: all of 127.0.0.0/8 is
+    /// loopback on Linux), so that each can listen on SQL Server's standard port 1433 under
+    /// its own name and service principal (`MSSQLSvc/<fqdn>:1433`), as in a real estate.
+    pub addresses: HashMap<InstanceAddr, IpAddr>,
     /// Fixed ports per instance; instances not listed get an ephemeral port (port 0).
     pub ports: HashMap<InstanceAddr, u16>,
     /// Certificate and encryption policy per instance; instances not listed have no
@@ -36,6 +41,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            addresses: HashMap::new(),
             ports: HashMap::new(),
             tls: HashMap::new(),
             state: None,
@@ -45,6 +51,21 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
+    /// Serves `instance` on `addr` (its own address and port; port 0: an ephemeral one).
+    pub fn with_listen_addr(mut self, instance: InstanceAddr, addr: SocketAddr) -> Self {
+        self.addresses.insert(instance.clone(), addr.ip());
+        self.ports.insert(instance, addr.port());
+        self
+    }
+
+    /// The socket address `instance` is bound to (port 0: an ephemeral one).
+    pub fn listen_addr(&self, instance: &InstanceAddr) -> SocketAddr {
+        SocketAddr::new(
+            self.addresses.get(instance).copied().unwrap_or(self.host),
+            self.ports.get(instance).copied().unwrap_or(0),
+        )
+    }
+
     /// Serves `instance` with this certificate and policy.
     pub fn with_tls(mut self, instance: InstanceAddr, tls: ServerTls) -> Self {
         self.tls.insert(instance, tls);
@@ -128,7 +149,7 @@ pub struct StartError {
 pub struct Simulator;
 
 impl Simulator {
-    /// Serves every instance of `estate` (each on its own port) until the handle is shut
+    /// Serves every instance of `estate` (each on its own address and port) until the handle is shut
     /// down or dropped. Must be called inside a tokio runtime.
     pub async fn start(estate: Estate, options: SimOptions) -> Result<SimHandle, StartError> {
         let shared = Arc::new(Shared::default());
@@ -136,8 +157,7 @@ impl Simulator {
         let mut endpoints = Vec::new();
         let mut tasks = Vec::new();
         for instance in estate.instances() {
-            let port = options.ports.get(&instance).copied().unwrap_or(0);
-            let addr = SocketAddr::new(options.host, port);
+            let addr = options.listen_addr(&instance);
             let listener = bind(addr).map_err(|source| StartError {
                 instance: instance.clone(),
                 addr,

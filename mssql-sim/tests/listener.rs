@@ -1,9 +1,13 @@
 //! The listener closes a downed instance's port reliably, even while clients reconnect in a
 //! tight loop (each accepted connection used to restart the up/down check's sleep, so a
-//! client reconnecting every few ms kept a downed instance's port open forever).
+//! client reconnecting every few ms kept a downed instance's port open forever). And each
+//! instance can listen on an address of its own (`SimOptions::with_listen_addr`).
 
-use backend_fake::fixtures;
+mod common;
+
+use backend_fake::fixtures::{self, LOGIN_PASSWORD, LOGIN_USER};
 use mssql_sim::{SimOptions, Simulator};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,4 +98,72 @@ async fn a_downed_instance_closes_its_port_while_clients_reconnect_in_a_tight_lo
         h.await.unwrap();
     }
     sim.shutdown().await;
+}
+
+/// `SELECT @@SERVERNAME` through tiberius at `addr`.
+async fn server_name_at(addr: SocketAddr) -> String {
+    let mut c = common::tiberius_connect_at(addr, LOGIN_USER, LOGIN_PASSWORD, None)
+        .await
+        .unwrap();
+    let sets = common::batch(&mut c, "SELECT @@SERVERNAME").await.unwrap();
+    sets[0][0][0].clone().unwrap()
+}
+
+#[tokio::test]
+async fn each_instance_listens_on_its_own_address_on_the_same_port() {
+    let fx = fixtures::build(&fixtures::Options::default());
+    let (a, b) = (fixtures::active(), fixtures::backup());
+    let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, n));
+    // A port free on these addresses: the first start picks it, the second reuses it.
+    let probe = Simulator::start(
+        fx.estate.clone(),
+        SimOptions::default().with_listen_addr(a.clone(), SocketAddr::new(ip(1), 0)),
+    )
+    .await
+    .unwrap();
+    let port = probe.addr_of(&a).unwrap().port();
+    probe.shutdown().await;
+
+    let options = SimOptions::default()
+        .with_listen_addr(a.clone(), SocketAddr::new(ip(1), port))
+        .with_listen_addr(b.clone(), SocketAddr::new(ip(2), port));
+    assert_eq!(options.listen_addr(&a), SocketAddr::new(ip(1), port));
+    // Not listed: the common host, an ephemeral port.
+    let other = fixtures::active_mirror();
+    assert_eq!(
+        options.listen_addr(&other),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+    );
+    let sim = Simulator::start(fx.estate.clone(), options).await.unwrap();
+    assert_eq!(sim.addr_of(&a), Some(SocketAddr::new(ip(1), port)));
+    assert_eq!(sim.addr_of(&b), Some(SocketAddr::new(ip(2), port)));
+    // Each address answers as its own instance.
+    let name_a = server_name_at(SocketAddr::new(ip(1), port)).await;
+    let name_b = server_name_at(SocketAddr::new(ip(2), port)).await;
+    assert_eq!(name_a, backend_fake::default_server_name(&a));
+    assert_eq!(name_b, backend_fake::default_server_name(&b));
+    // The port is bound on those two addresses only, not on every loopback address.
+    assert!(
+        tokio::net::TcpStream::connect(SocketAddr::new(ip(3), port))
+            .await
+            .is_err()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_taken_address_is_reported_with_the_instance_and_address() {
+    let fx = fixtures::build(&fixtures::Options::default());
+    let a = fixtures::active();
+    let taken = std::net::TcpListener::bind("127.0.9.4:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let e = Simulator::start(
+        fx.estate.clone(),
+        SimOptions::default().with_listen_addr(a.clone(), addr),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.instance, a);
+    assert_eq!(e.addr, addr);
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
 }

@@ -2,6 +2,9 @@
 //! principal, the CLI run with a cleared environment (no password-like variable can reach
 //! it), and ticket caches prepared from the Samba DC's (`scripts/samba-dc.sh`).
 //!
+//! Each simulated instance listens on its own loopback address on port 1433
+//! ([`loopback_endpoints`]), so each has its own SPN `MSSQLSvc/<fqdn>:1433`.
+//!
 //! Merge note: `examples/tests/kerberos.rs` keeps its own copies of [`KrbSim`] and the runner
 //! (that file belongs to another change); it can use these.
 
@@ -10,22 +13,43 @@ use failover_core::{DatabaseName, InstanceAddr};
 use mssql_sim::integrated::WindowsLogin;
 use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (the SPNs name the instances' ports, so they are fixed
-/// before the DC is provisioned).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// SQL Server's standard port, which every simulated instance listens on, each at its own
+/// address (so the SPNs are `MSSQLSvc/<fqdn>:1433`, as in a real estate).
+pub const SQL_PORT: u16 = 1433;
+
+/// Each of `instances` at its own loopback address `127.0.<block>.1`, `.2`, … on
+/// [`SQL_PORT`] (all of 127.0.0.0/8 is loopback on Linux). Each test binary has its own
+/// `block`, clear of the Samba DCs' 127.0.0.x.
+pub fn loopback_endpoints(
+    instances: &[InstanceAddr],
+    block: u8,
+) -> HashMap<InstanceAddr, SocketAddr> {
+    assert!(block != 0, "127.0.0.x holds the Samba DCs");
+    instances
+        .iter()
+        .cloned()
+        .zip(1u8..)
+        .map(|(i, n)| (i, SocketAddr::from(([127, 0, block, n], SQL_PORT))))
+        .collect()
 }
 
-/// A fixture served with integrated security on fixed ports, admitting only `principal`
+/// The `SQL_INSTANCES` of `scripts/samba-dc.sh` for `endpoints`: `fqdn:port` each, so the
+/// DC registers `MSSQLSvc/<fqdn>:<port>` for every instance.
+pub fn sql_instances_spec(endpoints: &HashMap<InstanceAddr, SocketAddr>) -> String {
+    let mut spec: Vec<String> = endpoints
+        .iter()
+        .map(|(i, a)| format!("{}:{}", i.host(), a.port()))
+        .collect();
+    spec.sort();
+    spec.join(" ")
+}
+
+/// A fixture served with integrated security at fixed addresses, admitting only `principal`
 /// (as the sysadmin `CMS\cmsuser`). The acceptor reads its keytab from `KRB5_KTNAME`.
 pub struct KrbSim {
     /// The estate behind the simulator.
@@ -35,10 +59,10 @@ pub struct KrbSim {
 }
 
 impl KrbSim {
-    /// Serves `opts`'s fixture on `ports`.
+    /// Serves `opts`'s fixture, each instance at its address in `endpoints`.
     pub fn start(
         opts: &fixtures::Options,
-        ports: &HashMap<InstanceAddr, u16>,
+        endpoints: &HashMap<InstanceAddr, SocketAddr>,
         principal: &str,
     ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -47,8 +71,7 @@ impl KrbSim {
             .build()
             .unwrap();
         let fx = fixtures::build(opts);
-        let options = SimOptions {
-            ports: ports.clone(),
+        let mut options = SimOptions {
             windows_logins: Some(vec![WindowsLogin {
                 principal: principal.into(),
                 name: Some("CMS\\cmsuser".into()),
@@ -56,6 +79,9 @@ impl KrbSim {
             }]),
             ..SimOptions::default()
         };
+        for (i, a) in endpoints {
+            options = options.with_listen_addr(i.clone(), *a);
+        }
         let handle = rt
             .block_on(Simulator::start(fx.estate.clone(), options))
             .unwrap();

@@ -14,22 +14,38 @@ pub const PASSWORD: &str = "Test-only-pa55word!";
 /// A tiberius connection over plaintext.
 pub type Tib = Client<Compat<TcpStream>>;
 
-/// Connects tiberius to the simulator on `port`.
+/// Connects tiberius to the simulator on `port` of 127.0.0.1.
 pub async fn tiberius_connect(
     port: u16,
     user: &str,
     password: &str,
     database: Option<&str>,
 ) -> tiberius::Result<Tib> {
+    tiberius_connect_at(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        user,
+        password,
+        database,
+    )
+    .await
+}
+
+/// Connects tiberius to the simulator at `addr`.
+pub async fn tiberius_connect_at(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    database: Option<&str>,
+) -> tiberius::Result<Tib> {
     let mut config = Config::new();
-    config.host("127.0.0.1");
-    config.port(port);
+    config.host(addr.ip().to_string());
+    config.port(addr.port());
     config.authentication(AuthMethod::sql_server(user, password));
     config.encryption(EncryptionLevel::NotSupported);
     if let Some(db) = database {
         config.database(db);
     }
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     Client::connect(config, tcp.compat_write()).await
 }
