@@ -31,15 +31,13 @@
 mod common;
 
 use backend_fake::fixtures;
-use common::krb::{loopback_endpoints, sql_instances_spec};
+use common::krb::{KrbSim, ccache_copy, cli, cli_bounded, loopback_endpoints, sql_instances_spec};
 use common::{FAST_TIMEOUTS, Work, json, text};
-use failover_core::{DatabaseName, InstanceAddr};
-use mssql_sim::integrated::WindowsLogin;
-use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
+use failover_core::InstanceAddr;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct SambaDc {
@@ -149,58 +147,6 @@ fn instances() -> [InstanceAddr; 4] {
     ]
 }
 
-/// The mirrored fixture served with integrated security at fixed addresses (the SPNs name
-/// their ports), admitting only the DC's `cmsuser`.
-struct KrbSim {
-    estate: backend_fake::Estate,
-    handle: Option<SimHandle>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl KrbSim {
-    fn start(endpoints: &HashMap<InstanceAddr, SocketAddr>, user: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fx = fixtures::build(&fixtures::Options::default().mirrored(true));
-        let mut options = SimOptions {
-            windows_logins: Some(vec![WindowsLogin {
-                principal: user.into(),
-                name: Some("CMS\\cmsuser".into()),
-                sysadmin: true,
-            }]),
-            ..SimOptions::default()
-        };
-        for (i, a) in endpoints {
-            options = options.with_listen_addr(i.clone(), *a);
-        }
-        let handle = rt
-            .block_on(Simulator::start(fx.estate.clone(), options))
-            .unwrap();
-        Self {
-            estate: fx.estate,
-            handle: Some(handle),
-            rt,
-        }
-    }
-
-    fn writable(&self, db: &str) -> Vec<InstanceAddr> {
-        self.estate
-            .snapshot()
-            .writable_reachable_copies(&DatabaseName::parse(db).unwrap())
-    }
-}
-
-impl Drop for KrbSim {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
 /// A topology for the mirrored fixture with `[login] method = "kerberos"` and no password
 /// key anywhere.
 fn topology(w: &Work, name: &str, endpoints: &HashMap<InstanceAddr, SocketAddr>) -> PathBuf {
@@ -217,60 +163,6 @@ fn topology(w: &Work, name: &str, endpoints: &HashMap<InstanceAddr, SocketAddr>)
     t.push_str(FAST_TIMEOUTS);
     assert!(!t.to_ascii_lowercase().contains("password"), "{t}");
     w.write(name, &t)
-}
-
-/// Runs the CLI with only `env` (plus PATH, HOME, the journal): no password variable.
-/// Panics when the child does not exit within [`CHILD_TIMEOUT`].
-fn cli(w: &Work, backend: &str, topology: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    cli_bounded(w, backend, topology, args, env).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A run far longer than any of these (a few seconds each): a hung child, not a slow one.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// [`cli`], with a child that does not exit within [`CHILD_TIMEOUT`] killed and returned as
-/// `Err` (what it printed included).
-fn cli_bounded(
-    w: &Work,
-    backend: &str,
-    topology: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Result<Output, String> {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cms-failover"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .env("XDG_STATE_HOME", w.path("state"))
-        .env("USER", "tester")
-        .envs(env.iter().copied())
-        .args(args)
-        .args(["--backend", backend, "--topology"])
-        .arg(topology)
-        .arg("--journal-dir")
-        .arg(w.journal())
-        .stdin(Stdio::null());
-    for (k, _) in c.get_envs() {
-        let k = k.to_string_lossy().to_ascii_uppercase();
-        assert!(
-            !(k.contains("PASSWORD") || k.contains("PWD") || k.ends_with("_PW")),
-            "the child would inherit a password-like variable {k}"
-        );
-    }
-    // Bounded (a hung login must fail the test, not the CI time limit), both pipes drained
-    // while it runs (a disaster recovery's JSON is larger than a pipe buffer).
-    common::try_output_within(
-        &mut c,
-        CHILD_TIMEOUT,
-        &format!("cms-failover {args:?} --backend {backend}"),
-    )
-}
-
-/// A fresh copy of `from` (a ccache), so tickets cached by one run do not serve another.
-fn ccache_copy(w: &Work, from: &Path, name: &str) -> String {
-    let to = w.path(name);
-    std::fs::copy(from, &to).unwrap();
-    format!("FILE:{}", to.display())
 }
 
 #[test]
@@ -335,7 +227,11 @@ fn planned_and_restore(
     user: &str,
 ) {
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(endpoints, user);
+    let sim = KrbSim::start(
+        &fixtures::Options::default().mirrored(true),
+        endpoints,
+        user,
+    );
     let out = cli(w, backend, topo, &["status", "--json"], env);
     assert_eq!(
         out.status.code(),
@@ -379,7 +275,11 @@ fn disaster_recovery(
     user: &str,
 ) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(w.journal());
-    let sim = KrbSim::start(endpoints, user);
+    let sim = KrbSim::start(
+        &fixtures::Options::default().mirrored(true),
+        endpoints,
+        user,
+    );
     for i in [fixtures::active(), fixtures::active_mirror()] {
         sim.estate.set_reachable(&i, false).unwrap();
     }
@@ -452,7 +352,11 @@ fn kerberos_problems_are_refused(
     let topo = topology(w, "topology.toml", endpoints);
     let refused = |name: &str, topo: &Path, env: &[(&str, &str)], expect: &[&str]| {
         let _ = std::fs::remove_dir_all(w.journal());
-        let sim = KrbSim::start(endpoints, user);
+        let sim = KrbSim::start(
+            &fixtures::Options::default().mirrored(true),
+            endpoints,
+            user,
+        );
         // The first preflight step takes the lock; a refusal releases it. Nothing else may
         // change.
         let before = sim.estate.durable_changes();

@@ -22,10 +22,10 @@ mod common;
 
 use backend_fake::fixtures;
 use common::krb::{
-    KrbSim, ccache_copy, ccache_without_tgt, cli, loopback_endpoints, sql_instances_spec, text,
+    KrbSim, ccache_copy, ccache_without_tgt, cli, loopback_endpoints, sql_instances_spec,
 };
 use common::samba::SambaDc;
-use common::{FAST_TIMEOUTS, Work, json};
+use common::{FAST_TIMEOUTS, Work, json, text};
 use failover_core::InstanceAddr;
 use std::collections::HashMap;
 use std::net::SocketAddr;

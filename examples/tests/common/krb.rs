@@ -4,9 +4,6 @@
 //!
 //! Each simulated instance listens on its own loopback address on port 1433
 //! ([`loopback_endpoints`]), so each has its own SPN `MSSQLSvc/<fqdn>:1433`.
-//!
-//! Merge note: `examples/tests/kerberos.rs` keeps its own copies of [`KrbSim`] and the runner
-//! (that file belongs to another change); it can use these.
 
 use backend_fake::{Estate, fixtures};
 use failover_core::{DatabaseName, InstanceAddr};
@@ -16,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// SQL Server's standard port, which every simulated instance listens on, each at its own
 /// address (so the SPNs are `MSSQLSvc/<fqdn>:1433`, as in a real estate).
@@ -108,8 +105,12 @@ impl Drop for KrbSim {
     }
 }
 
+/// A run far longer than any Kerberos CLI run here (a few seconds each): a hung child, not a
+/// slow one.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs the CLI with only `env` (plus PATH, HOME, the journal): asserts no password-like
-/// variable reaches the child, and bounds the run at 120 s.
+/// variable reaches the child; panics when it does not exit within [`CHILD_TIMEOUT`].
 pub fn cli(
     work: &super::Work,
     backend: &str,
@@ -117,6 +118,18 @@ pub fn cli(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
+    cli_bounded(work, backend, topology, args, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`cli`], with a child that does not exit within [`CHILD_TIMEOUT`] killed and returned as
+/// `Err` (what it printed included).
+pub fn cli_bounded(
+    work: &super::Work,
+    backend: &str,
+    topology: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Output, String> {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cms-failover"));
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -128,8 +141,7 @@ pub fn cli(
         .args(["--backend", backend, "--topology"])
         .arg(topology)
         .arg("--journal-dir")
-        .arg(work.journal())
-        .stdin(Stdio::null());
+        .arg(work.journal());
     for (k, _) in c.get_envs() {
         let k = k.to_string_lossy().to_ascii_uppercase();
         assert!(
@@ -137,54 +149,12 @@ pub fn cli(
             "the child would inherit a password-like variable {k}"
         );
     }
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drained while it runs: a report larger than the pipe's buffer (64 KiB) would block the
-    // child on a full stdout otherwise.
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let stderr = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "cms-failover {args:?} --backend {backend} did not finish in 120 s: {}{}",
-                String::from_utf8_lossy(&stdout.join().unwrap()),
-                String::from_utf8_lossy(&stderr.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
-/// A run's exit code and output, for assertion messages.
-pub fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    // Bounded (a hung login must fail the test, not the CI time limit), both pipes drained
+    // while it runs (a disaster recovery's JSON is larger than a pipe buffer).
+    super::try_output_within(
+        &mut c,
+        CHILD_TIMEOUT,
+        &format!("cms-failover {args:?} --backend {backend}"),
     )
 }
 
