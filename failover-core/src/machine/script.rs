@@ -225,6 +225,7 @@ fn mirroring(role: MirrorRole, partner: InstanceAddr) -> Option<MirrorInfo> {
         partner_name: None,
         safety_full: true,
         failover_lsn: None,
+        witness: None,
     })
 }
 
