@@ -399,6 +399,20 @@ impl World {
             m.partner_name = Some(name.to_string());
         }
     }
+    /// Gives every mirroring session `i` reports a witness, in `state` as `i` sees it.
+    pub(crate) fn set_witness(&mut self, i: &InstanceAddr, state: WitnessState) {
+        for m in self
+            .inst(i)
+            .dbs
+            .iter_mut()
+            .filter_map(|d| d.mirroring.as_mut())
+        {
+            m.witness = Some(WitnessInfo {
+                name: "TCP://wit.test:5022".into(),
+                state,
+            });
+        }
+    }
     /// Makes every database of `i` a log-shipping STANDBY copy (ONLINE, read-only,
     /// `is_in_standby`).
     pub(crate) fn set_standby(&mut self, i: &InstanceAddr) {
