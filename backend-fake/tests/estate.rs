@@ -338,12 +338,30 @@ fn forced_service_needs_the_witness_off_or_connected_to_the_mirror() {
     assert_eq!(witness(&a2).unwrap().state, WitnessState::Connected);
 }
 
-/// `SET WITNESS OFF` (a `None` witness) on either partner lets the force through.
+/// `SET WITNESS OFF` (a `None` witness) on either partner lets the force through; the
+/// fixture option sets the witness.
 #[test]
 fn forced_service_goes_through_once_the_witness_is_off() {
-    let f = fixtures::build(&Options::default().mirrored(true));
+    let f = fixtures::build(
+        &Options::default()
+            .mirrored(true)
+            .witness(Some(WitnessConnection::PrincipalOnly)),
+    );
     let e = &f.estate;
     let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let w = e
+        .snapshot()
+        .database(&a2, &xds())
+        .unwrap()
+        .mirroring
+        .clone()
+        .unwrap()
+        .witness
+        .unwrap();
+    assert_eq!(
+        (w.name.as_str(), w.state),
+        (fixtures::WITNESS, WitnessState::Disconnected)
+    );
     e.set_witness(
         &xds(),
         &a,
