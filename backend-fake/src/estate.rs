@@ -20,7 +20,8 @@
 //!   later"); meanwhile both partners show PENDING_FAILOVER with their old roles, and the
 //!   switch fails (roles kept, the session back to SYNCHRONIZED) when a partner is
 //!   unreachable at its tick. Forced service (on the mirror,
-//!   only while the principal is unreachable, else 1455) makes the mirror PRINCIPAL and
+//!   only while the principal is unreachable and the session has no witness or one connected
+//!   to the mirror ([`Estate::set_witness`]), else 1455) makes the mirror PRINCIPAL and
 //!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
 //!   `ALTER DATABASE … SET READ_ONLY/READ_WRITE` is allowed on a principal (the flag travels
 //!   to the mirror with the log), unless
@@ -41,6 +42,7 @@ use crate::snapshot::{
 };
 use failover_core::{
     DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorRole, MirrorState, Operation,
+    WitnessInfo, WitnessState,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,6 +86,31 @@ struct Mirroring {
     safety_full: bool,
     /// A planned failover accepted but not yet done: the ticks left before the roles switch.
     pending_switch: Option<u64>,
+    /// The witness, if the session has one.
+    witness: Option<Witness>,
+}
+
+/// A session's witness: its name and the partners it is connected to, by instance (so the
+/// connections stay with the servers when the roles switch).
+#[derive(Debug, Clone)]
+struct Witness {
+    name: String,
+    connected: Vec<InstanceAddr>,
+}
+
+/// Which partners of a mirroring session its witness is connected to, named by their roles
+/// when [`Estate::set_witness`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WitnessConnection {
+    /// Connected to both partners (a healthy high-safety session with automatic failover).
+    Both,
+    /// Connected to the principal only: the mirror sees it DISCONNECTED.
+    PrincipalOnly,
+    /// Connected to the mirror only: the principal sees it DISCONNECTED.
+    MirrorOnly,
+    /// Connected to neither partner.
+    Neither,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +264,36 @@ impl Estate {
         Ok(())
     }
 
+    /// Gives the mirroring session of `db` on `partner` (either partner) a witness named
+    /// `name` (its server network address, `TCP://witness.example:5022`), connected to the
+    /// partners `connection` names by their current roles; `None` removes the witness
+    /// (`ALTER DATABASE … SET WITNESS OFF`). Setup only: it records no change.
+    pub fn set_witness(
+        &self,
+        db: &DatabaseName,
+        partner: &InstanceAddr,
+        witness: Option<(&str, WitnessConnection)>,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let i = g
+            .mirroring_index(partner, db)
+            .ok_or_else(|| SetupError(format!("{db} is not mirrored on {partner}")))?;
+        let m = &mut g.mirrors[i];
+        m.witness = witness.map(|(name, c)| {
+            let connected = match c {
+                WitnessConnection::Both => vec![m.principal.clone(), m.mirror.clone()],
+                WitnessConnection::PrincipalOnly => vec![m.principal.clone()],
+                WitnessConnection::MirrorOnly => vec![m.mirror.clone()],
+                WitnessConnection::Neither => Vec::new(),
+            };
+            Witness {
+                name: name.to_string(),
+                connected,
+            }
+        });
+        Ok(())
+    }
+
     /// Sets up a mirroring session for `db`: `principal` must hold an ONLINE copy; the mirror
     /// copy is created (RESTORING, at the principal's position) or, if present, set RESTORING.
     pub fn add_mirroring(
@@ -285,6 +342,7 @@ impl Estate {
             state,
             safety_full,
             pending_switch: None,
+            witness: None,
         });
         g.record(
             principal,
@@ -901,8 +959,8 @@ impl Estate {
     }
 
     /// `ALTER DATABASE [db] SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS` on the mirror while the
-    /// principal is unreachable. 1416 not mirrored, 1455 issued on the principal or with the
-    /// principal reachable.
+    /// principal is unreachable. 1416 not mirrored, 1455 issued on the principal, with the
+    /// principal reachable, or with a witness that is not connected to the mirror.
     pub fn force_service(&self, session: SessionId, db: &DatabaseName) -> Result<(), SqlError> {
         self.op(session, |g, a| {
             if !g.instances[a].databases.contains_key(db) {
@@ -916,6 +974,12 @@ impl Estate {
                 .ok_or_else(|| SqlError::not_mirrored(db.as_str()))?;
             let m = g.mirrors[i].clone();
             if &m.mirror != a || g.instances[&m.principal].reachable {
+                return Err(SqlError::cannot_force(db.as_str()));
+            }
+            // Forcing service needs "WITNESS is set to OFF or is connected to the mirror
+            // server"; otherwise 1455
+            // (https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/force-service-in-a-database-mirroring-session-transact-sql).
+            if m.witness.as_ref().is_some_and(|w| !w.connected.contains(a)) {
                 return Err(SqlError::cannot_force(db.as_str()));
             }
             let pos = g.db_mut(a, db).expect("mirror copy").position;
@@ -1148,6 +1212,17 @@ impl Inner {
                 MirrorState::Disconnected
             };
             let failover_lsn = self.db(&m.mirror, &d.name).map_or(0, |x| x.position);
+            // `mirroring_witness_state_desc` on this instance: CONNECTED while the witness
+            // is connected to it, else DISCONNECTED; the columns are NULL without a witness
+            // (https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql).
+            let witness = m.witness.as_ref().map(|w| WitnessInfo {
+                name: w.name.clone(),
+                state: if w.connected.contains(addr) {
+                    WitnessState::Connected
+                } else {
+                    WitnessState::Disconnected
+                },
+            });
             MirrorRow {
                 role,
                 state,
@@ -1155,6 +1230,7 @@ impl Inner {
                 partner: partner.clone(),
                 safety_full: m.safety_full,
                 failover_lsn,
+                witness,
             }
         });
         DbRow {

@@ -6,7 +6,7 @@
 //! databases are writable: before a failover that is A only). Every instance holds the
 //! location record `{epoch 1, active: the active store, run_id "initial"}` unless disabled.
 
-use crate::estate::{Estate, LinkId};
+use crate::estate::{Estate, LinkId, WitnessConnection};
 use failover_core::{
     DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorState, Store, Topology,
 };
@@ -17,6 +17,8 @@ pub const VERSION: &str = "Microsoft SQL Server 2019 (RTM-CU22) (KB5027702) - 15
 pub const LOGIN_USER: &str = "cmsfailover";
 /// The fixture SQL login's password (test-only value).
 pub const LOGIN_PASSWORD: &str = "Fake-Passw0rd!";
+/// The fixtures' witness ([`Options::witness`]): its server network address.
+pub const WITNESS: &str = "TCP://wit.cms.test:5022";
 /// Initial position of the active copies.
 pub const INITIAL_POSITION: u64 = 1000;
 
@@ -90,6 +92,9 @@ pub struct Options {
     /// [`Estate::set_partner_failover_delay`]: ticks between `SET PARTNER FAILOVER`
     /// returning and the roles switching.
     pub switch_delay: u64,
+    /// With [`Options::mirrored`]: the active store's session gets the witness
+    /// [`WITNESS`], connected as given ([`Estate::set_witness`]); `None`: no witness.
+    pub witness: Option<WitnessConnection>,
 }
 
 impl Default for Options {
@@ -107,11 +112,17 @@ impl Default for Options {
             read_only_refused_on_mirroring_principal: false,
             backup_on_mirror: false,
             switch_delay: 0,
+            witness: None,
         }
     }
 }
 
 impl Options {
+    /// Sets [`Options::witness`].
+    pub fn witness(mut self, v: Option<WitnessConnection>) -> Self {
+        self.witness = v;
+        self
+    }
     /// Sets [`Options::mirrored`].
     pub fn mirrored(mut self, v: bool) -> Self {
         self.mirrored = v;
@@ -217,6 +228,11 @@ pub fn build(o: &Options) -> Fixture {
             estate
                 .add_mirroring(db, &a, &a2, MirrorState::Synchronized, true)
                 .expect("fixture mirroring");
+            if let Some(c) = o.witness {
+                estate
+                    .set_witness(db, &a, Some((WITNESS, c)))
+                    .expect("fixture witness");
+            }
             if o.standby == StandbyCopy::OnlineReadOnly {
                 estate
                     .add_mirroring(db, &bp, &bm, MirrorState::Synchronized, true)

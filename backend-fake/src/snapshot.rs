@@ -3,7 +3,7 @@
 
 use failover_core::{
     DatabaseName, DatabaseProbe, DbState, InstanceAddr, LocationRecord, MirrorInfo, MirrorRole,
-    MirrorState,
+    MirrorState, WitnessInfo,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -35,6 +35,9 @@ pub struct MirrorRow {
     pub safety_full: bool,
     /// `mirroring_failover_lsn`: the mirror copy's position.
     pub failover_lsn: u64,
+    /// The witness as this instance sees it (`mirroring_witness_name`,
+    /// `mirroring_witness_state_desc`); `None`: the session has no witness.
+    pub witness: Option<WitnessInfo>,
 }
 
 impl MirrorRow {
@@ -89,6 +92,7 @@ impl DbRow {
                 partner_name: Some(m.partner_name.clone()),
                 safety_full: m.safety_full,
                 failover_lsn: Some(m.failover_lsn.into()),
+                witness: m.witness.clone(),
             }),
         }
     }

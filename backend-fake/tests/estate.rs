@@ -2,9 +2,10 @@
 //! location record, history, snapshot.
 
 use backend_fake::fixtures::{self, Options, StandbyCopy};
-use backend_fake::{Change, Estate, Fault, FaultConfig, ScriptedFault};
+use backend_fake::{Change, Estate, Fault, FaultConfig, ScriptedFault, WitnessConnection};
 use failover_core::{
     DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorRole, MirrorState, Operation, Store,
+    WitnessState,
 };
 
 fn db(s: &str) -> DatabaseName {
@@ -268,6 +269,110 @@ fn planned_mirror_failover_swaps_roles() {
         f.estate.set_partner_failover(s, &xds()).unwrap_err().number,
         1416
     );
+}
+
+/// `mirroring_witness_state_desc` as each partner sees it, and 1455 at the force while the
+/// witness is set and not connected to the mirror; `SET WITNESS OFF` lets it through.
+#[test]
+fn forced_service_needs_the_witness_off_or_connected_to_the_mirror() {
+    let f = fixtures::build(&Options::default().mirrored(true));
+    let e = &f.estate;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let witness = |i: &InstanceAddr| {
+        let s = e.snapshot();
+        s.database(i, &xds())
+            .unwrap()
+            .mirroring
+            .clone()
+            .unwrap()
+            .witness
+    };
+    assert_eq!(witness(&a2), None);
+    e.set_witness(
+        &xds(),
+        &a2,
+        Some(("TCP://wit.cms.test:5022", WitnessConnection::PrincipalOnly)),
+    )
+    .unwrap();
+    let on_principal = witness(&a).unwrap();
+    assert_eq!(on_principal.name, "TCP://wit.cms.test:5022");
+    assert_eq!(on_principal.state, WitnessState::Connected);
+    assert_eq!(witness(&a2).unwrap().state, WitnessState::Disconnected);
+
+    e.set_reachable(&a, false).unwrap();
+    let sm = e.open_session(&a2).unwrap();
+    let err = e.force_service(sm, &xds()).unwrap_err();
+    assert_eq!(err.number, 1455, "{err:?}");
+    let before = e.durable_changes();
+    assert_eq!(
+        e.snapshot().database(&a2, &xds()).unwrap().state,
+        DbState::Restoring
+    );
+
+    e.set_witness(
+        &xds(),
+        &a2,
+        Some(("TCP://wit.cms.test:5022", WitnessConnection::Neither)),
+    )
+    .unwrap();
+    assert_eq!(e.force_service(sm, &xds()).unwrap_err().number, 1455);
+    assert_eq!(
+        e.durable_changes(),
+        before,
+        "a refused force changes nothing"
+    );
+
+    e.set_witness(
+        &xds(),
+        &a2,
+        Some(("TCP://wit.cms.test:5022", WitnessConnection::MirrorOnly)),
+    )
+    .unwrap();
+    assert_eq!(witness(&a2).unwrap().state, WitnessState::Connected);
+    e.force_service(sm, &xds()).unwrap();
+    assert_eq!(
+        e.snapshot().database(&a2, &xds()).unwrap().state,
+        DbState::Online
+    );
+    // The witness stays with the servers: the new principal (a2) still sees it connected.
+    assert_eq!(witness(&a2).unwrap().state, WitnessState::Connected);
+}
+
+/// `SET WITNESS OFF` (a `None` witness) on either partner lets the force through; the
+/// fixture option sets the witness.
+#[test]
+fn forced_service_goes_through_once_the_witness_is_off() {
+    let f = fixtures::build(
+        &Options::default()
+            .mirrored(true)
+            .witness(Some(WitnessConnection::PrincipalOnly)),
+    );
+    let e = &f.estate;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let w = e
+        .snapshot()
+        .database(&a2, &xds())
+        .unwrap()
+        .mirroring
+        .clone()
+        .unwrap()
+        .witness
+        .unwrap();
+    assert_eq!(
+        (w.name.as_str(), w.state),
+        (fixtures::WITNESS, WitnessState::Disconnected)
+    );
+    e.set_witness(
+        &xds(),
+        &a,
+        Some(("TCP://wit.cms.test:5022", WitnessConnection::PrincipalOnly)),
+    )
+    .unwrap();
+    e.set_reachable(&a, false).unwrap();
+    let sm = e.open_session(&a2).unwrap();
+    assert_eq!(e.force_service(sm, &xds()).unwrap_err().number, 1455);
+    e.set_witness(&xds(), &a2, None).unwrap();
+    e.force_service(sm, &xds()).unwrap();
 }
 
 #[test]

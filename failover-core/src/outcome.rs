@@ -360,6 +360,17 @@ pub enum Refusal {
         /// `mirroring_partner_instance`, verbatim.
         name: String,
     },
+    /// Disaster recovery: the mirror to be forced reports a witness that is not connected
+    /// to it, so `FORCE_SERVICE_ALLOW_DATA_LOSS` would fail with 1455 (forcing needs
+    /// "WITNESS is set to OFF or is connected to the mirror server").
+    WitnessDisconnected {
+        /// The mirror that would be forced.
+        instance: InstanceAddr,
+        /// The databases whose witness is DISCONNECTED there.
+        databases: Vec<DatabaseName>,
+        /// `mirroring_witness_name`, verbatim.
+        witness: String,
+    },
     /// Planned: the target already has writable copies.
     TargetWritable {
         /// The target instance.
@@ -492,6 +503,7 @@ impl Refusal {
             Refusal::SourceReadOnly { .. } => "source_read_only",
             Refusal::TargetWritable { .. } => "target_writable",
             Refusal::MirrorPartnerUnmapped { .. } => "mirror_partner_unmapped",
+            Refusal::WitnessDisconnected { .. } => "witness_disconnected",
             Refusal::OldSourceAnswers { .. } => "old_source_answers",
             Refusal::CannotCheckOtherCopy { .. } => "cannot_check_other_copy",
             Refusal::ServingChanged { .. } => "serving_changed",
@@ -601,6 +613,15 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "{instance} reports the mirroring partner of {database} as `{name}` (the server name: computer and instance, no domain, no port), which maps to no instance of the topology; add `\"{name}\" = \"<host>\\\\<instance>\"` to the topology file's [aliases] table (or fix the topology's addresses), then run again"
+            ),
+            Refusal::WitnessDisconnected {
+                instance,
+                databases,
+                witness,
+            } => write!(
+                f,
+                "the mirror {instance} cannot be forced to serve {}: its witness `{witness}` is DISCONNECTED from it, and SQL Server forces service only when \"WITNESS is set to OFF or is connected to the mirror server\" (error 1455). Nothing was changed. Either bring the witness back until the mirror shows it CONNECTED, or remove it with `ALTER DATABASE [<db>] SET WITNESS OFF` (Microsoft documents it may be issued on either partner: here on {instance}, since the principal is down), then run again",
+                names(databases)
             ),
             Refusal::OldSourceAnswers { instance, error } => write!(
                 f,

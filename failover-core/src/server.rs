@@ -120,6 +120,50 @@ impl MirrorState {
     }
 }
 
+/// `sys.database_mirroring.mirroring_witness_state_desc`: "UNKNOWN", "CONNECTED" or
+/// "DISCONNECTED", as seen from the instance queried; the column is NULL when no witness
+/// exists:
+/// <https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-database-mirroring-transact-sql>.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WitnessState {
+    /// The instance does not know.
+    Unknown,
+    /// The witness is connected to the instance queried.
+    Connected,
+    /// The witness is not connected to the instance queried.
+    Disconnected,
+}
+
+impl WitnessState {
+    /// Maps a `mirroring_witness_state_desc` string.
+    pub fn from_desc(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "UNKNOWN" => Self::Unknown,
+            "CONNECTED" => Self::Connected,
+            "DISCONNECTED" => Self::Disconnected,
+            _ => return None,
+        })
+    }
+    /// The `mirroring_witness_state_desc` string.
+    pub fn as_desc(self) -> &'static str {
+        match self {
+            Self::Unknown => "UNKNOWN",
+            Self::Connected => "CONNECTED",
+            Self::Disconnected => "DISCONNECTED",
+        }
+    }
+}
+
+/// The witness of a mirroring session, as one partner reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessInfo {
+    /// `mirroring_witness_name`: the witness's server network address.
+    pub name: String,
+    /// `mirroring_witness_state_desc` on the instance queried.
+    pub state: WitnessState,
+}
+
 /// The mirroring view of one database on one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorInfo {
@@ -142,6 +186,9 @@ pub struct MirrorInfo {
     pub safety_full: bool,
     /// `mirroring_failover_lsn` (`numeric(25,0)`), when known.
     pub failover_lsn: Option<u128>,
+    /// The session's witness (`mirroring_witness_name` not NULL); `None`: no witness.
+    #[serde(default)]
+    pub witness: Option<WitnessInfo>,
 }
 
 /// The state of one database on one instance.

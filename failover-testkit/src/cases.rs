@@ -814,6 +814,52 @@ pub async fn mirror_forced_failover_with_principal_up_is_invalid_state(h: &dyn H
     );
 }
 
+/// Issue 12 item 2: the probe reports the witness as the mirror sees it, and forcing
+/// service while the witness is not connected to the mirror is `InvalidState` (1455) and
+/// changes nothing.
+pub async fn mirror_forced_failover_with_the_witness_off_the_mirror_is_invalid_state(
+    h: &dyn Harness,
+) {
+    let o = Options::default()
+        .mirrored(true)
+        .witness(Some(backend_fake::WitnessConnection::PrincipalOnly));
+    let (c, b) = Ctx::new(h, o).await;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    c.estate.set_reachable(&a, false).expect("down");
+    let p = b.probe(&a2, &c.dbs).await.expect("probe mirror");
+    let w = p
+        .database(&xds())
+        .and_then(|d| d.mirroring.clone())
+        .and_then(|m| m.witness)
+        .expect("witness on mirror");
+    assert_eq!(w.name, fixtures::WITNESS, "{}", c.ctx("witness name"));
+    assert_eq!(
+        w.state,
+        failover_core::WitnessState::Disconnected,
+        "{}",
+        c.ctx("witness state")
+    );
+    let r = b
+        .mirror_failover(&a2, &c.dbs, MirrorFailoverKind::Forced)
+        .await;
+    expect_err(
+        r,
+        ErrorKind::InvalidState,
+        Operation::MirrorFailover,
+        &a2,
+        &c.ctx("1455"),
+    );
+    assert_eq!(
+        c.estate
+            .snapshot()
+            .database(&a2, &xds())
+            .map(|d| d.state.clone()),
+        Some(DbState::Restoring),
+        "{}",
+        c.ctx("mirror unchanged")
+    );
+}
+
 /// A mirror failover of an unmirrored database is `InvalidState`.
 pub async fn mirror_failover_unmirrored_is_invalid_state(h: &dyn Harness) {
     let (c, b) = Ctx::new(h, Options::default()).await;

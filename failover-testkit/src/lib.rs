@@ -82,6 +82,7 @@ macro_rules! __conformance_cases {
             mirror_forced_failover_with_principal_down: arranged,
             mirror_forced_failover_is_idempotent_on_principal: arranged,
             mirror_forced_failover_with_principal_up_is_invalid_state: arranged,
+            mirror_forced_failover_with_the_witness_off_the_mirror_is_invalid_state: arranged,
             mirror_failover_unmirrored_is_invalid_state: arranged,
             lock_granted_then_held_by_other: real_server,
             lock_acquire_is_idempotent_for_holder: real_server,

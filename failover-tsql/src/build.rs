@@ -321,7 +321,8 @@ fn name_list(dbs: &[DatabaseName]) -> String {
 /// SELECT @@VERSION AS version;
 /// SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc,
 ///   m.mirroring_partner_instance, m.mirroring_safety_level_desc,
-///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby
+///   CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby,
+///   m.mirroring_witness_name, m.mirroring_witness_state_desc
 /// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
 /// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
 /// ```
@@ -330,7 +331,8 @@ pub fn probe(dbs: &[DatabaseName]) -> String {
         "{USE_MASTER}\nSELECT @@VERSION AS version;\n\
          SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
          m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
-         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby \
+         CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby, \
+         m.mirroring_witness_name, m.mirroring_witness_state_desc \
          FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \
          WHERE d.name IN ({}) ORDER BY d.name;",
         name_list(dbs)
@@ -355,7 +357,8 @@ pub fn probe(dbs: &[DatabaseName]) -> String {
 ///   IS_SRVROLEMEMBER(N'sysadmin') AS is_sysadmin, IS_SRVROLEMEMBER(N'dbcreator') AS is_dbcreator,
 ///   HAS_PERMS_BY_NAME(N'[master].[dbo].[cms_failover_location]', N'OBJECT', N'INSERT') AS can_insert_location,
 ///   HAS_PERMS_BY_NAME(N'[master].[dbo].[cms_failover_location]', N'OBJECT', N'UPDATE') AS can_update_location;
-/// SELECT d.name, …, d.is_in_standby, HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER') AS can_alter,
+/// SELECT d.name, …, d.is_in_standby, m.mirroring_witness_name, m.mirroring_witness_state_desc,
+///   HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER') AS can_alter,
 ///   SUSER_SNAME(d.owner_sid) AS owner_login
 /// FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id
 /// WHERE d.name IN (N'xds', N'lis') ORDER BY d.name;
@@ -374,6 +377,7 @@ pub fn preflight_probe(cfg: &SqlConfig, dbs: &[DatabaseName]) -> String {
          SELECT d.name, d.state_desc, d.is_read_only, m.mirroring_role_desc, m.mirroring_state_desc, \
          m.mirroring_partner_instance, m.mirroring_safety_level_desc, \
          CAST(m.mirroring_failover_lsn AS nvarchar(40)) AS mirroring_failover_lsn, d.is_in_standby, \
+         m.mirroring_witness_name, m.mirroring_witness_state_desc, \
          HAS_PERMS_BY_NAME(d.name, N'DATABASE', N'ALTER') AS can_alter, \
          SUSER_SNAME(d.owner_sid) AS owner_login \
          FROM sys.databases AS d LEFT JOIN sys.database_mirroring AS m ON m.database_id = d.database_id \

@@ -242,6 +242,7 @@ mod tests {
                 partner_name: Some("B\\RTC".into()),
                 safety_full: true,
                 failover_lsn: None,
+                witness: None,
             }),
         }
     }

@@ -5,7 +5,8 @@
 
 use failover_core::{
     DatabaseName, DatabasePosition, DatabaseProbe, DbState, InstanceAddr, InstanceProbe,
-    LocationRecord, LoginRights, MirrorInfo, MirrorRole, MirrorState, Position, Store,
+    LocationRecord, LoginRights, MirrorInfo, MirrorRole, MirrorState, Position, Store, WitnessInfo,
+    WitnessState,
 };
 use thiserror::Error;
 
@@ -194,6 +195,7 @@ pub fn parse_probe(
                     partner_name,
                     safety_full,
                     failover_lsn,
+                    witness: witness(row)?,
                 })
             }
         };
@@ -202,12 +204,12 @@ pub fn parse_probe(
             Some(v) => v.is_some() && boolean(v.as_ref(), "is_in_standby")?,
             None => false,
         };
-        // The preflight probe's rights columns (9: can_alter, 10: owner_login).
-        if let Some(v) = row.get(9) {
+        // The preflight probe's rights columns (11: can_alter, 12: owner_login).
+        if let Some(v) = row.get(11) {
             db_rights.push(DatabaseRights {
                 name: name.clone(),
                 alter: flag(v.as_ref(), "can_alter")?,
-                owner: text(row.get(10).and_then(|v| v.as_ref()), "owner_login")?,
+                owner: text(row.get(12).and_then(|v| v.as_ref()), "owner_login")?,
             });
         }
         databases.push(DatabaseProbe {
@@ -225,6 +227,28 @@ pub fn parse_probe(
         databases,
         rights,
     })
+}
+
+/// The witness columns of a probe row (9: `mirroring_witness_name`, 10:
+/// `mirroring_witness_state_desc`); NULL name or a reply without them: no witness.
+fn witness(row: &Row) -> Result<Option<WitnessInfo>, RowError> {
+    let name = text(
+        row.get(9).and_then(|v| v.as_ref()),
+        "mirroring_witness_name",
+    )?
+    .map(|n| n.trim().to_string())
+    .filter(|n| !n.is_empty());
+    let Some(name) = name else { return Ok(None) };
+    let desc = text(
+        row.get(10).and_then(|v| v.as_ref()),
+        "mirroring_witness_state_desc",
+    )?;
+    let state = match desc {
+        None => WitnessState::Unknown,
+        Some(d) => WitnessState::from_desc(d.trim())
+            .ok_or_else(|| RowError(format!("unknown mirroring_witness_state_desc `{d}`")))?,
+    };
+    Ok(Some(WitnessInfo { name, state }))
 }
 
 /// `HAS_PERMS_BY_NAME` / `IS_SRVROLEMEMBER`: 1, 0 or NULL (`None`).
@@ -363,6 +387,44 @@ mod tests {
         DatabaseName::parse(s).unwrap()
     }
 
+    /// The witness columns: a name with its state as the instance sees it; a NULL name (no
+    /// witness) gives none; an unknown state is an error, not a guess.
+    #[test]
+    fn probe_witness_columns() {
+        let inst = InstanceAddr::parse("sql-b2.cms.test").unwrap();
+        let row = |name: &str, w: Option<SqlValue>, ws: Option<SqlValue>| {
+            vec![
+                t(name),
+                t("RESTORING"),
+                Some(SqlValue::Int(0)),
+                t("MIRROR"),
+                t("DISCONNECTED"),
+                t("SQLB01"),
+                t("FULL"),
+                t("42"),
+                Some(SqlValue::Int(0)),
+                w,
+                ws,
+            ]
+        };
+        let dbs = vec![
+            row("lis", None, None),
+            row("xds", t("TCP://wit.cms.test:5022"), t("DISCONNECTED")),
+        ];
+        let p = parse_probe(&inst, &[db("xds"), db("lis")], &[vec![vec![t("v")]], dbs]).unwrap();
+        let m = |d: &str| p.database(&db(d)).unwrap().mirroring.clone().unwrap();
+        assert_eq!(m("lis").witness, None);
+        assert_eq!(
+            m("xds").witness,
+            Some(WitnessInfo {
+                name: "TCP://wit.cms.test:5022".into(),
+                state: WitnessState::Disconnected
+            })
+        );
+        let bad = vec![row("xds", t("TCP://w:5022"), t("SLEEPY"))];
+        assert!(parse_probe(&inst, &[db("xds")], &[vec![vec![t("v")]], bad]).is_err());
+    }
+
     /// The preflight probe's rights columns: the version row's login, roles and location
     /// grants (NULL: unknown), each database's ALTER (NULL kept as unknown) and owner.
     #[test]
@@ -381,6 +443,8 @@ mod tests {
                 None,
                 None,
                 i(0),
+                None,
+                None,
                 alter,
                 t(owner),
             ]

@@ -1,7 +1,7 @@
 //! Estate description files (TOML) for the `mssql-sim` binary. See the crate README.
 
 use crate::tls::ServerTls;
-use backend_fake::Estate;
+use backend_fake::{Estate, WitnessConnection};
 use failover_core::{DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorState, Store};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -148,6 +148,15 @@ pub struct MirroringEntry {
     /// Safety FULL (default true).
     #[serde(default = "yes")]
     pub safety_full: bool,
+    /// The witness's server network address (`mirroring_witness_name`,
+    /// `TCP://wit.example:5022`); absent: no witness (`SET WITNESS OFF`).
+    #[serde(default)]
+    pub witness: Option<String>,
+    /// Which partners the witness is connected to: `both` (default), `principal_only`,
+    /// `mirror_only` or `neither` (roles as listed in this entry). Each partner reports
+    /// `mirroring_witness_state_desc` CONNECTED or DISCONNECTED accordingly.
+    #[serde(default)]
+    pub witness_connected: Option<WitnessConnection>,
 }
 
 /// `[[link]]`: a replication link copying positions from source to target.
@@ -359,6 +368,22 @@ impl EstateFile {
             estate
                 .add_mirroring(&m.database, &m.principal, &m.mirror, state, m.safety_full)
                 .map_err(invalid)?;
+            match (&m.witness, m.witness_connected) {
+                (Some(w), c) => estate
+                    .set_witness(
+                        &m.database,
+                        &m.principal,
+                        Some((w, c.unwrap_or(WitnessConnection::Both))),
+                    )
+                    .map_err(invalid)?,
+                (None, Some(_)) => {
+                    return Err(invalid(format!(
+                        "mirroring of {}: `witness_connected` needs `witness`",
+                        m.database
+                    )));
+                }
+                (None, None) => {}
+            }
         }
         for l in &self.links {
             let id = estate
@@ -491,6 +516,31 @@ mod tests {
         assert_eq!(on(&b).partner_instance(), "SQL-B2\\RTC");
         let bad = "[[instance]]\nname = 'a'\nserver_name = ''\n";
         assert!(EstateFile::parse(bad).unwrap().build(|_| None).is_err());
+    }
+
+    /// `witness` / `witness_connected` on `[[mirroring]]` reach the estate: each partner
+    /// reports the witness as connected to it or not.
+    #[test]
+    fn a_mirroring_witness_comes_from_the_file() {
+        let text = "[[instance]]\nname = 'sql-b'\n[[instance.database]]\nname = 'xds'\n\n[[instance]]\nname = 'sql-b2'\n\n[[mirroring]]\ndatabase = 'xds'\nprincipal = 'sql-b'\nmirror = 'sql-b2'\nwitness = 'TCP://wit.cms.test:5022'\nwitness_connected = 'principal_only'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        let snap = estate.snapshot();
+        let xds = DatabaseName::parse("xds").unwrap();
+        let w = |i: &str| {
+            let i = InstanceAddr::parse(i).unwrap();
+            snap.database(&i, &xds)
+                .unwrap()
+                .mirroring
+                .clone()
+                .unwrap()
+                .witness
+                .unwrap()
+        };
+        assert_eq!(w("sql-b").name, "TCP://wit.cms.test:5022");
+        assert_eq!(w("sql-b").state, failover_core::WitnessState::Connected);
+        assert_eq!(w("sql-b2").state, failover_core::WitnessState::Disconnected);
+        let bad = text.replace("witness = 'TCP://wit.cms.test:5022'\n", "");
+        assert!(EstateFile::parse(&bad).unwrap().build(|_| None).is_err());
     }
 
     /// The top-level `read_only_refused_on_mirroring_principal` key reaches the estate

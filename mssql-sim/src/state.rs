@@ -20,7 +20,7 @@
 
 use crate::estate_file::{DatabaseEntry, EstateFile, EstateFileError, MirroringEntry};
 use crate::service::{LoginAccepted, LoginRefused, LoginRequest, Reply, Request, Service, Session};
-use backend_fake::Estate;
+use backend_fake::{Estate, WitnessConnection};
 use failover_core::{DatabaseName, DbState, InstanceAddr, LocationRecord, MirrorRole, MirrorState};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -217,15 +217,40 @@ impl DurableState {
                 })
                 .collect();
         }
+        // The witness is not saved: it comes from the estate file, its connections named
+        // by that file's roles, so they swap when the saved roles did.
+        let witnesses: Vec<_> = file
+            .mirroring
+            .iter()
+            .map(|m| {
+                (
+                    m.database.clone(),
+                    m.principal.clone(),
+                    m.witness.clone(),
+                    m.witness_connected,
+                )
+            })
+            .collect();
         file.mirroring = self
             .mirroring
             .iter()
-            .map(|m| MirroringEntry {
-                database: m.database.clone(),
-                principal: m.principal.clone(),
-                mirror: m.mirror.clone(),
-                state: Some(m.state.as_desc().to_string()),
-                safety_full: m.safety_full,
+            .map(|m| {
+                let w = witnesses.iter().find(|w| w.0 == m.database);
+                let swapped = w.is_some_and(|w| w.1 != m.principal);
+                let witness_connected = w.and_then(|w| w.3).map(|c| match (c, swapped) {
+                    (WitnessConnection::PrincipalOnly, true) => WitnessConnection::MirrorOnly,
+                    (WitnessConnection::MirrorOnly, true) => WitnessConnection::PrincipalOnly,
+                    (c, _) => c,
+                });
+                MirroringEntry {
+                    database: m.database.clone(),
+                    principal: m.principal.clone(),
+                    mirror: m.mirror.clone(),
+                    state: Some(m.state.as_desc().to_string()),
+                    safety_full: m.safety_full,
+                    witness: w.and_then(|w| w.2.clone()),
+                    witness_connected,
+                }
             })
             .collect();
         // Location records are written below, with every field they carry.

@@ -305,7 +305,9 @@ async fn a_standby_copy_is_shown_refuses_read_write_and_is_recovered() {
             None,
             None,
             None,
-            Some("1")
+            Some("1"),
+            None,
+            None
         ])
     );
     let fence_undo = build::set_read_only(&[xds()], false, 50);
@@ -380,5 +382,63 @@ async fn a_planned_failover_returns_before_the_roles_switch_and_a_second_one_is_
     assert_eq!(
         e.message,
         "The mirror server instance is not caught up to the recent changes to database \"xds\". Unable to fail over."
+    );
+}
+
+/// Item 2: the witness as sys.database_mirroring reports it on the instance queried
+/// (`mirroring_witness_name`, `mirroring_witness_state_desc`, FreeTDS `tsql`), and
+/// `FORCE_SERVICE_ALLOW_DATA_LOSS` refused with 1455 while the witness is set and not
+/// connected to the mirror ("WITNESS is set to OFF or is connected to the mirror server").
+#[tokio::test]
+async fn forcing_service_with_a_witness_not_connected_to_the_mirror_is_1455() {
+    let (sim, f) = start(&Options::default().mirrored(true)).await;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    let forced = build::mirror_failover(&[xds()], MirrorFailoverKind::Forced);
+    let view = "SELECT mirroring_witness_name, mirroring_witness_state_desc FROM sys.database_mirroring WHERE database_id = DB_ID(N'xds')\ngo\n";
+    f.estate
+        .set_witness(
+            &xds(),
+            &a,
+            Some((
+                "TCP://wit.cms.test:5022",
+                backend_fake::WitnessConnection::PrincipalOnly,
+            )),
+        )
+        .unwrap();
+    let out = tsql(port(&sim, &a), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(
+        out.contains("TCP://wit.cms.test:5022")
+            && out.contains("CONNECTED")
+            && !out.contains("DISCONNECTED"),
+        "{out}"
+    );
+    f.estate.set_reachable(&a, false).unwrap();
+    let out = tsql(port(&sim, &a2), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(
+        out.contains("TCP://wit.cms.test:5022") && out.contains("DISCONNECTED"),
+        "{out}"
+    );
+    assert_eq!(error_numbers(port(&sim, &a2), &forced).await, vec![1455]);
+    assert_eq!(role(&f, &a2, "xds"), Some(MirrorRole::Mirror));
+    f.estate
+        .set_witness(
+            &xds(),
+            &a2,
+            Some((
+                "TCP://wit.cms.test:5022",
+                backend_fake::WitnessConnection::MirrorOnly,
+            )),
+        )
+        .unwrap();
+    assert_eq!(
+        error_numbers(port(&sim, &a2), &forced).await,
+        Vec::<u32>::new()
+    );
+    assert_eq!(role(&f, &a2, "xds"), Some(MirrorRole::Principal));
+    // The documented text (errors 1000-1999).
+    let e = backend_fake::SqlError::cannot_force("xds");
+    assert_eq!(
+        e.message,
+        "The database mirroring service cannot be forced for database \"xds\" because the database is not in the correct state to become the principal database."
     );
 }

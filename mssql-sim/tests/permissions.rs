@@ -182,8 +182,8 @@ async fn mirror_columns_are_null_for_a_login_that_is_not_sysadmin() {
         for r in &sets[1][1..] {
             assert_eq!(r[role_col].is_some(), shown, "{i}: {out}");
             // The owner is sa; ALTER is 0 on the ONLINE principal, NULL on the RESTORING mirror.
-            assert_eq!(r[10].as_deref(), Some("sa"), "{out}");
-            assert_eq!(r[9].as_deref(), shown.then_some("0"), "{out}");
+            assert_eq!(r[12].as_deref(), Some("sa"), "{out}");
+            assert_eq!(r[11].as_deref(), shown.then_some("0"), "{out}");
         }
     }
     f.estate

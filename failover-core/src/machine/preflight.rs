@@ -12,7 +12,9 @@ use crate::model::{DatabaseName, InstanceAddr, Store};
 use crate::op::{Op, OpResult};
 use crate::outcome::{Outcome, Refusal, ServingProblem, StoreRole};
 use crate::request::{FailoverRequest, Mode};
-use crate::server::{DbState, InstanceProbe, LocationRecord, MirrorRole, MirrorState};
+use crate::server::{
+    DbState, InstanceProbe, LocationRecord, MirrorRole, MirrorState, WitnessState,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -535,11 +537,52 @@ fn plan_dr(
         }
     }
     let force_mirror = obs.is_mirror(&tgt).then(|| tgt.clone());
+    if let Some(m) = &force_mirror {
+        witness_allows_force(obs, m, dbs)?;
+    }
     let mut plan = obs.plan_for(tgt, target.clone(), dbs, warnings);
     plan.source = source;
     plan.to_fence = to_fence;
     plan.force_mirror = force_mirror;
     Ok(plan)
+}
+
+/// Forcing service needs "WITNESS is set to OFF or is connected to the mirror server",
+/// otherwise 1455
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/force-service-in-a-database-mirroring-session-transact-sql>):
+/// a witness the mirror reports DISCONNECTED makes the force fail for certain, so the run is
+/// refused before any change. CONNECTED, UNKNOWN (the server does not know) or no witness
+/// go on; a 1455 at the force itself is still handled there.
+fn witness_allows_force(
+    obs: &Observations,
+    mirror: &InstanceAddr,
+    dbs: &[DatabaseName],
+) -> Result<(), Box<Refusal>> {
+    let Ok(p) = obs.probe_of(mirror) else {
+        return Ok(());
+    };
+    let mut blocked = Vec::new();
+    let mut witness = String::new();
+    for d in dbs {
+        if let Some(w) = p
+            .database(d)
+            .and_then(|d| d.mirroring.as_ref())
+            .filter(|m| m.role == MirrorRole::Mirror)
+            .and_then(|m| m.witness.as_ref())
+            .filter(|w| w.state == WitnessState::Disconnected)
+        {
+            blocked.push(d.clone());
+            witness = w.name.clone();
+        }
+    }
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(Box::new(Refusal::WitnessDisconnected {
+        instance: mirror.clone(),
+        databases: blocked,
+        witness,
+    }))
 }
 
 /// Probe every instance and read its location record; the first time (`first`), take the

@@ -188,9 +188,11 @@ pub(super) fn on_repointed(
 
 #[cfg(test)]
 pub(super) mod tests {
+    use crate::error::ErrorKind;
     use crate::machine::S;
     use crate::machine::script::*;
-    use crate::outcome::{Failure, Outcome, UndoFailure};
+    use crate::outcome::{Failure, Outcome, Refusal, UndoFailure};
+    use crate::server::WitnessState;
 
     #[test]
     fn failed_open_fences_the_target_again_then_undoes_the_fence() {
@@ -295,6 +297,77 @@ pub(super) mod tests {
         );
     }
 
+    /// The mirror to be forced sees its witness DISCONNECTED: 1455 is certain, so the run is
+    /// refused before any durable change, naming `SET WITNESS OFF`.
+    #[test]
+    fn dr_refused_when_the_mirror_sees_its_witness_disconnected() {
+        let mut w = World::dr_mirrored();
+        w.set_witness(&bm(), WitnessState::Disconnected);
+        let (o, h) = w.run(dr_mirrored());
+        let Some(
+            r @ Refusal::WitnessDisconnected {
+                instance,
+                databases,
+                witness,
+            },
+        ) = o.refusal()
+        else {
+            panic!("{o}")
+        };
+        assert_eq!(instance, &bm());
+        assert_eq!(databases.len(), 2, "{r}");
+        assert_eq!(witness, "TCP://wit.test:5022");
+        let text = r.to_string();
+        assert!(
+            text.contains("1455")
+                && text.contains("SET WITNESS OFF")
+                && text.contains("either partner"),
+            "{text}"
+        );
+        assert!(!h.contains(&S::ForcingMirror), "{h:?}");
+        assert!(
+            w.durable_mutations().is_empty(),
+            "{:?}",
+            w.durable_mutations()
+        );
+    }
+
+    /// A witness connected to the mirror, or one the mirror does not know about (UNKNOWN),
+    /// does not stop the force.
+    #[test]
+    fn dr_forces_the_mirror_when_its_witness_is_connected_or_unknown() {
+        for state in [WitnessState::Connected, WitnessState::Unknown] {
+            let mut w = World::dr_mirrored();
+            w.set_witness(&bm(), state);
+            let (o, h) = w.run(dr_mirrored());
+            assert!(matches!(o, Outcome::Succeeded { .. }), "{state:?}: {o}");
+            assert!(h.contains(&S::ForcingMirror), "{h:?}");
+        }
+    }
+
+    /// The witness dropped off between preflight and the force: 1455 (classified
+    /// `InvalidState`) at the force ends the run as a failed force with the fence undone,
+    /// never half-way.
+    #[test]
+    fn dr_1455_at_the_force_ends_with_the_fence_undone() {
+        assert_eq!(crate::sqlerror::classify(1455), ErrorKind::InvalidState);
+        let mut w = World::dr_mirrored();
+        w.set_witness(&bm(), WitnessState::Connected);
+        w.fail_kind(S::ForcingMirror, |_| true, ErrorKind::InvalidState, 9);
+        let (o, h) = w.run(dr_mirrored());
+        assert!(
+            matches!(o.failure(), Some(Failure::ForceFailed { .. })),
+            "{o}"
+        );
+        assert!(!matches!(o, Outcome::NeedsRestore { .. }), "{o}");
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ForcingMirror, S::UndoingFence]),
+            "{h:?}"
+        );
+        assert_eq!(h.last(), Some(&S::Done), "{h:?}");
+    }
+
     #[test]
     fn dr_forced_mirror_with_a_restoring_copy_is_recovered() {
         let mut w = World::dr_mirrored();
@@ -336,6 +409,9 @@ pub(super) mod tests {
         what_if_does_not_wait_for_the_role_switch,
         dr_force_failure_undoes_the_fence,
         dr_forced_mirror_with_a_restoring_copy_is_recovered,
+        dr_refused_when_the_mirror_sees_its_witness_disconnected,
+        dr_forces_the_mirror_when_its_witness_is_connected_or_unknown,
+        dr_1455_at_the_force_ends_with_the_fence_undone,
         target_that_cannot_be_fenced_again_needs_restore,
     ];
 }

@@ -225,6 +225,7 @@ fn mirroring(role: MirrorRole, partner: InstanceAddr) -> Option<MirrorInfo> {
         partner_name: None,
         safety_full: true,
         failover_lsn: None,
+        witness: None,
     })
 }
 
@@ -396,6 +397,20 @@ impl World {
         {
             m.partner = None;
             m.partner_name = Some(name.to_string());
+        }
+    }
+    /// Gives every mirroring session `i` reports a witness, in `state` as `i` sees it.
+    pub(crate) fn set_witness(&mut self, i: &InstanceAddr, state: WitnessState) {
+        for m in self
+            .inst(i)
+            .dbs
+            .iter_mut()
+            .filter_map(|d| d.mirroring.as_mut())
+        {
+            m.witness = Some(WitnessInfo {
+                name: "TCP://wit.test:5022".into(),
+                state,
+            });
         }
     }
     /// Makes every database of `i` a log-shipping STANDBY copy (ONLINE, read-only,

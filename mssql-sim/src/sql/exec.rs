@@ -526,6 +526,7 @@ impl SqlSession {
                 Column::new("mirroring_partner_name", s(128)),
                 Column::new("mirroring_partner_instance", s(128)),
                 Column::new("mirroring_safety_level_desc", s(60)),
+                Column::new("mirroring_witness_name", s(128)),
                 Column::new("mirroring_witness_state_desc", s(60)),
                 Column::new("mirroring_failover_lsn", ColType::BigInt),
             ];
@@ -550,12 +551,15 @@ impl SqlSession {
                             nv(format!("TCP://{}:5022", m.partner.host())),
                             nv(m.partner_instance()),
                             nv(if m.safety_full { "FULL" } else { "OFF" }),
-                            nv("UNKNOWN"),
+                            // "NULL = No witness exists"; the state as this instance sees
+                            // it (UNKNOWN, CONNECTED, DISCONNECTED), same page as above.
+                            opt_str(m.witness.as_ref().map(|w| w.name.clone())),
+                            opt_str(m.witness.as_ref().map(|w| w.state.as_desc().to_string())),
                             Value::Int(m.failover_lsn as i64),
                         ],
                         None => {
                             let mut v = vec![Value::Int(*id)];
-                            v.extend(std::iter::repeat_n(Value::Null, 7));
+                            v.extend(std::iter::repeat_n(Value::Null, 8));
                             v
                         }
                     }
