@@ -269,11 +269,16 @@ mod tests {
     #[test]
     fn every_case_function_is_listed_once() {
         let src = include_str!("cases.rs");
+        // A signature may be wrapped over several lines (long names): read each header up to
+        // its body.
         let defined: Vec<&str> = src
-            .lines()
-            .filter_map(|l| l.strip_prefix("pub async fn "))
-            .filter(|l| l.contains("(h: &dyn Harness)"))
-            .filter_map(|l| l.split('(').next())
+            .split("\npub async fn ")
+            .skip(1)
+            .filter(|f| {
+                let header = f.split('{').next().unwrap_or_default();
+                header.contains("h: &dyn Harness")
+            })
+            .filter_map(|f| f.split('(').next())
             .collect();
         let listed: Vec<&str> = CASES.iter().map(|c| c.name).collect();
         assert_eq!(listed, defined);
