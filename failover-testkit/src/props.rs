@@ -1417,3 +1417,24 @@ pub fn sweep(rt: &tokio::runtime::Runtime, base: &Scenario, tag: &str, s: Sweep)
         run(&sc, &format!(" faults seed {seed}"));
     }
 }
+
+/// A planned failover (`dr = false`) or a disaster recovery to the fixture's backup store
+/// (`dr = true`), run once against the in-memory fake serving `fx`.
+pub fn run_on_fake(
+    rt: &tokio::runtime::Runtime,
+    fx: &backend_fake::fixtures::Fixture,
+    dr: bool,
+    run_id: &str,
+) -> failover_core::RunReport {
+    let backend = std::sync::Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
+    let mode = if dr {
+        failover_core::Mode::DisasterRecovery {
+            target: fx.topology.backup.clone(),
+        }
+    } else {
+        failover_core::Mode::Planned
+    };
+    let req = failover_core::FailoverRequest::new(run_id, fx.topology.clone(), mode)
+        .expect("a valid request");
+    rt.block_on(failover_core::Driver::new(backend).run(req))
+}

@@ -77,16 +77,7 @@ fn planned_and_dr_with_the_source_up_are_refused_and_change_nothing() {
                 .read_only_refused_on_mirroring_principal(true),
         );
         let before = fx.estate.durable_changes();
-        let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
-        let mode = if dr {
-            Mode::DisasterRecovery {
-                target: fx.topology.backup.clone(),
-            }
-        } else {
-            Mode::Planned
-        };
-        let req = FailoverRequest::new("refused-fence", fx.topology.clone(), mode).unwrap();
-        let report = rt.block_on(Driver::new(backend).run(req));
+        let report = run_on_fake(&rt, &fx, dr, "refused-fence");
         let o = &report.outcome;
         assert!(
             matches!(

@@ -7,9 +7,8 @@
 //! (`Scenario::log_shipping_standby`).
 
 use backend_fake::fixtures::{self, Options, StandbyCopy};
-use failover_core::{Driver, FailoverRequest, Mode, Outcome};
+use failover_core::Outcome;
 use failover_testkit::props::*;
-use std::sync::Arc;
 
 fn scenario(kind: Kind) -> Scenario {
     Scenario {
@@ -51,16 +50,7 @@ fn planned_and_dr_promote_standby_copies_with_restore_with_recovery() {
     let rt = paused_runtime();
     for dr in [false, true] {
         let fx = fixtures::build(&Options::default().standby(StandbyCopy::Standby));
-        let backend = Arc::new(backend_fake::FakeBackend::new(fx.estate.clone()));
-        let mode = if dr {
-            Mode::DisasterRecovery {
-                target: fx.topology.backup.clone(),
-            }
-        } else {
-            Mode::Planned
-        };
-        let req = FailoverRequest::new("standby-run", fx.topology.clone(), mode).unwrap();
-        let report = rt.block_on(Driver::new(backend).run(req));
+        let report = run_on_fake(&rt, &fx, dr, "standby-run");
         assert!(
             matches!(report.outcome, Outcome::Succeeded { .. }),
             "dr={dr}: {}",
