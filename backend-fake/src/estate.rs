@@ -22,11 +22,23 @@
 //!   unreachable at its tick. Forced service (on the mirror,
 //!   only while the principal is unreachable and the session has no witness or one connected
 //!   to the mirror ([`Estate::set_witness`]), else 1455) makes the mirror PRINCIPAL and
-//!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED.
+//!   ONLINE, the old principal MIRROR and RESTORING, and the session SUSPENDED. With a
+//!   force delay ([`Estate::set_force_service_delay`]) the statement returns first and the
+//!   mirror switches that many ticks later (the same "fail later" sentence); meanwhile it
+//!   shows what it showed before (an inference), a second force gets 1404, and the switch
+//!   fails (roles kept) when the mirror is unreachable at its tick.
+//!   Automatic failover ([`Estate::set_automatic_failover`], off by default): a
+//!   SYNCHRONIZED safety-FULL session whose principal is lost while its mirror is reachable
+//!   and its witness is connected to the mirror fails over by itself after the estate's
+//!   delay in ticks: the mirror becomes PRINCIPAL and ONLINE, the old principal's copy
+//!   MIRROR and RESTORING, and it rejoins as the mirror when it comes back (see
+//!   `Inner::automatic_failovers` for what is documented and what is inferred).
 //!   `ALTER DATABASE … SET READ_ONLY/READ_WRITE` is allowed on a principal (the flag travels
 //!   to the mirror with the log), unless
 //!   [`Estate::set_read_only_refused_on_mirroring_principal`] makes `SET READ_ONLY` there
 //!   fail with 1468 (whether SQL Server does is not documented; the estate models both).
+//! - **Scheduled events** ([`Estate::schedule`]): a witness connecting or disconnecting, an
+//!   instance going down or coming back, at a given tick (mid-run, deterministic).
 //! - **Sessions**: an instance going down, [`Estate::kill_sessions`] and
 //!   [`Estate::close_session`] end sessions and release their application locks.
 //! - **History**: every mutation except the position changes made by ticks.
@@ -86,8 +98,47 @@ struct Mirroring {
     safety_full: bool,
     /// A planned failover accepted but not yet done: the ticks left before the roles switch.
     pending_switch: Option<u64>,
+    /// A forced service accepted but not yet done: the ticks left before the mirror becomes
+    /// PRINCIPAL.
+    pending_force: Option<u64>,
     /// The witness, if the session has one.
     witness: Option<Witness>,
+    /// Where the session is on the way to an automatic failover.
+    auto: AutoFailover,
+}
+
+/// A session's progress toward an automatic failover while its principal is lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum AutoFailover {
+    /// The principal is reachable (or automatic failover is off).
+    #[default]
+    Idle,
+    /// The principal was lost while the mirror and the witness kept quorum: ticks since.
+    Counting(u64),
+    /// The principal was lost without that quorum (or it broke during the count): no
+    /// automatic failover until the principal is back.
+    Blocked,
+}
+
+/// A change to the estate scheduled for a tick ([`Estate::schedule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EstateEvent {
+    /// [`Estate::set_witness`] at that tick (roles as they are then).
+    Witness {
+        /// The mirrored database.
+        database: DatabaseName,
+        /// Either partner of its session.
+        partner: InstanceAddr,
+        /// The witness's name and connections; `None`: `SET WITNESS OFF`.
+        witness: Option<(String, WitnessConnection)>,
+    },
+    /// [`Estate::set_reachable`] at that tick.
+    Reachable {
+        /// The instance.
+        instance: InstanceAddr,
+        /// Up or down.
+        reachable: bool,
+    },
 }
 
 /// A session's witness: its name and the partners it is connected to, by instance (so the
@@ -135,6 +186,9 @@ struct Inner {
     /// Ticks between `SET PARTNER FAILOVER` returning and the roles switching (0: inside the
     /// statement).
     switch_delay: u64,
+    /// Ticks between `FORCE_SERVICE_ALLOW_DATA_LOSS` returning and the forced mirror
+    /// switching (0: inside the statement).
+    force_delay: u64,
     instances: BTreeMap<InstanceAddr, Instance>,
     mirrors: Vec<Mirroring>,
     links: Vec<Link>,
@@ -152,6 +206,10 @@ struct Inner {
     faults: FaultState,
     /// [`Estate::set_read_only_refused_on_mirroring_principal`].
     read_only_refused_on_mirroring_principal: bool,
+    /// [`Estate::set_automatic_failover`]: `Some(delay)` enables it.
+    automatic_failover: Option<u64>,
+    /// [`Estate::schedule`]: events by tick, in the order scheduled.
+    events: Vec<(u64, EstateEvent)>,
 }
 
 /// The estate: a cheap, clonable, thread-safe handle to shared state.
@@ -274,24 +332,39 @@ impl Estate {
         partner: &InstanceAddr,
         witness: Option<(&str, WitnessConnection)>,
     ) -> Result<(), SetupError> {
-        let mut g = self.lock();
-        let i = g
-            .mirroring_index(partner, db)
-            .ok_or_else(|| SetupError(format!("{db} is not mirrored on {partner}")))?;
-        let m = &mut g.mirrors[i];
-        m.witness = witness.map(|(name, c)| {
-            let connected = match c {
-                WitnessConnection::Both => vec![m.principal.clone(), m.mirror.clone()],
-                WitnessConnection::PrincipalOnly => vec![m.principal.clone()],
-                WitnessConnection::MirrorOnly => vec![m.mirror.clone()],
-                WitnessConnection::Neither => Vec::new(),
-            };
-            Witness {
-                name: name.to_string(),
-                connected,
-            }
-        });
-        Ok(())
+        self.lock().set_witness(db, partner, witness)
+    }
+
+    /// Enables automatic failover by the witness (`Some(delay)`) or disables it (`None`, the
+    /// default). Enabled, a mirroring session whose principal is lost (unreachable) while
+    /// the session is SYNCHRONIZED with safety FULL, its mirror is reachable and its witness
+    /// is connected to the mirror fails over by itself `delay` ticks later (the mirror
+    /// detecting the loss: SQL Server waits for the partner timeout, 10 s by default): the
+    /// mirror becomes PRINCIPAL and ONLINE with its own position and read-only flag, the
+    /// lost principal's copy MIRROR and RESTORING (what it shows when it comes back). A
+    /// principal lost without that quorum, or a quorum broken during the delay, blocks the
+    /// automatic failover until the principal is back ("If all server instances lose
+    /// communication, however, and the witness and the mirror server later regain
+    /// communication, automatic failover does not occur").
+    /// <https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/role-switching-during-a-database-mirroring-session-sql-server>,
+    /// <https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/database-mirroring-operating-modes>.
+    /// Off by default so that estates built for forced service keep their meaning; a real
+    /// server with such a session always fails over automatically.
+    pub fn set_automatic_failover(&self, delay: Option<u64>) {
+        self.lock().automatic_failover = delay;
+    }
+
+    /// See [`Estate::set_automatic_failover`].
+    pub fn automatic_failover(&self) -> Option<u64> {
+        self.lock().automatic_failover
+    }
+
+    /// Schedules `event` for tick `at` (the first tick numbered `at` or later runs it, before
+    /// mirroring is brought up to date and automatic failovers are decided): a witness
+    /// dropping off or coming back, a principal lost, in the middle of a run. An event for a
+    /// session or instance that does not exist then does nothing.
+    pub fn schedule(&self, at: u64, event: EstateEvent) {
+        self.lock().events.push((at, event));
     }
 
     /// Sets up a mirroring session for `db`: `principal` must hold an ONLINE copy; the mirror
@@ -342,7 +415,9 @@ impl Estate {
             state,
             safety_full,
             pending_switch: None,
+            pending_force: None,
             witness: None,
+            auto: AutoFailover::Idle,
         });
         g.record(
             principal,
@@ -354,11 +429,49 @@ impl Estate {
         Ok(())
     }
 
+    /// `ALTER DATABASE [db] SET PARTNER OFF` on either partner of `db`'s session with
+    /// `instance` (the operator's step, e.g. before fencing a principal on a server that
+    /// refuses `SET READ_ONLY` there with 1468): the session is removed, the principal keeps
+    /// its copy as it is and the former mirror's copy stays RESTORING
+    /// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/removing-database-mirroring-sql-server>).
+    pub fn remove_mirroring(
+        &self,
+        db: &DatabaseName,
+        instance: &InstanceAddr,
+    ) -> Result<(), SetupError> {
+        let mut g = self.lock();
+        let i = g
+            .mirroring_index(instance, db)
+            .ok_or_else(|| SetupError(format!("{db} on {instance} is not mirrored")))?;
+        let m = g.mirrors.remove(i);
+        g.record(
+            &m.principal,
+            Some(db),
+            Change::MirroringRemoved { mirror: m.mirror },
+        );
+        Ok(())
+    }
+
     /// `SET PARTNER FAILOVER` returns before the roles switch: they switch `ticks` session
     /// operations (ticks) later; 0 (the default) switches inside the statement. Ticks, not
     /// time, so tests stay deterministic (replication advances the same way).
     pub fn set_partner_failover_delay(&self, ticks: u64) {
         self.lock().switch_delay = ticks;
+    }
+
+    /// `FORCE_SERVICE_ALLOW_DATA_LOSS` returns before the forced mirror switches: it becomes
+    /// PRINCIPAL and ONLINE `ticks` ticks later (0, the default: inside the statement);
+    /// meanwhile it shows what it showed before (MIRROR, RESTORING).
+    pub fn set_force_service_delay(&self, ticks: u64) {
+        self.lock().force_delay = ticks;
+    }
+
+    /// Whether a forced service of `db` on `instance`'s session was accepted and the mirror
+    /// has not switched yet.
+    pub fn force_pending(&self, db: &DatabaseName, instance: &InstanceAddr) -> bool {
+        let g = self.lock();
+        g.mirroring_index(instance, db)
+            .is_some_and(|i| g.mirrors[i].pending_force.is_some())
     }
 
     /// Whether a planned failover of `db` on `instance`'s session was accepted and its roles
@@ -439,17 +552,7 @@ impl Estate {
     /// Makes an instance reachable or not. Going down ends all its sessions (their locks are
     /// released); connections are refused until it comes back.
     pub fn set_reachable(&self, addr: &InstanceAddr, reachable: bool) -> Result<(), SetupError> {
-        let mut g = self.lock();
-        let inst = g.instance_mut(addr)?;
-        if inst.reachable == reachable {
-            return Ok(());
-        }
-        inst.reachable = reachable;
-        g.record(addr, None, Change::Reachable(reachable));
-        if !reachable {
-            g.kill_sessions(addr);
-        }
-        Ok(())
+        self.lock().set_reachable(addr, reachable)
     }
 
     /// Ends every session on `addr` (a network blip): their application locks are released.
@@ -733,6 +836,10 @@ impl Estate {
             .cloned()
             .ok_or_else(SqlError::connection_dropped)?;
         g.tick();
+        // A scheduled event may have taken the instance down during the tick.
+        if !g.sessions.contains_key(&session) {
+            return Err(SqlError::connection_dropped());
+        }
         f(&mut g, &addr)
     }
 
@@ -982,49 +1089,24 @@ impl Estate {
             if m.witness.as_ref().is_some_and(|w| !w.connected.contains(a)) {
                 return Err(SqlError::cannot_force(db.as_str()));
             }
-            let pos = g.db_mut(a, db).expect("mirror copy").position;
-            g.db_mut(a, db).expect("mirror copy").state = DbState::Online;
-            g.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
-            let old_pos = g.db_mut(&m.principal, db).expect("principal copy").position;
-            g.mirrors[i].principal = m.mirror.clone();
-            g.mirrors[i].mirror = m.principal.clone();
-            g.mirrors[i].state = MirrorState::Suspended;
-            g.mirrors[i].pending_switch = None;
-            g.record(
-                a,
-                Some(db),
-                Change::State {
-                    from: DbState::Restoring,
-                    to: DbState::Online,
-                    position: pos,
-                },
-            );
-            g.record(
-                a,
-                Some(db),
-                Change::Role {
-                    role: MirrorRole::Principal,
-                    forced: true,
-                },
-            );
-            g.record(
-                &m.principal,
-                Some(db),
-                Change::State {
-                    from: DbState::Online,
-                    to: DbState::Restoring,
-                    position: old_pos,
-                },
-            );
-            g.record(
-                &m.principal,
-                Some(db),
-                Change::Role {
-                    role: MirrorRole::Mirror,
-                    forced: true,
-                },
-            );
-            g.record(a, Some(db), Change::MirroringState(MirrorState::Suspended));
+            if m.pending_force.is_some() {
+                // Inference: the page gives no condition for 1404 ("the database mirror is
+                // busy"); a second force while the first has not switched gets it, as a
+                // second SET PARTNER FAILOVER does.
+                return Err(SqlError::mirror_busy());
+            }
+            if g.force_delay == 0 {
+                g.force_roles(i);
+            } else {
+                // "A SET PARTNER or SET WITNESS command can complete successfully when
+                // entered, but fail later"
+                // (https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring).
+                // What the mirror shows until the forced switch lands is not documented
+                // (inference: what it showed before — MIRROR, RESTORING, DISCONNECTED with
+                // its principal down; the catalog view documents PENDING_FAILOVER without
+                // saying when it shows); nothing is recorded until the switch.
+                g.mirrors[i].pending_force = Some(g.force_delay);
+            }
             Ok(())
         })
     }
@@ -1325,46 +1407,91 @@ impl Inner {
         self.mirrors[i].principal = m.mirror.clone();
         self.mirrors[i].mirror = m.principal.clone();
         let pos = p.position;
-        self.record(
+        self.record_switch(
             &m.principal,
-            Some(db),
-            Change::State {
-                from: DbState::Online,
-                to: DbState::Restoring,
-                position: pos,
-            },
+            db,
+            (DbState::Online, DbState::Restoring),
+            pos,
+            MirrorRole::Mirror,
+            false,
         );
-        self.record(
-            &m.principal,
-            Some(db),
-            Change::Role {
-                role: MirrorRole::Mirror,
-                forced: false,
-            },
-        );
-        self.record(
+        self.record_switch(
             &m.mirror,
-            Some(db),
-            Change::State {
-                from: DbState::Restoring,
-                to: DbState::Online,
-                position: pos,
-            },
-        );
-        self.record(
-            &m.mirror,
-            Some(db),
-            Change::Role {
-                role: MirrorRole::Principal,
-                forced: false,
-            },
+            db,
+            (DbState::Restoring, DbState::Online),
+            pos,
+            MirrorRole::Principal,
+            false,
         );
     }
 
+    /// Records one partner's side of a role switch: its state change, then its new role.
+    fn record_switch(
+        &mut self,
+        addr: &InstanceAddr,
+        db: &DatabaseName,
+        (from, to): (DbState, DbState),
+        position: u64,
+        role: MirrorRole,
+        forced: bool,
+    ) {
+        self.record(addr, Some(db), Change::State { from, to, position });
+        self.record(addr, Some(db), Change::Role { role, forced });
+    }
+
+    /// Forced service lands: the mirror becomes PRINCIPAL and ONLINE, the old principal
+    /// MIRROR and RESTORING, the session SUSPENDED.
+    fn force_roles(&mut self, i: usize) {
+        let m = self.mirrors[i].clone();
+        let (a, db) = (&m.mirror, &m.database);
+        let pos = self.db_mut(a, db).expect("mirror copy").position;
+        self.db_mut(a, db).expect("mirror copy").state = DbState::Online;
+        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
+        let old_pos = self
+            .db_mut(&m.principal, db)
+            .expect("principal copy")
+            .position;
+        self.mirrors[i].principal = m.mirror.clone();
+        self.mirrors[i].mirror = m.principal.clone();
+        self.mirrors[i].state = MirrorState::Suspended;
+        self.mirrors[i].pending_switch = None;
+        self.mirrors[i].pending_force = None;
+        self.record_switch(
+            a,
+            db,
+            (DbState::Restoring, DbState::Online),
+            pos,
+            MirrorRole::Principal,
+            true,
+        );
+        self.record_switch(
+            &m.principal,
+            db,
+            (DbState::Online, DbState::Restoring),
+            old_pos,
+            MirrorRole::Mirror,
+            true,
+        );
+        self.record(a, Some(db), Change::MirroringState(MirrorState::Suspended));
+    }
+
     /// Planned failovers accepted earlier: count down, then switch (or fail, with a partner
-    /// unreachable: the roles stay and the session goes back to SYNCHRONIZED).
+    /// unreachable: the roles stay and the session goes back to SYNCHRONIZED). Forced
+    /// services accepted earlier: count down, then the mirror switches if it is reachable at
+    /// its tick (else the force fails and the roles stay: an inference, as for the planned
+    /// switch).
     fn pending_switches(&mut self) {
         for i in 0..self.mirrors.len() {
+            match self.mirrors[i].pending_force {
+                Some(n) if n > 1 => self.mirrors[i].pending_force = Some(n - 1),
+                Some(_) => {
+                    self.mirrors[i].pending_force = None;
+                    if self.reachable(&self.mirrors[i].mirror.clone()) {
+                        self.force_roles(i);
+                    }
+                }
+                None => {}
+            }
             match self.mirrors[i].pending_switch {
                 Some(n) if n > 1 => self.mirrors[i].pending_switch = Some(n - 1),
                 Some(_) => {
@@ -1387,6 +1514,141 @@ impl Inner {
                 None => {}
             }
         }
+    }
+
+    fn set_witness(
+        &mut self,
+        db: &DatabaseName,
+        partner: &InstanceAddr,
+        witness: Option<(&str, WitnessConnection)>,
+    ) -> Result<(), SetupError> {
+        let i = self
+            .mirroring_index(partner, db)
+            .ok_or_else(|| SetupError(format!("{db} is not mirrored on {partner}")))?;
+        let m = &mut self.mirrors[i];
+        m.witness = witness.map(|(name, c)| {
+            let connected = match c {
+                WitnessConnection::Both => vec![m.principal.clone(), m.mirror.clone()],
+                WitnessConnection::PrincipalOnly => vec![m.principal.clone()],
+                WitnessConnection::MirrorOnly => vec![m.mirror.clone()],
+                WitnessConnection::Neither => Vec::new(),
+            };
+            Witness {
+                name: name.to_string(),
+                connected,
+            }
+        });
+        Ok(())
+    }
+
+    fn set_reachable(&mut self, addr: &InstanceAddr, reachable: bool) -> Result<(), SetupError> {
+        let inst = self.instance_mut(addr)?;
+        if inst.reachable == reachable {
+            return Ok(());
+        }
+        inst.reachable = reachable;
+        self.record(addr, None, Change::Reachable(reachable));
+        if !reachable {
+            self.kill_sessions(addr);
+        }
+        Ok(())
+    }
+
+    /// Runs the events scheduled for this tick or earlier ([`Estate::schedule`]), in order.
+    fn due_events(&mut self) {
+        let now = self.tick;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.events = later;
+        for (_, e) in due {
+            // An event naming what does not exist does nothing (documented on `schedule`).
+            let _ = match e {
+                EstateEvent::Witness {
+                    database,
+                    partner,
+                    witness,
+                } => self.set_witness(
+                    &database,
+                    &partner,
+                    witness.as_ref().map(|(n, c)| (n.as_str(), *c)),
+                ),
+                EstateEvent::Reachable {
+                    instance,
+                    reachable,
+                } => self.set_reachable(&instance, reachable),
+            };
+        }
+    }
+
+    /// Automatic failover by the witness ([`Estate::set_automatic_failover`]).
+    ///
+    /// Documented (Role Switching During a Database Mirroring Session, "Automatic failover";
+    /// Database Mirroring Operating Modes): it needs high-safety mode (safety FULL) with a
+    /// witness, a mirror database already SYNCHRONIZED, and the principal lost while the
+    /// mirror and the witness keep quorum; the mirror then takes the principal role and
+    /// brings its copy ONLINE as the principal database; the former principal, when it
+    /// comes back, takes the mirror role and is resynchronized "as quickly as possible" (here:
+    /// at the next tick). No data is lost (every committed transaction is on the mirror), so
+    /// the new principal keeps its own position. If all instances lose communication and the
+    /// witness and the mirror regain it later, no automatic failover occurs.
+    /// Inferred: the delay is a number of estate ticks (the mirror detecting the loss, after
+    /// the partner timeout on a real server); a quorum broken during the delay blocks the
+    /// failover until the principal is back, as when all instances lose communication; the
+    /// stored state stays SYNCHRONIZED (shown DISCONNECTED while the old principal is down);
+    /// a pending planned switch blocks it.
+    fn automatic_failovers(&mut self) {
+        let Some(delay) = self.automatic_failover else {
+            return;
+        };
+        for i in 0..self.mirrors.len() {
+            let m = self.mirrors[i].clone();
+            if self.reachable(&m.principal) {
+                self.mirrors[i].auto = AutoFailover::Idle;
+                continue;
+            }
+            let quorum = self.reachable(&m.mirror)
+                && m.safety_full
+                && m.state == MirrorState::Synchronized
+                && m.pending_switch.is_none()
+                && m.witness
+                    .as_ref()
+                    .is_some_and(|w| w.connected.contains(&m.mirror));
+            let next = match (m.auto, quorum) {
+                (AutoFailover::Blocked, _) | (_, false) => AutoFailover::Blocked,
+                (AutoFailover::Idle, true) => AutoFailover::Counting(0),
+                (AutoFailover::Counting(n), true) => AutoFailover::Counting(n + 1),
+            };
+            match next {
+                AutoFailover::Counting(n) if n >= delay => {
+                    self.fail_over_automatically(i);
+                    self.mirrors[i].auto = AutoFailover::Idle;
+                }
+                other => self.mirrors[i].auto = other,
+            }
+        }
+    }
+
+    /// The mirror of session `i` takes the principal role by itself (its principal is lost).
+    fn fail_over_automatically(&mut self, i: usize) {
+        let m = self.mirrors[i].clone();
+        let db = &m.database;
+        let position = {
+            let nm = self.db_mut(&m.mirror, db).expect("mirror copy");
+            nm.state = DbState::Online;
+            nm.position
+        };
+        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
+        self.mirrors[i].principal = m.mirror.clone();
+        self.mirrors[i].mirror = m.principal.clone();
+        self.record(
+            &m.mirror,
+            Some(db),
+            Change::AutomaticFailover {
+                former_principal: m.principal.clone(),
+                position,
+            },
+        );
     }
 
     fn kill_sessions(&mut self, addr: &InstanceAddr) {
@@ -1439,7 +1701,9 @@ impl Inner {
                 d.position = sp.min(d.position.saturating_add(l.rate));
             }
         }
-        // Mirroring.
+        // Mirroring: scheduled events, automatic failovers, then the mirrors catch up.
+        self.due_events();
+        self.automatic_failovers();
         for m in self.mirrors.clone() {
             if m.state == MirrorState::Suspended
                 || !self.reachable(&m.principal)

@@ -1,7 +1,8 @@
 //! The standard estate and its matching [`Topology`].
 //!
 //! Active store `sql-a.cms.test\RTC` (optional mirror `sql-a2.cms.test\RTC`), backup store
-//! `sql-b.cms.test\RTC` (optional mirror `sql-b2.cms.test\RTC`), databases `xds` and `lis`, a
+//! `sql-b.cms.test\RTC` (optional mirror `sql-b2.cms.test\RTC`; either store or both
+//! mirrored, see [`Options::mirrored`]), databases `xds` and `lis`, a
 //! replication link A -> B and a workload on every instance (clients write wherever the
 //! databases are writable: before a failover that is A only). Every instance holds the
 //! location record `{epoch 1, active: the active store, run_id "initial"}` unless disabled.
@@ -66,6 +67,12 @@ pub enum StandbyCopy {
 pub struct Options {
     /// Whether both stores are mirrored (SYNCHRONIZED, safety FULL).
     pub mirrored: bool,
+    /// Whether the active store is mirrored (as [`Options::mirrored`] does for both): with
+    /// `mirrored` off, only the active store is.
+    pub active_mirrored: bool,
+    /// Whether the backup store is mirrored (its standby copies must be ONLINE read-only,
+    /// like with [`Options::mirrored`]): with `mirrored` off, only the backup store is.
+    pub backup_mirrored: bool,
     /// How far the backup copies start behind the active ones.
     pub lag: u64,
     /// Whether the A -> B link starts stalled.
@@ -85,14 +92,17 @@ pub struct Options {
     /// Whether `SET READ_ONLY` on a mirroring principal fails with 1468
     /// ([`Estate::set_read_only_refused_on_mirroring_principal`]).
     pub read_only_refused_on_mirroring_principal: bool,
-    /// With [`Options::mirrored`] and ONLINE read-only standby copies: the backup store is
+    /// With the backup store mirrored and ONLINE read-only standby copies: it is
     /// served by its mirror partner (B2 principal, B its mirror), so a planned failover gives
     /// the principal role back to B with `SET PARTNER FAILOVER`.
     pub backup_on_mirror: bool,
     /// [`Estate::set_partner_failover_delay`]: ticks between `SET PARTNER FAILOVER`
     /// returning and the roles switching.
     pub switch_delay: u64,
-    /// With [`Options::mirrored`]: the active store's session gets the witness
+    /// [`Estate::set_force_service_delay`]: ticks between `FORCE_SERVICE_ALLOW_DATA_LOSS`
+    /// returning and the forced mirror switching.
+    pub force_delay: u64,
+    /// With the active store mirrored: its session gets the witness
     /// [`WITNESS`], connected as given ([`Estate::set_witness`]); `None`: no witness.
     pub witness: Option<WitnessConnection>,
 }
@@ -101,6 +111,8 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             mirrored: false,
+            active_mirrored: false,
+            backup_mirrored: false,
             lag: 0,
             stalled: false,
             standby: StandbyCopy::OnlineReadOnly,
@@ -112,6 +124,7 @@ impl Default for Options {
             read_only_refused_on_mirroring_principal: false,
             backup_on_mirror: false,
             switch_delay: 0,
+            force_delay: 0,
             witness: None,
         }
     }
@@ -123,10 +136,30 @@ impl Options {
         self.witness = v;
         self
     }
-    /// Sets [`Options::mirrored`].
+    /// Sets [`Options::mirrored`] (both stores).
     pub fn mirrored(mut self, v: bool) -> Self {
         self.mirrored = v;
         self
+    }
+    /// Sets [`Options::active_mirrored`].
+    pub fn active_mirrored(mut self, v: bool) -> Self {
+        self.active_mirrored = v;
+        self
+    }
+    /// Sets [`Options::backup_mirrored`].
+    pub fn backup_mirrored(mut self, v: bool) -> Self {
+        self.backup_mirrored = v;
+        self
+    }
+    /// Whether the active store is mirrored ([`Options::mirrored`] or
+    /// [`Options::active_mirrored`]).
+    pub fn active_is_mirrored(&self) -> bool {
+        self.mirrored || self.active_mirrored
+    }
+    /// Whether the backup store is mirrored ([`Options::mirrored`] or
+    /// [`Options::backup_mirrored`]).
+    pub fn backup_is_mirrored(&self) -> bool {
+        self.mirrored || self.backup_mirrored
     }
     /// Sets [`Options::lag`].
     pub fn lag(mut self, v: u64) -> Self {
@@ -156,6 +189,11 @@ impl Options {
     /// Sets [`Options::switch_delay`].
     pub fn switch_delay(mut self, v: u64) -> Self {
         self.switch_delay = v;
+        self
+    }
+    /// Sets [`Options::force_delay`].
+    pub fn force_delay(mut self, v: u64) -> Self {
+        self.force_delay = v;
         self
     }
     /// Sets [`Options::location`].
@@ -191,16 +229,21 @@ pub fn build(o: &Options) -> Fixture {
     let estate = Estate::new();
     let dbs = databases();
     let (a, a2, b, b2) = (active(), active_mirror(), backup(), backup_mirror());
+    let (a_mirrored, b_mirrored) = (o.active_is_mirrored(), o.backup_is_mirrored());
     let mut all = vec![a.clone(), b.clone()];
-    if o.mirrored {
-        all.extend([a2.clone(), b2.clone()]);
+    if a_mirrored {
+        all.push(a2.clone());
+    }
+    if b_mirrored {
+        all.push(b2.clone());
     }
     for i in &all {
         estate.add_instance(i, VERSION).expect("fixture instance");
     }
     let behind = INITIAL_POSITION.saturating_sub(o.lag);
     estate.set_partner_failover_delay(o.switch_delay);
-    let on_mirror = o.mirrored && o.backup_on_mirror && o.standby == StandbyCopy::OnlineReadOnly;
+    estate.set_force_service_delay(o.force_delay);
+    let on_mirror = b_mirrored && o.backup_on_mirror && o.standby == StandbyCopy::OnlineReadOnly;
     let (bp, bm) = if on_mirror {
         (b2.clone(), b.clone())
     } else {
@@ -224,7 +267,7 @@ pub fn build(o: &Options) -> Fixture {
                 estate.set_standby(&b, db).expect("fixture standby");
             }
         }
-        if o.mirrored {
+        if a_mirrored {
             estate
                 .add_mirroring(db, &a, &a2, MirrorState::Synchronized, true)
                 .expect("fixture mirroring");
@@ -233,11 +276,11 @@ pub fn build(o: &Options) -> Fixture {
                     .set_witness(db, &a, Some((WITNESS, c)))
                     .expect("fixture witness");
             }
-            if o.standby == StandbyCopy::OnlineReadOnly {
-                estate
-                    .add_mirroring(db, &bp, &bm, MirrorState::Synchronized, true)
-                    .expect("fixture mirroring");
-            }
+        }
+        if b_mirrored && o.standby == StandbyCopy::OnlineReadOnly {
+            estate
+                .add_mirroring(db, &bp, &bm, MirrorState::Synchronized, true)
+                .expect("fixture mirroring");
         }
         if o.workload {
             estate.add_workload(&all, db, o.workload_rate);
@@ -249,8 +292,8 @@ pub fn build(o: &Options) -> Fixture {
     if o.stalled {
         estate.set_link_stalled(link, true);
     }
-    let active_store = Store::new(a.clone(), o.mirrored.then(|| a2.clone())).expect("store");
-    let backup_store = Store::new(b.clone(), o.mirrored.then(|| b2.clone())).expect("store");
+    let active_store = Store::new(a.clone(), a_mirrored.then(|| a2.clone())).expect("store");
+    let backup_store = Store::new(b.clone(), b_mirrored.then(|| b2.clone())).expect("store");
     let topology =
         Topology::new(active_store.clone(), backup_store, dbs).expect("fixture topology");
     if o.location {

@@ -22,7 +22,9 @@ pub mod snapshot;
 pub use backend::FakeBackend;
 pub use directory::{DirectoryFault, FakeDirectory};
 pub use error::{LOCATION_CONFLICT, SqlError};
-pub use estate::{Estate, LinkId, SessionId, SetupError, WitnessConnection, default_server_name};
+pub use estate::{
+    Estate, EstateEvent, LinkId, SessionId, SetupError, WitnessConnection, default_server_name,
+};
 pub use fault::{Fault, FaultConfig, FaultRates, ScriptedFault, TimeoutFault};
 pub use grants::LoginGrants;
 pub use snapshot::{Change, DbRow, InstanceSnapshot, LockSnapshot, MirrorRow, Mutation, Snapshot};

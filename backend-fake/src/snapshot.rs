@@ -212,6 +212,11 @@ pub enum Change {
         /// The mirror.
         mirror: InstanceAddr,
     },
+    /// A mirroring session was removed (`SET PARTNER OFF`; recorded on the principal).
+    MirroringRemoved {
+        /// The former mirror (its copy stays RESTORING).
+        mirror: InstanceAddr,
+    },
     /// Reachability changed.
     Reachable(bool),
     /// A position was set directly by the test (not by a tick).
@@ -241,6 +246,15 @@ pub enum Change {
     },
     /// The stored mirroring state changed.
     MirroringState(MirrorState),
+    /// Automatic failover by the witness (recorded on the new principal, whose copy came
+    /// ONLINE as PRINCIPAL; the lost former principal's copy is now MIRROR, RESTORING). Made
+    /// by the estate, not by a client.
+    AutomaticFailover {
+        /// The principal that was lost.
+        former_principal: InstanceAddr,
+        /// The new principal copy's position.
+        position: u64,
+    },
     /// An application lock was granted to a session.
     LockAcquired {
         /// The resource.

@@ -414,6 +414,54 @@ fn forced_service_needs_the_principal_down() {
     assert_eq!(s.writable_copies(&xds()), vec![a2]);
 }
 
+/// With a force delay the statement returns first: the mirror keeps showing MIRROR and
+/// RESTORING (nothing recorded), a second force gets 1404, and the switch lands that many
+/// ticks later; a mirror unreachable at its tick keeps its role.
+#[test]
+fn a_delayed_force_returns_before_the_mirror_switches() {
+    for reachable_at_tick in [true, false] {
+        let f = fixtures::build(&Options::default().mirrored(true).force_delay(3));
+        let e = &f.estate;
+        let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+        e.set_reachable(&a, false).unwrap();
+        let sm = e.open_session(&a2).unwrap();
+        let before = e.durable_changes();
+        e.force_service(sm, &xds()).unwrap();
+        assert!(e.force_pending(&xds(), &a2));
+        let shown = |e: &Estate| {
+            let s = e.snapshot();
+            let d = s.database(&a2, &xds()).unwrap().clone();
+            (d.state, d.mirroring.unwrap().role)
+        };
+        assert_eq!(shown(e), (DbState::Restoring, MirrorRole::Mirror));
+        assert_eq!(
+            e.durable_changes(),
+            before,
+            "nothing recorded until the switch"
+        );
+        // The second force is the estate's second tick after the first.
+        assert_eq!(e.force_service(sm, &xds()).unwrap_err().number, 1404);
+        assert_eq!(shown(e), (DbState::Restoring, MirrorRole::Mirror));
+        if !reachable_at_tick {
+            e.set_reachable(&a2, false).unwrap();
+        }
+        e.advance(1);
+        assert!(e.force_pending(&xds(), &a2), "one tick left");
+        e.advance(1);
+        assert!(!e.force_pending(&xds(), &a2));
+        if reachable_at_tick {
+            assert_eq!(shown(e), (DbState::Online, MirrorRole::Principal));
+            assert_eq!(
+                e.snapshot().database(&a, &xds()).unwrap().state,
+                DbState::Restoring
+            );
+        } else {
+            e.set_reachable(&a2, true).unwrap();
+            assert_eq!(shown(e), (DbState::Restoring, MirrorRole::Mirror));
+        }
+    }
+}
+
 #[test]
 fn app_locks_belong_to_sessions() {
     let f = fixtures::standard();

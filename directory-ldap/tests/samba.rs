@@ -15,81 +15,25 @@ use async_trait::async_trait;
 use directory_ldap::{LdapConfig, LdapDirectory};
 use failover_core::{CmsLocation, Directory, ErrorKind, Secret, SqlServerName};
 use failover_testkit::directory::{DirectoryHarness, run_all, values};
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "kerberos")]
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use test_samba::SambaDc;
 
-struct SambaDc {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    env: HashMap<String, String>,
+/// The Samba AD DC's address: `scripts/samba-dc.sh`'s default (the `lo` interface); the
+/// certificate names it, and the DC has the SPN `ldap/127.0.0.1`.
+const ADDR: &str = "127.0.0.1";
+
+/// What this test needs of the shared DC: its directory configurations and a checked
+/// OpenLDAP client.
+trait Dc {
+    fn config(&self) -> LdapConfig;
+    #[cfg(feature = "kerberos")]
+    fn kerberos_config(&self) -> LdapConfig;
+    fn ldap(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String;
 }
 
-impl SambaDc {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
-    }
-
-    fn start() -> Option<Self> {
-        let missing: Vec<_> = ["samba", "samba-tool", "ldbadd", "ldapsearch", "openssl"]
-            .into_iter()
-            .filter(|t| {
-                !Command::new("sh")
-                    .args(["-c", &format!("command -v {t}")])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            })
-            .collect();
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        if !missing.is_empty() || !root {
-            let why = format!("missing tools {missing:?}, root: {root}");
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the Samba AD DC test cannot run under CI: {why} (scripts/test-all.sh installs them)"
-            );
-            eprintln!("SKIPPED samba directory test: {why}");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dc");
-        let out = Command::new("bash")
-            .arg(Self::script())
-            .arg("start")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "samba-dc.sh start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(path.join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Some(Self {
-            _dir: dir,
-            path,
-            env,
-        })
-    }
-
-    fn var(&self, k: &str) -> &str {
-        &self.env[k]
-    }
-
-    fn password(&self) -> String {
-        std::fs::read_to_string(self.var("SAMBA_PASSWORD_FILE")).unwrap()
-    }
-
+impl Dc for SambaDc {
     fn config(&self) -> LdapConfig {
         let mut c = LdapConfig::new(
             self.var("SAMBA_URL"),
@@ -108,45 +52,16 @@ impl SambaDc {
         c
     }
 
-    /// `ldapsearch` / `ldapmodify` with the admin credentials over LDAPS.
-    fn openldap(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(tool)
-            .args([
-                "-H",
-                self.var("SAMBA_URL"),
-                "-x",
-                "-D",
-                self.var("SAMBA_USER"),
-            ])
-            .args(["-y", self.var("SAMBA_PASSWORD_FILE")])
-            .args(args)
-            .env("LDAPTLS_CACERT", self.var("SAMBA_CA"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+    /// `ldapsearch` / `ldapmodify` with the admin credentials over LDAPS; asserts it
+    /// succeeded and returns its stdout.
+    fn ldap(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.openldap(tool, args, stdin);
         assert!(
             out.status.success(),
             "{tool} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for SambaDc {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("stop")
-            .arg(&self.path)
-            .status();
     }
 }
 
@@ -173,11 +88,11 @@ impl DirectoryHarness for Harness<'_> {
             )),
             None => ldif.push_str("replace: msRTCSIP-MirrorBackEndServer\n-\n"),
         }
-        self.dc.openldap("ldapmodify", &[], Some(&ldif));
+        self.dc.ldap("ldapmodify", &[], Some(&ldif));
     }
 
     async fn read_independently(&self) -> CmsLocation {
-        let out = self.dc.openldap(
+        let out = self.dc.ldap(
             "ldapsearch",
             &[
                 "-LLL",
@@ -206,10 +121,13 @@ impl DirectoryHarness for Harness<'_> {
 
 #[test]
 fn samba_active_directory() {
-    let Some(dc) = SambaDc::start() else { return };
+    if !test_samba::available("samba directory test", &[], &[]) {
+        return;
+    }
+    let dc = SambaDc::start(ADDR, &[]);
     // No ticket yet: the Kerberos part first checks the refusal without one.
     #[cfg(feature = "kerberos")]
-    let empty_ccache = dc.path.join("empty.ccache");
+    let empty_ccache = dc.path().join("empty.ccache");
     // SAFETY: before the runtime (or any other thread of this test) starts; this binary has
     // one test. The GSSAPI library reads these from the environment.
     #[cfg(feature = "kerberos")]
@@ -269,7 +187,7 @@ fn samba_active_directory() {
         assert_eq!(h.read_independently().await, a);
 
         // A CA that did not sign the DC's certificate: refused, says what to set.
-        let other = dc.path.join("other-ca");
+        let other = dc.path().join("other-ca");
         std::fs::create_dir_all(&other).unwrap();
         let st = Command::new("openssl")
             .args([
@@ -392,11 +310,10 @@ async fn kerberos(dc: &SambaDc, simple: &Harness<'_>) {
 /// cached by one part do not serve another).
 #[cfg(feature = "kerberos")]
 fn use_ccache(dc: &SambaDc, var: &str, name: &str) -> PathBuf {
-    let from = dc.var(var).trim_start_matches("FILE:").to_string();
-    let to = dc.path.join(format!("{name}-copy.ccache"));
-    std::fs::copy(from, &to).unwrap();
+    let to = dc.path().join(format!("{name}-copy.ccache"));
+    let cc = dc.ccache_copy(var, &to);
     // SAFETY: the runtime is single-threaded and no GSSAPI call is running; the blocking
     // pool's threads are idle between the preflights.
-    unsafe { std::env::set_var("KRB5CCNAME", format!("FILE:{}", to.display())) };
+    unsafe { std::env::set_var("KRB5CCNAME", cc) };
     to
 }

@@ -64,6 +64,10 @@ fn database(d: &DatabaseProbe, position: Option<u128>) -> Value {
             "role": m.role,
             "state": m.state.as_desc(),
             "partner": m.partner.as_ref().map(|p| p.to_string()),
+            "witness": m.witness.as_ref().map(|w| json!({
+                "name": w.name,
+                "state": w.state.as_desc(),
+            })),
         })),
         "position": position.map(position_value),
     })

@@ -20,7 +20,8 @@
 //! - [`json`]: the `--json` documents (schema `docs/report.schema.json`); [`svg`]: the
 //!   report's timeline and state diagram.
 //! - [`emit`], [`report`], [`output`], [`status`], [`progress`], [`style`]: what the operator
-//!   sees; [`verdict`]: how a command ended (a what-if says what *would* happen).
+//!   sees; [`verdict`]: how a command ended (a what-if says what *would* happen);
+//!   [`witness`]: what the mirroring witness means for a run.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -47,3 +48,4 @@ pub mod style;
 pub mod svg;
 pub mod validate;
 pub mod verdict;
+pub mod witness;

@@ -135,6 +135,9 @@ pub fn render_plan(r: &RunReport) -> String {
     {
         let _ = writeln!(o, "  x {refusal}");
     }
+    for line in crate::witness::lines(r, &crate::witness::of_run(r)) {
+        let _ = writeln!(o, "{line}");
+    }
     data_loss(r, &mut o);
     warnings(r, &mut o, false);
     o
@@ -152,6 +155,9 @@ pub fn restatement(plan: &RunReport) -> String {
         let _ = writeln!(o, "  changes:   {}", steps.join(" → "));
     }
     if matches!(plan.mode, Mode::DisasterRecovery { .. }) {
+        for line in crate::witness::lines(plan, &crate::witness::of_run(plan)) {
+            let _ = writeln!(o, "{line}");
+        }
         match &plan.data_loss {
             Some(_) => data_loss(plan, &mut o),
             None => {
@@ -529,6 +535,116 @@ mod tests {
             text.contains("  ldaps://dc03: could not be read (connection refused)"),
             "{text}"
         );
+    }
+
+    /// A what-if disaster recovery that forces `sql-b2`, which reports `witness` for every
+    /// CMS database.
+    fn forcing_what_if(witness: Option<failover_core::WitnessState>) -> RunReport {
+        use failover_core::{InstanceProbe, MirrorFailoverKind, MirrorRole, MirrorState};
+        let fx = fixtures::build(&fixtures::Options::default().mirrored(true));
+        let (m, p) = (fixtures::backup_mirror(), fixtures::backup());
+        let dbs = fx.topology.databases.clone();
+        let mut force = step(StateName::ForcingMirror, 0, 0);
+        force.ops.push(failover_core::driver::OpRecord {
+            op: failover_core::Op::MirrorFailover {
+                instance: m.clone(),
+                databases: dbs.clone(),
+                kind: MirrorFailoverKind::Forced,
+                expected_partner: m.clone(),
+            },
+            summary: String::new(),
+            sql: Vec::new(),
+            attempts: 0,
+            duration_ms: 0,
+            error: None,
+            retried_errors: Vec::new(),
+        });
+        let mut r = run(vec![force], 0);
+        r.mode =
+            Mode::disaster_recovery(true, Some("sql-b.cms.test"), Some("RTC"), None, None).unwrap();
+        r.what_if = true;
+        let databases = dbs
+            .iter()
+            .map(|name| failover_core::DatabaseProbe {
+                name: name.clone(),
+                state: failover_core::DbState::Restoring,
+                read_only: false,
+                in_standby: false,
+                mirroring: Some(failover_core::MirrorInfo {
+                    role: MirrorRole::Mirror,
+                    state: MirrorState::Disconnected,
+                    partner: Some(p.clone()),
+                    partner_name: None,
+                    safety_full: true,
+                    failover_lsn: None,
+                    witness: witness.map(|state| failover_core::WitnessInfo {
+                        name: fixtures::WITNESS.into(),
+                        state,
+                    }),
+                }),
+            })
+            .collect();
+        r.final_state = vec![(
+            m.clone(),
+            Ok(InstanceProbe {
+                instance: m,
+                version: String::new(),
+                databases,
+                rights: None,
+            }),
+        )];
+        r
+    }
+
+    /// The plan of a disaster recovery that forces a mirror says what the mirror's witness
+    /// means for `FORCE_SERVICE_ALLOW_DATA_LOSS`: allowed with no witness or one connected
+    /// to the mirror; UNKNOWN points at the warning (the core's, with what to run).
+    #[test]
+    fn a_forcing_plan_says_what_the_mirrors_witness_means() {
+        use failover_core::WitnessState as W;
+        let m = fixtures::backup_mirror();
+        for (state, want) in [
+            (
+                None,
+                format!(
+                    "Witness: none on the mirror {m}: FORCE_SERVICE_ALLOW_DATA_LOSS is allowed"
+                ),
+            ),
+            (
+                Some(W::Connected),
+                format!(
+                    "Witness: {} CONNECTED on the mirror {m}: FORCE_SERVICE_ALLOW_DATA_LOSS is allowed",
+                    fixtures::WITNESS
+                ),
+            ),
+            (
+                Some(W::Unknown),
+                format!(
+                    "Witness: {} UNKNOWN on the mirror {m}: the force may be refused with 1455 (see the warning)",
+                    fixtures::WITNESS
+                ),
+            ),
+        ] {
+            let r = forcing_what_if(state);
+            let text = render_plan(&r);
+            assert!(text.contains(&want), "{state:?}: {text}");
+            assert!(restatement(&r).contains(&want), "{state:?}");
+        }
+        // A witness that differs per database: one line per group, naming the databases.
+        let mut r = forcing_what_if(Some(W::Connected));
+        if let Ok(p) = &mut r.final_state[0].1 {
+            p.databases[1]
+                .mirroring
+                .as_mut()
+                .and_then(|m| m.witness.as_mut())
+                .unwrap()
+                .state = W::Unknown;
+        }
+        let text = render_plan(&r);
+        let witness: Vec<&str> = text.lines().filter(|l| l.starts_with("Witness")).collect();
+        assert_eq!(witness.len(), 2, "{text}");
+        assert!(witness[0].starts_with("Witness (xds): "), "{text}");
+        assert!(witness[1].contains("UNKNOWN"), "{text}");
     }
 
     #[test]

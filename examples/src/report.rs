@@ -235,6 +235,7 @@ pub fn render_html(doc: &ReportDoc, secrets: &[&str]) -> Result<String, minijinj
         doc => ctx,
         title => title(doc),
         outcome_text => redact_str(&doc.outcome.text, secrets),
+        witness => crate::witness::report_lines(&doc.run, doc.status_before.as_ref()),
         timeline => crate::svg::timeline(doc),
         diagram => crate::svg::state_diagram(),
     })

@@ -531,6 +531,12 @@ fn db_line(d: &DatabaseProbe) -> String {
         if let Some(p) = &m.partner {
             let _ = write!(s, " (partner {p})");
         }
+        match &m.witness {
+            Some(w) => {
+                let _ = write!(s, " witness {} {}", w.name, w.state.as_desc());
+            }
+            None => s.push_str(" no witness"),
+        }
     }
     if d.is_writable() {
         s.push_str("  <- writable");

@@ -282,9 +282,23 @@ pub fn disaster_recovery_source(file: &Topology, mode: &Mode) -> Topology {
     }
 }
 
+/// Lets the server names SQL Server reports (`mirroring_partner_instance`) map to the
+/// instances of a disaster-recovery target given on the command line, by the same rule as
+/// the topology file's instances (the host's first DNS label and the instance name,
+/// [`failover_core::ServerNames`]), not only when they are `[endpoints]` keys. Such a target
+/// cannot have `[aliases]` (they name instances of the file), so a name the rule does not
+/// map refuses the run before any change (`mirror_partner_unmapped`), saying what to do.
+pub fn map_target_names(config: &mut crate::config::Config, mode: &Mode) {
+    if let Mode::DisasterRecovery { target } = mode {
+        config.sql.server_names =
+            std::mem::take(&mut config.sql.server_names).with_instances(target.instances());
+    }
+}
+
 /// Validates a `failover`/`restore` invocation completely, before any connection.
 pub fn prepare(run: &RunArgs, mode: Mode) -> Result<Prepared, Failure> {
     let mut config = load_config(&run.conn)?;
+    map_target_names(&mut config, &mode);
     if let Some(d) = duration_flag(&run.replication_timeout, "--replication-timeout")? {
         config.settings.replication_timeout = d;
     }
@@ -372,6 +386,47 @@ mod tests {
     }
     use crate::cli::Cli;
     use clap::Parser;
+
+    /// A disaster-recovery target given on the command line, outside the topology file and
+    /// its `[endpoints]`: the names its servers report map to it by the host-label rule, as
+    /// for the file's instances; a name that rule does not map stays an error saying why.
+    #[test]
+    fn a_command_line_disaster_recovery_target_is_mapped_by_the_host_label_rule() {
+        let file = "databases = [\"xds\"]\n[active]\nprincipal = 'sql-a.contoso.com\\RTC'\n[backup]\nprincipal = 'sql-b.contoso.com\\RTC'\n[login]\nuser = \"u\"\npassword_env = \"CMS_PW\"\n[connection]\ntls = \"off\"\n";
+        let mut config =
+            crate::config::Config::parse(std::path::Path::new("t.toml"), file).unwrap();
+        let mode = Mode::disaster_recovery(
+            true,
+            Some("sql-c.contoso.com"),
+            Some("RTC"),
+            Some("sql-c2.contoso.com"),
+            Some("RTC"),
+        )
+        .unwrap();
+        let names = &config.sql.server_names;
+        assert!(names.resolve("SQL-C2\\RTC").is_err(), "not mapped before");
+        map_target_names(&mut config, &mode);
+        let names = &config.sql.server_names;
+        assert_eq!(
+            names.resolve("SQL-C2\\RTC").unwrap().to_string(),
+            "sql-c2.contoso.com\\RTC"
+        );
+        assert_eq!(
+            names.resolve("sql-c\\rtc").unwrap().to_string(),
+            "sql-c.contoso.com\\RTC"
+        );
+        // The file's own instances still map.
+        assert_eq!(
+            names.resolve("SQL-A\\RTC").unwrap().to_string(),
+            "sql-a.contoso.com\\RTC"
+        );
+        let e = names.resolve("SQLC99\\RTC").unwrap_err();
+        assert!(e.to_string().contains("names no instance"), "{e}");
+        // Planned and restore add nothing.
+        let before = config.sql.server_names.clone();
+        map_target_names(&mut config, &Mode::Planned);
+        assert_eq!(config.sql.server_names, before);
+    }
 
     fn run_args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["cms-failover", "failover", "-t", "t.toml"];

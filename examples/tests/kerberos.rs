@@ -24,9 +24,6 @@
 //! stream to it and names the service from the instance's host name and the port, and the
 //! ODBC backend gives FreeTDS the same name with `ServerSPN=`. So every instance has its
 //! own service principal without /etc/hosts.
-//!
-//! The Samba helper is a copy of the one in `samba_status.rs` (merge note: it belongs in
-//! `tests/common/` with the others).
 
 mod common;
 
@@ -37,103 +34,13 @@ use failover_core::InstanceAddr;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use test_samba::SambaDc;
 
-struct SambaDc {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    env: HashMap<String, String>,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
-}
-
-/// Why the test cannot run here, if it cannot.
-fn missing_prerequisites() -> Option<String> {
-    let have = |t: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let missing: Vec<_> = [
-        "samba",
-        "samba-tool",
-        "ldbadd",
-        "ldapsearch",
-        "openssl",
-        "kinit",
-        "klist",
-        "odbcinst",
-    ]
-    .into_iter()
-    .filter(|t| !have(t))
-    .collect();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
-    let port_free = std::net::TcpStream::connect("127.0.0.1:88").is_err();
-    (!missing.is_empty() || !root || !features || !port_free).then(|| {
-        format!(
-            "missing tools {missing:?}, root: {root}, features odbc+kerberos: {features}, KDC port 88 free: {port_free}"
-        )
-    })
-}
-
-impl SambaDc {
-    fn start(sql_instances: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dc");
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&path)
-            .env("SQL_INSTANCES", sql_instances)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "samba-dc.sh start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(path.join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Self {
-            _dir: dir,
-            path,
-            env,
-        }
-    }
-
-    fn var(&self, k: &str) -> &str {
-        &self.env[k]
-    }
-
-    /// The file behind a `FILE:` ccache or keytab name.
-    fn file(&self, k: &str) -> PathBuf {
-        PathBuf::from(self.var(k).trim_start_matches("FILE:"))
-    }
-}
-
-impl Drop for SambaDc {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(&self.path)
-            .status();
-    }
-}
+/// This binary's DC address: `scripts/samba-dc.sh`'s default (the `lo` interface).
+const ADDR: &str = "127.0.0.1";
+const WHAT: &str = "the Kerberos CLI test";
 
 /// This binary's block of instance addresses: 127.0.1.1–.4 on port 1433.
 const ENDPOINT_BLOCK: u8 = 1;
@@ -167,29 +74,27 @@ fn topology(w: &Work, name: &str, endpoints: &HashMap<InstanceAddr, SocketAddr>)
 
 #[test]
 fn kerberos_only_through_both_backends() {
-    if let Some(why) = missing_prerequisites() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Kerberos CLI test cannot run under CI: {why} (scripts/test-all.sh installs the \
-             packages and runs the tests as root with --all-features)"
-        );
-        eprintln!("SKIPPED kerberos CLI test: {why}");
+    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
+    let port_free = std::net::TcpStream::connect((ADDR, 88)).is_err();
+    if !test_samba::available(
+        WHAT,
+        &["klist", "odbcinst"],
+        &[
+            ("features odbc+kerberos", features),
+            ("KDC port 88 free", port_free),
+        ],
+    ) {
         return;
     }
     let endpoints = loopback_endpoints(&instances(), ENDPOINT_BLOCK);
-    let dc = SambaDc::start(&sql_instances_spec(&endpoints));
+    let dc = SambaDc::start(ADDR, &[("SQL_INSTANCES", &sql_instances_spec(&endpoints))]);
     // SAFETY: set before the simulator's runtime (or any other thread of this test) starts;
     // this binary has one test. The acceptor reads the keytab name from the environment.
-    unsafe {
-        std::env::set_var("KRB5_CONFIG", dc.var("KRB5_CONFIG"));
-        std::env::set_var("KRB5_KTNAME", dc.var("KRB5_KTNAME_SERVICE"));
-        std::env::remove_var("KRB5CCNAME");
-    }
+    unsafe { dc.set_acceptor_env() };
     let w = Work::new();
     // Taken before any service ticket is cached in it.
     let pristine = w.path("pristine.ccache");
-    std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
-    let krb5_conf = dc.var("KRB5_CONFIG").to_string();
+    dc.ccache_copy("KRB5CCNAME_USER", &pristine);
     let topo = topology(&w, "topology.toml", &endpoints);
     let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
 
@@ -205,10 +110,7 @@ fn kerberos_only_through_both_backends() {
     let mut failures = Vec::new();
     for backend in ["tiberius", "odbc"] {
         let cc = ccache_copy(&w, &pristine, &format!("{backend}.ccache"));
-        let env = [
-            ("KRB5CCNAME", cc.as_str()),
-            ("KRB5_CONFIG", krb5_conf.as_str()),
-        ];
+        let env = dc.krb5_env(&cc);
         planned_and_restore(&w, backend, &topo, &env, &endpoints, &user);
         if let Err(e) = disaster_recovery(&w, backend, &topo, &env, &endpoints, &user) {
             failures.push(e);
@@ -348,7 +250,6 @@ fn kerberos_problems_are_refused(
     pristine: &Path,
     user: &str,
 ) {
-    let krb5_conf = dc.var("KRB5_CONFIG").to_string();
     let topo = topology(w, "topology.toml", endpoints);
     let refused = |name: &str, topo: &Path, env: &[(&str, &str)], expect: &[&str]| {
         let _ = std::fs::remove_dir_all(w.journal());
@@ -383,15 +284,7 @@ fn kerberos_problems_are_refused(
     let empty = w.path(&format!("{backend}-empty.ccache"));
     let _ = std::fs::remove_file(&empty);
     let none = format!("FILE:{}", empty.display());
-    refused(
-        "no ticket",
-        &topo,
-        &[
-            ("KRB5CCNAME", none.as_str()),
-            ("KRB5_CONFIG", krb5_conf.as_str()),
-        ],
-        &["kinit"],
-    );
+    refused("no ticket", &topo, &dc.krb5_env(&none), &["kinit"]);
 
     // A valid principal the server does not admit: 18456, as SQL Server answers.
     let intruder = ccache_copy(
@@ -402,10 +295,7 @@ fn kerberos_problems_are_refused(
     refused(
         "unknown principal",
         &topo,
-        &[
-            ("KRB5CCNAME", intruder.as_str()),
-            ("KRB5_CONFIG", krb5_conf.as_str()),
-        ],
+        &dc.krb5_env(&intruder),
         &["Login failed for user 'CMS\\intruder'"],
     );
 
@@ -420,10 +310,7 @@ fn kerberos_problems_are_refused(
     refused(
         "unknown SPN",
         &moved_topo,
-        &[
-            ("KRB5CCNAME", cc.as_str()),
-            ("KRB5_CONFIG", krb5_conf.as_str()),
-        ],
+        &dc.krb5_env(&cc),
         &[&format!("setspn -S MSSQLSvc/sql-a.cms.test:{stray_port} ")],
     );
     drop(stray);
@@ -468,19 +355,11 @@ fn kerberos_problems_are_refused(
     // An expired ticket: a 5-second ticket, used once `klist -s` says it has expired.
     let exp = w.path(&format!("{backend}-expired.ccache"));
     let exp_name = format!("FILE:{}", exp.display());
-    let keytab = dc.file("KRB5CCNAME_USER").with_file_name("cmsuser.keytab");
-    let st = Command::new("kinit")
-        .args(["-l", "5s", "-k", "-t"])
-        .arg(&keytab)
-        .args(["-c", &exp_name, user])
-        .env("KRB5_CONFIG", &krb5_conf)
-        .status()
-        .unwrap();
-    assert!(st.success(), "kinit -l 5s");
+    dc.kinit_user(&exp_name, "5s");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Command::new("klist")
         .args(["-s", "-c", &exp_name])
-        .env("KRB5_CONFIG", &krb5_conf)
+        .env("KRB5_CONFIG", dc.var("KRB5_CONFIG"))
         .status()
         .unwrap()
         .success()
@@ -491,13 +370,5 @@ fn kerberos_problems_are_refused(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    refused(
-        "expired ticket",
-        &topo,
-        &[
-            ("KRB5CCNAME", exp_name.as_str()),
-            ("KRB5_CONFIG", krb5_conf.as_str()),
-        ],
-        &["kinit"],
-    );
+    refused("expired ticket", &topo, &dc.krb5_env(&exp_name), &["kinit"]);
 }

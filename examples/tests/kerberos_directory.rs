@@ -30,7 +30,6 @@ use failover_core::InstanceAddr;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// This binary's DC address (each Samba test binary has its own: the ports are fixed).
 const ADDR: &str = "127.0.0.44";
@@ -43,21 +42,9 @@ const ENDPOINT_BLOCK: u8 = 2;
 /// longer hangs).
 const BACKENDS: &[&str] = &["odbc", "tiberius"];
 
-/// Why the test cannot run here beyond what the Samba helper checks, if it cannot.
-fn missing_prerequisites() -> Option<String> {
-    let have = |t: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let missing: Vec<_> = ["kinit", "kvno", "odbcinst"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    // Cyrus SASL's GSSAPI module (libsasl2-modules-gssapi-mit) for `ldapsearch -Y GSSAPI`.
-    let sasl_gssapi = [
+/// Cyrus SASL's GSSAPI module (libsasl2-modules-gssapi-mit) for `ldapsearch -Y GSSAPI`.
+fn sasl_gssapi() -> bool {
+    [
         "/usr/lib/x86_64-linux-gnu/sasl2",
         "/usr/lib/aarch64-linux-gnu/sasl2",
     ]
@@ -69,12 +56,6 @@ fn missing_prerequisites() -> Option<String> {
         e.file_name()
             .to_string_lossy()
             .starts_with("libgssapiv2.so")
-    });
-    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
-    (!missing.is_empty() || !sasl_gssapi || !features).then(|| {
-        format!(
-            "missing tools {missing:?}, SASL GSSAPI module: {sasl_gssapi}, features odbc+kerberos: {features}"
-        )
     })
 }
 
@@ -112,12 +93,15 @@ const DR_TO_ACTIVE: &[&str] = &[
 
 #[test]
 fn every_mode_with_kerberos_for_sql_and_the_directory() {
-    if let Some(why) = missing_prerequisites() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the {WHAT} cannot run under CI: {why} (scripts/test-all.sh installs the packages and runs the tests as root with --all-features)"
-        );
-        eprintln!("SKIPPED {WHAT}: {why}");
+    let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
+    if !test_samba::available(
+        WHAT,
+        &["kvno", "odbcinst"],
+        &[
+            ("SASL GSSAPI module", sasl_gssapi()),
+            ("features odbc+kerberos", features),
+        ],
+    ) {
         return;
     }
     let endpoints = loopback_endpoints(&instances(), ENDPOINT_BLOCK);
@@ -127,15 +111,11 @@ fn every_mode_with_kerberos_for_sql_and_the_directory() {
     };
     // SAFETY: set before the simulator's runtime (or any other thread of this test) starts;
     // this binary has one test. The simulator's acceptor reads the keytab name from here.
-    unsafe {
-        std::env::set_var("KRB5_CONFIG", dc.var("KRB5_CONFIG"));
-        std::env::set_var("KRB5_KTNAME", dc.var("KRB5_KTNAME_SERVICE"));
-        std::env::remove_var("KRB5CCNAME");
-    }
+    unsafe { dc.set_acceptor_env() };
     let w = Work::new();
     // Taken before any service ticket is cached in it.
     let pristine = w.path("pristine.ccache");
-    std::fs::copy(dc.file("KRB5CCNAME_USER"), &pristine).unwrap();
+    dc.ccache_copy("KRB5CCNAME_USER", &pristine);
     let user = dc.var("KRB5_USER_PRINCIPAL").to_string();
     let topo = topology(&w, &dc, &endpoints);
     let case = Case {

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::samba::{self, SambaDc};
+use common::samba::SambaDc;
 use common::{Trap, Work, kerberos_topology_text, output_within, text};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -30,18 +30,15 @@ use std::time::Duration;
 const ADDR: &str = "127.0.0.43";
 const WHAT: &str = "Kerberos clock-skew test";
 
-/// Whether the test can run here beyond Samba itself (checked by [`SambaDc::start_with`]).
+/// Whether the test can run here beyond Samba itself (checked again by
+/// [`SambaDc::start_with`]).
 fn prerequisites() -> bool {
-    let missing: Vec<_> = ["faketime", "kinit", "odbcinst"]
-        .into_iter()
-        .filter(|t| !samba::have(t))
-        .collect();
     let features = cfg!(feature = "kerberos") && cfg!(feature = "odbc");
-    missing.is_empty() && features
-        || samba::skipped(
-            WHAT,
-            &format!("missing tools {missing:?}, features odbc+kerberos: {features}"),
-        )
+    test_samba::available(
+        WHAT,
+        &["faketime", "odbcinst"],
+        &[("features odbc+kerberos", features)],
+    )
 }
 
 /// `cms-failover <args> --backend odbc` with only the Kerberos environment, under
@@ -56,15 +53,13 @@ fn cli(w: &Work, dc: &SambaDc, topology: &Path, args: &[&str], offset: Option<&s
         }
         None => Command::new(bin),
     };
-    let cc = w.path("user.ccache");
-    std::fs::copy(dc.var("KRB5CCNAME_USER").trim_start_matches("FILE:"), &cc).unwrap();
+    let cc = dc.ccache_copy("KRB5CCNAME_USER", &w.path("user.ccache"));
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", w.dir.path())
         .env("XDG_STATE_HOME", w.path("state"))
         .env("USER", "tester")
-        .env("KRB5_CONFIG", dc.var("KRB5_CONFIG"))
-        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .envs(dc.krb5_env(&cc))
         .args(args)
         .args(["--backend", "odbc", "--topology"])
         .arg(topology)

@@ -81,7 +81,9 @@ pub trait Backend: Send + Sync {
     /// instance clients must now use. `Planned` is issued on the current principal
     /// (`instance`) and needs SYNCHRONIZED; `Forced` is issued on the mirror (`instance`)
     /// while the principal is down. Idempotent: when `instance` already is principal for a
-    /// `Forced` call, nothing changes and `instance` is returned.
+    /// `Forced` call, nothing changes and `instance` is returned. SQL Server may return
+    /// before the roles switch (both kinds): the core waits for the new principal to report
+    /// PRINCIPAL and ONLINE; backends do not wait.
     /// Errors: `InvalidState` (1422 not synchronized, 1455 cannot force, not mirrored),
     /// `Transient` (1404 busy), `Unreachable` (1418).
     async fn mirror_failover(

@@ -480,9 +480,16 @@ pub enum Refusal {
     /// because the source's databases are in a database mirroring session, and the probe
     /// that followed found nothing fenced. The fence is the run's first change, so nothing
     /// was changed.
+    ///
+    /// 1468 names "a database mirroring session or an availability group"; when the probe
+    /// shows the databases in no mirroring session (`availability_group`), the refusal says
+    /// the availability group and its way out instead.
     FenceRefusedInMirroringSession {
         /// The fence's errors (at least one is 1468).
         errors: Vec<BackendError>,
+        /// The probe after the fence showed no mirroring session: an availability group.
+        #[serde(default)]
+        availability_group: bool,
     },
 }
 
@@ -612,7 +619,7 @@ impl fmt::Display for Refusal {
                 name,
             } => write!(
                 f,
-                "{instance} reports the mirroring partner of {database} as `{name}` (the server name: computer and instance, no domain, no port), which maps to no instance of the topology; add `\"{name}\" = \"<host>\\\\<instance>\"` to the topology file's [aliases] table (or fix the topology's addresses), then run again"
+                "{instance} reports the mirroring partner of {database} as `{name}` (the server name: computer and instance, no domain, no port), which maps to no instance of the topology; add `\"{name}\" = \"<host>\\\\<instance>\"` to the topology file's [aliases] table (or fix the topology's addresses), then run again. A disaster-recovery target given on the command line is matched by the host's first DNS label and the instance name only (aliases name instances of the file): give its instances by DNS names whose first label is the computer name the server reports (SELECT @@SERVERNAME), or put that store in the topology file with an alias"
             ),
             Refusal::WitnessDisconnected {
                 instance,
@@ -703,15 +710,35 @@ impl fmt::Display for Refusal {
                 f,
                 "the Backup Service still reported {CMS_MODULE} ExportStatus {state} (a backlog) after {timeout:?}; the source was not fenced. Force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE}, then try again or raise the replication timeout"
             ),
-            Refusal::FenceRefusedInMirroringSession { errors } => write!(
+            Refusal::FenceRefusedInMirroringSession {
+                errors,
+                availability_group: false,
+            } => write!(
                 f,
                 "SQL Server refused to fence the source: SET READ_ONLY failed with error 1468 because its databases are in a database mirroring session ({}); nothing was changed. {}",
                 join(errors),
                 mirroring_fence_help("run the failover again", true)
             ),
+            Refusal::FenceRefusedInMirroringSession {
+                errors,
+                availability_group: true,
+            } => write!(
+                f,
+                "SQL Server refused to fence the source: SET READ_ONLY failed with error 1468 and its databases are in no database mirroring session, so they are in an availability group ({}); nothing was changed. {AG_FENCE_HELP}",
+                join(errors),
+            ),
         }
     }
 }
+
+/// What the operator can do when SQL Server refuses `SET READ_ONLY` with 1468 on a database
+/// in an availability group. A read-only database cannot be added to an availability group
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/availability-groups/windows/prereqs-restrictions-recommendations-always-on-availability>,
+/// "Availability database prerequisites"); that the fence on a member database is refused
+/// the same way is an inference from 1468's text ("involved in a database mirroring session
+/// or an availability group"). Removing the database from the group is the operator's
+/// decision (the secondary copies stop receiving log), not the tool's.
+const AG_FENCE_HELP: &str = "Take the CMS databases out of the availability group first (on the primary replica, for each CMS database: `ALTER AVAILABILITY GROUP [<ag>] REMOVE DATABASE [<db>];`; the secondary copies stop receiving log; add them back afterwards), then run the failover again; or, if that store is to be given up, shut its instances down and run a disaster recovery (`--force`; changes not yet copied may be lost)";
 
 /// What the operator can do when SQL Server refuses `SET READ_ONLY` with 1468 on a mirroring
 /// principal (see `docs/recovery.md`, "The fence refused on a mirroring principal"). No
@@ -865,6 +892,26 @@ pub enum Failure {
         /// What the last probes showed.
         seen: String,
     },
+    /// Disaster recovery: `FORCE_SERVICE_ALLOW_DATA_LOSS` was issued on the backup's mirror
+    /// (or its answer was lost), but the mirror did not report every CMS database PRINCIPAL
+    /// and ONLINE in time (or the run was cancelled first). SQL Server accepts the statement
+    /// before the roles switch and may finish or fail the switch later; a force cannot be
+    /// undone and a copy that is not PRINCIPAL cannot be fenced, so the run stopped with the
+    /// old source's fence kept (needs restore).
+    ForcedSwitchIncomplete {
+        /// The forced mirror.
+        mirror: InstanceAddr,
+        /// The mirror switch timeout.
+        timeout: Duration,
+        /// The statement's error, when its answer was lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<BackendError>,
+        /// Cancelled by the operator before the switch landed.
+        #[serde(default)]
+        cancelled: bool,
+        /// What the last probe showed.
+        seen: String,
+    },
     /// After the fence, the Backup Service did not reach `FinalState` in time.
     BackupServiceTimeout {
         /// The final-state timeout.
@@ -894,6 +941,7 @@ impl Failure {
             Failure::BackupServiceBlocked { .. } => "backup_service_blocked",
             Failure::BackupServiceTimeout { .. } => "backup_service_timeout",
             Failure::MirrorSwitchTimeout { .. } => "mirror_switch_timeout",
+            Failure::ForcedSwitchIncomplete { .. } => "forced_switch_incomplete",
         }
     }
 }
@@ -1012,6 +1060,36 @@ impl fmt::Display for Failure {
                 f,
                 "SET PARTNER FAILOVER on {partner} was accepted, but {principal} did not become the serving principal (PRINCIPAL and ONLINE) within {timeout:?} (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish or fail the switch; the undo fences the serving partner again, so that whichever partner ends up PRINCIPAL stays read-only (the outcome says whether that worked). Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on both partners; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if role switches take longer here"
             ),
+            Failure::ForcedSwitchIncomplete {
+                mirror,
+                timeout,
+                error,
+                cancelled,
+                seen,
+            } => {
+                match error {
+                    None => write!(f, "FORCE_SERVICE_ALLOW_DATA_LOSS on {mirror} was accepted")?,
+                    Some(e) => write!(
+                        f,
+                        "FORCE_SERVICE_ALLOW_DATA_LOSS on {mirror} got no certain answer ({e})"
+                    )?,
+                }
+                if *cancelled {
+                    write!(
+                        f,
+                        ", and the run was cancelled before {mirror} reported every CMS database PRINCIPAL and ONLINE"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        ", but {mirror} did not report every CMS database PRINCIPAL and ONLINE within {timeout:?}"
+                    )?;
+                }
+                write!(
+                    f,
+                    " (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish the switch (the copy then serves, without the log its old principal had not sent) or fail it. A forced service cannot be undone and a copy that is not PRINCIPAL yet cannot be fenced, so the run stopped there: the copy was not opened and the old source's fence, if it was reachable, was kept, so that two copies are never writable. Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on {mirror}: once it shows PRINCIPAL, run the disaster recovery again (it goes on from the forced copy); while it shows MIRROR with its principal down, running the disaster recovery again forces it again; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if forced switches take longer here"
+                )
+            }
             Failure::BackupServiceTimeout { timeout, state } => write!(
                 f,
                 "after the fence the Backup Service did not report {CMS_MODULE} ExportStatus FinalState within {timeout:?} (last: {state}); force a sync with Invoke-CsBackupServiceSync -BackupModule {CMS_MODULE} or raise [backup_service] final_state_timeout"
@@ -1052,11 +1130,27 @@ impl UndoFailure {
 impl fmt::Display for UndoFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UndoFailure::TargetNotRefenced { errors } => write!(
-                f,
-                "the target could not be fenced again ({}), so the source was left read-only to avoid two writable copies",
-                join(errors)
-            ),
+            UndoFailure::TargetNotRefenced { errors } => {
+                write!(
+                    f,
+                    "the target could not be fenced again ({}), so the source was left read-only to avoid two writable copies",
+                    join(errors)
+                )?;
+                if crate::sqlerror::any_in_mirroring_session(errors) {
+                    let target = errors.first().map_or("", |e| e.instance.as_str());
+                    write!(
+                        f,
+                        ". SQL Server refuses READ_ONLY on {target} (1468: a database mirroring session), so {target} stays writable: it is the one writable copy. {}",
+                        mirroring_fence_help(
+                            &format!(
+                                "run `cms-failover restore`, which fences {target} and puts the CMS back on the store the directory names (until then restore opens nothing)"
+                            ),
+                            false
+                        )
+                    )?;
+                }
+                Ok(())
+            }
             UndoFailure::FenceNotUndone { errors } => {
                 write!(f, "undoing the fence failed: {}", join(errors))
             }

@@ -145,7 +145,8 @@ pub struct Settings {
     /// Planned, on a mirrored target store served by its mirror partner: how long to wait,
     /// after `SET PARTNER FAILOVER` gives the principal role back, for the designated
     /// principal to report PRINCIPAL and ONLINE (SQL Server returns from the statement
-    /// before the roles switch).
+    /// before the roles switch). Disaster recovery: the same wait after
+    /// `FORCE_SERVICE_ALLOW_DATA_LOSS`, for the forced mirror.
     #[serde(with = "duration_ms", default = "default_mirror_switch_timeout")]
     pub mirror_switch_timeout: Duration,
 }

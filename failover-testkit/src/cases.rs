@@ -21,6 +21,31 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// After a role switch landed: `principal` shows every database ONLINE and PRINCIPAL,
+    /// and holds the one writable copy of each.
+    async fn assert_switched_to(&self, b: &dyn Backend, principal: &InstanceAddr) {
+        let p = b
+            .probe(principal, &self.dbs)
+            .await
+            .expect("probe the new principal");
+        for d in &p.databases {
+            assert_eq!(
+                (d.state.clone(), d.mirroring.as_ref().map(|m| m.role)),
+                (DbState::Online, Some(MirrorRole::Principal)),
+                "{}",
+                self.ctx("switched")
+            );
+        }
+        for d in &self.dbs {
+            assert_eq!(
+                self.estate.snapshot().writable_copies(d),
+                vec![principal.clone()],
+                "{}",
+                self.ctx("one writable copy after the switch")
+            );
+        }
+    }
+
     async fn new(h: &dyn Harness, o: Options) -> (Self, Box<dyn Backend>) {
         let Fixture { estate, .. } = fixtures::build(&o);
         let served = h.serve(estate.clone()).await;
@@ -702,23 +727,7 @@ pub async fn mirror_planned_failover_returns_before_the_roles_switch(h: &dyn Har
         assert!(c.estate.switch_pending(d, &a), "{}", c.ctx("still pending"));
     }
     c.estate.advance(1_000);
-    let p = b.probe(&a2, &c.dbs).await.expect("probe the new principal");
-    for d in &p.databases {
-        assert_eq!(
-            (d.state.clone(), d.mirroring.as_ref().map(|m| m.role)),
-            (DbState::Online, Some(MirrorRole::Principal)),
-            "{}",
-            c.ctx("switched")
-        );
-    }
-    for d in &c.dbs {
-        assert_eq!(
-            c.estate.snapshot().writable_copies(d),
-            vec![a2.clone()],
-            "{}",
-            c.ctx("one writable copy after the switch")
-        );
-    }
+    c.assert_switched_to(b.as_ref(), &a2).await;
 }
 
 /// A planned failover when not SYNCHRONIZED is `InvalidState` and changes nothing.
@@ -771,6 +780,50 @@ pub async fn mirror_forced_failover_with_principal_down(h: &dyn Harness) {
         .mirror_failover(&a2, &c.dbs, MirrorFailoverKind::Forced)
         .await;
     assert_eq!(again.ok(), Some(a2), "{}", c.ctx("forced again"));
+}
+
+/// `FORCE_SERVICE_ALLOW_DATA_LOSS` returns before the mirror switches (the estate's force
+/// delay): the call returns the mirror while it still shows MIRROR and RESTORING; issuing it
+/// again meanwhile is 1404 (mirror busy: transient) and changes nothing; the mirror becomes
+/// the one writable principal later. SQL Server: "A SET PARTNER or SET WITNESS command can
+/// complete successfully when entered, but fail later"
+/// (<https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-database-mirroring>).
+pub async fn mirror_forced_failover_returns_before_the_mirror_switches(h: &dyn Harness) {
+    let (c, b) = Ctx::new(h, Options::default().mirrored(true).force_delay(1_000)).await;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    c.estate.set_reachable(&a, false).expect("down");
+    let serving = b
+        .mirror_failover(&a2, &c.dbs, MirrorFailoverKind::Forced)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("forced failover accepted")));
+    assert_eq!(serving, a2, "{}", c.ctx("serving instance"));
+    let p = b.probe(&a2, &c.dbs).await.expect("probe the mirror");
+    for d in &p.databases {
+        assert_eq!(
+            (d.state.clone(), d.mirroring.as_ref().map(|m| m.role)),
+            (DbState::Restoring, Some(MirrorRole::Mirror)),
+            "{}",
+            c.ctx("still the mirror while the force is pending")
+        );
+    }
+    let before = c.estate.durable_changes();
+    let again = b
+        .mirror_failover(&a2, &c.dbs, MirrorFailoverKind::Forced)
+        .await;
+    let e = expect_err(
+        again,
+        ErrorKind::Transient,
+        Operation::MirrorFailover,
+        &a2,
+        "forced again while pending",
+    );
+    assert_eq!(e.code, Some(1404), "{}", c.ctx("mirror busy"));
+    assert_eq!(c.estate.durable_changes(), before, "{}", c.ctx("unchanged"));
+    for d in &c.dbs {
+        assert!(c.estate.force_pending(d, &a2), "{}", c.ctx("still pending"));
+    }
+    c.estate.advance(1_000);
+    c.assert_switched_to(b.as_ref(), &a2).await;
 }
 
 /// A forced failover issued on the current principal changes nothing and returns it.

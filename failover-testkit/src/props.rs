@@ -22,7 +22,9 @@
 use crate::gate::{FakeGate, GateAnswer, gate_scripts};
 use async_trait::async_trait;
 use backend_fake::fixtures::{self, Options, StandbyCopy};
-use backend_fake::{Change, Estate, FaultConfig, FaultRates, Snapshot, TimeoutFault};
+use backend_fake::{
+    Change, Estate, EstateEvent, FaultConfig, FaultRates, Snapshot, TimeoutFault, WitnessConnection,
+};
 use failover_core::backup_service::ExportState;
 use failover_core::driver::{Observer, RunEvent};
 use failover_core::{
@@ -71,6 +73,9 @@ pub struct Scenario {
     pub kind: Kind,
     /// Both stores mirrored.
     pub mirrored: bool,
+    /// The backup store mirrored (with [`Scenario::mirrored`] off: the backup store only,
+    /// the active store unmirrored; ONLINE read-only standby copies).
+    pub backup_mirrored: bool,
     /// Standby copies RESTORING (log shipping) rather than ONLINE read-only.
     pub restoring_standby: bool,
     /// Standby copies restored `WITH STANDBY` (log shipping: ONLINE, read-only,
@@ -110,6 +115,19 @@ pub struct Scenario {
     pub backup_on_mirror: bool,
     /// Estate ticks between `SET PARTNER FAILOVER` returning and the roles switching.
     pub switch_delay: u64,
+    /// Mirrored: every session gets a witness connected to both partners and fails over by
+    /// itself this many ticks after its principal is lost
+    /// (`Estate::set_automatic_failover`).
+    pub automatic_failover: Option<u64>,
+    /// Mirrored: this many ticks into the run the backup store's witness connects as given
+    /// (a witness dropping off the mirror, or back), a scheduled estate event.
+    pub witness_flip: Option<(u64, WitnessConnection)>,
+    /// Mirrored, planned: the active principal is lost this many ticks into the run (its
+    /// mirror may then take over by itself).
+    pub source_lost_at: Option<u64>,
+    /// Estate ticks between `FORCE_SERVICE_ALLOW_DATA_LOSS` returning and the forced mirror
+    /// switching (drawn for disaster recoveries whose backup principal is down).
+    pub force_delay: u64,
 }
 
 impl Scenario {
@@ -120,6 +138,7 @@ impl Scenario {
         Self {
             kind,
             mirrored: false,
+            backup_mirrored: false,
             restoring_standby: false,
             log_shipping_standby: false,
             lag: 0,
@@ -137,6 +156,10 @@ impl Scenario {
             read_only_refused_on_mirroring_principal: false,
             backup_on_mirror: false,
             switch_delay: 0,
+            automatic_failover: None,
+            witness_flip: None,
+            source_lost_at: None,
+            force_delay: 0,
         }
     }
 }
@@ -183,19 +206,42 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
             prop::bool::weighted(0.25),
             prop::bool::weighted(0.35),
             prop_oneof![Just(0u64), 1u64..60],
+            prop_oneof![Just(0u64), 1u64..60],
+        ),
+        (
+            prop::option::weighted(0.3, 0u64..20),
+            prop::option::weighted(
+                0.2,
+                (
+                    1u64..40,
+                    prop_oneof![
+                        Just(WitnessConnection::PrincipalOnly),
+                        Just(WitnessConnection::Neither),
+                        Just(WitnessConnection::Both),
+                    ],
+                ),
+            ),
+            prop::option::weighted(0.15, 1u64..40),
         ),
     )
         .prop_map(
             |(
                 (kind, mirrored, restoring, lag, stalled, seed),
                 (fault_rate, crash_at, cancel_at, what_if, source_down, bp_down, concurrent, stall),
-                (gate, standby, ro_refused, on_mirror, switch_delay),
+                (gate, standby, ro_refused, on_mirror, switch_delay, force_delay),
+                (automatic_failover, witness_flip, source_lost_at),
             )| {
+                // Only the backup store mirrored (the active store unmirrored): one
+                // unmirrored scenario in four, drawn from the seed's high bits (the fault
+                // draws use the seed as a whole).
+                let backup_mirrored = !mirrored && (seed >> 62) == 0;
+                let b_mirrored = mirrored || backup_mirrored;
                 let bp_down =
-                    bp_down && kind == Kind::Disaster && mirrored && !restoring && !standby;
+                    bp_down && kind == Kind::Disaster && b_mirrored && !restoring && !standby;
                 Scenario {
                     kind,
                     mirrored,
+                    backup_mirrored,
                     restoring_standby: restoring,
                     log_shipping_standby: standby,
                     lag,
@@ -210,9 +256,13 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                     concurrent: concurrent && kind == Kind::Planned && !what_if,
                     stall_before_fence: stall && kind == Kind::Planned,
                     gate: gate.filter(|_| kind == Kind::Planned),
-                    read_only_refused_on_mirroring_principal: ro_refused && mirrored,
-                    backup_on_mirror: on_mirror && mirrored && !restoring && !standby && !bp_down,
+                    read_only_refused_on_mirroring_principal: ro_refused && b_mirrored,
+                    backup_on_mirror: on_mirror && b_mirrored && !restoring && !standby && !bp_down,
                     switch_delay,
+                    automatic_failover: automatic_failover.filter(|_| mirrored),
+                    witness_flip: witness_flip.filter(|_| mirrored),
+                    source_lost_at: source_lost_at.filter(|_| mirrored && kind == Kind::Planned),
+                    force_delay: if bp_down { force_delay } else { 0 },
                 }
             },
         )
@@ -654,6 +704,30 @@ pub(crate) fn converged(
     Ok(at)
 }
 
+/// The instances a needs-restore outcome could not fence because SQL Server refuses
+/// `SET READ_ONLY` there in a database mirroring session (1468), whose advice is to remove
+/// mirroring there and run restore again; `None` for any other outcome.
+fn refused_in_mirroring_session(outcome: &Outcome) -> Option<Vec<InstanceAddr>> {
+    use failover_core::{Failure, UndoFailure};
+    let errors = match outcome {
+        Outcome::NeedsRestore {
+            undo: Some(UndoFailure::TargetNotRefenced { errors }),
+            ..
+        } => errors,
+        Outcome::NeedsRestore { failure, .. } => match &**failure {
+            Failure::OthersNotFenced { errors } => errors,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let instances: Vec<InstanceAddr> = errors
+        .iter()
+        .filter(|e| e.code == Some(failover_core::sqlerror::IN_MIRRORING_SESSION))
+        .filter_map(|e| InstanceAddr::parse(&e.instance).ok())
+        .collect();
+    (!instances.is_empty()).then_some(instances)
+}
+
 /// Restores until converged: up to three attempts with faults on, then one without.
 #[allow(clippy::too_many_arguments)] // a test harness: each knob is one scenario field
 pub(crate) async fn restore_until_converged(
@@ -709,6 +783,18 @@ pub(crate) async fn restore_until_converged(
             }
             return Ok(());
         }
+        if let Some(instances) = refused_in_mirroring_session(&report.outcome) {
+            // SQL Server refuses READ_ONLY on a mirroring principal the run had to fence
+            // (1468): the operator follows the outcome's advice, removes mirroring there
+            // (`SET PARTNER OFF`) and runs restore again.
+            for i in instances {
+                for db in &topo.databases {
+                    // A database outside any session (already removed) is left as it is.
+                    let _ = estate.remove_mirroring(db, &i);
+                }
+            }
+            continue;
+        }
         if dr
             && !gave_up_source
             && matches!(
@@ -725,6 +811,20 @@ pub(crate) async fn restore_until_converged(
             gave_up_source = true;
             continue;
         }
+        if dr
+            && let Some(failover_core::Refusal::WitnessDisconnected {
+                instance,
+                databases,
+                ..
+            }) = report.outcome.refusal()
+        {
+            // The mirror to be forced sees its witness DISCONNECTED: the operator follows the
+            // refusal's advice and removes the witness (`SET WITNESS OFF` on the mirror).
+            for db in databases {
+                estate.set_witness(db, instance, None).map_err(|e| e.0)?;
+            }
+            continue;
+        }
         if attempt >= 3 {
             return Err(format!(
                 "restore without faults did not converge: {}",
@@ -735,13 +835,62 @@ pub(crate) async fn restore_until_converged(
     Err("restore did not converge".into())
 }
 
+/// Automatic failover, the witness flip and the source loss of `sc` (see their fields): the
+/// witnesses are set, the events scheduled from the estate's present tick.
+fn witnesses_and_events(estate: &Estate, topo: &Topology, sc: &Scenario) {
+    if !sc.mirrored {
+        return;
+    }
+    let backup_mirrored = !sc.restoring_standby && !sc.log_shipping_standby;
+    if sc.automatic_failover.is_some() || sc.witness_flip.is_some() {
+        for db in &topo.databases {
+            let mut partners = vec![&topo.active.principal];
+            if backup_mirrored {
+                partners.push(&topo.backup.principal);
+            }
+            for p in partners {
+                estate
+                    .set_witness(db, p, Some((fixtures::WITNESS, WitnessConnection::Both)))
+                    .expect("a mirrored fixture session");
+            }
+        }
+    }
+    estate.set_automatic_failover(sc.automatic_failover);
+    let now = estate.now();
+    if let Some((at, c)) = sc.witness_flip
+        && backup_mirrored
+    {
+        for db in &topo.databases {
+            estate.schedule(
+                now + at,
+                EstateEvent::Witness {
+                    database: db.clone(),
+                    partner: topo.backup.principal.clone(),
+                    witness: Some((fixtures::WITNESS.into(), c)),
+                },
+            );
+        }
+    }
+    if let Some(at) = sc.source_lost_at {
+        estate.schedule(
+            now + at,
+            EstateEvent::Reachable {
+                instance: topo.active.principal.clone(),
+                reachable: false,
+            },
+        );
+    }
+}
+
 /// Runs one scenario and checks every invariant. `Err` describes the violation.
 pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Result<(), String> {
     let fx = fixtures::build(
         &Options::default()
             .mirrored(sc.mirrored)
+            .backup_mirrored(sc.backup_mirrored)
             .backup_on_mirror(sc.backup_on_mirror)
             .switch_delay(sc.switch_delay)
+            .force_delay(sc.force_delay)
             .lag(sc.lag)
             .stalled(sc.stalled)
             .read_only_refused_on_mirroring_principal(sc.read_only_refused_on_mirroring_principal)
@@ -758,6 +907,7 @@ pub async fn check(factory: &dyn BackendFactory, sc: &Scenario, t: Timing) -> Re
     let journal = MemoryJournal::new();
     estate.set_faults(fault_config(sc, &t));
     estate.set_faults_enabled(sc.fault_rate > 0.0);
+    witnesses_and_events(&estate, &topo, sc);
 
     if sc.kind == Kind::Restore {
         // An interrupted planned failover: crash at a random call (or a planned run that

@@ -7,6 +7,7 @@ fn replay() {
     let sc = Scenario {
         kind: Kind::Disaster,
         mirrored: true,
+        backup_mirrored: false,
         restoring_standby: false,
         log_shipping_standby: false,
         lag: 0,
@@ -24,6 +25,10 @@ fn replay() {
         read_only_refused_on_mirroring_principal: false,
         backup_on_mirror: false,
         switch_delay: 0,
+        automatic_failover: None,
+        witness_flip: None,
+        source_lost_at: None,
+        force_delay: 0,
     };
     // SAFETY: single-threaded test setup.
     unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_DEBUG", "1") };

@@ -64,6 +64,98 @@ pub struct EstateFile {
     /// deterministic); meanwhile both partners show PENDING_FAILOVER. 0: inside the statement.
     #[serde(default)]
     pub partner_failover_delay: u64,
+    /// Automatic failover by the witness after this many estate ticks (absent: off): a
+    /// SYNCHRONIZED safety-FULL session whose principal is lost while its witness is
+    /// connected to the mirror fails over by itself, as SQL Server does in high-safety mode
+    /// with a witness
+    /// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/role-switching-during-a-database-mirroring-session-sql-server>);
+    /// see `backend_fake::Estate::set_automatic_failover`.
+    #[serde(default)]
+    pub automatic_failover_delay: Option<u64>,
+    /// Changes scheduled for a tick: a witness connecting or disconnecting, an instance
+    /// going down or coming back (`backend_fake::Estate::schedule`).
+    #[serde(default, rename = "event")]
+    pub events: Vec<EventEntry>,
+    /// `FORCE_SERVICE_ALLOW_DATA_LOSS` returns before the forced mirror switches (the same
+    /// "fail later" sentence): the mirror becomes PRINCIPAL and ONLINE after this many further
+    /// statements (estate ticks); meanwhile it shows what it showed before (an inference:
+    /// Microsoft does not say what it shows). 0: inside the statement. See
+    /// `backend_fake::Estate::set_force_service_delay`.
+    #[serde(default)]
+    pub force_service_delay: u64,
+}
+
+/// `[[event]]`: at estate tick `tick`, either an instance goes down or comes back
+/// (`instance`, `reachable`), or the witness of `database`'s session (named by either
+/// `partner`) is set to `witness` connected as `witness_connected` (roles at that tick;
+/// `witness` absent: `SET WITNESS OFF`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventEntry {
+    /// The estate tick (each statement is one tick).
+    pub tick: u64,
+    /// The instance going down or coming back.
+    #[serde(default)]
+    pub instance: Option<InstanceAddr>,
+    /// With `instance`: up or down.
+    #[serde(default)]
+    pub reachable: Option<bool>,
+    /// The mirrored database whose witness changes.
+    #[serde(default)]
+    pub database: Option<DatabaseName>,
+    /// With `database`: either partner of its session.
+    #[serde(default)]
+    pub partner: Option<InstanceAddr>,
+    /// With `database`: the witness's server network address (absent: no witness).
+    #[serde(default)]
+    pub witness: Option<String>,
+    /// With `witness`: which partners it is connected to (default `both`).
+    #[serde(default)]
+    pub witness_connected: Option<WitnessConnection>,
+}
+
+impl EventEntry {
+    fn event(&self) -> Result<backend_fake::EstateEvent, EstateFileError> {
+        use backend_fake::EstateEvent;
+        match (self, &self.instance, &self.database) {
+            (
+                EventEntry {
+                    reachable: Some(r),
+                    partner: None,
+                    witness: None,
+                    witness_connected: None,
+                    ..
+                },
+                Some(i),
+                None,
+            ) => Ok(EstateEvent::Reachable {
+                instance: i.clone(),
+                reachable: *r,
+            }),
+            (
+                EventEntry {
+                    reachable: None,
+                    partner: Some(p),
+                    ..
+                },
+                None,
+                Some(d),
+            ) if self.witness.is_some() || self.witness_connected.is_none() => {
+                Ok(EstateEvent::Witness {
+                    database: d.clone(),
+                    partner: p.clone(),
+                    witness: self
+                        .witness
+                        .clone()
+                        .map(|w| (w, self.witness_connected.unwrap_or(WitnessConnection::Both))),
+                })
+            }
+            _ => Err(invalid(format!(
+                "event at tick {}: give `instance` and `reachable`, or `database`, `partner` and optionally `witness` / `witness_connected` (`witness_connected` needs `witness`)",
+                self.tick
+            ))),
+        }
+    }
 }
 
 /// `[[instance]]`.
@@ -328,6 +420,11 @@ impl EstateFile {
             self.read_only_refused_on_mirroring_principal,
         );
         estate.set_partner_failover_delay(self.partner_failover_delay);
+        estate.set_automatic_failover(self.automatic_failover_delay);
+        for e in &self.events {
+            estate.schedule(e.tick, e.event()?);
+        }
+        estate.set_force_service_delay(self.force_service_delay);
         let mut ports = HashMap::new();
         for i in &self.instances {
             estate
@@ -557,6 +654,50 @@ mod tests {
         assert!(!estate.read_only_refused_on_mirroring_principal());
     }
 
+    /// `automatic_failover_delay` and `[[event]]`: the principal going down at a tick makes
+    /// the mirror take over by itself once its witness is connected to it; a bad event is
+    /// refused with what to write.
+    #[test]
+    fn automatic_failover_and_events_come_from_the_file() {
+        let text = "automatic_failover_delay = 1\n[[instance]]\nname = 'sql-b'\n[[instance.database]]\nname = 'xds'\n\n[[instance]]\nname = 'sql-b2'\n\n[[mirroring]]\ndatabase = 'xds'\nprincipal = 'sql-b'\nmirror = 'sql-b2'\nwitness = 'TCP://wit.cms.test:5022'\nwitness_connected = 'principal_only'\n\n[[event]]\ntick = 2\ninstance = 'sql-b'\nreachable = false\n\n[[event]]\ntick = 5\ndatabase = 'xds'\npartner = 'sql-b'\nwitness = 'TCP://wit.cms.test:5022'\nwitness_connected = 'mirror_only'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        assert_eq!(estate.automatic_failover(), Some(1));
+        let (b, b2) = (
+            InstanceAddr::parse("sql-b").unwrap(),
+            InstanceAddr::parse("sql-b2").unwrap(),
+        );
+        let xds = DatabaseName::parse("xds").unwrap();
+        let role = |e: &Estate| {
+            e.snapshot()
+                .database(&b2, &xds)
+                .and_then(|d| d.mirroring.as_ref().map(|m| m.role))
+        };
+        estate.advance(4);
+        assert!(!estate.is_reachable(&b));
+        assert_eq!(
+            role(&estate),
+            Some(MirrorRole::Mirror),
+            "witness not on the mirror"
+        );
+        estate.advance(2);
+        assert_eq!(
+            role(&estate),
+            Some(MirrorRole::Mirror),
+            "quorum was lost with the principal"
+        );
+        let bad = text.replace("partner = 'sql-b'\n", "");
+        let err = EstateFile::parse(&bad)
+            .unwrap()
+            .build(|_| None)
+            .unwrap_err();
+        assert!(err.to_string().contains("event at tick 5"), "{err}");
+        // Lost while the witness is on the mirror: taken over after the delay.
+        let ok = text.replace("tick = 5", "tick = 1");
+        let (estate, _) = EstateFile::parse(&ok).unwrap().build(|_| None).unwrap();
+        estate.advance(3);
+        assert_eq!(role(&estate), Some(MirrorRole::Principal));
+    }
+
     /// `partner_failover_delay`: the planned failover is accepted, the roles switch later.
     #[test]
     fn the_partner_failover_delay_holds_the_role_switch() {
@@ -585,6 +726,35 @@ mod tests {
             role(&b2),
             (MirrorRole::Principal, MirrorState::Synchronized)
         );
+    }
+
+    /// `force_service_delay`: the force is accepted, the mirror switches later.
+    #[test]
+    fn the_force_service_delay_holds_the_forced_switch() {
+        let text = "force_service_delay = 2\n[[instance]]\nname = 'sql-b'\n[[instance.database]]\nname = 'xds'\n\n[[instance]]\nname = 'sql-b2'\n\n[[mirroring]]\ndatabase = 'xds'\nprincipal = 'sql-b'\nmirror = 'sql-b2'\n";
+        let (estate, _) = EstateFile::parse(text).unwrap().build(|_| None).unwrap();
+        let (b, b2) = (
+            InstanceAddr::parse("sql-b").unwrap(),
+            InstanceAddr::parse("sql-b2").unwrap(),
+        );
+        let xds = DatabaseName::parse("xds").unwrap();
+        estate.set_reachable(&b, false).unwrap();
+        let s = estate.open_session(&b2).unwrap();
+        estate.force_service(s, &xds).unwrap();
+        let role = |i: &InstanceAddr| {
+            let snap = estate.snapshot();
+            snap.database(i, &xds)
+                .unwrap()
+                .mirroring
+                .clone()
+                .unwrap()
+                .role
+        };
+        assert_eq!(role(&b2), MirrorRole::Mirror);
+        estate.advance(1);
+        assert_eq!(role(&b2), MirrorRole::Mirror);
+        estate.advance(1);
+        assert_eq!(role(&b2), MirrorRole::Principal);
     }
 
     #[test]

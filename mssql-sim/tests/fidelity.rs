@@ -385,6 +385,33 @@ async fn a_planned_failover_returns_before_the_roles_switch_and_a_second_one_is_
     );
 }
 
+/// Item 2: `FORCE_SERVICE_ALLOW_DATA_LOSS` falls under the same "can complete successfully
+/// when entered, but fail later" (ALTER DATABASE database mirroring): with a force delay the
+/// statement returns, the mirror still shows MIRROR (FreeTDS `tsql` reads
+/// sys.database_mirroring; what it shows meanwhile is an inference), the force again is
+/// 1404, and the mirror becomes PRINCIPAL later.
+#[tokio::test]
+async fn a_forced_service_returns_before_the_mirror_switches_and_a_second_one_is_1404() {
+    let (sim, f) = start(&Options::default().mirrored(true).force_delay(1_000)).await;
+    let forced = build::mirror_failover(&[xds()], MirrorFailoverKind::Forced);
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    f.estate.set_reachable(&a, false).unwrap();
+    assert_eq!(
+        error_numbers(port(&sim, &a2), &forced).await,
+        Vec::<u32>::new()
+    );
+    let view = "SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring WHERE database_id = DB_ID(N'xds')\ngo\n";
+    let out = tsql(port(&sim, &a2), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(
+        out.contains("MIRROR") && !out.contains("PRINCIPAL"),
+        "{out}"
+    );
+    assert_eq!(error_numbers(port(&sim, &a2), &forced).await, vec![1404]);
+    f.estate.advance(1_000);
+    let out = tsql(port(&sim, &a2), LOGIN_USER, LOGIN_PASSWORD, view).await;
+    assert!(out.contains("PRINCIPAL"), "{out}");
+}
+
 /// Item 2: the witness as sys.database_mirroring reports it on the instance queried
 /// (`mirroring_witness_name`, `mirroring_witness_state_desc`, FreeTDS `tsql`), and
 /// `FORCE_SERVICE_ALLOW_DATA_LOSS` refused with 1455 while the witness is set and not

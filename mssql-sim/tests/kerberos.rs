@@ -8,110 +8,13 @@
 //! fails under `CI`).
 
 use mssql_sim::freetds::tsql_sets;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+use test_samba::{Running, SambaDc, available, output_within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mssql-sim");
-
-/// Why the test cannot run here, if it cannot.
-fn missing_prerequisites() -> Option<String> {
-    let missing: Vec<_> = [
-        "samba",
-        "samba-tool",
-        "ldbadd",
-        "ldapsearch",
-        "openssl",
-        "kinit",
-        "tsql",
-    ]
-    .into_iter()
-    .filter(|t| {
-        !Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-    .collect();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let gssapi = cfg!(feature = "gssapi");
-    (!missing.is_empty() || !root || !gssapi)
-        .then(|| format!("missing tools {missing:?}, root: {root}, feature gssapi: {gssapi}"))
-}
-
-/// The Samba AD DC, stopped on drop.
-struct SambaDc {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl SambaDc {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/samba-dc.sh")
-    }
-
-    fn start(sql_instances: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dc");
-        let out = Command::new("bash")
-            .arg(Self::script())
-            .arg("start")
-            .arg(&path)
-            .env("SQL_INSTANCES", sql_instances)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "samba-dc.sh start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(path.join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Self {
-            _dir: dir,
-            path,
-            env,
-        }
-    }
-
-    fn var(&self, k: &str) -> &str {
-        &self.env[k]
-    }
-}
-
-impl Drop for SambaDc {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("stop")
-            .arg(&self.path)
-            .status();
-    }
-}
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A loopback port nothing listens on right now (the simulator binds it next; the SPN must
 /// name it before the DC is provisioned).
@@ -125,30 +28,8 @@ fn free_port() -> u16 {
 
 /// Runs `cmd` with `stdin`, bounded by `limit`; stdout and stderr together.
 fn run_bounded(cmd: &mut Command, stdin: &str, limit: Duration) -> String {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(limit)
-        .unwrap_or_else(|_| {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{cmd:?} did not finish within {limit:?}")
-        })
-        .unwrap();
+    let what = format!("{cmd:?}");
+    let out = output_within(cmd, Some(stdin), limit, &what).unwrap_or_else(|e| panic!("{e}"));
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -158,18 +39,19 @@ fn run_bounded(cmd: &mut Command, stdin: &str, limit: Duration) -> String {
 
 #[test]
 fn kerberos_logins_with_tsql() {
-    if let Some(why) = missing_prerequisites() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Kerberos test cannot run under CI: {why} (scripts/test-all.sh installs the \
-             packages and runs the tests as root with --all-features)"
-        );
-        eprintln!("SKIPPED kerberos test: {why}");
+    let gssapi = cfg!(feature = "gssapi");
+    if !available(
+        "the Kerberos test",
+        &["tsql"],
+        &[("feature gssapi", gssapi)],
+    ) {
         return;
     }
     let (pa, pb) = (free_port(), free_port());
     // sql-a is served; sql-b only has its SPN in the keytab (a ticket for the wrong service).
-    let dc = SambaDc::start(&format!("sql-a.cms.test:{pa}:RTC sql-b.cms.test:{pb}"));
+    let instances = format!("sql-a.cms.test:{pa}:RTC sql-b.cms.test:{pb}");
+    // The default address of `scripts/samba-dc.sh`; this crate's only DC.
+    let dc = SambaDc::start("127.0.0.1", &[("SQL_INSTANCES", &instances)]);
     assert_eq!(
         dc.var("KRB5_SPNS"),
         format!(
@@ -245,8 +127,7 @@ sysadmin = true
             Command::new("tsql")
                 .args(["-S", server])
                 .env("FREETDSCONF", &conf)
-                .env("KRB5_CONFIG", dc.var("KRB5_CONFIG"))
-                .env("KRB5CCNAME", ccache),
+                .envs(dc.krb5_env(ccache)),
             &format!("{script}\ngo\nexit\n"),
             Duration::from_secs(60),
         )

@@ -11,8 +11,8 @@ use mssql_sim::integrated::WindowsLogin;
 use mssql_sim::sim::{SimHandle, SimOptions, Simulator};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 /// SQL Server's standard port, which every simulated instance listens on, each at its own
@@ -160,15 +160,12 @@ pub fn cli_bounded(
 
 /// A fresh copy of the ticket cache `from` as `name` in `work`, as a `FILE:` name.
 pub fn ccache_copy(work: &super::Work, from: &Path, name: &str) -> String {
-    let to = work.path(name);
-    std::fs::copy(from, &to).unwrap();
-    format!("FILE:{}", to.display())
+    test_samba::ccache_copy(from, &work.path(name))
 }
 
-/// A ticket cache holding service tickets for `spns` and no ticket-granting ticket, made
-/// from `from` (which has one): `kvno` fetches and caches each service ticket, then the
-/// TGT's entries are renamed (`krbtgt` → `krbtgx`, same length, so the file stays valid),
-/// so any other service (the directory's `ldap/…`) finds no TGT: "no ticket".
+/// [`test_samba::ccache_without_tgt`] as `name` in `work`: the service tickets for `spns`
+/// and no ticket-granting ticket, so any other service (the directory's `ldap/…`) finds no
+/// TGT: "no ticket".
 pub fn ccache_without_tgt(
     work: &super::Work,
     from: &Path,
@@ -176,35 +173,5 @@ pub fn ccache_without_tgt(
     spns: &[&str],
     krb5_config: &str,
 ) -> String {
-    let cc = ccache_copy(work, from, name);
-    let st = Command::new("kvno")
-        .args(["-c", &cc])
-        .args(spns)
-        .env("KRB5_CONFIG", krb5_config)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kvno {spns:?}");
-    let path = PathBuf::from(cc.trim_start_matches("FILE:"));
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mut renamed = 0;
-    for i in 0..bytes.len().saturating_sub(6) {
-        if &bytes[i..i + 6] == b"krbtgt" {
-            bytes[i + 5] = b'x';
-            renamed += 1;
-        }
-    }
-    assert!(renamed > 0, "no TGT in {}", path.display());
-    std::fs::write(&path, bytes).unwrap();
-    // Only the services asked for are left.
-    let st = Command::new("kvno")
-        .args(["-c", &cc])
-        .args(spns)
-        .env("KRB5_CONFIG", krb5_config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "the service tickets survive: kvno {spns:?}");
-    cc
+    test_samba::ccache_without_tgt(from, &work.path(name), spns, krb5_config)
 }

@@ -360,7 +360,8 @@ pub fn output_within(
 }
 
 /// [`output_within`], with a child that did not exit within `bound` returned as `Err` (the
-/// message says so and holds what it printed). Both pipes are drained while waiting: a child
+/// message says so and holds what it printed): [`test_samba::output_within`] with stdin
+/// closed. Both pipes are drained while waiting: a child
 /// that writes more than a pipe buffer (64 KiB, e.g. a disaster recovery's `--json`
 /// document) would otherwise block in `write` forever, and look hung, while the parent waits
 /// for its exit.
@@ -369,48 +370,7 @@ pub fn try_output_within(
     bound: std::time::Duration,
     what: &str,
 ) -> Result<std::process::Output, String> {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = std::time::Instant::now() + bound;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    let Some(status) = status else {
-        return Err(format!(
-            "{what} did not exit within {bound:?} (killed):\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        ));
-    };
-    Ok(std::process::Output {
-        status,
-        stdout,
-        stderr,
-    })
+    test_samba::output_within(cmd, None, bound, what)
 }
 
 /// A finished command's exit code, stdout and stderr, for assertion messages.

@@ -123,9 +123,15 @@ pub(super) fn enter_probing(ctx: &mut Ctx, run: &Run) -> Action {
 /// is the first change of a planned or disaster-recovery run, so nothing was changed, and
 /// the refusal says what the operator can do (`docs/sql-server-behaviour.md`, item 3).
 pub(super) fn on_probed(mut run: Box<Run>, failure: Failure, results: Results) -> State {
-    let fenced_or_unknown = results.into_iter().any(|r| match r {
+    let probes: Vec<_> = results.into_iter().collect();
+    let fenced_or_unknown = probes.iter().any(|r| match r {
         Ok(OpResult::Probe(p)) => p.databases.iter().any(|d| d.read_only),
         _ => true,
+    });
+    // 1468 names "a database mirroring session or an availability group": no mirroring
+    // session on the probed copies means the group.
+    let availability_group = !probes.iter().any(|r| {
+        matches!(r, Ok(OpResult::Probe(p)) if p.databases.iter().any(|d| d.mirroring.is_some()))
     });
     if fenced_or_unknown {
         return State::UndoingFence {
@@ -138,7 +144,11 @@ pub(super) fn on_probed(mut run: Box<Run>, failure: Failure, results: Results) -
         Failure::FenceFailed { errors } | Failure::OldSourceRefusedFence { errors }
             if any_in_mirroring_session(&errors) =>
         {
-            Refusal::FenceRefusedInMirroringSession { errors }.into()
+            Refusal::FenceRefusedInMirroringSession {
+                errors,
+                availability_group,
+            }
+            .into()
         }
         failure => Outcome::rolled_back(failure),
     };
@@ -237,7 +247,7 @@ pub(super) mod tests {
 
     /// SQL Server's answer to `SET READ_ONLY` on a mirroring principal where it refuses it
     /// (issue 12 item 3): 1468, invalid state.
-    fn refused_in_mirroring_session(
+    pub(crate) fn refused_in_mirroring_session(
         op: &crate::op::Op,
     ) -> Option<Result<crate::op::OpResult, crate::error::BackendError>> {
         matches!(op, crate::op::Op::SetReadOnly { read_only: true, .. }).then(|| {
@@ -254,29 +264,35 @@ pub(super) mod tests {
     /// Runs `req` on `w` with every fence refused with 1468 and checks the refusal: exit 3,
     /// the code, the operator's way out, the lock released, nothing durable changed, the
     /// source still writable and `target` not.
+    ///
+    /// `availability_group`: the source is in no mirroring session, so the refusal names the
+    /// availability group and its way out.
     fn refused_by_mirroring(
         mut w: World,
         req: crate::request::FailoverRequest,
         target: crate::model::InstanceAddr,
+        availability_group: bool,
     ) {
         w.answer(S::Fencing, refused_in_mirroring_session, usize::MAX);
         let (o, h) = w.run(req);
         assert!(
             matches!(
                 o.refusal(),
-                Some(Refusal::FenceRefusedInMirroringSession { .. })
+                Some(Refusal::FenceRefusedInMirroringSession { availability_group: ag, .. })
+                    if *ag == availability_group
             ),
             "{o}"
         );
         assert_eq!(o.code(), Some("fence_refused_in_mirroring_session"));
         assert_eq!(o.exit_code(), 3);
         let text = o.to_string();
-        assert!(
-            text.contains("nothing was changed")
-                && text.contains("SET PARTNER OFF")
-                && text.contains("SET PARTNER SUSPEND"),
-            "{text}"
-        );
+        let way_out = if availability_group {
+            text.contains("ALTER AVAILABILITY GROUP [<ag>] REMOVE DATABASE [<db>];")
+                && !text.contains("SET PARTNER OFF")
+        } else {
+            text.contains("SET PARTNER OFF") && text.contains("SET PARTNER SUSPEND")
+        };
+        assert!(text.contains("nothing was changed") && way_out, "{text}");
         assert!(
             h.ends_with(&[S::Fencing, S::ProbingFence, S::ReleasingLocks, S::Done]),
             "{h:?}"
@@ -286,19 +302,28 @@ pub(super) mod tests {
         assert!(w.writable(&a()) && !w.any_writable(&target));
     }
 
+    /// Planned, the source's databases in no mirroring session refusing the fence with 1468
+    /// (an availability group): refused before any change, and the way out is the group's
+    /// (`REMOVE DATABASE`), not mirroring's.
+    #[test]
+    fn a_fence_refused_with_1468_outside_a_mirroring_session_names_the_availability_group() {
+        refused_by_mirroring(World::planned(), planned(), b(), true);
+    }
+
     /// Planned, the source a mirroring principal on a server that refuses READ_ONLY there:
     /// the probe finds nothing fenced, the run ends refused (exit 3), the lock released,
     /// nothing durable changed, and the text says what to do.
     #[test]
     fn planned_fence_refused_in_a_mirroring_session_is_a_refusal_that_changes_nothing() {
-        refused_by_mirroring(World::planned_mirrored(), planned_mirrored(), bm());
+        refused_by_mirroring(World::planned_mirrored(), planned_mirrored(), bm(), false);
     }
 
     /// Disaster recovery with the old source up and refusing the fence with 1468: refused
-    /// before any change as well (promoting would make two writable copies).
+    /// before any change as well (promoting would make two writable copies). Its databases
+    /// are in no mirroring session, so the refusal names the availability group.
     #[test]
     fn dr_old_source_refusing_the_fence_in_a_mirroring_session_is_a_refusal() {
-        refused_by_mirroring(World::dr(), dr(), b());
+        refused_by_mirroring(World::dr(), dr(), b(), true);
     }
 
     /// Part of the fence landed (a database outside the session) and the rest was refused
@@ -349,6 +374,7 @@ pub(super) mod tests {
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[
+        a_fence_refused_with_1468_outside_a_mirroring_session_names_the_availability_group,
         restore_whose_other_copy_refuses_the_fence_in_a_mirroring_session_opens_nothing,
         planned_fence_refused_in_a_mirroring_session_is_a_refusal_that_changes_nothing,
         dr_old_source_refusing_the_fence_in_a_mirroring_session_is_a_refusal,

@@ -17,7 +17,7 @@
 //! | `replication.rs` | `AwaitingReplication`, `ReplicationPause` (the gate: SQL positions, or the Backup Service); `ReadingPositions`, `AwaitingCatchUp`, `CatchUpPause` (catch-up); `AwaitingBackupService`, `BackupServicePause` (the Backup Service's `FinalState` after the fence) |
 //! | `fence.rs` | `Fencing`, `ProbingFence` |
 //! | `promote.rs` | `ForcingMirror`, `Recovering`, `OpeningTarget`, `RepointingMirror` |
-//! | `switch.rs` | `AwaitingPrincipal`, `PrincipalPause` (after `SET PARTNER FAILOVER` returns: the designated principal reports PRINCIPAL and ONLINE) |
+//! | `switch.rs` | `AwaitingPrincipal`, `PrincipalPause` (after `SET PARTNER FAILOVER` or `FORCE_SERVICE_ALLOW_DATA_LOSS` returns: the instance to serve reports PRINCIPAL and ONLINE) |
 //! | `commit.rs` | `RecordingLocation` (the directory compare-and-swap), `ConfirmingRecord`, `PublishingLocation` (with the end state's probes) |
 //! | `verify.rs` | `Verifying` (the end state; in the publish step when there is one) |
 //! | `directory.rs` | `AwaitingDirectory`, `DirectoryPause` (every DC returns the new value) |
@@ -215,8 +215,12 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     ),
     (S::CatchUpPause, S::AwaitingCatchUp, "poll again"),
     (S::CatchUpPause, S::UndoingFence, "cancelled"),
-    (S::ForcingMirror, S::Recovering, "mirror serving"),
-    (S::ForcingMirror, S::UndoingFence, "force failed"),
+    (
+        S::ForcingMirror,
+        S::Recovering,
+        "what-if: mirror assumed serving",
+    ),
+    (S::ForcingMirror, S::UndoingFence, "force refused"),
     (S::Recovering, S::OpeningTarget, "online"),
     (
         S::Preflight,
@@ -241,7 +245,7 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     (
         S::ForcingMirror,
         S::OpeningTarget,
-        "mirror serving, nothing to recover",
+        "what-if: mirror assumed serving, nothing to recover",
     ),
     (S::Recovering, S::UndoingFence, "recovery failed"),
     (S::Recovering, S::ReleasingLocks, "restore: recovery failed"),
@@ -334,6 +338,11 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
         S::ReleasingLocks,
         "target could not be fenced again",
     ),
+    (
+        S::UndoingPromotion,
+        S::RecordingLocation,
+        "the opened target refuses to be fenced again (1468, a mirroring session): it is the one writable copy, so the failover is finished (once)",
+    ),
     (S::UndoingFence, S::ConfirmingUndo, "source writable again"),
     (S::UndoingFence, S::ReleasingLocks, "undo failed"),
     (
@@ -391,10 +400,39 @@ pub const TRANSITIONS: &[(StateName, StateName, &str)] = &[
     (
         S::AwaitingPrincipal,
         S::UndoingPromotion,
-        "timeout / cancelled: the switch did not complete",
+        "planned: timeout / cancelled, the switch did not complete; forced: cancelled once the copy serves",
     ),
-    (S::PrincipalPause, S::AwaitingPrincipal, "poll again"),
+    (
+        S::PrincipalPause,
+        S::AwaitingPrincipal,
+        "poll again (forced, cancelled: look once more)",
+    ),
     (S::PrincipalPause, S::UndoingPromotion, "cancelled"),
+    (
+        S::ForcingMirror,
+        S::AwaitingPrincipal,
+        "FORCE_SERVICE_ALLOW_DATA_LOSS returned (or its answer was lost): wait for the forced mirror to switch",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::Recovering,
+        "the forced mirror serves",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::OpeningTarget,
+        "the forced mirror serves, nothing to recover",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::UndoingFence,
+        "the force was refused with 1455 and the mirror does not serve: undo the fence",
+    ),
+    (
+        S::AwaitingPrincipal,
+        S::ReleasingLocks,
+        "forced, timeout / cancelled: the switch did not complete (the force cannot be undone)",
+    ),
 ];
 
 const N_STATES: usize = StateName::ALL.len();
@@ -816,8 +854,11 @@ impl Machine {
     }
 
     /// Asks the run to stop at the next safe point. Before the fence the run stops with no
-    /// change; after the fence and before the commit point the fence is undone; after the
-    /// commit point the run finishes (cancelling would leave a half-done failover).
+    /// change; after the fence and before the commit point the fence is undone (unless the
+    /// opened target refuses to be fenced again, 1468: then the failover is finished, see
+    /// `undo.rs`; or while a forced mirror has not switched yet: a force cannot be undone,
+    /// so the run stops needing a restore with the fence kept); after the commit point the
+    /// run finishes (cancelling would leave a half-done failover).
     pub fn request_cancel(&mut self) {
         self.ctx.cancel = true;
     }
@@ -1001,7 +1042,9 @@ impl Machine {
                 fenced,
                 deadline,
             } => replication::on_catch_up(ctx, run, fenced, deadline, results, now),
-            State::ForcingMirror { run, mirror } => promote::on_forced(ctx, run, mirror, results),
+            State::ForcingMirror { run, mirror } => {
+                promote::on_forced(ctx, run, mirror, results, now)
+            }
             State::Recovering(run) => promote::on_recovered(ctx, run, results),
             State::OpeningTarget(run) => promote::on_opened(ctx, run, results),
             State::RepointingMirror { run, principal } => {
@@ -1019,7 +1062,7 @@ impl Machine {
                 directory::on_results(ctx, run, watch, ops, results, now)
             }
             State::UndoingPromotion { run, cause } => {
-                undo::on_undone_promotion(run, cause, results)
+                undo::on_undone_promotion(ctx, run, cause, results)
             }
             State::UndoingFence { run, cause } => undo::on_undone_fence(run, cause, results),
             State::ConfirmingUndo { run, cause } => {

@@ -27,7 +27,8 @@ use crate::model::{DatabaseName, InstanceAddr};
 use crate::outcome::{MissingRight, Refusal};
 use crate::server::{DbState, LoginRights};
 
-fn bracket(s: &str) -> String {
+/// `s` as a bracketed T-SQL identifier (`]` doubled).
+pub(super) fn bracket(s: &str) -> String {
     format!("[{}]", s.replace(']', "]]"))
 }
 

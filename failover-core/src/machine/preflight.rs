@@ -539,6 +539,17 @@ fn plan_dr(
     let force_mirror = obs.is_mirror(&tgt).then(|| tgt.clone());
     if let Some(m) = &force_mirror {
         witness_allows_force(obs, m, dbs)?;
+        warnings.extend(witness_unknown(obs, m, dbs));
+    } else if tgt != target.principal && obs.probe_of(&target.principal).is_err() {
+        // The designated principal is lost and its partner already serves as principal: in
+        // high-safety mode with a witness the mirror takes over by itself (automatic
+        // failover,
+        // https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/role-switching-during-a-database-mirroring-session-sql-server),
+        // so nothing is forced; the report says who serves.
+        warnings.push(format!(
+            "the target store's principal {} is not reachable and its mirroring partner {tgt} already serves as principal (an automatic failover by the witness, or an earlier failover): {tgt} is promoted without forcing service",
+            target.principal
+        ));
     }
     let mut plan = obs.plan_for(tgt, target.clone(), dbs, warnings);
     plan.source = source;
@@ -583,6 +594,40 @@ fn witness_allows_force(
         databases: blocked,
         witness,
     }))
+}
+
+/// The mirror to be forced does not know its witness's state (UNKNOWN) for some
+/// databases: the force goes on, but SQL Server may refuse it with 1455; the warning says
+/// what to run then (`SET WITNESS OFF`, which "can be issued on either partner"
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/remove-the-witness-from-a-database-mirroring-session-sql-server>):
+/// on the mirror, since the principal is down).
+fn witness_unknown(
+    obs: &Observations,
+    mirror: &InstanceAddr,
+    dbs: &[DatabaseName],
+) -> Option<String> {
+    let p = obs.probe_of(mirror).ok()?;
+    let mut witness = None;
+    let mut unknown = Vec::new();
+    for d in dbs {
+        if let Some(w) = p
+            .database(d)
+            .and_then(|d| d.mirroring.as_ref())
+            .and_then(|m| m.witness.as_ref())
+            .filter(|w| w.state == WitnessState::Unknown)
+        {
+            unknown.push(format!(
+                "ALTER DATABASE {} SET WITNESS OFF;",
+                super::permissions::bracket(d.as_str())
+            ));
+            witness.get_or_insert_with(|| w.name.clone());
+        }
+    }
+    let witness = witness?;
+    Some(format!(
+        "the mirror {mirror} reports its witness `{witness}` UNKNOWN: SQL Server forces service only when the witness is off or connected to the mirror, so FORCE_SERVICE_ALLOW_DATA_LOSS may be refused with 1455 (the fence is then undone). If it is, run `{}` on {mirror} (the principal is down) and run again",
+        unknown.join(" ")
+    ))
 }
 
 /// Probe every instance and read its location record; the first time (`first`), take the
@@ -1004,7 +1049,88 @@ pub(super) mod tests {
         assert!(w.durable_mutations().is_empty());
     }
 
+    /// A mirror to be forced that reports its witness UNKNOWN: the run goes on, and the
+    /// warning names 1455 and the `SET WITNESS OFF` to run on the mirror if it comes; a
+    /// witness CONNECTED to the mirror (or none) warns of nothing.
+    #[test]
+    fn dr_warns_of_1455_when_the_mirror_reports_its_witness_unknown() {
+        let witness_warnings = |w: &World| -> Vec<String> {
+            let p = plan(&dr_mirrored(), &w.observe(&dr_mirrored())).unwrap();
+            assert_eq!(p.force_mirror, Some(bm()));
+            p.warnings
+                .into_iter()
+                .filter(|w| w.contains("witness"))
+                .collect()
+        };
+        let mut w = World::dr_mirrored();
+        assert!(witness_warnings(&w).is_empty());
+        w.set_witness(&bm(), WitnessState::Connected);
+        assert!(witness_warnings(&w).is_empty());
+        w.set_witness(&bm(), WitnessState::Unknown);
+        let warned = witness_warnings(&w);
+        let [text] = warned.as_slice() else {
+            panic!("{warned:?}")
+        };
+        for want in [
+            "TCP://wit.test:5022",
+            "UNKNOWN",
+            "FORCE_SERVICE_ALLOW_DATA_LOSS",
+            "1455",
+            "ALTER DATABASE [xds] SET WITNESS OFF;",
+            "ALTER DATABASE [lis] SET WITNESS OFF;",
+            &format!("on {}", bm()),
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // The whole run: the warning reaches the findings, and the force goes on.
+        let mut m = crate::machine::Machine::new(dr_mirrored());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
+        assert!(m.findings().warnings.contains(text), "{:?}", m.findings());
+    }
+
+    /// The backup principal is down and its mirror took over by itself (automatic failover
+    /// by the witness): the disaster recovery forces nothing, promotes the partner that
+    /// serves and says so.
+    #[test]
+    fn dr_whose_backup_mirror_already_took_over_promotes_it_without_forcing() {
+        let mut w = World::dr_mirrored();
+        w.took_over(&bm());
+        let mut m = w.machine(dr_mirrored());
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == bm()),
+            "{o}"
+        );
+        assert!(
+            !m.history().contains(&S::ForcingMirror),
+            "{:?}",
+            m.history()
+        );
+        assert!(
+            !w.mutations().iter().any(|op| matches!(
+                op,
+                Op::MirrorFailover {
+                    kind: crate::server::MirrorFailoverKind::Forced,
+                    ..
+                }
+            )),
+            "{:?}",
+            w.mutations()
+        );
+        assert!(w.writable(&bm()));
+        let warnings = m.findings().warnings.join("\n");
+        assert!(
+            warnings.contains("already serves as principal")
+                && warnings.contains(&b().to_string())
+                && warnings.contains("without forcing"),
+            "{warnings}"
+        );
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
+        dr_warns_of_1455_when_the_mirror_reports_its_witness_unknown,
+        dr_whose_backup_mirror_already_took_over_promotes_it_without_forcing,
         an_unmapped_mirroring_partner_name_is_refused_before_any_change,
         a_directory_elsewhere_is_refused_with_both_values,
         an_unreadable_directory_is_refused,

@@ -29,11 +29,17 @@ pub(super) fn enter_forcing(ctx: &mut Ctx, mirror: &InstanceAddr) -> Action {
     )
 }
 
+/// SQL Server returns from `FORCE_SERVICE_ALLOW_DATA_LOSS` before the roles switch, so the
+/// forced mirror is awaited ([`super::switch`]) before it is recovered or opened; so is an
+/// error that leaves the effect unknown (retryable kinds: a timeout, a dropped connection, a
+/// busy mirror). A refusal (the server answered and changed nothing) undoes the fence.
+/// What-if sends nothing, so nothing is awaited.
 pub(super) fn on_forced(
     ctx: &mut Ctx,
     mut run: Box<Run>,
     mirror: InstanceAddr,
     results: Results,
+    now: Duration,
 ) -> State {
     match results.into_iter().next() {
         Some(Ok(OpResult::Partner(p))) => {
@@ -44,18 +50,47 @@ pub(super) fn on_forced(
                     "the server reports the new principal as {p}; using the topology's name {mirror}"
                 ));
             }
-            run.plan.target = mirror;
-            promote(run)
+            if ctx.what_if() {
+                run.plan.target = mirror;
+                return promote(run);
+            }
+            super::switch::start_forced(ctx, run, mirror, None, now)
         }
-        Some(Err(e)) => State::UndoingFence {
-            run,
-            cause: Cause::Failed(Failure::ForceFailed { error: Some(e) }),
-        },
+        Some(Err(e)) if e.kind.is_retryable() && !ctx.what_if() => {
+            super::switch::start_forced(ctx, run, mirror, Some(e), now)
+        }
+        Some(Err(e)) if e.code == Some(1455) && !ctx.what_if() => {
+            super::switch::check_refused_force(ctx, run, mirror, e, now)
+        }
+        Some(Err(e)) => {
+            if e.code == Some(1455) {
+                ctx.f.warnings.push(force_refused_advice(&mirror));
+            }
+            State::UndoingFence {
+                run,
+                cause: Cause::Failed(Failure::ForceFailed { error: Some(e) }),
+            }
+        }
         _ => State::UndoingFence {
             run,
             cause: Cause::Failed(Failure::ForceFailed { error: None }),
         },
     }
+}
+
+/// What a 1455 at the force means and what to do. SQL Server sends it when the database
+/// "is not in the correct state to become the principal database": the witness is set and
+/// no longer connected to the mirror
+/// (<https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/force-service-in-a-database-mirroring-session-transact-sql>),
+/// or the copy is already the principal: in high-safety mode with a witness the mirror
+/// takes over by itself when the principal is lost (automatic failover,
+/// <https://learn.microsoft.com/en-us/sql/database-engine/database-mirroring/role-switching-during-a-database-mirroring-session-sql-server>),
+/// which can land between preflight and the force. Both are safe to run again: a mirror
+/// that is now the principal is promoted without forcing.
+pub(super) fn force_refused_advice(mirror: &InstanceAddr) -> String {
+    format!(
+        "SQL Server refused to force service on {mirror} (1455): either its witness is no longer connected to it, or it is already the principal (an automatic failover by the witness after its principal was lost). Check `SELECT mirroring_role_desc, mirroring_witness_state_desc FROM sys.database_mirroring` on {mirror}: if it shows PRINCIPAL, run the disaster recovery again (it promotes {mirror} without forcing); if the witness shows DISCONNECTED, bring the witness back or run `ALTER DATABASE … SET WITNESS OFF` on {mirror}, then run it again"
+    )
 }
 
 pub(super) fn enter_recovering(ctx: &mut Ctx, run: &Run) -> Action {
@@ -368,6 +403,29 @@ pub(super) mod tests {
         assert_eq!(h.last(), Some(&S::Done), "{h:?}");
     }
 
+    /// A 1455 at the force while the mirror still does not serve (a look after the refusal
+    /// shows it MIRROR): the run ends as a failed force with the fence undone, and the report
+    /// says what 1455 means here and what to run (`switch.rs` has the case where it serves).
+    #[test]
+    fn dr_1455_at_the_force_says_the_mirror_may_already_be_the_principal() {
+        let mut w = World::dr_mirrored();
+        w.refuse_force_1455();
+        let mut m = w.machine(dr_mirrored());
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(o.failure(), Some(Failure::ForceFailed { .. })),
+            "{o}"
+        );
+        let warnings = m.findings().warnings.join("\n");
+        assert!(
+            warnings.contains("1455")
+                && warnings.contains("already the principal")
+                && warnings.contains("run the disaster recovery again")
+                && warnings.contains(&bm().to_string()),
+            "{warnings}"
+        );
+    }
+
     #[test]
     fn dr_forced_mirror_with_a_restoring_copy_is_recovered() {
         let mut w = World::dr_mirrored();
@@ -375,7 +433,14 @@ pub(super) mod tests {
         w.set_restoring_unmirrored_db(&bm(), 1);
         let (o, h) = w.run(dr_mirrored());
         assert!(matches!(o, Outcome::Succeeded { .. }), "{o}");
-        assert!(h.windows(2).any(|p| p == [S::ForcingMirror, S::Recovering]));
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::ForcingMirror, S::AwaitingPrincipal])
+        );
+        assert!(
+            h.windows(2)
+                .any(|p| p == [S::AwaitingPrincipal, S::Recovering])
+        );
     }
 
     #[test]
@@ -412,6 +477,7 @@ pub(super) mod tests {
         dr_refused_when_the_mirror_sees_its_witness_disconnected,
         dr_forces_the_mirror_when_its_witness_is_connected_or_unknown,
         dr_1455_at_the_force_ends_with_the_fence_undone,
+        dr_1455_at_the_force_says_the_mirror_may_already_be_the_principal,
         target_that_cannot_be_fenced_again_needs_restore,
     ];
 }

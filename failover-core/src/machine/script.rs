@@ -201,6 +201,11 @@ pub(crate) struct World {
     switch_delay: usize,
     /// A planned mirror failover accepted: (calls left, issued on, new principal).
     pending_switch: Option<(usize, InstanceAddr, InstanceAddr)>,
+    /// Calls between a forced service returning and the forced mirror switching (0: at once;
+    /// `usize::MAX`: never).
+    force_delay: usize,
+    /// A forced service accepted: (calls left, the forced mirror).
+    pending_force: Option<(usize, InstanceAddr)>,
     lag: u64,
     behind: u64,
     backup_state: ExportState,
@@ -260,6 +265,8 @@ impl World {
             cancel_on_sleep_in: None,
             switch_delay: 0,
             pending_switch: None,
+            force_delay: 0,
+            pending_force: None,
             lag: 0,
             behind: 0,
             backup_state: ExportState::FinalState,
@@ -413,6 +420,19 @@ impl World {
             });
         }
     }
+    /// `i`'s mirror copies take the principal role by themselves (automatic failover by the
+    /// witness: ONLINE, PRINCIPAL; the read-only flag as it was).
+    pub(crate) fn took_over(&mut self, i: &InstanceAddr) {
+        for d in &mut self.inst(i).dbs {
+            if let Some(m) = &mut d.mirroring
+                && m.role == MirrorRole::Mirror
+            {
+                m.role = MirrorRole::Principal;
+                m.state = MirrorState::Disconnected;
+                d.state = DbState::Online;
+            }
+        }
+    }
     /// Makes every database of `i` a log-shipping STANDBY copy (ONLINE, read-only,
     /// `is_in_standby`).
     pub(crate) fn set_standby(&mut self, i: &InstanceAddr) {
@@ -479,6 +499,23 @@ impl World {
             times,
         );
     }
+    /// The force is answered with 1455 once, as SQL Server answers it on a principal (an
+    /// automatic failover landed) or with the witness off the mirror.
+    pub(crate) fn refuse_force_1455(&mut self) {
+        self.answer(
+            StateName::ForcingMirror,
+            |op| {
+                Some(Err(BackendError::new(
+                    ErrorKind::InvalidState,
+                    op.operation(),
+                    op.target(),
+                    "The database mirroring service cannot be forced",
+                )
+                .with_code(1455)))
+            },
+            1,
+        );
+    }
     /// Calls in `state` take effect, then fail with `kind` (the answer is lost).
     pub(crate) fn fail_after_effect(&mut self, state: StateName, kind: ErrorKind) {
         self.hooks.push(Hook::AfterEffect { state, kind });
@@ -521,6 +558,11 @@ impl World {
     /// (`usize::MAX`: never); meanwhile both partners show PENDING_FAILOVER.
     pub(crate) fn delay_switch(&mut self, calls: usize) {
         self.switch_delay = calls;
+    }
+    /// A forced service returns at once and the forced mirror switches `calls` calls later
+    /// (`usize::MAX`: never); meanwhile it shows what it showed before.
+    pub(crate) fn delay_force(&mut self, calls: usize) {
+        self.force_delay = calls;
     }
 
     /// Every change (mutating call) actually made, in order.
@@ -757,11 +799,29 @@ impl World {
         }
     }
 
+    /// Forced service: `instance`'s mirror copies become PRINCIPAL and ONLINE.
+    fn force(&mut self, instance: &InstanceAddr) {
+        for d in self.inst(instance).dbs.iter_mut() {
+            if let Some(m) = &mut d.mirroring
+                && m.role == MirrorRole::Mirror
+            {
+                m.role = MirrorRole::Principal;
+                m.state = MirrorState::Suspended;
+                d.state = DbState::Online;
+            }
+        }
+    }
+
     /// Counts a call towards a pending role switch, and switches when it is due.
     fn count_pending_switch(&mut self) {
         match self.pending_switch.take() {
             Some((n, i, p)) if n <= 1 => self.swap_roles(&i, &p),
             Some((n, i, p)) => self.pending_switch = Some((n - 1, i, p)),
+            None => {}
+        }
+        match self.pending_force.take() {
+            Some((n, i)) if n <= 1 => self.force(&i),
+            Some((n, i)) => self.pending_force = Some((n - 1, i)),
             None => {}
         }
     }
@@ -823,14 +883,10 @@ impl World {
                 kind: MirrorFailoverKind::Forced,
                 ..
             } => {
-                for d in i.dbs.iter_mut() {
-                    if let Some(m) = &mut d.mirroring
-                        && m.role == MirrorRole::Mirror
-                    {
-                        m.role = MirrorRole::Principal;
-                        m.state = MirrorState::Suspended;
-                        d.state = DbState::Online;
-                    }
+                if self.force_delay == 0 {
+                    self.force(instance);
+                } else if self.pending_force.is_none() {
+                    self.pending_force = Some((self.force_delay, instance.clone()));
                 }
                 OpResult::Partner(instance.clone())
             }
