@@ -31,6 +31,7 @@ use super::{Action, Cause, Ctx, Results, Run, S, State, errors_of, release};
 use crate::model::DatabaseName;
 use crate::op::{Op, OpResult};
 use crate::outcome::{Failure, Outcome, UndoFailure};
+use crate::request::Mode;
 use crate::sqlerror::any_in_mirroring_session;
 
 pub(super) fn enter_undoing_promotion(ctx: &mut Ctx, run: &Run) -> Action {
@@ -70,8 +71,16 @@ pub(super) fn on_undone_promotion(
             Cause::Failed(f) => f.to_string(),
             Cause::Cancelled(d) => d.clone(),
         };
+        // A planned run opens the target only after it caught up; a disaster recovery
+        // opens what the backup had, and the operator accepted the loss when confirming.
+        let holds = match ctx.req.mode {
+            Mode::DisasterRecovery { .. } => {
+                "what it lacks was accepted as lost when the disaster recovery was confirmed"
+            }
+            _ => "it holds every change the source had",
+        };
         ctx.f.warnings.push(format!(
-            "not rolled back ({why}): the target {} could not be fenced again, SQL Server refuses READ_ONLY there (1468: a database mirroring session); the source stays read-only, so the target is the one writable copy and the failover was finished on it instead (it holds every change the source had)",
+            "not rolled back ({why}): the target {} could not be fenced again, SQL Server refuses READ_ONLY there (1468: a database mirroring session); the source stays read-only, so the target is the one writable copy and the failover was finished on it instead ({holds})",
             run.plan.target
         ));
         return State::RecordingLocation(run);
@@ -276,7 +285,15 @@ pub(super) mod tests {
     /// fenced, and a warning says why it was not rolled back.
     #[test]
     fn cancelled_after_the_open_of_a_target_that_refuses_the_fence_finishes_the_failover() {
-        for (mut w, req) in [(World::planned(), planned()), (World::dr(), dr())] {
+        let cases = [
+            (
+                World::planned(),
+                planned(),
+                "it holds every change the source had",
+            ),
+            (World::dr(), dr(), "accepted as lost"),
+        ];
+        for (mut w, req, holds) in cases {
             w.cancel_in(S::OpeningTarget);
             target_refuses_the_fence(&mut w);
             let mut m = w.machine(req);
@@ -296,7 +313,8 @@ pub(super) mod tests {
             assert!(
                 warnings.contains("not rolled back")
                     && warnings.contains("1468")
-                    && warnings.contains("one writable copy"),
+                    && warnings.contains("one writable copy")
+                    && warnings.contains(holds),
                 "{warnings}"
             );
             assert!(w.writable(&b()) && !w.any_writable(&a()));
