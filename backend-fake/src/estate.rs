@@ -1401,12 +1401,8 @@ impl Inner {
             let nm = self.db_mut(&m.mirror, db).expect("mirror copy");
             nm.position = p.position;
             nm.read_only = p.read_only;
-            nm.state = DbState::Online;
         }
-        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
-        self.mirrors[i].principal = m.mirror.clone();
-        self.mirrors[i].mirror = m.principal.clone();
-        let pos = p.position;
+        let (pos, _) = self.swap_partners(i);
         self.record_switch(
             &m.principal,
             db,
@@ -1423,6 +1419,27 @@ impl Inner {
             MirrorRole::Principal,
             false,
         );
+    }
+
+    /// The partners of mirroring session `i` swap roles: the mirror copy comes ONLINE as the
+    /// principal, the old principal goes RESTORING as the mirror. Returns the positions of
+    /// the new and the old principal's copies.
+    fn swap_partners(&mut self, i: usize) -> (u64, u64) {
+        let m = self.mirrors[i].clone();
+        let db = &m.database;
+        let new_pos = {
+            let nm = self.db_mut(&m.mirror, db).expect("mirror copy");
+            nm.state = DbState::Online;
+            nm.position
+        };
+        let old_pos = {
+            let op = self.db_mut(&m.principal, db).expect("principal copy");
+            op.state = DbState::Restoring;
+            op.position
+        };
+        self.mirrors[i].principal = m.mirror;
+        self.mirrors[i].mirror = m.principal;
+        (new_pos, old_pos)
     }
 
     /// Records one partner's side of a role switch: its state change, then its new role.
@@ -1444,15 +1461,7 @@ impl Inner {
     fn force_roles(&mut self, i: usize) {
         let m = self.mirrors[i].clone();
         let (a, db) = (&m.mirror, &m.database);
-        let pos = self.db_mut(a, db).expect("mirror copy").position;
-        self.db_mut(a, db).expect("mirror copy").state = DbState::Online;
-        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
-        let old_pos = self
-            .db_mut(&m.principal, db)
-            .expect("principal copy")
-            .position;
-        self.mirrors[i].principal = m.mirror.clone();
-        self.mirrors[i].mirror = m.principal.clone();
+        let (pos, old_pos) = self.swap_partners(i);
         self.mirrors[i].state = MirrorState::Suspended;
         self.mirrors[i].pending_switch = None;
         self.mirrors[i].pending_force = None;
@@ -1633,14 +1642,7 @@ impl Inner {
     fn fail_over_automatically(&mut self, i: usize) {
         let m = self.mirrors[i].clone();
         let db = &m.database;
-        let position = {
-            let nm = self.db_mut(&m.mirror, db).expect("mirror copy");
-            nm.state = DbState::Online;
-            nm.position
-        };
-        self.db_mut(&m.principal, db).expect("principal copy").state = DbState::Restoring;
-        self.mirrors[i].principal = m.mirror.clone();
-        self.mirrors[i].mirror = m.principal.clone();
+        let (position, _) = self.swap_partners(i);
         self.record(
             &m.mirror,
             Some(db),
