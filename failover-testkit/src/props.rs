@@ -29,8 +29,8 @@ use failover_core::backup_service::ExportState;
 use failover_core::driver::{Observer, RunEvent};
 use failover_core::{
     Backend, BackendError, CancelHandle, DatabaseName, DatabasePosition, Driver, FailoverRequest,
-    InstanceAddr, InstanceProbe, LocationRecord, LockAttempt, MemoryJournal, MirrorFailoverKind,
-    Mode, Outcome, RunReport, StateName, Store, Topology,
+    Failure, InstanceAddr, InstanceProbe, LocationRecord, LockAttempt, MemoryJournal,
+    MirrorFailoverKind, Mode, Outcome, RunReport, StateName, Store, Topology,
 };
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -823,6 +823,15 @@ pub(crate) async fn restore_until_converged(
             for db in databases {
                 estate.set_witness(db, instance, None).map_err(|e| e.0)?;
             }
+            continue;
+        }
+        if dr
+            && let Some(Failure::ForceFailed { error: Some(e) }) = report.outcome.failure()
+            && e.code == Some(1455)
+        {
+            // The witness lost the mirror between preflight and the force (1455), and the
+            // run rolled back saying so: the operator runs the disaster recovery again, and
+            // its preflight then shows the witness state (and refuses with what to do).
             continue;
         }
         if attempt >= 3 {
