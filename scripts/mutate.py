@@ -5,7 +5,7 @@ import re, sys
 m = int(sys.argv[1])
 M = 'failover-core/src/machine/'
 files = {f: open(M + f).read() for f in ['mod.rs', 'promote.rs', 'commit.rs', 'replication.rs',
-                                          'undo.rs', 'restore.rs', 'lock.rs']}
+                                          'undo.rs', 'restore.rs', 'lock.rs', 'switch.rs']}
 dp = 'failover-core/src/driver.rs'
 d = open(dp).read()
 def must(cond):
@@ -28,7 +28,7 @@ elif m == 3:  # inv 3: undo the fence (and confirm it) after a failure
     files['undo.rs'] = s[:j] + '.take(0).collect();' + s[j+len('.collect();'):]
     sub('undo.rs', 'if !still.is_empty() {', 'if false {')
 elif m == 4:  # inv 4: what-if executes no change
-    a = 'let executed = !what_if || batch.ops.iter().all(Op::is_dry_run_safe);'; b = 'if what_if && !op.is_dry_run_safe() {'
+    a = 'let executed = !what_if || batch.ops.iter().any(Op::is_dry_run_safe);'; b = 'if what_if && !op.is_dry_run_safe() {'
     must(a in d and b in d); d = d.replace(a, 'let executed = true;').replace(b, 'if false {')
 elif m == 5:  # inv 5: restore follows the directory (the SQL record when there is none)
     sub('restore.rs', 'let (followed, other) = if directory.points_at(&topo.backup) {',
@@ -36,9 +36,8 @@ elif m == 5:  # inv 5: restore follows the directory (the SQL record when there 
     sub('restore.rs', 'let (recorded, other) = match obs.recorded_active() {',
         'let (recorded, other) = match None::<&crate::server::LocationRecord> {')
 elif m == 6:  # inv 6: a lock held elsewhere refuses the run
-    sub('lock.rs', 'Ok(_) => holders.push(op.instance().cloned().expect("a SQL call")),',
-        'Ok(_) => locks.push(op.instance().cloned().expect("a SQL call")),')
-    sub('lock.rs', 'let mut holders = Vec::new();', 'let holders: Vec<InstanceAddr> = Vec::new();')
+    sub('lock.rs', 'Ok(_) => self.holders.push(instance.clone()),',
+        'Ok(_) => self.granted.push(instance.clone()),')
     # ...and the re-check before the fence, which also guards it
     sub('lock.rs', '.filter(|(_, r)| !matches!(r, Ok(OpResult::LockHeld(true))))', '.filter(|(_, _r)| false)')
 elif m == 7:  # inv 7: the data-loss estimate
@@ -52,6 +51,9 @@ elif m == 8:  # inv 8: the outcome says what happened
 elif m == 9:  # the directory: a swap read back without the new value is not a commit
     sub('commit.rs', 'Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {',
         'Some(Ok(OpResult::Directory(_))) => {')
+elif m == 10:  # a forced mirror is promoted only once it serves (the force completes later)
+    sub('promote.rs', 'super::switch::start_forced(ctx, run, mirror, None, now)',
+        '{ let _ = now; run.plan.target = mirror; promote(run) }')
 # let the invariants, not the table, catch it
 sub('mod.rs', 'is_legal(from, to),', 'true || is_legal(from, to),')
 for f, s in files.items():
