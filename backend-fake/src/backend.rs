@@ -285,6 +285,14 @@ impl Backend for FakeBackend {
                 MirrorFailoverKind::Planned => e.database_rows(s)?,
                 MirrorFailoverKind::Forced => Vec::new(),
             };
+            // One batch of one ALTER per database, as the SQL backends send it: an error ends
+            // its statement, not the batch ("When SET XACT_ABORT is OFF, in some cases only
+            // the Transact-SQL statement that raised the error is rolled back and the
+            // transaction continues processing",
+            // https://learn.microsoft.com/en-us/sql/t-sql/statements/set-xact-abort-transact-sql;
+            // the simulator does the same), so every database is sent and the first error
+            // is the answer.
+            let mut first_error = None;
             for d in databases {
                 let done = sent
                     .iter()
@@ -296,7 +304,12 @@ impl Backend for FakeBackend {
                 match kind {
                     MirrorFailoverKind::Planned => match done {
                         Some(m) => serving = m.partner.clone(),
-                        None => serving = e.set_partner_failover(s, d)?,
+                        None => match e.set_partner_failover(s, d) {
+                            Ok(p) => serving = p,
+                            Err(err) => {
+                                first_error.get_or_insert(err);
+                            }
+                        },
                     },
                     MirrorFailoverKind::Forced => {
                         let rows = e.database_rows(s)?;
@@ -304,14 +317,16 @@ impl Backend for FakeBackend {
                             .iter()
                             .find(|r| &r.name == d)
                             .and_then(|r| r.mirroring.as_ref().map(|m| m.role));
-                        if role != Some(MirrorRole::Principal) {
-                            e.force_service(s, d)?;
+                        if role != Some(MirrorRole::Principal)
+                            && let Err(err) = e.force_service(s, d)
+                        {
+                            first_error.get_or_insert(err);
                         }
                         serving = instance.clone();
                     }
                 }
             }
-            Ok(serving)
+            first_error.map_or(Ok(serving), Err)
         })
         .await
     }

@@ -807,20 +807,49 @@ pub async fn mirror_forced_failover_returns_before_the_mirror_switches(h: &dyn H
         );
     }
     let before = c.estate.durable_changes();
+    forcing_again_is_busy(&c, b.as_ref(), &a2, "forced again while pending").await;
+    assert_eq!(c.estate.durable_changes(), before, "{}", c.ctx("unchanged"));
+    for d in &c.dbs {
+        assert!(c.estate.force_pending(d, &a2), "{}", c.ctx("still pending"));
+    }
+    c.estate.advance(1_000);
+    c.assert_switched_to(b.as_ref(), &a2).await;
+}
+
+/// Forcing every CMS database on `mirror` again while a force is pending: 1404, transient.
+async fn forcing_again_is_busy(c: &Ctx, b: &dyn Backend, mirror: &InstanceAddr, what: &str) {
     let again = b
-        .mirror_failover(&a2, &c.dbs, MirrorFailoverKind::Forced)
+        .mirror_failover(mirror, &c.dbs, MirrorFailoverKind::Forced)
         .await;
     let e = expect_err(
         again,
         ErrorKind::Transient,
         Operation::MirrorFailover,
-        &a2,
-        "forced again while pending",
+        mirror,
+        what,
     );
     assert_eq!(e.code, Some(1404), "{}", c.ctx("mirror busy"));
-    assert_eq!(c.estate.durable_changes(), before, "{}", c.ctx("unchanged"));
-    for d in &c.dbs {
-        assert!(c.estate.force_pending(d, &a2), "{}", c.ctx("still pending"));
+}
+
+/// A forced failover over several databases is one batch of one ALTER per database, and an
+/// error ends its own statement only: with `xds`'s force still pending (1404 when forced
+/// again), `lis` is forced by the same call, which answers with the 1404.
+pub async fn mirror_forced_failover_sends_every_database_when_one_is_busy(h: &dyn Harness) {
+    let (c, b) = Ctx::new(h, Options::default().mirrored(true).force_delay(1_000)).await;
+    let (a, a2) = (fixtures::active(), fixtures::active_mirror());
+    c.estate.set_reachable(&a, false).expect("down");
+    let (first, rest) = c.dbs.split_first().expect("the CMS databases");
+    b.mirror_failover(&a2, std::slice::from_ref(first), MirrorFailoverKind::Forced)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.ctx("the first database forced")));
+    let what = "forced again while the first is pending";
+    forcing_again_is_busy(&c, b.as_ref(), &a2, what).await;
+    for d in rest {
+        assert!(
+            c.estate.force_pending(d, &a2),
+            "{}",
+            c.ctx("the other databases were forced by the same batch")
+        );
     }
     c.estate.advance(1_000);
     c.assert_switched_to(b.as_ref(), &a2).await;

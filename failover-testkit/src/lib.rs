@@ -81,6 +81,7 @@ macro_rules! __conformance_cases {
             mirror_planned_failover_needs_synchronized: arranged,
             mirror_forced_failover_with_principal_down: arranged,
             mirror_forced_failover_returns_before_the_mirror_switches: arranged,
+            mirror_forced_failover_sends_every_database_when_one_is_busy: arranged,
             mirror_forced_failover_is_idempotent_on_principal: arranged,
             mirror_forced_failover_with_principal_up_is_invalid_state: arranged,
             mirror_forced_failover_with_the_witness_off_the_mirror_is_invalid_state: arranged,
