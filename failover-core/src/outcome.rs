@@ -912,6 +912,19 @@ pub enum Failure {
         /// What the last probe showed.
         seen: String,
     },
+    /// Disaster recovery: `FORCE_SERVICE_ALLOW_DATA_LOSS` was refused for some CMS
+    /// databases (`error`, typically 1455: the witness lost the mirror) while others already
+    /// serve as principal on the mirror (forced by the same batch, or taken over). A force
+    /// cannot be undone and the databases must not stay split across stores, so the run
+    /// stopped with the old source's fence kept (needs restore).
+    ForcePartlyRefused {
+        /// The mirror forced.
+        mirror: InstanceAddr,
+        /// The refusal.
+        error: BackendError,
+        /// What the probe after the refusal showed.
+        seen: String,
+    },
     /// After the fence, the Backup Service did not reach `FinalState` in time.
     BackupServiceTimeout {
         /// The final-state timeout.
@@ -942,6 +955,7 @@ impl Failure {
             Failure::BackupServiceTimeout { .. } => "backup_service_timeout",
             Failure::MirrorSwitchTimeout { .. } => "mirror_switch_timeout",
             Failure::ForcedSwitchIncomplete { .. } => "forced_switch_incomplete",
+            Failure::ForcePartlyRefused { .. } => "force_partly_refused",
         }
     }
 }
@@ -1059,6 +1073,14 @@ impl fmt::Display for Failure {
             } => write!(
                 f,
                 "SET PARTNER FAILOVER on {partner} was accepted, but {principal} did not become the serving principal (PRINCIPAL and ONLINE) within {timeout:?} (last seen: {seen}). SQL Server accepts the statement before the roles switch and may still finish or fail the switch; the undo fences the serving partner again, so that whichever partner ends up PRINCIPAL stays read-only (the outcome says whether that worked). Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_state_desc FROM sys.database_mirroring` on both partners; raise the mirror switch timeout (the CLI's `[timeouts] mirror_switch`) if role switches take longer here"
+            ),
+            Failure::ForcePartlyRefused {
+                mirror,
+                error,
+                seen,
+            } => write!(
+                f,
+                "FORCE_SERVICE_ALLOW_DATA_LOSS on {mirror} was refused for some CMS databases ({error}) while others already serve as principal there ({seen}). A forced service cannot be undone and the CMS databases must not be split across stores, so the run stopped: nothing was opened and the old source's fence, if it was reachable, was kept. Check `SELECT DB_NAME(database_id), mirroring_role_desc, mirroring_witness_state_desc FROM sys.database_mirroring` on {mirror}; for each database still MIRROR, bring its witness back or run `ALTER DATABASE [<db>] SET WITNESS OFF` on {mirror}, then run the disaster recovery again: it forces the rest and promotes the store"
             ),
             Failure::ForcedSwitchIncomplete {
                 mirror,

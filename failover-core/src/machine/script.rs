@@ -387,6 +387,12 @@ impl World {
             d.read_only = false;
         }
     }
+    /// Takes every database of `i` out of its mirroring session (`SET PARTNER OFF`).
+    pub(crate) fn remove_mirroring(&mut self, i: &InstanceAddr) {
+        for d in &mut self.inst(i).dbs {
+            d.mirroring = None;
+        }
+    }
     /// Makes database number `n` of `i` RESTORING outside any mirroring session.
     pub(crate) fn set_restoring_unmirrored_db(&mut self, i: &InstanceAddr, n: usize) {
         let d = &mut self.inst(i).dbs[n];
@@ -423,9 +429,15 @@ impl World {
     /// `i`'s mirror copies take the principal role by themselves (automatic failover by the
     /// witness: ONLINE, PRINCIPAL; the read-only flag as it was).
     pub(crate) fn took_over(&mut self, i: &InstanceAddr) {
+        self.took_over_only(i, |_| true);
+    }
+    /// As [`World::took_over`], for the databases `which` picks only (a force that landed
+    /// for some databases of a batch).
+    pub(crate) fn took_over_only(&mut self, i: &InstanceAddr, which: impl Fn(&str) -> bool) {
         for d in &mut self.inst(i).dbs {
             if let Some(m) = &mut d.mirroring
                 && m.role == MirrorRole::Mirror
+                && which(d.name.as_str())
             {
                 m.role = MirrorRole::Principal;
                 m.state = MirrorState::Disconnected;

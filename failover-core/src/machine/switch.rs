@@ -159,6 +159,8 @@ struct Look {
     serving: bool,
     /// Some database shows PENDING_FAILOVER.
     pending: bool,
+    /// Some mirrored database is PRINCIPAL here.
+    some_principal: bool,
     /// For people: `xds MIRROR PENDING_FAILOVER RESTORING, …` or the error.
     desc: String,
 }
@@ -170,6 +172,7 @@ fn look(ctx: &Ctx, r: &Result<OpResult, BackendError>, unmirrored_ok: bool) -> L
             return Look {
                 serving: false,
                 pending: false,
+                some_principal: false,
                 desc: "unexpected result (a backend bug)".into(),
             };
         }
@@ -177,11 +180,13 @@ fn look(ctx: &Ctx, r: &Result<OpResult, BackendError>, unmirrored_ok: bool) -> L
             return Look {
                 serving: false,
                 pending: false,
+                some_principal: false,
                 desc: format!("not readable ({e})"),
             };
         }
     };
-    let (mut serving, mut pending, mut desc) = (true, false, Vec::new());
+    let (mut serving, mut pending, mut some_principal) = (true, false, false);
+    let mut desc = Vec::new();
     for db in ctx.dbs() {
         let Some(d) = p.databases.iter().find(|d| &d.name == db) else {
             serving = false;
@@ -192,6 +197,7 @@ fn look(ctx: &Ctx, r: &Result<OpResult, BackendError>, unmirrored_ok: bool) -> L
             Some(m) => {
                 serving &= m.role == MirrorRole::Principal && d.state == DbState::Online;
                 pending |= m.state == MirrorState::PendingFailover;
+                some_principal |= m.role == MirrorRole::Principal;
                 let role = match m.role {
                     MirrorRole::Principal => "PRINCIPAL",
                     MirrorRole::Mirror => "MIRROR",
@@ -207,6 +213,7 @@ fn look(ctx: &Ctx, r: &Result<OpResult, BackendError>, unmirrored_ok: bool) -> L
     Look {
         serving,
         pending,
+        some_principal,
         desc: desc.join(", "),
     }
 }
@@ -240,6 +247,22 @@ pub(super) fn on_results(
 
 fn on_force_refused(ctx: &mut Ctx, run: Box<Run>, wait: Wait, p: &Look) -> State {
     let error = wait.error.expect("set by check_refused_force");
+    if !p.serving && p.some_principal {
+        // One ALTER per database: the refusal ended its own statement, others in the batch
+        // were forced (or a database took over by itself). A forced service cannot be undone
+        // and the CMS databases must not be split across stores: stop, the old source's
+        // fence kept, and say how to finish.
+        let failure = Failure::ForcePartlyRefused {
+            mirror: wait.principal.clone(),
+            error,
+            seen: format!("{}: {}", wait.principal, p.desc),
+        };
+        let left_read_only = run.fenced.clone();
+        return release(
+            run.locks,
+            Outcome::needs_restore(failure, None, left_read_only),
+        );
+    }
     if !p.serving {
         ctx.f
             .warnings
@@ -587,6 +610,40 @@ pub(super) mod tests {
         );
     }
 
+    /// The force refused with 1455 for one database after another was forced (one ALTER
+    /// per database; the witness dropped off between them): the CMS is split across stores
+    /// and a force cannot be undone, so the run stops needing a restore, nothing opened,
+    /// and says how to finish.
+    #[test]
+    fn a_force_refused_for_one_database_after_another_was_forced_needs_restore() {
+        let mut w = World::dr_mirrored();
+        w.refuse_force_1455();
+        w.on_nth(S::ForcingMirror, 1, |w| {
+            w.took_over_only(&bm(), |d| d == "xds")
+        });
+        let mut m = w.machine(dr_mirrored());
+        let o = w.drive(&mut m);
+        assert!(matches!(o, Outcome::NeedsRestore { .. }), "{o}");
+        assert_eq!(o.code(), Some("force_partly_refused"));
+        let text = o.to_string();
+        assert!(
+            text.contains("SET WITNESS OFF") && text.contains("run the disaster recovery again"),
+            "{text}"
+        );
+        let h = m.history();
+        assert!(
+            h.windows(3)
+                .any(|p| p == [S::ForcingMirror, S::AwaitingPrincipal, S::ReleasingLocks]),
+            "{h:?}"
+        );
+        assert!(!h.contains(&S::UndoingFence), "the fence is kept: {h:?}");
+        assert!(!h.contains(&S::OpeningTarget), "nothing opened: {h:?}");
+        assert!(
+            !w.writable(&bm()),
+            "lis was not forced, so the store does not serve"
+        );
+    }
+
     #[test]
     fn a_forced_mirror_is_awaited_before_it_is_opened() {
         let mut w = World::dr_mirrored();
@@ -747,6 +804,7 @@ pub(super) mod tests {
         a_forced_mirror_is_awaited_before_it_is_opened,
         a_force_refused_because_the_mirror_already_took_over_promotes_it,
         a_force_refused_while_the_mirror_does_not_serve_undoes_the_fence,
+        a_force_refused_for_one_database_after_another_was_forced_needs_restore,
         a_forced_switch_that_never_lands_needs_restore_with_the_fence_kept,
         cancelled_before_the_forced_switch_lands_needs_restore,
         cancelled_once_the_forced_mirror_serves_is_undone,
