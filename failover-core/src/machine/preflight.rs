@@ -108,13 +108,17 @@ impl Observations {
     }
 
     /// The partner of `store` that serves the databases (every database present, none a
-    /// mirror copy), preferring the principal.
+    /// mirror copy), preferring one whose databases are all ONLINE, then the principal.
+    /// Both partners qualify after mirroring was removed (`SET PARTNER OFF`: the old mirror
+    /// copy stays RESTORING outside any session); the ONLINE one is the store's copy, and
+    /// recovering the other would make a second live copy with an older history.
     pub(super) fn serving(
         &self,
         store: &Store,
         dbs: &[DatabaseName],
     ) -> Result<InstanceAddr, Vec<ServingProblem>> {
         let mut problems = Vec::new();
+        let mut candidates = Vec::new();
         for i in store.instances() {
             let p = match self.probe_of(i) {
                 Ok(p) => p,
@@ -146,7 +150,11 @@ impl Observations {
                 .map(|d| d.name.clone())
                 .collect();
             if mirrors.is_empty() {
-                return Ok(i.clone());
+                let online = dbs
+                    .iter()
+                    .all(|d| p.database(d).is_some_and(|d| d.state == DbState::Online));
+                candidates.push((i.clone(), online));
+                continue;
             }
             if mirrors.len() < dbs.len() {
                 problems.push(ServingProblem::SplitRoles {
@@ -159,7 +167,11 @@ impl Observations {
                 });
             }
         }
-        Err(problems)
+        let online = candidates.iter().find(|(_, online)| *online);
+        match online.or(candidates.first()) {
+            Some((i, _)) => Ok(i.clone()),
+            None => Err(problems),
+        }
     }
 
     /// The first requested database whose mirroring partner the server names (its
@@ -1128,9 +1140,41 @@ pub(super) mod tests {
         );
     }
 
+    /// Mirroring was removed from the target store (`SET PARTNER OFF` on the partner that
+    /// served, BM): B's old mirror copies stay RESTORING outside any session. The disaster
+    /// recovery promotes BM, the store's ONLINE copy, and never recovers B's (a second live
+    /// copy with an older history).
+    #[test]
+    fn dr_after_set_partner_off_promotes_the_online_partner_not_the_restoring_one() {
+        let mut w = World::dr_mirrored();
+        w.took_over(&bm());
+        w.remove_mirroring(&bm());
+        w.set_up(&b());
+        w.set_restoring(&b());
+        w.remove_mirroring(&b());
+        let mut m = w.machine(dr_mirrored());
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(&o, Outcome::Succeeded { active, .. } if *active == bm()),
+            "{o}"
+        );
+        assert!(!m.history().contains(&S::Recovering), "{:?}", m.history());
+        assert!(
+            !w.mutations().iter().any(|op| op.instance() == Some(&b())
+                && matches!(
+                    op,
+                    Op::Recover { .. } | Op::SetReadOnly { .. } | Op::MirrorFailover { .. }
+                )),
+            "B's databases untouched: {:?}",
+            w.mutations()
+        );
+        assert!(w.writable(&bm()) && !w.any_writable(&b()));
+    }
+
     pub(crate) const SCENARIOS: &[fn()] = &[
         dr_warns_of_1455_when_the_mirror_reports_its_witness_unknown,
         dr_whose_backup_mirror_already_took_over_promotes_it_without_forcing,
+        dr_after_set_partner_off_promotes_the_online_partner_not_the_restoring_one,
         an_unmapped_mirroring_partner_name_is_refused_before_any_change,
         a_directory_elsewhere_is_refused_with_both_values,
         an_unreadable_directory_is_refused,
