@@ -728,7 +728,8 @@ fn refused_in_mirroring_session(outcome: &Outcome) -> Option<Vec<InstanceAddr>> 
     (!instances.is_empty()).then_some(instances)
 }
 
-/// Restores until converged: up to three attempts with faults on, then one without.
+/// Restores until converged: up to three attempts with faults on, then without faults for
+/// as long as each attempt ends with advice the operator follows (see the loop).
 #[allow(clippy::too_many_arguments)] // a test harness: each knob is one scenario field
 pub(crate) async fn restore_until_converged(
     factory: &dyn BackendFactory,
@@ -741,10 +742,13 @@ pub(crate) async fn restore_until_converged(
     clock: u64,
 ) -> Result<(), String> {
     // Set once the operator gave the old source up after a disaster recovery was refused
-    // because SQL Server refuses to fence its mirroring principal (a refusal at the last
-    // attempt earns one more: attempt 4 runs only then).
+    // because SQL Server refuses to fence its mirroring principal.
     let mut gave_up_source = false;
-    for attempt in 0..5 {
+    // Attempts 3 on run without faults, and one that neither converges nor gives advice the
+    // operator follows (below) fails the check at once: the later attempts run only after
+    // the operator followed an outcome's advice (each of those happens at most once or
+    // twice, so eight attempts are enough for all of them after the faults stop).
+    for attempt in 0..8 {
         if attempt == 3 {
             estate.set_faults_enabled(false);
             if !dr {
@@ -832,6 +836,26 @@ pub(crate) async fn restore_until_converged(
             // The witness lost the mirror between preflight and the force (1455), and the
             // run rolled back saying so: the operator runs the disaster recovery again, and
             // its preflight then shows the witness state (and refuses with what to do).
+            continue;
+        }
+        if dr && let Some(Failure::ForcePartlyRefused { mirror, .. }) = report.outcome.failure() {
+            // Forced for some databases, refused (1455) for others: the operator follows the
+            // outcome's advice, `SET WITNESS OFF` on the mirror, and runs it again.
+            for db in &topo.databases {
+                // A database outside any session (already forced and suspended) is left be.
+                let _ = estate.set_witness(db, mirror, None);
+            }
+            continue;
+        }
+        if dr
+            && matches!(
+                report.outcome.failure(),
+                Some(Failure::ForcedSwitchIncomplete { .. })
+            )
+        {
+            // A forced switch did not land within the run's wait (a slow one, or one that
+            // an earlier run's 1404 kept from being sent): the outcome says to run the
+            // disaster recovery again, which waits for it or forces it again.
             continue;
         }
         if attempt >= 3 {

@@ -267,7 +267,10 @@ fn planned_racing_an_automatic_failover_of_the_source_never_has_two_writers() {
 /// (iii) The witness drops off the backup mirror B2 between preflight and the force (at any
 /// call of the run): the force gets 1455 and the run ends with the fence on the old source
 /// undone (A writable again), or, dropped before preflight, refused with nothing changed;
-/// dropped after the force, the run succeeds.
+/// dropped after the force, the run succeeds. Dropped between the two databases' ALTERs
+/// (one forced, the other refused), the run stops needing a restore with A's fence kept
+/// (never two writable copies of a database), and the operator's `SET WITNESS OFF` then a
+/// second disaster recovery finish it on B2.
 #[test]
 fn a_witness_dropping_off_before_the_force_ends_with_the_fence_undone() {
     let rt = paused_runtime();
@@ -276,7 +279,7 @@ fn a_witness_dropping_off_before_the_force_ends_with_the_fence_undone() {
         fixtures::backup(),
         fixtures::backup_mirror(),
     );
-    let mut failed_force = 0;
+    let (mut failed_force, mut partly) = (0, 0);
     for at in 1..50 {
         let fx = mirrored(None);
         fx.estate.set_reachable(&b, false).unwrap();
@@ -299,6 +302,29 @@ fn a_witness_dropping_off_before_the_force_ends_with_the_fence_undone() {
                 matches!(**refusal, Refusal::WitnessDisconnected { .. }),
                 "at {at}: {refusal}"
             ),
+            o @ Outcome::NeedsRestore { .. } => {
+                assert!(
+                    matches!(o.failure(), Some(Failure::ForcePartlyRefused { .. })),
+                    "at {at}: {o}"
+                );
+                for db in fixtures::databases() {
+                    let w = s.writable_copies(&db);
+                    assert!(w.iter().all(|i| *i == b2), "at {at}: {db}: {w:?}");
+                    let on_a = s.database(&a, &db).expect("A's copy");
+                    assert!(on_a.read_only, "at {at}: A's fence kept");
+                }
+                // The operator follows the outcome: SET WITNESS OFF on B2, run it again.
+                for db in fixtures::databases() {
+                    let _ = fx.estate.set_witness(&db, &b2, None);
+                }
+                let again = run_on_fake(&rt, &fx, true, &format!("dr-witness-{at}-again"));
+                assert!(
+                    matches!(&again.outcome, Outcome::Succeeded { active, .. } if *active == b2),
+                    "at {at}: {}",
+                    again.outcome
+                );
+                partly += 1;
+            }
             o => {
                 assert!(
                     matches!(o.failure(), Some(Failure::ForceFailed { .. })),
@@ -317,6 +343,10 @@ fn a_witness_dropping_off_before_the_force_ends_with_the_fence_undone() {
     assert!(
         failed_force > 0,
         "some drop landed between preflight and the force"
+    );
+    assert!(
+        partly > 0,
+        "some drop landed between the two databases' ALTERs"
     );
 }
 
@@ -392,5 +422,74 @@ fn every_mode_keeps_the_invariants_under_automatic_failover_and_witness_flips() 
                 cancel_every: Some(5),
             },
         );
+    }
+}
+
+/// Histories the generated scenarios found, kept as fixed cases. Each is a disaster recovery
+/// whose forced switch is slow and whose witness drops off the mirror mid-run, crashed and
+/// then settled by the operator following each outcome's advice:
+/// - the witness flips between preflight and the force of a settling run (1455, rolled
+///   back): the operator runs it again;
+/// - after the faults stop, a 1455, then a `witness_disconnected` refusal (`SET WITNESS OFF`),
+///   then success: each advice followed earns the operator another run;
+/// - `xds`'s force pending from an earlier run (1404) while `lis` was never forced: the same
+///   batch forces `lis` (one ALTER per database; an error ends its statement only), and a
+///   forced switch that outlasts the run's wait is run again.
+#[test]
+fn histories_found_by_the_generated_scenarios_converge() {
+    let rt = paused_runtime();
+    let dr = |seed, fault_rate, crash_at, witness_flip, force_delay, switch_delay| Scenario {
+        mirrored: true,
+        seed,
+        fault_rate,
+        crash_at: Some(crash_at),
+        source_down: true,
+        backup_principal_down: true,
+        switch_delay,
+        witness_flip: Some(witness_flip),
+        force_delay,
+        ..Scenario::plain(Kind::Disaster)
+    };
+    let cases = [
+        dr(
+            16986310072552738076,
+            0.08937877283818867,
+            (13, false),
+            (28, WitnessConnection::PrincipalOnly),
+            25,
+            0,
+        ),
+        Scenario {
+            stalled: true,
+            ..dr(
+                916003488260472374,
+                0.13994278529944923,
+                (38, true),
+                (38, WitnessConnection::PrincipalOnly),
+                52,
+                45,
+            )
+        },
+        dr(
+            4401343396315812468,
+            0.12178454561623062,
+            (10, false),
+            (15, WitnessConnection::Neither),
+            59,
+            0,
+        ),
+        dr(
+            3645219224060760679,
+            0.032755388140608514,
+            (1, false),
+            (17, WitnessConnection::PrincipalOnly),
+            46,
+            14,
+        ),
+    ];
+    for (i, sc) in cases.iter().enumerate() {
+        if let Err(e) = rt.block_on(check(&FakeFactory, sc, Timing::paused())) {
+            panic!("history {i} ({sc:?}): {e}");
+        }
     }
 }

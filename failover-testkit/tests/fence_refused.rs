@@ -288,3 +288,28 @@ fn a_stuck_switch_on_a_mirrored_target_needs_restore_which_works_after_set_partn
     );
     writable_on_alone(&fx, &fx.topology.active.principal);
 }
+
+/// A history the generated scenarios found, kept as a fixed case: a disaster recovery onto a
+/// backup store served by its mirror (B2), whose fence refusals (1468) make the operator give
+/// the old source up, then `SET PARTNER OFF` on B2 after the target could not be fenced again.
+/// B's old mirror copies then stay RESTORING outside any session: the next disaster recovery
+/// promotes B2 (the store's ONLINE copy) and must not recover B's as a second live copy.
+#[test]
+fn after_set_partner_off_the_next_disaster_recovery_keeps_one_writable_copy() {
+    let rt = paused_runtime();
+    let sc = Scenario {
+        mirrored: true,
+        lag: 28,
+        seed: 13798470707012001936,
+        fault_rate: 0.012399784852509296,
+        crash_at: Some((18, false)),
+        what_if: true,
+        read_only_refused_on_mirroring_principal: true,
+        backup_on_mirror: true,
+        switch_delay: 58,
+        ..Scenario::plain(Kind::Disaster)
+    };
+    if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
+        panic!("{sc:?}: {e}");
+    }
+}
