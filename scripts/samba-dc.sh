@@ -33,7 +33,9 @@
 # samba-ad-dc samba krb5-user ldb-tools ldap-utils openssl. Everything lives in DIR; nothing
 # outside it is touched. The ports are fixed: one DC per address. $SAMBA_ADDR (default
 # 127.0.0.1, the `lo` interface) picks another loopback address (127.0.0.0/8 is all local),
-# so two checkouts' tests can each run one.
+# so two checkouts' tests can each run one. The DC's RPC endpoints listen in 61000-61999,
+# outside Linux's ephemeral range (32768-60999): in Samba's default (49152-65535) a port an
+# earlier test's connection still holds made the DC fail to start (ADDRESS_ALREADY_ASSOCIATED).
 set -euo pipefail
 
 cmd=${1:?usage: samba-dc.sh start|stop DIR}
@@ -80,6 +82,7 @@ dir=$(cd "$dir" && pwd)
 samba-tool domain provision --targetdir="$dir" --realm=$realm --domain=CMS --server-role=dc \
     --dns-backend=NONE --adminpass="$admin_pw" \
     --option="interfaces=$iface" --option="bind interfaces only=yes" \
+    --option="rpc server dynamic port range=61000-61999" \
     --option="pid directory=$dir/run" \
     --option="dsdb:schema update allowed=yes" \
     --option="ldap server require strong auth=allow_sasl_over_tls" \

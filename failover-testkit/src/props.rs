@@ -1394,11 +1394,19 @@ pub enum SeedSource {
     Fallback,
 }
 
-/// The seed of the generated histories, and where it came from: `PROPTEST_RNG_SEED=<u64>`
-/// if set; a fresh random one with `CMS_FAILOVER_PROPTEST_RANDOM=1`; else derived from the
-/// commit being tested (the first 16 hex digits of `git rev-parse HEAD`), so the histories
-/// change with every commit and any run can be replayed; else [`FALLBACK_SEED`].
+/// The seed of the generated histories, and where it came from ([`read_seed`]), chosen once
+/// per process: the seed printed with the replay command is the one every run uses, a
+/// random one included.
 pub fn seed() -> (u64, SeedSource) {
+    static SEED: std::sync::OnceLock<(u64, SeedSource)> = std::sync::OnceLock::new();
+    SEED.get_or_init(read_seed).clone()
+}
+
+/// Reads the seed afresh: `PROPTEST_RNG_SEED=<u64>` if set; a fresh random one with
+/// `CMS_FAILOVER_PROPTEST_RANDOM=1`; else derived from the commit being tested (the first 16
+/// hex digits of `git rev-parse HEAD`), so the histories change with every commit and any
+/// run can be replayed; else [`FALLBACK_SEED`].
+pub fn read_seed() -> (u64, SeedSource) {
     if let Some(seed) = std::env::var("PROPTEST_RNG_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())

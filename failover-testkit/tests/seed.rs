@@ -1,7 +1,7 @@
 //! The property tests' seed: derived from the commit being tested (so every commit checks
 //! new histories), overridden by `PROPTEST_RNG_SEED` (replays), printed with a replay command.
 
-use failover_testkit::props::{SeedSource, replay_command, seed};
+use failover_testkit::props::{SeedSource, read_seed, replay_command, seed};
 
 #[test]
 fn the_seed_follows_the_commit_and_the_environment_overrides_it() {
@@ -16,7 +16,7 @@ fn the_seed_follows_the_commit_and_the_environment_overrides_it() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
-    let (s, source) = seed();
+    let (s, source) = read_seed();
     match head {
         Some(head) => {
             assert_eq!(source, SeedSource::Commit(head.clone()));
@@ -26,11 +26,20 @@ fn the_seed_follows_the_commit_and_the_environment_overrides_it() {
     }
     // SAFETY: as above.
     unsafe { std::env::set_var("PROPTEST_RNG_SEED", "12345") };
-    assert_eq!(seed(), (12345, SeedSource::Env));
+    assert_eq!(read_seed(), (12345, SeedSource::Env));
     assert_eq!(
         replay_command(12345, "CMS_FAILOVER_PROPTEST_CASES", 7, "-p x --test y"),
         "PROPTEST_RNG_SEED=12345 CMS_FAILOVER_PROPTEST_CASES=7 cargo test -p x --test y"
     );
     // SAFETY: as above.
     unsafe { std::env::remove_var("PROPTEST_RNG_SEED") };
+    // A random seed is drawn once: the replay command printed names the seed the runs use.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("CMS_FAILOVER_PROPTEST_RANDOM", "1") };
+    let first = seed();
+    assert_eq!(first.1, SeedSource::Random);
+    assert_eq!(seed(), first);
+    assert_eq!(read_seed().1, SeedSource::Random);
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("CMS_FAILOVER_PROPTEST_RANDOM") };
 }
