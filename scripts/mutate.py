@@ -49,7 +49,7 @@ elif m == 8:  # inv 8: the outcome says what happened
     sub('undo.rs', 'Cause::Failed(failure) => Outcome::rolled_back(failure),',
         'Cause::Failed(_) => Outcome::Succeeded { active: run.plan.target.clone(), epoch: None },')
 elif m == 9:  # the directory: a swap read back without the new value is not a commit
-    sub('commit.rs', 'Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {',
+    sub('commit.rs', 'Some(Ok(OpResult::Directory(v))) if v == new_value(&run) && !proves_nothing => {',
         'Some(Ok(OpResult::Directory(_))) => {')
 elif m == 10:  # a forced mirror is promoted only once it serves (the force completes later)
     sub('promote.rs', 'super::switch::start_forced(ctx, run, mirror, None, now)',

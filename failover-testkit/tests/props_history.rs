@@ -141,3 +141,30 @@ fn the_new_epoch_is_at_least_the_clock_and_above_every_record() {
         );
     }
 }
+
+/// A history the generated histories found, kept as a fixed case: a planned failover to B
+/// under faults, then a disaster recovery back to A (B dead) under faults.
+#[test]
+fn planned_then_dr_back_under_faults_records_the_recovered_store() {
+    let h = History {
+        mirrored: false,
+        shared_journal: false,
+        steps: vec![
+            Step {
+                mv: Move::Planned,
+                seed: 8187596112660380695,
+                fault_rate: 0.10503497566438919,
+                crash_at: None,
+            },
+            Step {
+                mv: Move::DisasterAway,
+                seed: 18408182951264522465,
+                fault_rate: 0.08105800726949748,
+                crash_at: None,
+            },
+        ],
+    };
+    if let Err(e) = run(&h) {
+        panic!("{e}");
+    }
+}

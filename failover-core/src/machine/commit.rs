@@ -125,11 +125,24 @@ pub(super) fn on_confirmed(
     results: Results,
     now: Duration,
 ) -> State {
+    // The SQL record names a store, not the run: when the target's record already named the
+    // target before the swap (a stale record, left by a publish that failed after an earlier
+    // failover there), reading it back cannot tell whether the swap wrote this run's epoch,
+    // and a commit without it would let a later restore follow an older record elsewhere.
+    let proves_nothing = ctx.dir.commit_on_target && run.plan.directory == new_value(&run);
     let (read_back, found) = match results.into_iter().next() {
-        Some(Ok(OpResult::Directory(v))) if v == new_value(&run) => {
+        Some(Ok(OpResult::Directory(v))) if v == new_value(&run) && !proves_nothing => {
             return committed(ctx, run, now);
         }
-        Some(Ok(OpResult::Directory(v))) => (None, Some(Box::new(v))),
+        Some(Ok(OpResult::Directory(v))) => {
+            if proves_nothing {
+                ctx.f.warnings.push(format!(
+                    "the location record on {} already named {v} before the swap (a stale record), so reading it back cannot tell whether this run's record was written: treated as not written",
+                    run.plan.target
+                ));
+            }
+            (None, Some(Box::new(v)))
+        }
         Some(Err(e)) => (Some(e), None),
         _ => (None, None),
     };
@@ -351,6 +364,33 @@ pub(super) mod tests {
         assert!(w.writable(&a()) && !w.any_writable(&b()));
     }
 
+    /// The target's own record already names the target (stale: a publish that failed
+    /// after an earlier failover there). A failed swap read back shows the new value, as it
+    /// did before the swap, which proves nothing: the promotion is undone, never committed
+    /// without this run's record (a later restore would follow an older record elsewhere).
+    #[test]
+    fn a_swap_read_back_that_showed_the_same_value_before_is_not_a_commit() {
+        let mut w = World::dr();
+        w.set_record(&b(), record(1, &topology().backup));
+        w.fail(S::RecordingLocation, |_| true, 9);
+        let mut m = w.machine(dr());
+        let o = w.drive(&mut m);
+        assert!(
+            matches!(o.failure(), Some(Failure::RecordFailed { .. })),
+            "{o}"
+        );
+        assert!(
+            m.history()
+                .windows(2)
+                .any(|p| p == [S::ConfirmingRecord, S::UndoingPromotion]),
+            "{:?}",
+            m.history()
+        );
+        assert!(!w.any_writable(&b()), "the target is fenced again");
+        let warnings = m.findings().warnings.join("\n");
+        assert!(warnings.contains("cannot tell"), "{warnings}");
+    }
+
     #[test]
     fn failed_publish_is_a_warning() {
         let mut w = World::planned();
@@ -550,6 +590,7 @@ pub(super) mod tests {
     }
 
     pub(crate) const SCENARIOS: &[fn()] = &[
+        a_swap_read_back_that_showed_the_same_value_before_is_not_a_commit,
         ad_swap_is_the_commit_and_the_record_follows_everywhere,
         ad_conflict_rolls_back_and_reports_the_value_found,
         ad_lost_answer_is_read_back_and_committed,
