@@ -118,17 +118,22 @@ impl SqlRecordDirectory {
         match self.backend.write_location(&i, &record, stored_epoch).await {
             Ok(()) => Ok(()),
             // The epoch moved between the read and the write: someone else wrote a record.
-            Err(e) if e.kind == ErrorKind::InvalidState => {
-                let found = self
-                    .read_record(&i, op)
-                    .await
-                    .map(|r| self.value_of(r.as_ref()));
-                match found {
-                    Ok(f) if f == *new => Ok(()),
-                    Ok(f) => Err(conflict(dc, expected, f)),
-                    Err(_) => Err(from_backend(e, op)),
+            // It counts as this swap only with this swap's value at this swap's epoch or
+            // later: the value alone may be the stale record the swap was to replace.
+            Err(e) if e.kind == ErrorKind::InvalidState => match self.read_record(&i, op).await {
+                Ok(r) => {
+                    let f = self.value_of(r.as_ref());
+                    let epoch_reached = r.as_ref().is_some_and(|r| r.epoch >= record.epoch);
+                    if f == *new && epoch_reached {
+                        Ok(())
+                    } else if f == *new {
+                        Err(from_backend(e, op))
+                    } else {
+                        Err(conflict(dc, expected, f))
+                    }
                 }
-            }
+                Err(_) => Err(from_backend(e, op)),
+            },
             Err(e) => Err(from_backend(e, op)),
         }
     }

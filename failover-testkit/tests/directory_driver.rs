@@ -180,3 +180,44 @@ async fn a_directory_pointing_elsewhere_refuses_before_any_change() {
     assert!(dir.swaps().is_empty());
     let _ = dir.domain_controllers();
 }
+
+/// The SQL record as the directory: a swap whose record write fails as `InvalidState`
+/// (taken for "someone else wrote a record first") is read back, and it counts as landed
+/// only with the new value at the swap's epoch or later. A stale record that already names
+/// the new store (a publish that failed after an earlier failover there) is not the swap:
+/// the swap fails, the record keeps its old epoch; without the fault the same swap writes it.
+#[tokio::test(start_paused = true)]
+async fn a_record_swap_read_back_as_the_stale_value_did_not_land() {
+    use backend_fake::{Fault, FaultConfig, ScriptedFault, SqlError};
+    use failover_core::{Operation, SqlRecordDirectory, SwapStamp};
+    let fx = fixtures::build(&Options::default());
+    let a = fx.topology.active.principal.clone();
+    let dir = SqlRecordDirectory::new(
+        Arc::new(FakeBackend::new(fx.estate.clone())),
+        fx.topology.clone(),
+    );
+    let value = CmsLocation::of_store(&fx.topology.active);
+    let old_epoch = fx.estate.snapshot().location(&a).map(|r| r.epoch);
+    let stamp = SwapStamp {
+        epoch: 100,
+        run_id: "run-s".into(),
+    };
+    fx.estate
+        .set_faults(FaultConfig::default().script(ScriptedFault::on(
+            &a,
+            Operation::WriteLocation,
+            1,
+            Fault::Error(SqlError::alter_failed("injected")),
+        )));
+    fx.estate.set_faults_enabled(true);
+    let r = dir
+        .compare_and_swap_stamped(&a.to_string(), &value, &value, &stamp)
+        .await;
+    assert!(r.is_err(), "the stale value is not the swap: {r:?}");
+    let epoch = || fx.estate.snapshot().location(&a).map(|r| r.epoch);
+    assert_eq!(epoch(), old_epoch, "nothing written");
+    dir.compare_and_swap_stamped(&a.to_string(), &value, &value, &stamp)
+        .await
+        .expect("the swap without the fault");
+    assert_eq!(epoch(), Some(100));
+}

@@ -164,7 +164,26 @@ fn planned_then_dr_back_under_faults_records_the_recovered_store() {
             },
         ],
     };
-    if let Err(e) = run(&h) {
-        panic!("{e}");
+    let second = History {
+        steps: vec![
+            Step {
+                mv: Move::Planned,
+                seed: 14290408608021503621,
+                fault_rate: 0.1334552081965144,
+                crash_at: None,
+            },
+            Step {
+                mv: Move::DisasterAway,
+                seed: 4783248949194592410,
+                fault_rate: 0.16723072960811294,
+                crash_at: None,
+            },
+        ],
+        ..h.clone()
+    };
+    for (i, h) in [h, second].iter().enumerate() {
+        if let Err(e) = run(h) {
+            panic!("history {i}: {e}");
+        }
     }
 }
