@@ -1583,11 +1583,7 @@ pub struct Sweep {
 /// point, then with seeded faults (and cancellations); panics naming `tag` and the first
 /// variation that breaks an invariant.
 pub fn sweep(rt: &tokio::runtime::Runtime, base: &Scenario, tag: &str, s: Sweep) {
-    let run = |sc: &Scenario, what: &str| {
-        if let Err(e) = rt.block_on(check(&FakeFactory, sc, Timing::paused())) {
-            panic!("{tag}{what}: {e}");
-        }
-    };
+    let run = |sc: &Scenario, what: &str| assert_scenario(rt, sc, &format!("{tag}{what}"));
     run(base, "");
     for k in 0..s.crash_points {
         let sc = Scenario {
@@ -1606,6 +1602,14 @@ pub fn sweep(rt: &tokio::runtime::Runtime, base: &Scenario, tag: &str, s: Sweep)
             ..base.clone()
         };
         run(&sc, &format!(" faults seed {seed}"));
+    }
+}
+
+/// Checks `sc` against the fake under paused time ([`check`]); panics with `tag` and the
+/// rule it broke.
+pub fn assert_scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, tag: &str) {
+    if let Err(e) = rt.block_on(check(&FakeFactory, sc, Timing::paused())) {
+        panic!("{tag}: {e}");
     }
 }
 

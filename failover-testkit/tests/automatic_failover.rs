@@ -488,8 +488,6 @@ fn histories_found_by_the_generated_scenarios_converge() {
         ),
     ];
     for (i, sc) in cases.iter().enumerate() {
-        if let Err(e) = rt.block_on(check(&FakeFactory, sc, Timing::paused())) {
-            panic!("history {i} ({sc:?}): {e}");
-        }
+        assert_scenario(&rt, sc, &format!("history {i} ({sc:?})"));
     }
 }

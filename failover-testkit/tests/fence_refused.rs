@@ -309,7 +309,5 @@ fn after_set_partner_off_the_next_disaster_recovery_keeps_one_writable_copy() {
         switch_delay: 58,
         ..Scenario::plain(Kind::Disaster)
     };
-    if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-        panic!("{sc:?}: {e}");
-    }
+    assert_scenario(&rt, &sc, &format!("{sc:?}"));
 }

@@ -20,9 +20,7 @@ fn every_crash_point(kind: Kind) {
     // More calls than any of these runs makes: the last points crash nothing.
     for k in 0..40 {
         let sc = scenario(kind, k);
-        if let Err(e) = rt.block_on(check(&FakeFactory, &sc, Timing::paused())) {
-            panic!("{kind:?} killed at call {k}: {e}");
-        }
+        assert_scenario(&rt, &sc, &format!("{kind:?} killed at call {k}"));
     }
 }
 
